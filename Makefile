@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: demo test lint bench model venv-edge venv-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Stamps make re-runs fast; they are redone when pyproject.toml changes.
+$(VENV)/.edge-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e '.[edge]'
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e '.[convert,dev]'
+	touch $@ $(VENV)/.edge-installed
+
+venv-edge: $(VENV)/.edge-installed
+venv-dev: $(VENV)/.dev-installed
+
+## demo: the shipped int8 model classifying a virtual front end, live (box extra only)
+demo: venv-edge
+	$(BIN)/nemg demo
+
+## test: ruff + the whole pytest suite
+test: venv-dev lint
+	$(BIN)/python -m pytest -q
+
+lint: venv-dev
+	$(BIN)/ruff check .
+
+## bench: every benchmark, one JSON object per line
+bench: venv-dev
+	$(BIN)/nemg bench all --json
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

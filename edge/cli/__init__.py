@@ -1,0 +1,130 @@
+"""``nemg``: one command line, each subcommand a thin layer over an importable API.
+
+Each subcommand lives in its own module with ``configure(parser)`` (argparse only, no heavy
+imports) and ``run(args) -> int``. Only the chosen subcommand's module is imported, so
+``nemg --help`` and the box's commands never load TensorFlow.
+
+Errors a user can act on (:class:`edge.errors.NemgError`) print one line and exit non-zero;
+``--debug`` (or ``NEMG_DEBUG=1``) shows the traceback of anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from edge import __version__
+from edge.errors import MissingExtraError, NemgError
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ``nemg`` subcommand."""
+
+    name: str
+    """What the user types."""
+
+    help: str
+    """One line for ``nemg --help``."""
+
+    module: str
+    """Module with ``configure(parser)`` and ``run(args) -> int``."""
+
+    extra: str = "edge"
+    """The pyproject extra the command needs (named in the error if it is missing)."""
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("demo", "classify a scripted examination from a virtual front end, live",
+            "edge.cli.demo"),
+    Command("info", "versions, TFLite runtime and platform of this installation",
+            "edge.cli.info"),
+    Command("features", "compute fixed-point Mel features of a signal file",
+            "edge.cli.features"),
+    Command("bench", "run benchmarks and print JSON", "edge.cli.bench"),
+)
+
+# Third-party top-level modules that belong to an extra, for a clear "install X" error.
+_EXTRA_OF_MODULE = {
+    "tensorflow": "convert", "tf_keras": "convert", "tensorflow_model_optimization": "convert",
+    "scipy": "convert", "matplotlib": "convert", "pyedflib": "convert", "wfdb": "convert",
+    "serial": "edge", "cryptography": "edge", "numpy": "edge",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nemg",
+        description="nemg-edge: names the spontaneous discharge under an EMG needle.",
+    )
+    parser.add_argument("--version", action="version", version=f"nemg-edge {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_subparsers(
+        dest="command",
+        metavar="COMMAND",
+        title="commands",
+        description="\n".join(f"{c.name:<10} {c.help}" for c in COMMANDS),
+    )
+    return parser
+
+
+def _load_command(cmd: Command):
+    try:
+        return importlib.import_module(cmd.module)
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top in _EXTRA_OF_MODULE:
+            raise MissingExtraError(_EXTRA_OF_MODULE[top], f"'nemg {cmd.name}'", top) from None
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # Find the subcommand first so only its module is imported and configured.
+    by_name = {c.name: c for c in COMMANDS}
+    sub = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
+    debug = "--debug" in argv or os.environ.get("NEMG_DEBUG") == "1"
+    name = next((a for a in argv if not a.startswith("-")), None)
+    try:
+        if name is not None and name not in by_name:
+            parser.error(f"unknown command {name!r} (see 'nemg --help')")
+        if name in by_name:
+            cmd = by_name[name]
+            module = _load_command(cmd)
+            module.configure(sub.add_parser(cmd.name, help=cmd.help, description=cmd.help))
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        return int(module.run(args) or 0)
+    except NemgError as exc:
+        print(f"nemg: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("nemg: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug, not bad input: one line unless asked for more
+        if debug:
+            raise
+        print(
+            f"nemg: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+            file=sys.stderr,
+        )
+        return 70
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

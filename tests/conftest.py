@@ -1,0 +1,41 @@
+"""Shared test helpers: run the real ``nemg`` CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_nemg(*args: str, timeout: float = 120, env: dict | None = None,
+             check: bool = False) -> subprocess.CompletedProcess:
+    """``python -m edge.cli ARGS`` with this interpreter; text output captured."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge.cli", *args],
+        capture_output=True, text=True, timeout=timeout, env=full_env, cwd=ROOT,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"nemg {' '.join(args)} -> {proc.returncode}\n{proc.stderr}")
+    return proc
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Bad input: non-zero exit, no traceback, one error line naming the problem."""
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("nemg")]
+    assert len(errors) == 1, proc.stderr
+    for f in fragments:
+        assert f in errors[0], errors[0]
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
