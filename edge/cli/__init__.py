@@ -46,6 +46,8 @@ COMMANDS: tuple[Command, ...] = (
             "edge.cli.info"),
     Command("features", "compute fixed-point Mel features of a signal file",
             "edge.cli.features"),
+    Command("boards", "list the supported front ends and hosts", "edge.cli.boards"),
+    Command("frontend", "virtual front end (simulate) and device info", "edge.cli.frontend"),
     Command("bench", "run benchmarks and print JSON", "edge.cli.bench"),
 )
 

@@ -1,0 +1,265 @@
+"""The serial link to a front end, and the client that speaks the protocol over it.
+
+:class:`SerialLink` is I/O only: open a device path, pty path or pyserial URL
+(``loop://``, ``socket://``) with exclusive access; short reads are normal; an unplugged
+device (pyserial raises on a ready-but-empty read, a closed pty raises EIO) becomes
+:class:`LinkDown`.
+
+:class:`FrontEndClient` puts :class:`~firmware_host.protocol.FrameDecoder` and
+:class:`~firmware_host.protocol.SampleAssembler` on top: commands with replies, and an
+event stream of samples, gaps and link state that survives unplugging: it reconnects with
+exponential backoff and the consumer sees a :class:`~firmware_host.protocol.Gap`, never a
+splice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import serial
+
+from edge.errors import DeviceError
+from firmware_host.protocol import (
+    DecoderStats,
+    Frame,
+    FrameDecoder,
+    FrameType,
+    Gap,
+    InfoReply,
+    ProtocolError,
+    SampleAssembler,
+    Samples,
+    decode_info,
+    encode_frame,
+)
+
+log = logging.getLogger(__name__)
+
+
+class LinkDown(DeviceError):
+    """The port went away (unplugged, closed, or another process took it)."""
+
+
+class SerialLink:
+    """A byte pipe to the device. No protocol knowledge."""
+
+    def __init__(self, port: str, *, baudrate: int = 2_000_000, read_timeout: float = 0.02,
+                 exclusive: bool = True) -> None:
+        self.port = port
+        self.baudrate = baudrate
+        self.read_timeout = read_timeout
+        self.exclusive = exclusive
+        self._ser: serial.SerialBase | None = None
+
+    def open(self) -> None:
+        try:
+            if "://" in self.port:
+                self._ser = serial.serial_for_url(self.port, baudrate=self.baudrate,
+                                                  timeout=self.read_timeout)
+            else:
+                self._ser = serial.Serial(self.port, baudrate=self.baudrate,
+                                          timeout=self.read_timeout, exclusive=self.exclusive)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            self._ser = None
+            raise DeviceError(f"cannot open {self.port}: {_reason(exc)}") from None
+
+    @property
+    def is_open(self) -> bool:
+        return self._ser is not None and self._ser.is_open
+
+    def read(self, max_bytes: int = 65536) -> bytes:
+        """Whatever has arrived (possibly nothing) within the read timeout."""
+        if self._ser is None:
+            raise LinkDown(f"{self.port} is not open")
+        try:
+            waiting = self._ser.in_waiting
+            return self._ser.read(min(max(waiting, 1), max_bytes))
+        except (serial.SerialException, OSError) as exc:
+            self.close()
+            raise LinkDown(f"{self.port}: {_reason(exc)}") from None
+
+    def write(self, data: bytes) -> None:
+        if self._ser is None:
+            raise LinkDown(f"{self.port} is not open")
+        try:
+            self._ser.write(data)
+            self._ser.flush()
+        except (serial.SerialException, OSError) as exc:
+            self.close()
+            raise LinkDown(f"{self.port}: {_reason(exc)}") from None
+
+    def close(self) -> None:
+        if self._ser is not None:
+            with contextlib.suppress(serial.SerialException, OSError):
+                self._ser.close()
+            self._ser = None
+
+    def __enter__(self) -> SerialLink:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+@dataclass(frozen=True)
+class LinkEvent:
+    """Link state for the consumer and the health display."""
+
+    state: str
+    """'disconnected' or 'reconnected'."""
+    detail: str
+    """Why, in words."""
+
+
+Event = Samples | Gap | LinkEvent
+
+
+class FrontEndClient:
+    """Commands and a sample stream over a :class:`SerialLink`."""
+
+    def __init__(self, link: SerialLink, *, reconnect: bool = True,
+                 backoff_initial_s: float = 0.05, backoff_max_s: float = 2.0,
+                 give_up_after_s: float | None = 30.0) -> None:
+        self.link = link
+        self.reconnect = reconnect
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.give_up_after_s = give_up_after_s
+        self.decoder = FrameDecoder()
+        self.assembler = SampleAssembler()
+        self.reconnects = 0
+        self.protocol_errors = 0
+        self._seq = 0
+        self._replies: deque[Frame] = deque()
+        self._pending: deque[Event] = deque()
+        self._streaming = False
+
+    @property
+    def stats(self) -> DecoderStats:
+        return self.decoder.stats
+
+    # ---- commands -------------------------------------------------------------------
+    def _send(self, ftype: FrameType, payload: bytes = b"") -> None:
+        self.link.write(encode_frame(ftype, self._seq, payload))
+        self._seq = (self._seq + 1) & 0xFFFF
+
+    def _pump(self) -> None:
+        """Read once; route replies aside and turn samples into pending events."""
+        for frame in self.decoder.feed(self.link.read()):
+            if frame.type == FrameType.SAMPLES:
+                try:
+                    self._pending.extend(self.assembler.push(frame))
+                except ProtocolError as exc:  # CRC was fine: a firmware bug, not noise
+                    self.protocol_errors += 1
+                    log.warning("bad SAMPLES payload: %s", exc)
+            else:
+                self._replies.append(frame)
+
+    def request(self, ftype: FrameType, reply_type: FrameType, payload: bytes = b"",
+                timeout_s: float = 1.0, retries: int = 2) -> Frame:
+        """Send a command and wait for its reply (retried: a reply can be corrupted)."""
+        for _ in range(retries + 1):
+            self._send(ftype, payload)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                while self._replies:
+                    frame = self._replies.popleft()
+                    if frame.type == reply_type and (
+                        reply_type != FrameType.ACK or frame.payload[:1] == bytes([ftype])
+                    ):
+                        return frame
+                self._pump()
+        raise DeviceError(f"{self.link.port}: no {reply_type.name} reply to "
+                          f"{ftype.name} within {timeout_s:g} s ({retries + 1} tries)")
+
+    def info(self, timeout_s: float = 1.0) -> InfoReply:
+        frame = self.request(FrameType.INFO, FrameType.INFO_REPLY, timeout_s=timeout_s)
+        try:
+            return decode_info(frame.payload)
+        except ProtocolError as exc:
+            raise DeviceError(f"{self.link.port}: bad INFO_REPLY: {exc}") from None
+
+    def ping(self, payload: bytes = b"nemg", timeout_s: float = 1.0) -> float:
+        """Round-trip seconds."""
+        t0 = time.monotonic()
+        frame = self.request(FrameType.PING, FrameType.PONG, payload, timeout_s=timeout_s)
+        if frame.payload != payload:
+            raise DeviceError(f"{self.link.port}: PONG payload does not match")
+        return time.monotonic() - t0
+
+    def start(self) -> None:
+        self._ack(FrameType.START)
+        self._streaming = True
+
+    def stop(self) -> None:
+        self._streaming = False
+        self._ack(FrameType.STOP)
+
+    def _ack(self, ftype: FrameType) -> None:
+        frame = self.request(ftype, FrameType.ACK, timeout_s=1.0)
+        status = frame.payload[1] if len(frame.payload) > 1 else 255
+        if status != 0:
+            raise DeviceError(f"{self.link.port}: {ftype.name} refused (status {status})")
+
+    # ---- streaming ------------------------------------------------------------------
+    def events(self, duration_s: float | None = None) -> Iterator[Event]:
+        """Samples and gaps as they arrive, reconnecting on unplug (if enabled).
+
+        Yields nothing while no data arrives; returns after ``duration_s`` (if given).
+        Raises :class:`LinkDown` when reconnecting is off or gave up.
+        """
+        end = None if duration_s is None else time.monotonic() + duration_s
+        while end is None or time.monotonic() < end:
+            while self._pending:
+                yield self._pending.popleft()
+            try:
+                self._pump()
+            except LinkDown as exc:
+                if not self.reconnect:
+                    raise
+                yield LinkEvent("disconnected", str(exc))
+                self._reconnect(str(exc))
+                yield LinkEvent("reconnected", f"{self.link.port} (attempt {self.reconnects})")
+        while self._pending:
+            yield self._pending.popleft()
+
+    def _reconnect(self, why: str) -> None:
+        delay = self.backoff_initial_s
+        t0 = time.monotonic()
+        while True:
+            time.sleep(delay)
+            try:
+                self.link.open()
+                self.decoder.reset()  # bytes of the dead stream must not join the new one
+                self._replies.clear()
+                self.assembler.mark_restart("reconnect")
+                if self._streaming:
+                    self.start()
+                self.reconnects += 1
+                log.info("reconnected to %s after %.2f s", self.link.port,
+                         time.monotonic() - t0)
+                return
+            except DeviceError as exc:
+                self.link.close()
+                if self.give_up_after_s is not None and \
+                        time.monotonic() - t0 > self.give_up_after_s:
+                    raise LinkDown(f"{self.link.port}: gone for {self.give_up_after_s:g} s "
+                                   f"({why}; last: {exc})") from None
+                delay = min(delay * 2, self.backoff_max_s)
+
+    def close(self) -> None:
+        if self._streaming:
+            with contextlib.suppress(DeviceError):
+                self.stop()
+        self.link.close()

@@ -1,0 +1,190 @@
+"""The serial link and the virtual front end over real ptys through pyserial."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT, assert_one_line_error, run_nemg
+
+from edge.errors import ConfigError, DeviceError
+from firmware_host.boards import get_frontend, load_board
+from firmware_host.link import FrontEndClient, LinkDown, LinkEvent, SerialLink
+from firmware_host.protocol import Gap, Samples
+from firmware_host.sources import open_source
+from firmware_host.virtual import Faults, SampleSource, VirtualFrontEnd
+
+FE1 = get_frontend("nemg-fe1")
+
+
+def ramp_source(profile=FE1) -> SampleSource:
+    return open_source("ramp", profile)
+
+
+def collect(client: FrontEndClient, n_samples: int, timeout_s: float = 20.0):
+    samples, gaps, links = [], [], []
+    got = 0
+    end = time.monotonic() + timeout_s
+    for ev in client.events(duration_s=timeout_s):
+        if isinstance(ev, Samples):
+            samples.append(ev)
+            got += ev.values.size
+        elif isinstance(ev, Gap):
+            gaps.append(ev)
+        elif isinstance(ev, LinkEvent):
+            links.append(ev)
+        if got >= n_samples or time.monotonic() > end:
+            break
+    return samples, gaps, links
+
+
+def check_exact(vfe: VirtualFrontEnd, samples: list[Samples]) -> None:
+    """Every delivered sample equals the sample the device sent at that index."""
+    for s in samples:
+        expected = vfe.source.read(s.device_index - vfe.source_origin, s.values.size)
+        np.testing.assert_array_equal(s.values, expected)
+
+
+@pytest.mark.parametrize("board", ["nemg-fe1", "ads1299-fe"])
+def test_stream_arrives_sample_exact(board):
+    profile = get_frontend(board)
+    with VirtualFrontEnd(profile, ramp_source(profile), fast=True) as vfe, \
+            SerialLink(vfe.path) as link:
+        client = FrontEndClient(link, reconnect=False)
+        info = client.info()
+        assert (info.board_id, info.sample_rate_hz, info.adc_bits) == (
+            board, profile.sample_rate_hz, profile.adc_bits)
+        client.start()
+        samples, gaps, _ = collect(client, 200_000)
+        client.stop()
+    assert not gaps
+    check_exact(vfe, samples)
+    idx = np.concatenate([s.index + np.arange(s.values.size) for s in samples])
+    np.testing.assert_array_equal(idx, np.arange(idx.size))  # contiguous, from 0
+    assert client.stats.crc_errors == 0 and client.stats.seq_gaps == 0
+
+
+def test_corruption_and_drops_never_deliver_a_bad_sample_and_gaps_are_exact():
+    faults = Faults(drop_rate=0.02, corrupt_rate=1e-4, seed=3)
+    with VirtualFrontEnd(FE1, ramp_source(), fast=True, faults=faults) as vfe, \
+            SerialLink(vfe.path) as link:
+        client = FrontEndClient(link, reconnect=False)
+        client.start()
+        samples, gaps, _ = collect(client, 400_000)
+        client.stop()
+    check_exact(vfe, samples)
+    first = samples[0].device_index
+    end = samples[-1].device_index + samples[-1].values.size
+    lost_frames = [(i, n) for i, n in vfe.stats.dropped + vfe.stats.corrupted if first <= i < end]
+    assert lost_frames, "the faults should have cost some frames"
+    assert sum(g.lost for g in gaps) == sum(n for _, n in lost_frames)
+    delivered = sum(s.values.size for s in samples)
+    assert delivered + sum(g.lost for g in gaps) == end - first
+    assert client.stats.crc_errors + client.stats.bad_headers > 0
+
+
+def test_disconnect_and_reappear_resumes_with_an_exact_gap(tmp_path):
+    link_path = tmp_path / "ttyNEMG"
+    faults = Faults(disconnect_after_s=0.3, reconnect_delay_s=0.4)
+    with VirtualFrontEnd(FE1, ramp_source(), fast=False, faults=faults,
+                         link_path=link_path) as vfe:
+        link = SerialLink(str(link_path))
+        link.open()
+        client = FrontEndClient(link, backoff_initial_s=0.02, backoff_max_s=0.2)
+        client.start()
+        samples, gaps, links = collect(client, int(1.6 * FE1.sample_rate_hz), timeout_s=10)
+        client.close()
+    assert [e.state for e in links] == ["disconnected", "reconnected"]
+    assert len(gaps) == 1 and gaps[0].reason == "reconnect" and gaps[0].lost > 0
+    check_exact(vfe, samples)
+    after = [s for s in samples if s.index >= gaps[0].index]
+    assert after and after[0].index == gaps[0].index + gaps[0].lost  # a gap, not a splice
+    assert after[0].device_index - (gaps[0].index + samples[0].device_index) == gaps[0].lost
+
+
+def test_unplug_without_reconnect_raises_linkdown():
+    vfe = VirtualFrontEnd(FE1, ramp_source(), fast=False)
+    vfe.start()
+    link = SerialLink(vfe.path)
+    link.open()
+    client = FrontEndClient(link, reconnect=False)
+    client.start()
+    vfe.stop()  # the device disappears
+    with pytest.raises(LinkDown):
+        for _ in client.events(duration_s=5):
+            pass
+
+
+def test_port_is_exclusive_and_missing_ports_are_clear_errors():
+    with VirtualFrontEnd(FE1, ramp_source()) as vfe, SerialLink(vfe.path), \
+            pytest.raises(DeviceError, match="cannot open"):
+        SerialLink(vfe.path).open()  # a second reader on the same port
+    with pytest.raises(DeviceError, match="cannot open /dev/does-not-exist"):
+        SerialLink("/dev/does-not-exist").open()
+
+
+def test_no_reply_is_a_clear_error():
+    link = SerialLink("loop://", read_timeout=0.01)  # echoes our own frames back
+    link.open()
+    with pytest.raises(DeviceError, match="no INFO_REPLY reply"):
+        FrontEndClient(link, reconnect=False).info(timeout_s=0.1)
+
+
+def test_board_files_are_validated(tmp_path):
+    base = (ROOT / "boards" / "nemg-fe1.toml").read_text()
+    cases = {
+        "adc_bits = 16": ("adc_bits = 12", "adc_bits must be 16 or 24"),
+        "sample_rate_hz = 20000": ('sample_rate_hz = "fast"', "must be a int"),
+        "channels = 1": ("channels = 1\ncolour = 3", "unknown key frontend.colour"),
+        'transport = "usb-cdc"': ('transport = "carrier-pigeon"', "link.transport"),
+        "samples_per_frame = 200": ("samples_per_frame = 9999", "samples_per_frame"),
+    }
+    for old, (new, msg) in cases.items():
+        p = tmp_path / "nemg-fe1.toml"
+        p.write_text(base.replace(old, new))
+        with pytest.raises(ConfigError, match=msg):
+            load_board(p)
+    p.write_text("[board\nname=")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_board(p)
+    slow = (ROOT / "boards" / "ads1299-fe.toml").read_text().replace("3000000", "115200")
+    p = tmp_path / "ads1299-fe.toml"
+    p.write_text(slow)
+    with pytest.raises(ConfigError, match="baud needed"):
+        load_board(p)
+
+
+def test_boards_cli_lists_front_ends_and_hosts():
+    proc = run_nemg("boards", "--json", check=True)
+    boards = {b["name"]: b for b in map(json.loads, proc.stdout.splitlines())}
+    assert {"nemg-fe1", "ads1299-fe", "rpi4", "rpi5", "jetson-orin-nano"} <= set(boards)
+    assert boards["nemg-fe1"]["sample_rate_hz"] == 20000  # the default model's rate
+
+
+def test_simulate_and_info_cli_over_a_pty():
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "frontend", "simulate", "--board", "nemg-fe1",
+         "--source", "sine:50", "--duration", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        path = sim.stdout.readline().strip()
+        assert path.startswith("/dev/pts/")
+        proc = run_nemg("frontend", "info", "--port", path, "--json", check=True)
+        info = json.loads(proc.stdout)
+        assert info["board_id"] == "nemg-fe1" and info["uv_per_lsb"] == 0.5
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+    assert sim.returncode == 0
+
+
+def test_cli_errors_are_one_line():
+    assert_one_line_error(run_nemg("frontend", "info", "--port", "/dev/nope"), "/dev/nope")
+    assert_one_line_error(run_nemg("frontend", "simulate", "--board", "nope"), "unknown board")
+    assert_one_line_error(run_nemg("frontend", "simulate", "--source", "/tmp/none.wav"),
+                          "no such file")
+    assert_one_line_error(run_nemg("frontend", "simulate", "--drop-rate", "2"), "drop-rate")
