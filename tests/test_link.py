@@ -182,6 +182,33 @@ def test_simulate_and_info_cli_over_a_pty():
     assert sim.returncode == 0
 
 
+def test_sources_from_every_importer_format(tmp_path):
+    import pyedflib
+    import wfdb
+
+    from convert.wavio import write_wav
+
+    fs = 10_000  # not the board's rate: the source is resampled to 20 kHz
+    uv = 400 * np.sin(2 * np.pi * 100 * np.arange(fs) / fs)
+    (tmp_path / "r.csv").write_text("time_s,emg_uV\n" + "\n".join(
+        f"{i / fs:.5f},{v:.4f}" for i, v in enumerate(uv)))
+    w = pyedflib.EdfWriter(str(tmp_path / "r.edf"), 1, file_type=pyedflib.FILETYPE_EDFPLUS)
+    w.setSignalHeaders([{"label": "EMG", "dimension": "uV", "sample_frequency": fs,
+                         "physical_max": 1000.0, "physical_min": -1000.0,
+                         "digital_max": 32767, "digital_min": -32768}])
+    w.writeSamples([uv])
+    w.close()
+    wfdb.wrsamp("r", fs=fs, units=["uV"], sig_name=["emg"], p_signal=uv[:, None], fmt=["16"],
+                adc_gain=[20.0], baseline=[0], write_dir=str(tmp_path))
+    write_wav(tmp_path / "r.wav", np.round(uv / 0.5).astype(np.int16), fs, 0.5)
+    for name in ("r.csv", "r.edf", "r.hea", "r.wav"):
+        src = open_source(str(tmp_path / name), FE1)
+        assert len(src) == 2 * fs, name
+        mid = src.read(5000, 4000).astype(float) * FE1.uv_per_lsb  # away from filter edges
+        expected = 400 * np.sin(2 * np.pi * 100 * (5000 + np.arange(4000)) / (2 * fs))
+        assert np.abs(mid - expected).max() < 3.0, name
+
+
 def test_cli_errors_are_one_line():
     assert_one_line_error(run_nemg("frontend", "info", "--port", "/dev/nope"), "/dev/nope")
     assert_one_line_error(run_nemg("frontend", "simulate", "--board", "nope"), "unknown board")

@@ -48,6 +48,8 @@ COMMANDS: tuple[Command, ...] = (
             "edge.cli.features"),
     Command("boards", "list the supported front ends and hosts", "edge.cli.boards"),
     Command("frontend", "virtual front end (simulate) and device info", "edge.cli.frontend"),
+    Command("data", "synthesise, import and show labelled recordings", "edge.cli.data",
+            "convert"),
     Command("bench", "run benchmarks and print JSON", "edge.cli.bench"),
 )
 

@@ -1,0 +1,110 @@
+"""Online, seeded augmentation of training signals (µV, float64).
+
+Each transform models a way a real examination differs from the synthetic one: unknown
+gain (±20 dB), where the window starts, more amplifier or needle noise, mains at another
+strength or frequency, a background under the discharge, a faster or slower discharge,
+another amplifier's bandwidth. ``Augmenter(seed)`` draws the same sequence for the same
+seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal as sps
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Ranges of each transform; probability ``p_*`` that it is applied."""
+
+    gain_db: tuple[float, float] = (-20.0, 20.0)
+    """Gain uncertainty of unknown-gain sources."""
+    p_gain: float = 0.8
+    shift_s: float = 0.5
+    """Maximum time shift (circular) of the window's content."""
+    noise_snr_db: tuple[float, float] = (5.0, 40.0)
+    """White noise at this SNR relative to the signal's RMS."""
+    p_noise: float = 0.4
+    mains_snr_db: tuple[float, float] = (0.0, 30.0)
+    """50 or 60 Hz hum (with harmonics) at this SNR."""
+    p_mains: float = 0.3
+    background_gain: tuple[float, float] = (0.1, 0.6)
+    """Scale of a background recording mixed under the signal."""
+    p_background: float = 0.3
+    rate_stretch: tuple[float, float] = (0.9, 1.1)
+    """Time-scale factor (firing rate and waveform duration together)."""
+    p_stretch: float = 0.3
+    highpass_hz: tuple[float, float] = (2.0, 30.0)
+    """Amplifier high-pass corner."""
+    lowpass_hz: tuple[float, float] = (3000.0, 9500.0)
+    """Amplifier low-pass corner."""
+    p_bandwidth: float = 0.4
+
+
+class Augmenter:
+    def __init__(self, seed: int, fs: int, config: AugmentConfig | None = None) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.fs = fs
+        self.c = config or AugmentConfig()
+
+    def _rms(self, x: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(x * x))) + 1e-9
+
+    def gain(self, x, db=None):
+        db = self.rng.uniform(*self.c.gain_db) if db is None else db
+        return x * 10 ** (db / 20)
+
+    def shift(self, x):
+        k = int(self.rng.uniform(-self.c.shift_s, self.c.shift_s) * self.fs)
+        return np.roll(x, k)
+
+    def noise(self, x, snr_db=None):
+        snr = self.rng.uniform(*self.c.noise_snr_db) if snr_db is None else snr_db
+        return x + self.rng.normal(0, self._rms(x) / 10 ** (snr / 20), x.size)
+
+    def mains(self, x, snr_db=None):
+        snr = self.rng.uniform(*self.c.mains_snr_db) if snr_db is None else snr_db
+        f0 = self.rng.choice([50.0, 60.0])
+        t = np.arange(x.size) / self.fs
+        hum = sum(0.5 ** h * np.sin(2 * np.pi * f0 * (h + 1) * t + self.rng.uniform(0, 6.3))
+                  for h in range(4))
+        return x + hum * self._rms(x) / 10 ** (snr / 20) / self._rms(hum)
+
+    def background(self, x, bg):
+        g = self.rng.uniform(*self.c.background_gain)
+        start = int(self.rng.integers(0, max(1, bg.size - x.size)))
+        seg = np.resize(bg[start : start + x.size], x.size)
+        return x + g * seg
+
+    def stretch(self, x, factor=None):
+        f = self.rng.uniform(*self.c.rate_stretch) if factor is None else factor
+        n = x.size
+        y = sps.resample_poly(x, 1000, round(1000 * f))
+        return np.resize(y, n) if y.size < n else y[:n]
+
+    def bandwidth(self, x):
+        hp = self.rng.uniform(*self.c.highpass_hz)
+        lp = min(self.rng.uniform(*self.c.lowpass_hz), 0.45 * self.fs)
+        sos = sps.butter(2, [hp, lp], "bandpass", fs=self.fs, output="sos")
+        return sps.sosfilt(sos, x)
+
+    def __call__(self, x: np.ndarray, background: np.ndarray | None = None) -> np.ndarray:
+        """A random combination (each transform with its probability)."""
+        c, r = self.c, self.rng
+        y = x
+        if r.random() < c.p_stretch:
+            y = self.stretch(y)
+        if background is not None and r.random() < c.p_background:
+            y = self.background(y, background)
+        if r.random() < c.p_bandwidth:
+            y = self.bandwidth(y)
+        if r.random() < c.p_noise:
+            y = self.noise(y)
+        if r.random() < c.p_mains:
+            y = self.mains(y)
+        y = self.shift(y)
+        if r.random() < c.p_gain:
+            y = self.gain(y)
+        return y

@@ -1,0 +1,143 @@
+"""A labelled corpus on disk: ``wav/*.wav`` (int16, scale recorded), ``labels.csv``
+(file, start_s, end_s, label) and ``manifest.json`` (seed, parameters, per-file patient).
+
+Deterministic per seed: file ``<label>_<i>`` depends only on (seed, label, i), so a larger
+``--per-class`` keeps the smaller corpus as its prefix.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from convert.importers import Recording, load_wav
+from convert.synth import PARAMS, patient_dict, synthesize
+from convert.wavio import write_wav
+from edge.errors import InputError
+from edge.labels import LABELS, check_label
+
+SYNTH_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CorpusItem:
+    """One recording of a corpus."""
+
+    path: Path
+    label: str
+    """The recording's primary class."""
+    spans: tuple[tuple[float, float, str], ...]
+    seed: int
+    """Group key: recordings ("patients") never straddle a train/test split."""
+
+    def load(self) -> Recording:
+        return load_wav(self.path)
+
+
+def recording_seed(seed: int, label: str, index: int) -> list[int]:
+    return [seed, LABELS.index(label), index]
+
+
+def synth_corpus(out: Path, per_class: int, seed: int, *, sample_rate_hz: int = 20_000,
+                 duration_s: float = 6.0, uv_per_lsb: float = 0.5,
+                 labels: tuple[str, ...] = LABELS,
+                 progress: Callable[[int, int], None] | None = None) -> dict:
+    """Write a synthetic corpus; returns the manifest."""
+    if per_class < 1:
+        raise InputError("--per-class must be at least 1")
+    for lab in labels:
+        check_label(lab)
+    wav_dir = out / "wav"
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    files, rows = [], []
+    total, done = per_class * len(labels), 0
+    for label in labels:
+        for i in range(per_class):
+            rng = np.random.default_rng(recording_seed(seed, label, i))
+            s = synthesize(label, fs=sample_rate_hz, duration_s=duration_s, rng=rng)
+            name = f"{label}_{i:04d}.wav"
+            pcm = np.clip(np.round(s.signal_uv / uv_per_lsb), -32768, 32767).astype(np.int16)
+            write_wav(wav_dir / name, pcm, sample_rate_hz, uv_per_lsb)
+            for a, b, lab in s.spans:
+                rows.append((f"wav/{name}", round(a, 4), round(b, 4), lab))
+            files.append({"file": f"wav/{name}", "label": label, "index": i,
+                          "events": len(s.events), "clipped": int((np.abs(pcm) >= 32767).sum()),
+                          "patient": patient_dict(s.patient)})
+            done += 1
+            if progress:
+                progress(done, total)
+    with (out / "labels.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "start_s", "end_s", "label"])
+        w.writerows(rows)
+    manifest = {
+        "kind": "nemg-synthetic-corpus", "synth_version": SYNTH_VERSION, "seed": seed,
+        "per_class": per_class, "sample_rate_hz": sample_rate_hz, "duration_s": duration_s,
+        "uv_per_lsb": uv_per_lsb, "labels": list(labels), "params": _jsonable(PARAMS),
+        "files": files,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, tuple | list):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def read_corpus(root: Path) -> list[CorpusItem]:
+    """Items of a corpus folder (synthetic or imported: any folder with labels.csv whose
+    rows name WAV files relative to it)."""
+    labels_csv = root / "labels.csv"
+    if not labels_csv.is_file():
+        raise InputError(f"{root}: no labels.csv (not a corpus folder)")
+    spans: dict[str, list[tuple[float, float, str]]] = {}
+    with labels_csv.open(newline="") as f:
+        for n, row in enumerate(csv.DictReader(f), 2):
+            try:
+                a, b = float(row["start_s"]), float(row["end_s"])
+                lab = check_label(row["label"].strip(), f"{labels_csv} line {n}")
+                spans.setdefault(row["file"], []).append((a, b, lab))
+            except (KeyError, ValueError, AttributeError):
+                raise InputError(f"{labels_csv}: line {n}: need file,start_s,end_s,label") \
+                    from None
+    manifest = {}
+    if (root / "manifest.json").is_file():
+        manifest = json.loads((root / "manifest.json").read_text())
+    primary = {f["file"]: (f["label"], f.get("index", 0)) for f in manifest.get("files", [])}
+    items = []
+    for k, (file, sp) in enumerate(sorted(spans.items())):
+        path = root / file
+        if not path.is_file():
+            raise InputError(f"{labels_csv}: names {file}, which does not exist")
+        if file in primary:
+            label = primary[file][0]
+        else:  # imported: the label covering most of the file
+            dur = {}
+            for a, b, lab in sp:
+                dur[lab] = dur.get(lab, 0.0) + b - a
+            label = max(dur, key=dur.get)
+        items.append(CorpusItem(path, label, tuple(sorted(sp)), k))
+    return items
+
+
+def print_progress(done: int, total: int, t0: list[float] = [0.0]) -> None:  # noqa: B006
+    now = time.monotonic()
+    if done == 1:
+        t0[0] = now
+    if done == total or done % max(1, total // 20) == 0:
+        eta = (now - t0[0]) / max(done - 1, 1) * (total - done)
+        print(f"\r  {done}/{total} recordings, ~{eta:.0f} s left   ", end="", file=sys.stderr,
+              flush=True)
+        if done == total:
+            print(file=sys.stderr)
