@@ -38,5 +38,9 @@ lint: venv-dev
 bench: venv-dev
 	$(BIN)/nemg bench all --json
 
+## model: reproduce the shipped default bundle from scratch (synthesis → train → int8 → bundle)
+model: venv-dev
+	$(BIN)/python -m convert.pipeline --out build/model
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -673,6 +673,10 @@ GENERATORS = {
 }
 assert tuple(GENERATORS) == LABELS
 
+# Classes whose discharges must stand out of the noise for the label to be true.
+_DETECTABLE = set(LABELS) - {"silence", "end_plate", "artifact"}
+DETECTABLE_SNR = 4.0
+
 # Classes whose quiet stretches may carry a mixture background.
 _MIXABLE = {"fibrillation", "positive_sharp_wave", "fasciculation", "complex_repetitive",
             "myotonic", "myokymic", "neuromyotonic"}
@@ -691,6 +695,12 @@ def synthesize(label: str, *, fs: int = 20_000, duration_s: float = 6.0,
     n = x.size
     # discharges lose amplitude and high frequencies with needle distance
     x = _lowpass(x * p.amplitude_factor, fs, p.lowpass_hz)
+    # A labelled recording is one where the examiner heard the discharge: it peaks at
+    # least DETECTABLE_SNR times the noise RMS (else the needle would be moved closer).
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    floor = DETECTABLE_SNR * p.noise_uv_rms
+    if label in _DETECTABLE and 0.0 < peak < floor:
+        x *= floor / peak
     if not with_background:
         return Synthesized(label, fs, x, spans, events, p)
     if p.mixture == "end_plate":

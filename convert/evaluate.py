@@ -1,0 +1,183 @@
+"""Evaluation report: per-class precision / recall / F1, macro-F1, confusion matrix (PNG and
+JSON), float vs int8 agreement, calibration (ECE), accuracy vs SNR and vs gain.
+
+The int8 model runs through ``edge.model.Classifier`` — the box's own interpreter path —
+on features from the box's own front end.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import convert  # noqa: F401
+from convert.corpus import CorpusItem
+from convert.dataset import WindowSet, windows_of
+from edge.features import MelConfig, MelFrontEnd, float_to_int16
+from edge.labels import LABELS
+from edge.model import Classifier
+from edge.windows import WindowConfig
+
+SNR_DB = (30.0, 20.0, 10.0, 5.0, 0.0)
+GAIN_DB = (-20.0, -10.0, 0.0, 10.0, 20.0)
+
+
+def int8_scores(clf: Classifier, ws: WindowSet) -> np.ndarray:
+    return np.stack([clf.invoke_int8(w) for w in ws.x]) if len(ws) else np.zeros((0, 0))
+
+
+def int8_probabilities(clf: Classifier, scores: np.ndarray) -> np.ndarray:
+    return np.stack([clf.probabilities(s) for s in scores])
+
+
+def per_class(y: np.ndarray, pred: np.ndarray) -> dict[str, dict[str, float]]:
+    out = {}
+    for i, lab in enumerate(LABELS):
+        tp = int(((pred == i) & (y == i)).sum())
+        fp = int(((pred == i) & (y != i)).sum())
+        fn = int(((pred != i) & (y == i)).sum())
+        p = tp / (tp + fp) if tp + fp else 0.0
+        r = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        out[lab] = {"precision": p, "recall": r, "f1": f1, "support": int((y == i).sum())}
+    return out
+
+
+def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
+    pc = per_class(y, pred)
+    present = [v["f1"] for v in pc.values() if v["support"] > 0]
+    return float(np.mean(present)) if present else 0.0
+
+
+def confusion(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    m = np.zeros((len(LABELS), len(LABELS)), dtype=np.int64)
+    np.add.at(m, (y, pred), 1)
+    return m
+
+
+def ece(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error of the top-1 confidence."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y
+    edges = np.linspace(0, 1, bins + 1)
+    total = 0.0
+    for a, b in itertools.pairwise(edges):
+        m = (conf > a) & (conf <= b)
+        if m.any():
+            total += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(total)
+
+
+def condition_windows(items: list[CorpusItem], mel: MelConfig, win: WindowConfig, *,
+                      snr_db: float | None = None, gain_db: float = 0.0,
+                      seed: int = 0) -> WindowSet:
+    """Test windows under a noise or gain condition (noise relative to each recording's
+    RMS: the discharges are what must stay recognisable)."""
+    fe = MelFrontEnd(mel)
+    rng = np.random.default_rng(seed)
+    xs, ys, gs = [], [], []
+    for item in items:
+        uv = item.load().resampled(mel.sample_rate_hz).samples_uv
+        if snr_db is not None:
+            rms = float(np.sqrt(np.mean(uv**2)))
+            uv = uv + rng.normal(0, rms / 10 ** (snr_db / 20), uv.size)
+        uv = uv * 10 ** (gain_db / 20)
+        x, y = windows_of(float_to_int16(uv, mel.uv_per_lsb), item.spans, mel, win, fe)
+        xs.append(x)
+        ys.append(y)
+        gs.append(np.full(y.size, item.seed))
+    return WindowSet(np.concatenate(xs), np.concatenate(ys), np.concatenate(gs))
+
+
+def evaluate(model: bytes, items: list[CorpusItem], out_dir: Path | None = None, *,
+             float_model=None, mel: MelConfig | None = None, win: WindowConfig | None = None,
+             robustness: bool = True) -> dict[str, Any]:
+    mel = mel or MelConfig()
+    win = win or WindowConfig()
+    clf = Classifier(model, list(LABELS))
+    ws = condition_windows(items, mel, win)
+    scores = int8_scores(clf, ws)
+    probs = int8_probabilities(clf, scores)
+    pred = probs.argmax(axis=1)
+    report: dict[str, Any] = {
+        "windows": len(ws), "recordings": len(items),
+        "accuracy_int8": float((pred == ws.y).mean()),
+        "macro_f1_int8": macro_f1(ws.y, pred),
+        "per_class_int8": per_class(ws.y, pred),
+        "ece_int8": ece(probs, ws.y),
+        "model_bytes": len(model),
+        "input_quantization": list(clf.input_quantization),
+        "output_quantization": list(clf.output_quantization),
+    }
+    cm = confusion(ws.y, pred)
+    report["confusion_int8"] = {"labels": list(LABELS), "matrix": cm.tolist()}
+    if float_model is not None:
+        fprobs = float_model.predict(ws.float_input(), verbose=0, batch_size=256)
+        fpred = fprobs.argmax(axis=1)
+        report.update({
+            "accuracy_float": float((fpred == ws.y).mean()),
+            "macro_f1_float": macro_f1(ws.y, fpred),
+            "agreement": float((fpred == pred).mean()),
+            "ece_float": ece(fprobs, ws.y),
+        })
+    if robustness:
+        for key, kwargs in (("accuracy_vs_snr_db", [{"snr_db": s} for s in SNR_DB]),
+                            ("accuracy_vs_gain_db", [{"gain_db": g} for g in GAIN_DB])):
+            report[key] = {}
+            for kw in kwargs:
+                cw = condition_windows(items, mel, win, **kw)
+                report[key][str(next(iter(kw.values())))] = float((_predict(clf, cw) ==
+                                                                   cw.y).mean())
+    if out_dir is not None:
+        write_report(report, out_dir)
+    return report
+
+
+def _predict(clf: Classifier, ws: WindowSet) -> np.ndarray:
+    return int8_scores(clf, ws).argmax(axis=1)
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    (out_dir / "confusion.json").write_text(json.dumps(report["confusion_int8"], indent=1))
+    cm = np.array(report["confusion_int8"]["matrix"], dtype=float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(9, 8))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(LABELS)), LABELS, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(LABELS)), LABELS, fontsize=8)
+    for i in range(len(LABELS)):
+        for j in range(len(LABELS)):
+            if cm[i, j]:
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted (int8)")
+    ax.set_ylabel("true")
+    ax.set_title(f"macro-F1 {report['macro_f1_int8']:.3f} on {report['windows']} windows")
+    fig.tight_layout()
+    fig.savefig(out_dir / "confusion.png", dpi=110)
+    plt.close(fig)
+    if "accuracy_vs_snr_db" in report:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+        snr = report["accuracy_vs_snr_db"]
+        a1.plot([float(k) for k in snr], list(snr.values()), "o-")
+        a1.set_xlabel("SNR (dB, noise vs recording RMS)")
+        a1.set_ylabel("accuracy (int8)")
+        a1.set_ylim(0, 1)
+        gain = report["accuracy_vs_gain_db"]
+        a2.plot([float(k) for k in gain], list(gain.values()), "o-")
+        a2.set_xlabel("gain (dB)")
+        a2.set_ylim(0, 1)
+        fig.tight_layout()
+        fig.savefig(out_dir / "robustness.png", dpi=110)
+        plt.close(fig)

@@ -1,0 +1,90 @@
+"""Full-int8 conversion: post-training (PTQ) with a representative dataset, and
+quantisation-aware training (QAT) with tfmot. Both give int8 input and output tensors."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+
+import convert  # noqa: F401
+from convert.dataset import WindowSet
+from edge.errors import ConfigError
+
+
+def representative(windows: WindowSet, n: int = 400, seed: int = 0):
+    """Calibration windows. The first two span the whole int8 feature range, so the
+    converter's input quantisation is exactly the features' own (scale 1/64, zp 0)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(windows))[:n]
+    frames, mels = windows.x.shape[1:]
+
+    def gen() -> Iterator[list[np.ndarray]]:
+        yield [np.full((1, frames, mels, 1), -128 / 64.0, np.float32)]
+        yield [np.full((1, frames, mels, 1), 127 / 64.0, np.float32)]
+        for i in idx:
+            yield [(windows.x[i].astype(np.float32) / 64.0)[None, :, :, None]]
+
+    return gen
+
+
+def to_int8_tflite(model, rep) -> bytes:
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return conv.convert()
+
+
+def qat_model(float_model):
+    """tfmot quantisation-aware copy of a trained float model."""
+    import tensorflow_model_optimization as tfmot
+
+    try:
+        return tfmot.quantization.keras.quantize_model(float_model)
+    except (ValueError, RuntimeError) as exc:
+        raise ConfigError(f"QAT is not available for this architecture: "
+                          f"{str(exc).splitlines()[0]}") from None
+
+
+def qat_finetune(float_model, train: WindowSet, val: WindowSet, *, epochs: int = 3,
+                 learning_rate: float = 2e-4, batch_size: int = 64, seed: int = 0):
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from convert.train import class_weights
+
+    tf.random.set_seed(seed)
+    q = qat_model(float_model)
+    q.compile(optimizer=keras.optimizers.Adam(learning_rate),
+              loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    for e in range(epochs):
+        h = q.fit(train.float_input(), train.y, batch_size=batch_size, epochs=1, verbose=0,
+                  shuffle=True, class_weight=class_weights(train.y),
+                  validation_data=(val.float_input(), val.y))
+        print(f"  QAT epoch {e + 1}/{epochs}: acc {h.history['accuracy'][0]:.3f} | "
+              f"val acc {h.history['val_accuracy'][0]:.3f}", file=sys.stderr, flush=True)
+    pin_input_range(q)
+    return q
+
+
+def pin_input_range(q) -> None:
+    """Set the QAT input quantiser to the features' exact range [-128/64, 127/64].
+
+    Every input value is a multiple of 1/64 inside that range, so this changes no value
+    the network sees; it makes the converter emit scale 1/64, zero point 0, and the box
+    feeds its int8 features unchanged."""
+    layer = q.get_layer("quantize_layer")
+    for w in layer.weights:
+        if w.name.endswith("quantize_layer_min:0"):
+            w.assign(-128 / 64.0)
+        elif w.name.endswith("quantize_layer_max:0"):
+            w.assign(127 / 64.0)

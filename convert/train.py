@@ -1,0 +1,195 @@
+"""Training: seeded, split by recording, augmented every epoch, early stopping, the best
+checkpoint kept; fine-tuning from a bundle or checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import convert  # noqa: F401
+from convert.corpus import CorpusItem, read_corpus
+from convert.dataset import (
+    background_signals,
+    build_windows,
+    split_by_recording,
+)
+from edge.errors import ConfigError, InputError
+from edge.features import MelConfig
+from edge.labels import LABELS
+from edge.windows import WindowConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained."""
+
+    arch: str = "cnn"
+    """'cnn' or 'cnn_gru'."""
+    epochs: int = 40
+    """Upper bound; early stopping may end sooner. The learning rate follows a cosine
+    from ``learning_rate`` to 5 % of it over these epochs."""
+    patience: int = 10
+    """Epochs without validation improvement before stopping."""
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    dropout: float = 0.3
+    val_fraction: float = 0.2
+    """Share of recordings (not windows) held out for validation."""
+    augment: bool = True
+    """Fresh seeded augmentation of every training recording each epoch."""
+    seed: int = 0
+    init_from: str | None = None
+    """Bundle (.nemg) or checkpoint (.h5) to fine-tune."""
+    freeze: int = 2
+    """When fine-tuning: convolution blocks kept frozen (the early layers)."""
+    fine_tune_lr: float = 5e-4
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_loss: float = float("inf")
+    best_val_accuracy: float = 0.0
+    seconds: float = 0.0
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def set_seeds(seed: int) -> None:
+    import random
+
+    import tensorflow as tf
+
+    random.seed(seed)
+    np.random.seed(seed)
+    tf.random.set_seed(seed)
+
+
+def class_weights(y: np.ndarray) -> dict[int, float]:
+    counts = np.bincount(y, minlength=len(LABELS)).astype(float)
+    present = counts > 0
+    w = np.zeros_like(counts)
+    w[present] = counts[present].sum() / (present.sum() * counts[present])
+    return {i: float(v) for i, v in enumerate(w)}
+
+
+def _checkpoint_from_bundle(path: Path, workdir: Path) -> Path:
+    from edge.bundle import Bundle
+
+    b = Bundle.read(path)
+    if "checkpoint.h5" not in b.members:
+        raise InputError(f"{path}: bundle has no float checkpoint to fine-tune from")
+    from edge.bundle import sha256
+
+    listed = b.manifest.get("members", {})
+    if sha256(b.members["checkpoint.h5"]) != listed.get("checkpoint.h5"):
+        raise InputError(f"{path}: checkpoint.h5 does not match the manifest")
+    out = workdir / "init_checkpoint.h5"
+    out.write_bytes(b.members["checkpoint.h5"])
+    return out
+
+
+def initial_model(config: TrainConfig, frames: int, mels: int, workdir: Path):
+    from convert.model import build, load_checkpoint
+
+    if not config.init_from:
+        return build(config.arch, frames, mels, len(LABELS), seed=config.seed,
+                     dropout=config.dropout)
+    src = Path(config.init_from)
+    if not src.exists():
+        raise InputError(f"--init-from {src}: no such file")
+    ckpt = _checkpoint_from_bundle(src, workdir) if src.suffix == ".nemg" else src
+    if ckpt.is_dir():
+        ckpt = ckpt / "model.h5"
+    model = load_checkpoint(ckpt)
+    shape = tuple(model.input_shape[1:3])
+    if shape != (frames, mels):
+        raise ConfigError(f"--init-from model takes {shape} windows, the data gives "
+                          f"{(frames, mels)}")
+    for layer in model.layers:  # freeze the first `freeze` conv blocks (and their BN)
+        if any(layer.name == f"{kind}{i}" for kind in ("conv", "bn")
+               for i in range(config.freeze)):
+            layer.trainable = False
+    return model
+
+
+def train(data_dir: Path, out_dir: Path, config: TrainConfig, mel: MelConfig | None = None,
+          win: WindowConfig | None = None, items: list[CorpusItem] | None = None) -> TrainResult:
+    import tf_keras as keras
+
+    t_start = time.monotonic()
+    mel = mel or MelConfig()
+    win = win or WindowConfig()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    set_seeds(config.seed)
+    items = items if items is not None else read_corpus(data_dir)
+    train_items, val_items = split_by_recording(items, config.val_fraction, config.seed)
+    if not train_items or not val_items:
+        raise InputError(f"{data_dir}: too few recordings to split (need ≥ 2 per class)")
+    log(f"train: {len(train_items)} recordings, validation: {len(val_items)} "
+        f"(split by recording, seed {config.seed})")
+    val = build_windows(val_items, mel, win)
+    clean = None if config.augment else build_windows(train_items, mel, win)
+    bgs = background_signals(train_items)
+    model = initial_model(config, win.frames, mel.num_mels, out_dir)
+    lr = config.fine_tune_lr if config.init_from else config.learning_rate
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    ckpt = out_dir / "model.h5"
+    result = TrainResult(ckpt)
+    wait = 0
+    xv, yv = val.float_input(), val.y
+    for epoch in range(config.epochs):
+        t0 = time.monotonic()
+        cosine = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / max(config.epochs, 1)))
+        keras.backend.set_value(model.optimizer.learning_rate, lr * cosine)
+        if config.augment:  # every transform has p < 1: many windows stay near-clean
+            data = build_windows(train_items, mel, win, augment_seed=config.seed * 1000 + epoch,
+                                 backgrounds=bgs)
+        else:
+            data = clean
+        h = model.fit(data.float_input(), data.y, batch_size=config.batch_size, epochs=1,
+                      verbose=0, shuffle=True, class_weight=class_weights(data.y),
+                      validation_data=(xv, yv))
+        row = {k: float(v[0]) for k, v in h.history.items()}
+        row.update(epoch=epoch + 1, windows=len(data), seconds=time.monotonic() - t0)
+        result.history.append(row)
+        better = row["val_loss"] < result.best_val_loss - 1e-4
+        if better:
+            result.best_val_loss, result.best_epoch = row["val_loss"], epoch + 1
+            result.best_val_accuracy = row["val_accuracy"]
+            with warnings.catch_warnings():  # HDF5 is what tfmot and our bundles use
+                warnings.simplefilter("ignore", UserWarning)
+                model.save(ckpt, include_optimizer=False)
+            wait = 0
+        else:
+            wait += 1
+        row["lr"] = lr * cosine
+        log(f"  epoch {epoch + 1:>2}/{config.epochs}: loss {row['loss']:.3f} "
+            f"acc {row['accuracy']:.3f} | val loss {row['val_loss']:.3f} "
+            f"acc {row['val_accuracy']:.3f} {'*' if better else ' '} "
+            f"({row['seconds']:.0f} s, {len(data)} windows)")
+        if wait >= config.patience:
+            log(f"  early stop: no improvement for {config.patience} epochs")
+            break
+    result.seconds = time.monotonic() - t_start
+    (out_dir / "training.json").write_text(json.dumps({
+        "config": asdict(config), "mel_config": mel.to_dict(), "window": win.to_dict(),
+        "labels": list(LABELS), "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss, "best_val_accuracy": result.best_val_accuracy,
+        "seconds": result.seconds, "history": result.history,
+        "train_recordings": len(train_items), "val_recordings": len(val_items),
+    }, indent=1))
+    log(f"best epoch {result.best_epoch}: val acc {result.best_val_accuracy:.3f} -> {ckpt}")
+    return result

@@ -1,0 +1,242 @@
+"""Signed model bundles (``*.nemg``): read, verify, self-test. Needs no TensorFlow.
+
+A bundle is one zip file (stored, not compressed) with:
+
+- ``manifest.json`` — name, semantic version, created, labels, MelConfig, window, input and
+  output quantisation, compatible boards, thresholds, metrics, and the sha256 of every
+  other member;
+- ``manifest.sig`` — Ed25519 signature over the exact bytes of manifest.json;
+- ``model.tflite`` — the int8 model;
+- ``golden.npz`` — samples -> expected int8 features -> expected int8 scores;
+- optionally ``checkpoint.h5`` — float weights for fine-tuning on a workstation.
+
+Verification order: signature against trusted keys first (nothing unsigned is parsed
+further), then every member's sha256, then nothing unlisted. The golden self-test then
+runs the real front end and the real interpreter and must match bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.errors import ConfigError, IntegrityError
+from edge.features import MelConfig, MelFrontEnd
+from edge.windows import WindowConfig
+
+BUNDLE_FORMAT = 1
+REQUIRED = ("manifest.json", "manifest.sig", "model.tflite", "golden.npz")
+OPTIONAL = ("checkpoint.h5",)
+_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:[-+].*)?$")
+
+
+def parse_version(v: str) -> tuple[int, int, int]:
+    m = _SEMVER.match(v)
+    if not m:
+        raise ConfigError(f"version {v!r} is not semantic (MAJOR.MINOR.PATCH)")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---- keys ------------------------------------------------------------------------------------
+def key_id(public_raw: bytes) -> str:
+    """Short fingerprint of an Ed25519 public key (its 32 raw bytes)."""
+    return sha256(public_raw)[:16]
+
+
+def load_public_key(path: Path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a PEM public key ({exc})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigError(f"{path}: not an Ed25519 key")
+    return key
+
+
+def public_raw(key) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+@dataclass
+class TrustStore:
+    """Public keys a box accepts bundles from: ``*.pub`` PEM files in a folder."""
+
+    keys: dict[str, Any] = field(default_factory=dict)
+    """key id -> Ed25519PublicKey"""
+    names: dict[str, str] = field(default_factory=dict)
+    """key id -> file stem"""
+
+    @classmethod
+    def from_dir(cls, directory: Path) -> TrustStore:
+        store = cls()
+        if not directory.is_dir():
+            raise ConfigError(f"trusted-key folder {directory} does not exist")
+        for p in sorted(directory.glob("*.pub")):
+            store.add(load_public_key(p), p.stem)
+        return store
+
+    def add(self, key, name: str) -> str:
+        kid = key_id(public_raw(key))
+        self.keys[kid] = key
+        self.names[kid] = name
+        return kid
+
+
+# ---- bundles ---------------------------------------------------------------------------------
+@dataclass
+class Bundle:
+    """A bundle's contents (nothing trusted until :meth:`verify` passed)."""
+
+    source: str
+    members: dict[str, bytes]
+    verified: bool = False
+
+    @classmethod
+    def read(cls, path: str | Path) -> Bundle:
+        p = Path(path)
+        try:
+            data = p.read_bytes()
+        except OSError as exc:
+            raise IntegrityError(f"{p}: cannot read ({exc.strerror})") from None
+        return cls.from_bytes(data, str(p))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "<bundle>") -> Bundle:
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                names = z.namelist()
+                if len(names) != len(set(names)):
+                    raise IntegrityError(f"{source}: duplicate member names")
+                members = {n: z.read(n) for n in names}
+        except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
+            raise IntegrityError(f"{source}: not a readable bundle (truncated or not a "
+                                 f".nemg file: {exc})") from None
+        except (OSError, ValueError) as exc:  # e.g. CRC mismatch inside the zip
+            raise IntegrityError(f"{source}: corrupted bundle ({exc})") from None
+        for name in REQUIRED:
+            if name not in members:
+                raise IntegrityError(f"{source}: missing member {name}")
+        return cls(source, members)
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        try:
+            m = json.loads(self.members["manifest.json"])
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise IntegrityError(f"{self.source}: manifest.json is not JSON ({exc})") from None
+        if not isinstance(m, dict) or m.get("format") != BUNDLE_FORMAT:
+            raise IntegrityError(f"{self.source}: unsupported bundle format "
+                                 f"{m.get('format') if isinstance(m, dict) else '?'}")
+        return m
+
+    def verify(self, trusted: TrustStore) -> dict[str, Any]:
+        """Signature, then hashes; returns the manifest. Raises IntegrityError."""
+        from cryptography.exceptions import InvalidSignature
+
+        raw_manifest = self.members["manifest.json"]
+        sig = self.members["manifest.sig"]
+        kid = None
+        with contextlib.suppress(ValueError, AttributeError):
+            kid = json.loads(raw_manifest).get("key_id")
+        key = trusted.keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise IntegrityError(f"{self.source}: signed by unknown key {kid!r} "
+                                 f"(trusted: {', '.join(trusted.names.values()) or 'none'})")
+        try:
+            key.verify(sig, raw_manifest)
+        except InvalidSignature:
+            raise IntegrityError(f"{self.source}: bad signature on manifest.json "
+                                 "(tampered or signed with another key)") from None
+        m = self.manifest
+        listed = m.get("members", {})
+        for name, digest in listed.items():
+            if name not in self.members:
+                raise IntegrityError(f"{self.source}: missing member {name}")
+            if sha256(self.members[name]) != digest:
+                raise IntegrityError(f"{self.source}: {name} does not match its sha256 "
+                                     "(tampered or corrupted)")
+        unlisted = set(self.members) - set(listed) - {"manifest.json", "manifest.sig"}
+        if unlisted:
+            raise IntegrityError(f"{self.source}: unsigned member(s) {', '.join(sorted(unlisted))}")
+        for name in REQUIRED[2:]:
+            if name not in listed:
+                raise IntegrityError(f"{self.source}: {name} is not covered by the signature")
+        self.verified = True
+        return m
+
+    # ---- typed views (after verify) ---------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return str(self.manifest["name"])
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.manifest["labels"])
+
+    @property
+    def mel_config(self) -> MelConfig:
+        return MelConfig.from_dict(self.manifest["mel_config"])
+
+    @property
+    def window_config(self) -> WindowConfig:
+        return WindowConfig(**self.manifest["window"])
+
+    @property
+    def model_bytes(self) -> bytes:
+        return self.members["model.tflite"]
+
+    @property
+    def sha256(self) -> str:
+        """Identity of the model: the sha256 of model.tflite."""
+        return sha256(self.model_bytes)
+
+    def golden(self) -> dict[str, np.ndarray]:
+        try:
+            with np.load(io.BytesIO(self.members["golden.npz"]), allow_pickle=False) as g:
+                return {k: g[k] for k in g.files}
+        except (ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise IntegrityError(f"{self.source}: golden.npz unreadable ({exc})") from None
+
+    def self_test(self, num_threads: int = 1) -> dict[str, Any]:
+        """Golden vectors through the real front end and interpreter: bit-exact or raise."""
+        from edge.model import Classifier
+
+        g = self.golden()
+        fe = MelFrontEnd(self.mel_config)
+        feats = fe.process(g["samples"])
+        if feats.shape != g["features"].shape or not np.array_equal(feats, g["features"]):
+            diff = int((feats != g["features"]).sum()) if feats.shape == g["features"].shape \
+                else "shape"
+            raise IntegrityError(f"{self.source}: self-test failed: features differ from the "
+                                 f"golden vectors ({diff} cells)")
+        clf = Classifier(self.model_bytes, self.labels, num_threads)
+        w = self.window_config
+        for i, start in enumerate(g["window_starts"]):
+            scores = clf.invoke_int8(feats[start : start + w.frames])
+            if not np.array_equal(scores, g["scores"][i]):
+                raise IntegrityError(f"{self.source}: self-test failed: window {i} scores "
+                                     f"{scores.tolist()} != golden {g['scores'][i].tolist()}")
+        return {"windows": len(g["window_starts"]), "frames": int(feats.shape[0]),
+                "runtime": clf.runtime.name}

@@ -1,0 +1,72 @@
+"""``nemg bundle pack|verify|inspect``: signed model bundles."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+def default_trusted() -> Path:
+    env = os.environ.get("NEMG_TRUSTED_KEYS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "keys" / "trusted"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = sub.add_parser("pack", help="sign a model into a bundle (workstation)")
+    p.add_argument("--model", type=Path, required=True, help="int8 .tflite")
+    p.add_argument("--key", type=Path, required=True, help="Ed25519 private key (PEM)")
+    p.add_argument("--name", required=True)
+    p.add_argument("--version", required=True, help="MAJOR.MINOR.PATCH")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--checkpoint", type=Path, help="float .h5 to include for fine-tuning")
+    p.add_argument("--metrics", type=Path, help="evaluation report.json to include")
+    p.add_argument("--boards", default="nemg-fe1", help="comma-separated compatible boards")
+    p.add_argument("--uncertain-threshold", type=float, default=0.5)
+    p.add_argument("--dev", action="store_true", help="mark as signed with a development key")
+    v = sub.add_parser("verify", help="check signature, hashes and (optionally) golden vectors")
+    v.add_argument("bundle", type=Path)
+    v.add_argument("--trusted", type=Path,
+                   help=f"trusted keys folder (default {default_trusted()})")
+    v.add_argument("--self-test", action="store_true", help="run the golden vectors too")
+    i = sub.add_parser("inspect", help="print the manifest (unverified)")
+    i.add_argument("bundle", type=Path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.bundle import Bundle, TrustStore
+    from edge.errors import InputError
+
+    if args.action == "pack":
+        from convert.bundle import pack
+
+        if not args.model.is_file():
+            raise InputError(f"{args.model}: no such file")
+        metrics = {}
+        if args.metrics:
+            rep = json.loads(args.metrics.read_text())
+            metrics = {k: rep[k] for k in ("macro_f1_int8", "macro_f1_float", "agreement",
+                                           "accuracy_int8", "ece_int8", "windows") if k in rep}
+        m = pack(args.out, model=args.model.read_bytes(), key_path=args.key, name=args.name,
+                 version=args.version, metrics=metrics,
+                 checkpoint=args.checkpoint.read_bytes() if args.checkpoint else None,
+                 boards=tuple(b.strip() for b in args.boards.split(",")),
+                 uncertain_threshold=args.uncertain_threshold, development_key=args.dev)
+        print(json.dumps({"bundle": str(args.out), "name": m["name"], "version": m["version"],
+                          "key_id": m["key_id"]}))
+        return 0
+    b = Bundle.read(args.bundle)
+    if args.action == "inspect":
+        m = b.manifest
+        m["bundle_sha256"] = {n: len(d) for n, d in b.members.items()}
+        print(json.dumps(m, indent=1))
+        return 0
+    m = b.verify(TrustStore.from_dir(args.trusted or default_trusted()))
+    out = {"bundle": str(args.bundle), "ok": True, "name": m["name"], "version": m["version"],
+           "model_sha256": b.sha256, "development_key": m.get("development_key", False)}
+    if args.self_test:
+        out["self_test"] = b.self_test()
+    print(json.dumps(out))
+    return 0

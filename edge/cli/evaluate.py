@@ -1,0 +1,29 @@
+"""``nemg evaluate MODEL --data DIR --out REPORT_DIR``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help=".tflite or .nemg")
+    parser.add_argument("--data", type=Path, required=True, help="held-out corpus folder")
+    parser.add_argument("--out", type=Path, required=True, help="report folder")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="float checkpoint, for float-vs-int8 agreement")
+    parser.add_argument("--no-robustness", action="store_true",
+                        help="skip accuracy vs SNR and gain")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from convert.pipeline import evaluate_model
+
+    rep = evaluate_model(args.model, args.data, args.out, args.checkpoint,
+                         robustness=not args.no_robustness)
+    keys = ("macro_f1_int8", "macro_f1_float", "agreement", "accuracy_int8", "ece_int8",
+            "model_bytes", "windows")
+    print(json.dumps({k: rep[k] for k in keys if k in rep} | {"report": str(args.out)}))
+    return 0

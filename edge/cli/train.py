@@ -1,0 +1,40 @@
+"""``nemg train``: train (or fine-tune) a classifier on a corpus folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True, help="corpus folder (labels.csv)")
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder")
+    parser.add_argument("--arch", default="cnn", choices=["cnn", "cnn_gru"])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--patience", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=2e-3, help="learning rate")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--init-from", metavar="BUNDLE_OR_CHECKPOINT",
+                        help="fine-tune this model (.nemg with checkpoint, or .h5)")
+    parser.add_argument("--freeze", type=int, default=2,
+                        help="with --init-from: convolution blocks kept frozen")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from convert.train import TrainConfig, train
+    from edge.errors import ConfigError
+
+    if args.epochs < 1:
+        raise ConfigError("--epochs must be at least 1")
+    cfg = TrainConfig(arch=args.arch, epochs=args.epochs, patience=args.patience,
+                      batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+                      augment=not args.no_augment, init_from=args.init_from,
+                      freeze=args.freeze)
+    r = train(args.data, args.out, cfg)
+    print(json.dumps({"checkpoint": str(r.checkpoint), "best_epoch": r.best_epoch,
+                      "best_val_accuracy": r.best_val_accuracy, "seconds": r.seconds}))
+    return 0

@@ -1,0 +1,187 @@
+"""Training, int8 conversion and signed bundles, end to end on a tiny corpus."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, assert_one_line_error, run_nemg
+
+from convert.bundle import generate_key, pack
+from convert.dataset import window_label
+from convert.pipeline import make_default_model
+from edge.bundle import Bundle, TrustStore
+from edge.errors import IntegrityError
+from edge.labels import LABELS
+from edge.model import FEATURE_INPUT_SCALE, Classifier, InputRequantizer
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    key_dir = out / "keys"
+    priv, pub = generate_key(key_dir, "test")
+    bundle = out / "tiny.nemg"
+    summary = make_default_model(out / "build", per_class=3, test_per_class=1, epochs=2,
+                                 qat_epochs=1, duration_s=3.0, arch="cnn", version="0.1.0",
+                                 bundle=bundle, key=priv, docs=out / "docs")
+    return {"out": out, "bundle": bundle, "summary": summary, "priv": priv, "pub": pub,
+            "trusted": key_dir}
+
+
+def trusted(t) -> TrustStore:
+    return TrustStore.from_dir(t["trusted"])
+
+
+def test_tiny_end_to_end_bundle_is_int8_loads_and_self_tests(tiny):
+    b = Bundle.read(tiny["bundle"])
+    m = b.verify(trusted(tiny))
+    assert m["labels"] == list(LABELS) and m["version"] == "0.1.0"
+    assert m["input"]["dtype"] == "int8" and m["output"]["dtype"] == "int8"
+    assert m["input"]["quantization"] == [FEATURE_INPUT_SCALE, 0]  # features fed as they are
+    clf = Classifier(b.model_bytes, b.labels)
+    details = clf.interpreter.get_tensor_details()
+    assert all(d["dtype"] in (np.int8, np.int32) for d in details)  # int32: biases only
+    assert b.self_test()["windows"] == 3
+    assert tiny["summary"]["bytes"] <= 100_000
+    for name in ("report.json", "confusion.json", "confusion.png", "robustness.png"):
+        assert (tiny["out"] / "build" / "report" / name).is_file()
+    rep = json.loads((tiny["out"] / "build" / "report" / "report.json").read_text())
+    assert set(rep["per_class_int8"]) == set(LABELS)
+    assert 0 <= rep["ece_int8"] <= 1 and 0 <= rep["agreement"] <= 1
+    assert set(rep["accuracy_vs_gain_db"]) == {"-20.0", "-10.0", "0.0", "10.0", "20.0"}
+
+
+def _rewrite(src: Path, dst: Path, change) -> Path:
+    with zipfile.ZipFile(src) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    change(members)
+    with zipfile.ZipFile(dst, "w") as z:
+        for n, d in members.items():
+            z.writestr(n, d)
+    return dst
+
+
+def _flip(name: str):
+    def change(m):
+        b = bytearray(m[name])
+        b[len(b) // 2] ^= 0x01
+        m[name] = bytes(b)
+    return change
+
+
+@pytest.mark.parametrize("case,change,message", [
+    ("model", _flip("model.tflite"), "model.tflite does not match its sha256"),
+    ("golden", _flip("golden.npz"), "golden.npz does not match its sha256"),
+    ("manifest", lambda m: m.__setitem__("manifest.json", m["manifest.json"].replace(
+        b'"version": "0.1.0"', b'"version": "9.9.9"')), "bad signature"),
+    ("missing", lambda m: m.pop("golden.npz"), "missing member golden.npz"),
+    ("extra", lambda m: m.__setitem__("payload.sh", b"rm -rf /"), "unsigned member"),
+])
+def test_tampered_bundles_are_refused(tiny, tmp_path, case, change, message):
+    bad = _rewrite(tiny["bundle"], tmp_path / f"{case}.nemg", change)
+    with pytest.raises(IntegrityError, match=message):
+        Bundle.read(bad).verify(trusted(tiny))
+
+
+def test_unknown_key_and_truncated_file_are_refused(tiny, tmp_path):
+    other, _ = generate_key(tmp_path / "k", "other")
+    with pytest.raises(IntegrityError, match="unknown key"):
+        Bundle.read(tiny["bundle"]).verify(TrustStore.from_dir(tmp_path / "k"))
+    # signed by a key the store does not hold: the same refusal
+    rogue = tmp_path / "rogue.nemg"
+    pack(rogue, model=Bundle.read(tiny["bundle"]).model_bytes, key_path=other, name="x",
+         version="1.0.0")
+    with pytest.raises(IntegrityError, match="unknown key"):
+        Bundle.read(rogue).verify(trusted(tiny))
+    data = tiny["bundle"].read_bytes()
+    (tmp_path / "t.nemg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(IntegrityError, match="truncated"):
+        Bundle.read(tmp_path / "t.nemg")
+
+
+def test_self_test_catches_scores_that_do_not_reproduce(tiny):
+    import io
+
+    b = Bundle.read(tiny["bundle"])
+    g = b.golden()
+    g["scores"] = g["scores"].copy()
+    g["scores"][0, 0] ^= 1  # what another runtime or model would produce
+    buf = io.BytesIO()
+    np.savez(buf, **g)
+    b.members["golden.npz"] = buf.getvalue()
+    with pytest.raises(IntegrityError, match="self-test failed: window 0"):
+        b.self_test()
+    g = Bundle.read(tiny["bundle"]).golden()
+    g["samples"] = g["samples"].copy()
+    g["samples"][100] += 1000  # features no longer match
+    buf = io.BytesIO()
+    np.savez(buf, **g)
+    b.members["golden.npz"] = buf.getvalue()
+    with pytest.raises(IntegrityError, match="features differ"):
+        b.self_test()
+
+
+def test_cli_pack_verify_inspect(tiny, tmp_path):
+    tfl = tiny["out"] / "build" / "model-ptq.tflite"
+    out = tmp_path / "cli.nemg"
+    run_nemg("bundle", "pack", "--model", str(tfl), "--key", str(tiny["priv"]), "--name", "cli",
+             "--version", "1.2.3", "--out", str(out), check=True)
+    proc = run_nemg("bundle", "verify", str(out), "--trusted", str(tiny["trusted"]),
+                    "--self-test", check=True)
+    assert json.loads(proc.stdout)["self_test"]["windows"] == 3
+    assert json.loads(run_nemg("bundle", "inspect", str(out), check=True).stdout)[
+        "version"] == "1.2.3"
+    assert_one_line_error(run_nemg("bundle", "verify", str(out)), "unknown key")
+    assert_one_line_error(run_nemg("bundle", "verify", str(tmp_path / "nope.nemg")), "nope")
+    assert_one_line_error(run_nemg("bundle", "pack", "--model", str(tfl), "--key",
+                                   str(tiny["priv"]), "--name", "x", "--version", "one",
+                                   "--out", str(tmp_path / "x.nemg")), "not semantic")
+
+
+def test_window_labels_keep_the_dominant_discharge():
+    spans = [(0.0, 1.0, "end_plate"), (1.0, 1.3, "fasciculation"), (1.3, 4.0, "end_plate")]
+    assert window_label(spans, 0.0, 2.0) == "fasciculation"  # a whole discharge inside
+    assert window_label(spans, 1.5, 3.5) == "end_plate"
+    assert window_label([(0, 1.9, "silence"), (1.9, 4, "fibrillation")], 0, 2) == "silence"
+    assert window_label([(0, 1.0, "silence"), (1.0, 4, "artifact")], 0, 2) == "artifact"
+
+
+def test_input_requantizer_matches_float_arithmetic():
+    q = np.arange(-128, 128, dtype=np.int8)
+    assert InputRequantizer.for_model(FEATURE_INPUT_SCALE, 0).identity
+    r = InputRequantizer.for_model(0.0101715, 33)
+    expected = np.clip(np.round(q / 64.0 / 0.0101715) + 33, -128, 127)
+    assert np.abs(r(q).astype(int) - expected).max() <= 1
+    np.testing.assert_array_equal(r(q), r(q))  # deterministic
+
+
+def test_train_quantize_evaluate_cli(tiny, tmp_path):
+    data = tiny["out"] / "build" / "corpus-train"
+    ck = tmp_path / "ck"
+    run_nemg("train", "--data", str(data), "--out", str(ck), "--epochs", "1", check=True,
+             timeout=300)
+    assert (ck / "model.h5").is_file() and (ck / "training.json").is_file()
+    tfl = tmp_path / "m.tflite"
+    run_nemg("quantize", str(ck), "--data", str(data), "--out", str(tfl), check=True,
+             timeout=300)
+    proc = run_nemg("evaluate", str(tfl), "--data", str(tiny["out"] / "build" / "corpus-test"),
+                    "--out", str(tmp_path / "rep"), "--checkpoint", str(ck),
+                    "--no-robustness", check=True, timeout=300)
+    rep = json.loads(proc.stdout)
+    assert 0.0 <= rep["macro_f1_int8"] <= 1.0 and "agreement" in rep
+    assert_one_line_error(run_nemg("train", "--data", str(tmp_path / "nothing"), "--out",
+                                   str(tmp_path / "o")), "labels.csv")
+
+
+def test_default_bundle_is_committed_and_verifies():
+    b = Bundle.read(ROOT / "models" / "nemg-default.nemg")
+    m = b.verify(TrustStore.from_dir(ROOT / "keys" / "trusted"))
+    assert m["development_key"] is True
+    assert len(b.model_bytes) <= 100_000
+    assert m["metrics"]["macro_f1_int8"] >= 0.95
+    assert m["metrics"]["agreement"] >= 0.99
+    b.self_test()
