@@ -19,9 +19,9 @@ import numpy as np
 
 from convert.importers import Recording, load_wav
 from convert.synth import PARAMS, patient_dict, synthesize
-from convert.wavio import write_wav
 from edge.errors import InputError
 from edge.labels import LABELS, check_label
+from edge.wavio import write_wav
 
 SYNTH_VERSION = 1
 

@@ -13,116 +13,24 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import re
-from dataclasses import dataclass, field, replace
-from fractions import Fraction
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from edge.errors import InputError
 from edge.labels import check_label
-
-#: µV per one unit of each physical dimension we accept.
-UNITS_UV: dict[str, float] = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
-
-#: Scale assumed for a WAV without a recorded one: its int16 full scale is our canonical
-#: ±16.4 mV (0.5 µV/LSB). Unknown gain; the model is trained for ±20 dB of it.
-NOMINAL_WAV_FULL_SCALE_UV = 32768 * 0.5
-
-SUFFIXES = (".wav", ".edf", ".bdf", ".hea", ".csv", ".txt", ".tsv")
-
-
-@dataclass(frozen=True)
-class Recording:
-    """One channel of a recording, in µV, with its provenance."""
-
-    samples_uv: np.ndarray
-    """float64 samples in microvolts."""
-    sample_rate_hz: float
-    """Samples per second."""
-    unit: str
-    """The file's own unit ('uV', 'mV', 'V', or 'adc' for WAV integers)."""
-    scale_known: bool
-    """False when the gain was assumed (a WAV without a recorded scale)."""
-    channel: str
-    """Channel name or index as the file calls it."""
-    source: str
-    """File it came from."""
-    annotations: list[tuple[float, float, str]] = field(default_factory=list)
-    """(start_s, end_s, label) spans."""
-
-    @property
-    def duration_s(self) -> float:
-        return self.samples_uv.size / self.sample_rate_hz
-
-    def microvolts(self) -> np.ndarray:
-        return self.samples_uv
-
-    def resampled(self, rate_hz: int) -> Recording:
-        """Band-limited resampling to ``rate_hz`` (scipy ``resample_poly``: polyphase
-        FIR with a Kaiser-windowed anti-alias filter at the lower Nyquist)."""
-        if math.isclose(self.sample_rate_hz, rate_hz):
-            return self
-        from scipy.signal import resample_poly
-
-        ratio = Fraction(rate_hz) / Fraction(self.sample_rate_hz).limit_denominator(10**6)
-        ratio = ratio.limit_denominator(2000)
-        y = resample_poly(self.samples_uv, ratio.numerator, ratio.denominator)
-        return replace(self, samples_uv=y, sample_rate_hz=float(rate_hz))
-
-    def to_int16(self, uv_per_lsb: float) -> np.ndarray:
-        """Canonical int16 for the front end (saturating: a clipped source stays clipped)."""
-        return np.clip(np.round(self.samples_uv / uv_per_lsb), -32768, 32767).astype(np.int16)
-
-
-def _check(path: Path, x: np.ndarray, rate: float) -> None:
-    if x.size == 0:
-        raise InputError(f"{path}: empty (no samples)")
-    bad = ~np.isfinite(x)
-    if bad.any():
-        raise InputError(f"{path}: {int(bad.sum())} NaN/infinite sample(s), first at "
-                         f"{int(np.flatnonzero(bad)[0]) / rate:.4f} s")
-    if not (rate > 0 and math.isfinite(rate)):
-        raise InputError(f"{path}: invalid sample rate {rate}")
-
-
-def _unit_uv(path: Path, unit: str) -> float:
-    u = unit.strip().lower().replace(" ", "")
-    if u not in UNITS_UV:
-        raise InputError(f"{path}: unit {unit!r} is not a voltage (expected uV, mV or V)")
-    return UNITS_UV[u]
-
-
-def _pick(path: Path, n: int, channel: int | str, names: list[str]) -> int:
-    if isinstance(channel, str) and not channel.isdigit():
-        if channel not in names:
-            raise InputError(f"{path}: no channel {channel!r} (has: {', '.join(names)})")
-        return names.index(channel)
-    i = int(channel)
-    if not 0 <= i < n:
-        raise InputError(f"{path}: channel {i} does not exist ({n} channel(s))")
-    return i
-
-
-# ---- WAV ---------------------------------------------------------------------------------
-def load_wav(path: Path, channel: int | str = 0) -> Recording:
-    from convert.wavio import read_wav
-
-    w = read_wav(path)
-    ch = _pick(path, w.samples.shape[1], channel, [str(i) for i in range(w.samples.shape[1])])
-    x = w.samples[:, ch].astype(np.float64)
-    if w.is_float:
-        # float WAV: ±1.0 is full scale; unknown gain
-        scale, known = NOMINAL_WAV_FULL_SCALE_UV, False
-    elif w.uv_per_lsb is not None:
-        scale, known = w.uv_per_lsb, True
-    else:
-        scale, known = NOMINAL_WAV_FULL_SCALE_UV / (1 << (w.bits - 1)), False
-    _check(path, x, w.sample_rate_hz)
-    return Recording(x * scale, float(w.sample_rate_hz), "adc" if not w.is_float else "float",
-                     known, str(ch), str(path))
+from edge.recording import (  # noqa: F401  (re-exported: one Recording type everywhere)
+    NOMINAL_WAV_FULL_SCALE_UV,
+    SUFFIXES,
+    UNITS_UV,
+    Recording,
+    check_samples,
+    load_wav,
+    pick_channel,
+    unit_to_uv,
+)
 
 
 # ---- EDF / EDF+ / BDF ------------------------------------------------------------------------
@@ -137,9 +45,9 @@ def load_edf(path: Path, channel: int | str = 0) -> Recording:
         names = [s.strip() for s in reader.getSignalLabels()]
         if not names:
             raise InputError(f"{path}: no signals")
-        i = _pick(path, len(names), channel, names)
+        i = pick_channel(path, len(names), channel, names)
         unit = reader.getPhysicalDimension(i)
-        scale = _unit_uv(path, unit)
+        scale = unit_to_uv(path, unit)
         rate = float(reader.getSampleFrequency(i))
         x = reader.readSignal(i).astype(np.float64) * scale
         onsets, durations, texts = reader.readAnnotations()
@@ -151,7 +59,7 @@ def load_edf(path: Path, channel: int | str = 0) -> Recording:
                 ann.append((float(onset), float(onset + max(dur, 0.0)), label))
     finally:
         reader.close()
-    _check(path, x, rate)
+    check_samples(path, x, rate)
     return Recording(x, rate, unit, True, names[i], str(path), ann)
 
 
@@ -169,13 +77,13 @@ def load_wfdb(path: Path, channel: int | str = 0) -> Recording:
     if rec.p_signal is None or rec.p_signal.size == 0:
         raise InputError(f"{path}: empty (no samples)")
     names = list(rec.sig_name)
-    i = _pick(path, len(names), channel, names)
-    scale = _unit_uv(path, rec.units[i])
+    i = pick_channel(path, len(names), channel, names)
+    scale = unit_to_uv(path, rec.units[i])
     x = rec.p_signal[:, i].astype(np.float64) * scale
     expected = rec.sig_len
     if x.size < expected:
         raise InputError(f"{path}: truncated ({x.size} of {expected} samples)")
-    _check(path, x, float(rec.fs))
+    check_samples(path, x, float(rec.fs))
     return Recording(x, float(rec.fs), rec.units[i], True, names[i], str(path))
 
 
@@ -199,14 +107,14 @@ def load_csv(path: Path, channel: int | str = 1) -> Recording:
     header = [h.strip() for h in next(reader)]
     if len(header) < 2:
         raise InputError(f"{path}: needs a time column and a value column")
-    i = _pick(path, len(header), channel, header)
+    i = pick_channel(path, len(header), channel, header)
     if i == 0:
         raise InputError(f"{path}: column 0 is time; pick a value column")
     m = _UNIT_IN_NAME.search(header[i])
     if not m:
         raise InputError(f"{path}: column {header[i]!r} does not name its unit "
                          "(e.g. 'emg_uV', 'emg (mV)')")
-    scale = _unit_uv(path, m.group(1))
+    scale = unit_to_uv(path, m.group(1))
     t_scale = 1e-3 if re.search(r"ms\b|\(ms\)|_ms$", header[0], re.IGNORECASE) else 1.0
     rows = list(reader)
     try:
@@ -222,7 +130,7 @@ def load_csv(path: Path, channel: int | str = 1) -> Recording:
     rate = 1.0 / float(np.median(dt))
     if np.abs(dt * rate - 1).max() > 0.01:
         raise InputError(f"{path}: time column is not evenly sampled (jitter > 1 %)")
-    _check(path, x, rate)
+    check_samples(path, x, rate)
     return Recording(x, rate, m.group(1), True, header[i], str(path))
 
 

@@ -27,6 +27,7 @@ from edge.errors import ConfigError
 BENCHMARKS: dict[str, str] = {
     "features": "edge.features_bench:run",
     "wire": "firmware_host.wire_bench:run",
+    "pipeline": "edge.pipeline_bench:run",
 }
 
 

@@ -10,8 +10,8 @@ from conftest import assert_one_line_error, run_nemg
 
 from convert.augment import Augmenter
 from convert.importers import load_recording
-from convert.wavio import write_wav
 from edge.errors import InputError
+from edge.wavio import write_wav
 
 FS = 20_000
 

@@ -186,7 +186,7 @@ def test_sources_from_every_importer_format(tmp_path):
     import pyedflib
     import wfdb
 
-    from convert.wavio import write_wav
+    from edge.wavio import write_wav
 
     fs = 10_000  # not the board's rate: the source is resampled to 20 kHz
     uv = 400 * np.sin(2 * np.pi * 100 * np.arange(fs) / fs)

@@ -1,19 +1,20 @@
-"""``nemg demo``: the main job on the embedded default (lands with the runtime issue)."""
+"""``nemg demo``: the shipped int8 model classifying a virtual front end, live."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fast", action="store_true", help="stream faster than real time")
+    parser.add_argument("--model", type=Path, help="bundle (default: the shipped model)")
+    parser.add_argument("--plain", action="store_true", help="line output, no live screen")
+    parser.add_argument("--log", type=Path, help="also record the session in this event log")
 
 
 def run(args: argparse.Namespace) -> int:
-    print(
-        "nemg demo: not available yet — the live runtime and the default model have not "
-        "landed (issues 5 and 7). Try 'nemg info' or 'nemg bench features --json'.",
-        file=sys.stderr,
-    )
-    return 1
+    from edge.demo import run_demo
+
+    run_demo(fast=args.fast, model=args.model, plain=args.plain, log_path=args.log)
+    return 0

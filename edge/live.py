@@ -1,0 +1,275 @@
+"""A live session: front end -> pipeline -> event log and terminal view.
+
+Shared by ``nemg run`` (a real port) and ``nemg demo`` (the virtual front end). The board's
+ADC values are scaled to the model's canonical int16 by an integer multiply-shift (exact
+for the reference front end, whose scale is the canonical one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from edge.errors import ConfigError
+from edge.eventlog import EventLog
+from edge.labels import PATHOLOGICAL, UNCERTAIN
+from edge.pipeline import Event, Pipeline, WindowResult, summarize
+from edge.wavio import write_wav
+from firmware_host.boards import FrontEndProfile
+from firmware_host.link import FrontEndClient, LinkEvent
+from firmware_host.protocol import Flag, Gap, Samples
+
+
+@dataclass(frozen=True)
+class BoardScaler:
+    """ADC values at the board's µV/LSB -> canonical int16 (saturating)."""
+
+    multiplier: int
+    shift: int = 24
+
+    @classmethod
+    def between(cls, board_uv_per_lsb: float, model_uv_per_lsb: float) -> BoardScaler:
+        return cls(round(board_uv_per_lsb / model_uv_per_lsb * (1 << 24)))
+
+    def __call__(self, adc: np.ndarray) -> np.ndarray:
+        if self.multiplier == 1 << self.shift:
+            return np.clip(adc, -32768, 32767).astype(np.int16)
+        v = (adc.astype(np.int64) * self.multiplier + (1 << (self.shift - 1))) >> self.shift
+        return np.clip(v, -32768, 32767).astype(np.int16)
+
+
+def check_board(pipeline: Pipeline, board: FrontEndProfile) -> None:
+    m = pipeline.bundle.manifest
+    if board.sample_rate_hz != pipeline.mel.sample_rate_hz:
+        raise ConfigError(f"board {board.name} samples at {board.sample_rate_hz} Hz but the "
+                          f"model expects {pipeline.mel.sample_rate_hz} Hz")
+    compatible = m.get("compatible_boards") or []
+    if compatible and board.name not in compatible:
+        raise ConfigError(f"model {m['name']} {m['version']} is not marked compatible with "
+                          f"board {board.name} (compatible: {', '.join(compatible)})")
+
+
+@dataclass
+class SessionState:
+    """What the view shows."""
+
+    started: float = field(default_factory=time.monotonic)
+    last: WindowResult | None = None
+    events: deque = field(default_factory=lambda: deque(maxlen=6))
+    windows: list[WindowResult] = field(default_factory=list)
+    samples: int = 0
+    link_note: str = "connecting"
+    flags: Flag = Flag.NONE
+    latencies: list[float] = field(default_factory=list)
+
+
+class PlainView:
+    """For pipes and logs: one line per event."""
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+
+    def event(self, ev: Event, logged_id: int | None) -> None:
+        tag = f"#{logged_id}" if logged_id is not None else ""
+        if ev.kind == "gap":
+            print(f"{ev.start_s:8.2f} s  GAP {ev.detail} {tag}", file=self.out, flush=True)
+        else:
+            mark = " [pathological]" if ev.label in PATHOLOGICAL else ""
+            print(f"{ev.start_s:8.2f}–{ev.end_s:.2f} s  {ev.label:<20} {ev.confidence:.2f}"
+                  f"{mark} {tag}", file=self.out, flush=True)
+
+    def update(self, state: SessionState, session: LiveSession) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class TerminalView(PlainView):
+    """A live screen for an 80×24 terminal, redrawn at most 5 times a second."""
+
+    WIDTH, BAR = 80, 30
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        super().__init__(out)
+        self._last_draw = 0.0
+        self.out.write("\x1b[?25l\x1b[2J")  # hide cursor, clear
+
+    def event(self, ev: Event, logged_id: int | None) -> None:
+        pass  # shown in the "recent events" panel
+
+    def update(self, state: SessionState, session: LiveSession) -> None:
+        now = time.monotonic()
+        if now - self._last_draw < 0.2:
+            return
+        self._last_draw = now
+        lines = session.screen_lines(state, self.WIDTH, self.BAR)
+        self.out.write("\x1b[H" + "".join(f"{ln[:self.WIDTH]}\x1b[K\n" for ln in lines[:23]))
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.write("\x1b[?25h\n")
+        self.out.flush()
+
+
+class LiveSession:
+    def __init__(self, pipeline: Pipeline, client: FrontEndClient, board: FrontEndProfile,
+                 *, log: EventLog | None = None, view: PlainView | None = None,
+                 capture_minutes: float = 0.0, capture_dir: Path | None = None,
+                 source: str = "") -> None:
+        check_board(pipeline, board)
+        self.pipeline = pipeline
+        self.client = client
+        self.board = board
+        self.log = log
+        self.view = view or PlainView()
+        self.scale = BoardScaler.between(board.uv_per_lsb, pipeline.mel.uv_per_lsb)
+        self.state = SessionState()
+        self.source = source or client.link.port
+        self.capture_dir = capture_dir
+        n = int(capture_minutes * 60 * pipeline.fs)
+        self._capture: deque[np.ndarray] | None = deque() if n > 0 else None
+        self._capture_max = n
+        self._captured = 0
+        self.logged: list[int] = []
+
+    # ---- the loop --------------------------------------------------------------------------
+    def run(self, *, duration_s: float | None = None,
+            until: Callable[[], bool] | None = None) -> dict:
+        p = self.pipeline
+        if self.log:
+            b = p.bundle
+            self.log.start_session(self.source, self.board.name,
+                                   {"name": b.name, "version": b.version, "sha256": b.sha256})
+        end = None if duration_s is None else time.monotonic() + duration_s
+        self.client.start()
+        self.state.link_note = "streaming"
+        try:
+            for ev in self.client.events():
+                if isinstance(ev, Samples):
+                    pcm = self.scale(ev.values)
+                    self.state.flags |= ev.flags
+                    self.state.samples += pcm.size
+                    self._keep(pcm)
+                    results, events = p.push(pcm, ev.index)
+                    for r in results:
+                        self.state.last = r
+                        self.state.windows.append(r)
+                        self.state.latencies.append(r.latency_s)
+                    self._emit(events)
+                elif isinstance(ev, Gap):
+                    self._emit(p.gap(ev.lost, ev.reason))
+                elif isinstance(ev, LinkEvent):
+                    self.state.link_note = ev.state
+                self.view.update(self.state, self)
+                if (end is not None and time.monotonic() >= end) or (until and until()):
+                    break
+        except KeyboardInterrupt:
+            self.state.link_note = "stopped by user"
+        finally:
+            self._emit(p.flush())
+            summary = self.summary()
+            if self.log:
+                self.log.end_session(summary)
+            self.view.update(self.state, self)
+            self.view.close()
+            self._write_capture()
+            with contextlib.suppress(Exception):
+                self.client.close()
+        return summary
+
+    def _emit(self, events: list[Event]) -> None:
+        for ev in events:
+            logged_id = self.log.log(ev) if self.log else None  # durable before shown
+            if logged_id is not None:
+                self.logged.append(logged_id)
+            self.state.events.append(ev)
+            self.view.event(ev, logged_id)
+
+    def _keep(self, pcm: np.ndarray) -> None:
+        if self._capture is None:
+            return
+        self._capture.append(pcm)
+        self._captured += pcm.size
+        while self._captured - self._capture[0].size >= self._capture_max:
+            self._captured -= self._capture.popleft().size
+
+    def _write_capture(self) -> Path | None:
+        if not self._capture or self.capture_dir is None:
+            return None
+        self.capture_dir.mkdir(parents=True, exist_ok=True)
+        sid = self.log.session_id if self.log else int(time.time())
+        path = self.capture_dir / f"session-{sid}-last.wav"
+        x = np.concatenate(list(self._capture))[-self._capture_max:]
+        write_wav(path, x, self.pipeline.fs, self.pipeline.mel.uv_per_lsb)
+        self.capture_path = path
+        return path
+
+    # ---- reporting -------------------------------------------------------------------------
+    def summary(self) -> dict:
+        p, c = self.pipeline, self.client
+        lat = np.array(self.state.latencies) * 1000 if self.state.latencies else np.zeros(1)
+        finding = summarize(self.state.windows)
+        return {
+            "seconds": time.monotonic() - self.state.started,
+            "signal_seconds": self.state.samples / p.fs,
+            "windows": p.windows_done,
+            "finding": finding,
+            "gaps": p.gaps,
+            "samples_lost": p.samples_lost,
+            "crc_errors": c.stats.crc_errors,
+            "frames": c.stats.frames,
+            "reconnects": c.reconnects,
+            "events_logged": len(self.logged),
+            "decision_latency_ms_p50": float(np.percentile(lat, 50)),
+            "decision_latency_ms_p95": float(np.percentile(lat, 95)),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "model": {"name": p.bundle.name, "version": p.bundle.version,
+                      "sha256": p.bundle.sha256},
+        }
+
+    def screen_lines(self, s: SessionState, width: int, bar: int) -> list[str]:
+        p, c = self.pipeline, self.client
+        el = time.monotonic() - s.started
+        rate = s.samples / el if el > 0 else 0.0
+        head = f" nemg-edge · {p.bundle.name} {p.bundle.version} · {self.board.name}"
+        lines = [head.ljust(width, " "), ""]
+        if s.last is None:
+            lines += ["  listening…", ""]
+            probs = np.zeros(len(p.labels))
+        else:
+            lab = s.last.smoothed_label
+            tag = "  PATHOLOGICAL" if lab in PATHOLOGICAL else ""
+            lines += [f"  NOW: {lab.upper().replace('_', ' ')}{tag}",
+                      f"  at {s.last.end_s:7.1f} s · window {s.last.index} · "
+                      f"confidence {s.last.confidence:.2f}"]
+            probs = s.last.probabilities
+        for lab, pr in zip(p.labels, probs, strict=True):
+            n = round(pr * bar)
+            lines.append(f"  {lab:<20} {'█' * n}{'·' * (bar - n)} {pr:4.2f}")
+        lines.append("  recent:")
+        for ev in list(s.events)[-4:]:
+            what = ev.detail if ev.kind == "gap" else f"{ev.label} ({ev.confidence:.2f})"
+            lines.append(f"   {ev.start_s:7.1f}–{ev.end_s:7.1f} s  {what}")
+        lines += [""] * (4 - min(4, len(s.events)))
+        flags = [f.name.lower() for f in (Flag.CLIPPING, Flag.ELECTRODE_OFF) if s.flags & f]
+        lines.append(f"  link {s.link_note} · {rate / 1000:5.1f} kS/s · CRC err "
+                     f"{c.stats.crc_errors} · gaps {p.gaps} ({p.samples_lost} lost) · "
+                     f"{' '.join(flags) or 'ok'}")
+        if s.last is not None and s.last.label == UNCERTAIN:
+            lines.append("  (uncertain: below the model's confidence threshold)")
+        return lines
+
+
+def use_terminal_view(stream: TextIO) -> bool:
+    return stream.isatty() and os.environ.get("TERM", "dumb") != "dumb"

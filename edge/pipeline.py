@@ -1,0 +1,229 @@
+"""The box's main job: canonical int16 samples -> features -> windows -> int8 model ->
+smoothing -> events. The same object serves live streams and files (``nemg classify``), so
+both give the same window labels for the same samples.
+
+Data flows one way. A gap (lost samples) closes the current segment: the front end is
+reset, buffered frames are dropped, so no window ever spans a gap; the next window starts
+after it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.bundle import Bundle
+from edge.errors import ConfigError
+from edge.features import MelFrontEnd
+from edge.labels import PATHOLOGICAL, UNCERTAIN
+from edge.model import Classifier
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """One model decision."""
+
+    index: int
+    """Window number in the session."""
+    start_sample: int
+    """Stream index of the window's first sample."""
+    end_sample: int
+    """Stream index one past its last sample."""
+    start_s: float
+    end_s: float
+    label: str
+    """Top class, or 'uncertain' below the bundle's threshold."""
+    confidence: float
+    """Top probability."""
+    probabilities: np.ndarray
+    """Per class, in the bundle's label order."""
+    smoothed_label: str
+    """Label after posterior smoothing (what events follow)."""
+    latency_s: float = 0.0
+    """From the push that delivered the window's last sample to this result."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """A finished stretch of one label, or a gap."""
+
+    kind: str
+    """'label' or 'gap'."""
+    label: str
+    """The label ('gap' for gaps)."""
+    start_sample: int
+    end_sample: int
+    start_s: float
+    end_s: float
+    confidence: float
+    """Mean top probability over the stretch (0 for gaps)."""
+    windows: int = 0
+    detail: str = ""
+
+
+@dataclass
+class _OpenRun:
+    label: str
+    start_sample: int
+    end_sample: int
+    confidences: list[float] = field(default_factory=list)
+
+
+class Pipeline:
+    """Feed it samples (and gaps); it returns window results and finished events."""
+
+    def __init__(self, bundle: Bundle, *, num_threads: int = 1,
+                 uncertain_threshold: float | None = None,
+                 smoothing_windows: int | None = None) -> None:
+        if not bundle.verified:
+            raise ConfigError("the pipeline only runs verified bundles")
+        m = bundle.manifest
+        self.bundle = bundle
+        self.mel = bundle.mel_config
+        self.win = bundle.window_config
+        self.labels = bundle.labels
+        self.classifier = Classifier(bundle.model_bytes, self.labels, num_threads)
+        if (self.classifier.frames, self.classifier.num_mels) != (self.win.frames,
+                                                                  self.mel.num_mels):
+            raise ConfigError("bundle window does not match its model's input")
+        self.threshold = float(uncertain_threshold if uncertain_threshold is not None
+                               else m.get("uncertain_threshold", 0.5))
+        self.smoothing = int(smoothing_windows if smoothing_windows is not None
+                             else m.get("smoothing_windows", 3))
+        self.fs = self.mel.sample_rate_hz
+        self.front_end = MelFrontEnd(self.mel)
+        self._frames = np.zeros((0, self.mel.num_mels), dtype=np.int8)
+        self._frames_dropped = 0  # frames of this segment already slid out of the buffer
+        self._segment_start = 0  # stream index where the current segment began
+        self._next_index = 0  # stream index of the next sample expected
+        self._next_window = 0  # frame (in segment) where the next window starts
+        self._recent: deque[np.ndarray] = deque(maxlen=max(1, self.smoothing))
+        self._run: _OpenRun | None = None
+        self.windows_done = 0
+        self.samples_in = 0
+        self.gaps = 0
+        self.samples_lost = 0
+
+    # ---- input ------------------------------------------------------------------------
+    def push(self, samples: np.ndarray, index: int | None = None
+             ) -> tuple[list[WindowResult], list[Event]]:
+        """Contiguous canonical int16 samples starting at stream ``index`` (default: right
+        after the previous push). A jump in ``index`` is treated as a gap."""
+        t_in = time.perf_counter()
+        events: list[Event] = []
+        if index is not None and index != self._next_index:
+            lost = index - self._next_index
+            if lost < 0:
+                raise ConfigError(f"stream went backwards ({index} < {self._next_index})")
+            events += self.gap(lost, "index jump")
+        self.samples_in += samples.size
+        self._next_index += samples.size
+        new = self.front_end.push(samples)
+        if new.size:
+            self._frames = np.concatenate([self._frames, new]) if self._frames.size else new
+        results: list[WindowResult] = []
+        w = self.win
+        while self._next_window + w.frames <= self._frames_dropped + self._frames.shape[0]:
+            a = self._next_window - self._frames_dropped
+            window = self._frames[a : a + w.frames]
+            results.append(self._decide(window, t_in, events))
+            self._next_window += w.hop_frames
+        drop = self._next_window - self._frames_dropped  # frames no window needs any more
+        if drop > 0:
+            self._frames = self._frames[drop:]
+            self._frames_dropped += drop
+        return results, events
+
+    def gap(self, lost: int | None, reason: str = "gap") -> list[Event]:
+        """Samples were lost (``None``: unknown how many). Closes the segment."""
+        events = self._close_run()
+        start = self._next_index
+        n = lost or 0
+        self._next_index += n
+        self.gaps += 1
+        self.samples_lost += n
+        events.append(Event("gap", "gap", start, self._next_index, start / self.fs,
+                            self._next_index / self.fs, 0.0,
+                            detail=f"{reason}: {'unknown' if lost is None else lost} samples"))
+        self._new_segment()
+        return events
+
+    def flush(self) -> list[Event]:
+        """End of stream: close the open label run."""
+        return self._close_run()
+
+    # ---- internals ------------------------------------------------------------------------
+    def _new_segment(self) -> None:
+        self.front_end.reset()
+        self._frames = np.zeros((0, self.mel.num_mels), dtype=np.int8)
+        self._frames_dropped = 0
+        self._next_window = 0
+        self._segment_start = self._next_index
+        self._recent.clear()
+
+    def _decide(self, window: np.ndarray, t_in: float, events: list[Event]) -> WindowResult:
+        scores = self.classifier.invoke_int8(window)
+        probs = self.classifier.probabilities(scores)
+        top = int(np.argmax(probs))
+        conf = float(probs[top])
+        label = self.labels[top] if conf >= self.threshold else UNCERTAIN
+        self._recent.append(probs)
+        smooth = np.mean(self._recent, axis=0)
+        s_top = int(np.argmax(smooth))
+        smoothed = self.labels[s_top] if smooth[s_top] >= self.threshold else UNCERTAIN
+        hop = self.mel.hop_length
+        start = self._segment_start + self._next_window * hop
+        end = start + self.win.samples(self.mel)
+        res = WindowResult(self.windows_done, start, end, start / self.fs, end / self.fs,
+                           label, conf, probs, smoothed, time.perf_counter() - t_in)
+        self.windows_done += 1
+        # Events are runs of one smoothed label. A change is placed mid-window: the
+        # window that first shows the new label holds it in roughly its second half.
+        if self._run is None:
+            self._run = _OpenRun(smoothed, start, end)
+        elif smoothed != self._run.label:
+            events += self._close_run(until=start + (end - start) // 2)
+            self._run = _OpenRun(smoothed, start + (end - start) // 2, end)
+        self._run.end_sample = end
+        self._run.confidences.append(float(smooth[s_top]))
+        return res
+
+    def _close_run(self, until: int | None = None) -> list[Event]:
+        r = self._run
+        self._run = None
+        if r is None:
+            return []
+        end = r.end_sample if until is None else until
+        return [Event("label", r.label, r.start_sample, end, r.start_sample / self.fs,
+                      end / self.fs, float(np.mean(r.confidences)), len(r.confidences))]
+
+    @property
+    def current_label(self) -> str | None:
+        return self._run.label if self._run else None
+
+
+def summarize(windows: list[WindowResult], min_share: float = 0.2) -> dict:
+    """A file's dominant finding: the most frequent pathological label if it holds at
+    least ``min_share`` of the confident windows (and 2 windows), else the most frequent
+    label. Abnormal activity in a fifth of an examination is the finding, even when
+    silence fills the rest."""
+    confident = [w for w in windows if w.label != UNCERTAIN]
+    if not confident:
+        return {"label": UNCERTAIN, "confidence": 0.0, "pathological": False}
+    counts: dict[str, int] = {}
+    for w in confident:
+        counts[w.label] = counts.get(w.label, 0) + 1
+    patho = {lab: n for lab, n in counts.items() if lab in PATHOLOGICAL}
+    if patho:
+        lab = max(patho, key=patho.get)
+        if patho[lab] >= max(2, min_share * len(confident)):
+            return _finding(lab, confident)
+    return _finding(max(counts, key=counts.get), confident)
+
+
+def _finding(label: str, windows: list[WindowResult]) -> dict:
+    conf = float(np.mean([w.confidence for w in windows if w.label == label]))
+    return {"label": label, "confidence": conf, "pathological": label in PATHOLOGICAL}

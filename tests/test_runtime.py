@@ -1,0 +1,197 @@
+"""The edge runtime: live = classify bit for bit, gaps, crash-safe log, bad files, demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT, run_nemg
+
+from edge.eventlog import EventLog
+from edge.live import BoardScaler, LiveSession
+from edge.pipeline import Pipeline
+from edge.runtime import SHIPPED_MODEL, load_verified
+from edge.wavio import write_wav
+from firmware_host.boards import get_frontend
+from firmware_host.link import FrontEndClient, SerialLink
+from firmware_host.sources import open_source
+from firmware_host.virtual import Faults, VirtualFrontEnd
+
+FE1 = get_frontend("nemg-fe1")
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return load_verified(SHIPPED_MODEL)
+
+
+@pytest.fixture(scope="module")
+def exam_wav(tmp_path_factory):
+    """12 s of the scripted exam (fibrillation into PSW and fasciculation)."""
+    from edge.demo import DEMO_WAV
+    from edge.recording import load_wav
+
+    rec = load_wav(DEMO_WAV)
+    x = rec.to_int16(0.5)[8 * 20_000 : 20 * 20_000]
+    p = tmp_path_factory.mktemp("exam") / "exam.wav"
+    write_wav(p, x, 20_000, 0.5)
+    return p, x
+
+
+def live_windows(bundle, path, *, faults=None, link_path=None, log=None):
+    src = open_source(str(path), FE1, loop=False)
+    with VirtualFrontEnd(FE1, src, fast=True, faults=faults, link_path=link_path) as vfe:
+        link = SerialLink(str(link_path or vfe.path))
+        link.open()
+        client = FrontEndClient(link, reconnect=link_path is not None,
+                                backoff_initial_s=0.02, backoff_max_s=0.2)
+        session = LiveSession(Pipeline(bundle), client, FE1, log=log)
+        deadline = time.monotonic() + 60
+
+        def done():
+            return (vfe.finished.is_set() and session.state.samples + session.pipeline
+                    .samples_lost >= len(src)) or time.monotonic() > deadline
+
+        summary = session.run(until=done)
+    return session, summary
+
+
+def test_live_over_a_pty_equals_classify_bit_for_bit(bundle, exam_wav):
+    from edge.cli.classify import classify_file
+
+    path, _x = exam_wav
+    offline = classify_file(lambda: Pipeline(bundle), path)
+    session, summary = live_windows(bundle, path)
+    live = session.state.windows
+    assert summary["gaps"] == 0 and len(live) == len(offline["windows"]) > 10
+    for w, o in zip(live, offline["windows"], strict=True):
+        assert w.label == o["label"]
+        assert (round(w.start_s, 4), round(w.end_s, 4)) == (o["start_s"], o["end_s"])
+        np.testing.assert_array_equal(np.round(w.probabilities, 4),
+                                      [o["probabilities"][lab] for lab in bundle.labels])
+
+
+def test_disconnect_mid_stream_gives_a_gap_and_recovery(bundle, exam_wav, tmp_path):
+    path, _ = exam_wav
+    faults = Faults(disconnect_after_s=0.05, reconnect_delay_s=0.3)
+    log = EventLog(tmp_path / "ev.db")
+    session, summary = live_windows(bundle, path, faults=faults,
+                                    link_path=tmp_path / "ttyV", log=log)
+    assert summary["gaps"] == 1 and summary["samples_lost"] > 0 and summary["reconnects"] == 1
+    gaps = [e for e in log.events(log.session_id) if e["kind"] == "gap"]
+    assert len(gaps) == 1 and "reconnect" in gaps[0]["detail"]
+    g0, g1 = gaps[0]["start_sample"], gaps[0]["end_sample"]
+    assert g1 - g0 == summary["samples_lost"]
+    for w in session.state.windows:  # no window spans the gap
+        assert w.end_sample <= g0 or w.start_sample >= g1
+    assert any(w.start_sample >= g1 for w in session.state.windows)  # recovered
+
+
+def test_gap_closes_the_window_in_the_pipeline(bundle):
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 20, 3 * 20_000).astype(np.int16)
+    p = Pipeline(bundle)
+    _r1, _ = p.push(x[:30_000], 0)
+    _, ev = p.push(x[30_000:], 30_000 + 5_000)  # 5000 samples never arrived
+    assert [e.kind for e in ev][-1] == "gap" and ev[-1].end_sample - ev[-1].start_sample == 5000
+    r2, _ = p.push(x[:45_000])
+    assert all(w.start_sample >= 35_000 for w in r2) and r2[0].start_sample == 35_000
+
+
+def test_board_scaling_is_exact_for_the_reference_and_integer_for_others():
+    adc = np.array([-40000, -32768, -1, 0, 1, 32767, 40000])
+    np.testing.assert_array_equal(BoardScaler.between(0.5, 0.5)(adc),
+                                  np.clip(adc, -32768, 32767))
+    s = BoardScaler.between(0.02235, 0.5)
+    v = np.arange(-8_388_608, 8_388_607, 99_991)
+    assert np.abs(s(v) - np.clip(np.round(v * 0.0447), -32768, 32767)).max() <= 1
+
+
+def test_sigkill_loses_no_event_reported_as_logged(tmp_path):
+    db = tmp_path / "events.db"
+    link = tmp_path / "ttyK"
+    sim = subprocess.Popen([sys.executable, "-m", "edge.cli", "frontend", "simulate",
+                            "--source", "scenario:exam", "--fast", "--link", str(link),
+                            "--drop-rate", "0.05"],  # gap events: logged whatever the model
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                           cwd=ROOT)
+    try:
+        sim.stdout.readline()
+        run = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--port", str(link),
+                                "--log", str(db), "--plain"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        reported = []
+        deadline = time.monotonic() + 120
+        while len(reported) < 6 and time.monotonic() < deadline:
+            line = run.stdout.readline()
+            if "#" in line:
+                reported.append(int(line.rsplit("#", 1)[1]))
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=10)
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+    assert len(reported) >= 6
+    rows = {r[0] for r in sqlite3.connect(db).execute("SELECT id FROM events")}
+    assert set(reported) <= rows
+
+
+def test_classify_json_schema_and_bad_files(bundle, exam_wav, tmp_path):
+    path, _ = exam_wav
+    bad = {
+        "truncated.wav": lambda p: p.write_bytes(path.read_bytes()[:5000]),
+        "empty.wav": lambda p: write_wav(p, np.zeros(0, np.int16), 20_000, 0.5),
+        "notawav.wav": lambda p: p.write_bytes(b"hello"),
+        "nan.csv": lambda p: p.write_text("time_s,emg_uV\n0,1\n0.00005,nan\n0.0001,2\n"),
+        "short.wav": lambda p: write_wav(p, np.zeros(100, np.int16), 20_000, 0.5),
+        "missing.edf": lambda p: None,
+    }
+    args = ["classify", "--json", str(path)]
+    for name, make in bad.items():
+        make(tmp_path / name)
+        args.append(str(tmp_path / name))
+    args.append(str(path))
+    proc = run_nemg(*args, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("nemg: error:")]
+    assert len(errors) == len(bad)
+    for name in bad:
+        assert any(name in e for e in errors), name
+    results = [json.loads(ln) for ln in proc.stdout.splitlines()]
+    assert len(results) == 2  # the good file before and after the bad ones
+    r = results[0]
+    assert set(r) == {"file", "sample_rate_hz", "duration_s", "model", "windows", "summary"}
+    assert set(r["model"]) == {"name", "version", "sha256"}
+    assert set(r["summary"]) == {"label", "confidence", "pathological"}
+    w = r["windows"][0]
+    assert set(w) == {"start_s", "end_s", "label", "confidence", "probabilities"}
+    assert abs(sum(w["probabilities"].values()) - 1) < 0.01
+
+
+def test_log_commands(bundle, exam_wav, tmp_path):
+    path, _ = exam_wav
+    db = tmp_path / "l.db"
+    live_windows(bundle, path, log=EventLog(db))
+    out = run_nemg("log", "--db", str(db), "list", check=True).stdout
+    assert out.strip().startswith("1")
+    assert "label" in run_nemg("log", "--db", str(db), "show", "1", check=True).stdout
+    csv_out = run_nemg("log", "--db", str(db), "export", "--csv", check=True).stdout
+    assert csv_out.splitlines()[0].startswith("id,session_id,kind,label")
+    proc = run_nemg("log", "--db", str(tmp_path / "none.db"), "list")
+    assert proc.returncode != 0 and "no event log" in proc.stderr
+
+
+def test_demo_runs_and_scores_the_script(tmp_path):
+    proc = run_nemg("demo", "--fast", "--plain", "--log", str(tmp_path / "d.db"), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "segments named correctly" in proc.stdout
+    ok = int(proc.stdout.split("segments named correctly")[0].split()[-1].split("/")[0])
+    assert ok >= 8, proc.stdout  # the shipped model names most of the scripted exam
