@@ -1,0 +1,260 @@
+"""Model transfer to a box over serial (``nemg flash --port`` ↔ ``nemg flash-server``).
+
+Same framing as the front-end protocol (sync, CRC-8 header, CRC-32 per frame, sequence
+numbers). Frame types:
+
+- 0x20 XFER_BEGIN (host→box): JSON {"size", "sha256", "name"} → XFER_STATUS
+- 0x21 XFER_CHUNK (host→box): offset (u32) + data (≤ CHUNK bytes) → XFER_ACK
+- 0x22 XFER_END   (host→box): JSON {"sha256", "allow_downgrade"} → XFER_RESULT
+- 0xA0 XFER_STATUS (box→host): JSON {"offset", "chunk"}: where to resume
+- 0xA1 XFER_ACK    (box→host): next offset (u32) the box expects
+- 0xA2 XFER_RESULT (box→host): JSON {"ok", "message", "version"}
+
+The box keeps the partial file as ``staging/<sha256>.part`` (fsynced per chunk), so an
+interrupted transfer resumes where it stopped. A chunk is accepted only at the offset the
+box expects; anything else is answered with that offset. A corrupted frame is dropped by
+the decoder; the host times out and sends the chunk again. At the end the box checks the
+whole file's sha256, then hands it to ``ModelStore.install`` (signature, hashes,
+compatibility, version, self-test, atomic switch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import select
+import struct
+import sys
+import time
+import tty
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import DeviceError, NemgError
+from firmware_host.protocol import FrameDecoder, encode_frame
+
+XFER_BEGIN, XFER_CHUNK, XFER_END = 0x20, 0x21, 0x22
+XFER_STATUS, XFER_ACK, XFER_RESULT = 0xA0, 0xA1, 0xA2
+CHUNK = 2048
+OFFSET = struct.Struct("<I")
+
+
+# ---- byte channels ----------------------------------------------------------------------
+class PtyChannel:
+    """The box side on a pty it creates (tests, and boxes without a gadget port)."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        os.set_blocking(self.master, False)
+        self.path = os.ttyname(self.slave)
+
+    def read(self, timeout: float) -> bytes:
+        r, _, _ = select.select([self.master], [], [], timeout)
+        if not r:
+            return b""
+        try:
+            return os.read(self.master, 65536)
+        except OSError:
+            return b""
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            select.select([], [self.master], [], 1.0)
+            try:
+                n = os.write(self.master, view)
+            except BlockingIOError:
+                continue
+            view = view[n:]
+
+    def close(self) -> None:
+        for fd in (self.master, self.slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class LinkChannel:
+    """The box side on a real serial port (e.g. /dev/ttyGS0, a USB gadget)."""
+
+    def __init__(self, port: str) -> None:
+        from firmware_host.link import SerialLink
+
+        self.link = SerialLink(port, read_timeout=0.05)
+        self.link.open()
+        self.path = port
+
+    def read(self, timeout: float) -> bytes:
+        return self.link.read()
+
+    def write(self, data: bytes) -> None:
+        self.link.write(data)
+
+    def close(self) -> None:
+        self.link.close()
+
+
+# ---- the box side ------------------------------------------------------------------------------
+class FlashServer:
+    """Receives bundles and installs them into a ModelStore."""
+
+    def __init__(self, store, channel, *, log: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.channel = channel
+        self.log = log or (lambda m: None)
+        self.decoder = FrameDecoder()
+        self._seq = 0
+        self._part: Path | None = None
+        self._expected: dict | None = None
+        self.installs = 0
+
+    def _reply(self, ftype: int, payload: bytes) -> None:
+        self.channel.write(encode_frame(ftype, self._seq, payload))
+        self._seq = (self._seq + 1) & 0xFFFF
+
+    def serve(self, *, until: Callable[[], bool] | None = None) -> None:
+        while not (until and until()):
+            for frame in self.decoder.feed(self.channel.read(0.05)):
+                try:
+                    self._handle(frame.type, frame.payload)
+                except NemgError as exc:
+                    self._reply(XFER_RESULT, json.dumps({"ok": False,
+                                                         "message": str(exc)}).encode())
+
+    def _handle(self, ftype: int, payload: bytes) -> None:
+        staging = self.store.root / "staging"
+        if ftype == XFER_BEGIN:
+            meta = json.loads(payload)
+            digest = str(meta["sha256"])
+            if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+                raise DeviceError("bad sha256 in XFER_BEGIN")
+            staging.mkdir(exist_ok=True)
+            for old in staging.glob("*.part"):  # one transfer at a time
+                if old.stem != digest:
+                    old.unlink()
+            self._part = staging / f"{digest}.part"
+            self._expected = meta
+            have = self._part.stat().st_size if self._part.exists() else 0
+            if have > int(meta["size"]):
+                self._part.unlink()
+                have = 0
+            self.log(f"transfer {meta.get('name')} ({meta['size']} bytes), resuming at {have}")
+            self._reply(XFER_STATUS, json.dumps({"offset": have, "chunk": CHUNK}).encode())
+        elif ftype == XFER_CHUNK:
+            if self._part is None:
+                raise DeviceError("XFER_CHUNK before XFER_BEGIN")
+            (offset,) = OFFSET.unpack_from(payload)
+            have = self._part.stat().st_size if self._part.exists() else 0
+            if offset == have:
+                with open(self._part, "ab") as f:
+                    f.write(payload[OFFSET.size :])
+                    f.flush()
+                    os.fsync(f.fileno())
+                have += len(payload) - OFFSET.size
+            self._reply(XFER_ACK, OFFSET.pack(have))
+        elif ftype == XFER_END:
+            if self._part is None or self._expected is None:
+                raise DeviceError("XFER_END before XFER_BEGIN")
+            meta = json.loads(payload)
+            data = self._part.read_bytes()
+            if len(data) != int(self._expected["size"]) or \
+                    hashlib.sha256(data).hexdigest() != self._expected["sha256"]:
+                self._part.unlink()
+                raise DeviceError("received file does not match its sha256; start again")
+            status = self.store.install(data, allow_downgrade=bool(meta.get("allow_downgrade")),
+                                        source=str(self._expected.get("name", "serial")))
+            self._part.unlink()
+            self.installs += 1
+            msg = f"installed {status.active_name} {status.active_version} in slot " \
+                  f"{status.active} (on trial)"
+            self.log(msg)
+            self._reply(XFER_RESULT, json.dumps({"ok": True, "message": msg,
+                                                 "version": status.active_version}).encode())
+
+
+# ---- the host side ----------------------------------------------------------------------------
+class FlashClient:
+    """Sends a bundle over a SerialLink; resumes; retries chunks the line corrupted."""
+
+    def __init__(self, link, *, timeout_s: float = 1.0, retries: int = 20,
+                 corrupt_rate: float = 0.0, seed: int = 0,
+                 progress: Callable[[int, int], None] | None = None) -> None:
+        self.link = link
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.decoder = FrameDecoder()
+        self._seq = 0
+        self._rng = np.random.default_rng(seed)
+        self.corrupt_rate = corrupt_rate  # test hook: flip bits in what we send
+        self.progress = progress or (lambda done, total: None)
+        self.resent = 0
+
+    def _send(self, ftype: int, payload: bytes) -> None:
+        data = bytearray(encode_frame(ftype, self._seq, payload))
+        self._seq = (self._seq + 1) & 0xFFFF
+        if self.corrupt_rate:
+            for i in np.flatnonzero(self._rng.random(len(data)) < self.corrupt_rate):
+                data[i] ^= 1 << int(self._rng.integers(8))
+        self.link.write(bytes(data))
+
+    def _wait(self, want: int, timeout_s: float):
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            for f in self.decoder.feed(self.link.read()):
+                if f.type == want:
+                    return f.payload
+                if f.type == XFER_RESULT:
+                    res = json.loads(f.payload)
+                    if not res.get("ok"):
+                        raise DeviceError(f"box refused: {res.get('message')}")
+        return None
+
+    def _request(self, ftype: int, payload: bytes, want: int, timeout_s: float | None = None):
+        for _ in range(self.retries + 1):
+            self._send(ftype, payload)
+            reply = self._wait(want, timeout_s or self.timeout_s)
+            if reply is not None:
+                return reply
+            self.resent += 1  # lost or corrupted on the line: send it again
+        raise DeviceError(f"{self.link.port}: box did not answer (after {self.retries + 1} "
+                          "tries)")
+
+    def send(self, data: bytes, name: str, *, allow_downgrade: bool = False,
+             stop_after: int | None = None) -> dict:
+        """Transfer and install; ``stop_after`` bytes simulates an interrupted transfer."""
+        digest = hashlib.sha256(data).hexdigest()
+        status = json.loads(self._request(XFER_BEGIN, json.dumps(
+            {"size": len(data), "sha256": digest, "name": name}).encode(), XFER_STATUS))
+        offset, chunk = int(status["offset"]), int(status["chunk"])
+        self.resumed_at = offset
+        while offset < len(data):
+            if stop_after is not None and offset >= stop_after:
+                raise DeviceError(f"transfer interrupted at {offset} bytes (test)")
+            piece = data[offset : offset + chunk]
+            ack = self._request(XFER_CHUNK, OFFSET.pack(offset) + piece, XFER_ACK)
+            (offset,) = OFFSET.unpack(ack[: OFFSET.size])
+            self.progress(offset, len(data))
+        raw = self._request(XFER_END, json.dumps({"sha256": digest,
+                                                  "allow_downgrade": allow_downgrade}).encode(),
+                            XFER_RESULT, timeout_s=30.0)
+        res = json.loads(raw)
+        if not res.get("ok"):
+            raise DeviceError(f"box refused: {res.get('message')}")
+        return res
+
+
+def progress_bar(done: int, total: int, t0: list[float] = [0.0]) -> None:  # noqa: B006
+    now = time.monotonic()
+    if not t0[0] or done <= CHUNK:
+        t0[0] = now
+    frac = done / total if total else 1.0
+    rate = done / max(now - t0[0], 1e-6) / 1000
+    bar = "#" * int(frac * 30)
+    print(f"\r  [{bar:<30}] {frac * 100:5.1f} %  {rate:7.1f} kB/s", end="", file=sys.stderr,
+          flush=True)
+    if done >= total:
+        print(file=sys.stderr)

@@ -1,0 +1,278 @@
+"""Model store and flashing: atomic, verified, self-tested, trial/confirm, rollback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import zipfile
+
+import pytest
+from conftest import ROOT, assert_one_line_error, run_nemg
+
+from convert.bundle import generate_key, pack
+from edge.bundle import Bundle
+from edge.errors import DeviceError
+from edge.store import STEPS, InstallRefused, ModelStore
+from firmware_host.link import SerialLink
+from firmware_host.transfer import FlashClient, FlashServer, PtyChannel
+
+SHIPPED = ROOT / "models" / "nemg-default.nemg"
+DEV_PUB = ROOT / "keys" / "trusted" / "nemg-dev.pub"
+DEV_KEY = ROOT / "keys" / "dev" / "nemg-dev.key"
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    """The shipped model re-signed as versions 1.0.0, 1.1.0 and 0.9.0, plus variants."""
+    d = tmp_path_factory.mktemp("bundles")
+    model = Bundle.read(SHIPPED).model_bytes
+    out = {}
+    for v in ("1.0.0", "1.1.0", "0.9.0"):
+        out[v] = d / f"m-{v}.nemg"
+        pack(out[v], model=model, key_path=DEV_KEY, name="nemg-test", version=v)
+    out["other-board"] = d / "other-board.nemg"
+    pack(out["other-board"], model=model, key_path=DEV_KEY, name="x", version="2.0.0",
+         boards=("ads1299-fe",))
+    rogue_key, _ = generate_key(d / "rogue", "rogue")
+    out["unknown-key"] = d / "rogue.nemg"
+    pack(out["unknown-key"], model=model, key_path=rogue_key, name="x", version="2.0.0")
+    return out
+
+
+def new_store(tmp_path, policy="self-test") -> ModelStore:
+    return ModelStore.init(tmp_path / "store", board="nemg-fe1", trusted=[DEV_PUB],
+                           confirm_policy=policy)
+
+
+def installed(store, path, **kw):
+    return store.install(path.read_bytes(), source=path.name, **kw)
+
+
+def test_install_confirm_upgrade_rollback(tmp_path, bundles):
+    s = new_store(tmp_path)
+    st = installed(s, bundles["1.0.0"])
+    assert (st.active, st.active_version, st.trial) == ("a", "1.0.0", True)
+    assert s.confirm().trial is False
+    st = installed(s, bundles["1.1.0"])
+    assert (st.active, st.previous, st.active_version) == ("b", "a", "1.1.0")
+    st = s.rollback("test")
+    assert (st.active, st.active_version, st.trial) == ("a", "1.0.0", False)
+    actions = [h["action"] for h in s.history()]
+    assert actions == ["init", "install", "confirm", "install", "rollback"]
+
+
+@pytest.mark.parametrize("case,message", [
+    ("unknown-key", "unknown key"),
+    ("other-board", "not compatible with board nemg-fe1"),
+    ("0.9.0", "older than the active 1.0.0"),
+])
+def test_refusals_leave_the_old_model_active(tmp_path, bundles, case, message):
+    s = new_store(tmp_path)
+    installed(s, bundles["1.0.0"])
+    s.confirm()
+    before = s.slot_path("a").read_bytes()
+    with pytest.raises(InstallRefused, match=message):
+        installed(s, bundles[case])
+    st = s.status()
+    assert (st.active, st.active_version, st.trial) == ("a", "1.0.0", False)
+    assert s.slot_path("a").read_bytes() == before
+    assert s.history()[-1]["action"] == "refused"
+
+
+def test_tampered_truncated_and_selftest_mismatch_are_refused(tmp_path, bundles):
+    s = new_store(tmp_path)
+    installed(s, bundles["1.0.0"])
+    s.confirm()
+    good = bundles["1.1.0"].read_bytes()
+    with pytest.raises(InstallRefused, match="truncated"):
+        s.install(good[: len(good) // 3])
+    with zipfile.ZipFile(bundles["1.1.0"]) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    model = bytearray(members["model.tflite"])
+    model[len(model) // 2] ^= 0x40
+    members["model.tflite"] = bytes(model)
+    bad = tmp_path / "tampered.nemg"
+    with zipfile.ZipFile(bad, "w") as z:
+        for n, d in members.items():
+            z.writestr(n, d)
+    with pytest.raises(InstallRefused, match="sha256"):
+        installed(s, bad)
+    # validly signed, but its golden vectors do not reproduce on this interpreter
+    import io
+
+    import numpy as np
+
+    b = Bundle.read(bundles["1.1.0"])
+    g = b.golden()
+    g["scores"] = g["scores"] ^ 1
+    from edge.bundle import sha256
+
+    buf = io.BytesIO()
+    np.savez(buf, **g)
+    members = dict(b.members)
+    members["golden.npz"] = buf.getvalue()
+    manifest = json.loads(members["manifest.json"])
+    manifest["members"]["golden.npz"] = sha256(members["golden.npz"])
+    raw = json.dumps(manifest).encode()
+    from convert.bundle import load_private_key
+
+    members["manifest.json"], members["manifest.sig"] = raw, load_private_key(DEV_KEY).sign(raw)
+    selftest_bad = tmp_path / "selftest.nemg"
+    with zipfile.ZipFile(selftest_bad, "w") as z:
+        for n, d in members.items():
+            z.writestr(n, d)
+    with pytest.raises(InstallRefused, match="self-test failed"):
+        installed(s, selftest_bad)
+    assert s.status().active_version == "1.0.0"
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_power_cut_at_every_step_leaves_a_valid_model(tmp_path, bundles, step):
+    s = new_store(tmp_path)
+    installed(s, bundles["1.0.0"])
+    s.confirm()
+
+    def fault(at):
+        if at == step:
+            raise Crash(at)
+
+    with pytest.raises(Crash):
+        ModelStore(s.root, fault=fault).install(bundles["1.1.0"].read_bytes())
+    after = ModelStore(s.root)  # the reboot
+    b = after.active()  # verifies signature and hashes
+    assert b.version in ("1.0.0", "1.1.0")  # old or new, never a mix
+    b.self_test()
+    st, _ = after.boot_check()
+    assert st.active_version in ("1.0.0", "1.1.0") and not st.trial
+
+
+@pytest.mark.parametrize("step", ["slot-half-written", "slot-renamed", "state-written",
+                                  "state-renamed"])
+def test_sigkill_mid_install_leaves_a_valid_model(tmp_path, bundles, step):
+    s = new_store(tmp_path)
+    installed(s, bundles["1.0.0"])
+    s.confirm()
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "model", "--store", str(s.root), "install",
+         str(bundles["1.1.0"])], env={**__import__("os").environ, "NEMG_STORE_KILL_AT": step},
+        capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == -9  # killed at that step
+    b = ModelStore(s.root).active()
+    assert b.version in ("1.0.0", "1.1.0")
+    b.self_test()
+
+
+def test_unconfirmed_model_rolls_back_under_manual_policy(tmp_path, bundles):
+    s = new_store(tmp_path, policy="manual")
+    installed(s, bundles["1.0.0"])
+    s.confirm()
+    installed(s, bundles["1.1.0"])
+    st, what = s.boot_check()
+    assert st.trial and "on trial" in what  # first start: allowed, on trial
+    st, what = s.boot_check()
+    assert (st.active_version, st.trial) == ("1.0.0", False) and "not confirmed" in what
+
+
+def test_self_test_policy_confirms_and_a_corrupt_active_slot_falls_back(tmp_path, bundles):
+    s = new_store(tmp_path)
+    installed(s, bundles["1.0.0"])
+    s.confirm()
+    installed(s, bundles["1.1.0"])
+    st, what = s.boot_check()
+    assert (st.active_version, st.trial, what) == ("1.1.0", False, "confirmed by self-test")
+    path = s.slot_path("b")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # the SD card rotted
+    path.write_bytes(bytes(data))
+    st, what = s.boot_check()
+    assert (st.active_version, what) == ("1.0.0", "rolled back")
+
+
+def test_downgrade_allowed_only_when_asked_and_trial_blocks_installs(tmp_path, bundles):
+    s = new_store(tmp_path)
+    installed(s, bundles["1.1.0"])
+    with pytest.raises(InstallRefused, match="on trial"):
+        installed(s, bundles["1.0.0"])
+    s.confirm()
+    st = installed(s, bundles["0.9.0"], allow_downgrade=True)
+    assert st.active_version == "0.9.0"
+
+
+def serve(store):
+    ch = PtyChannel()
+    server = FlashServer(store, ch)
+    stop = threading.Event()
+    t = threading.Thread(target=server.serve, kwargs={"until": stop.is_set}, daemon=True)
+    t.start()
+    return ch, server, stop, t
+
+
+def test_serial_transfer_resumes_after_interruption(tmp_path, bundles):
+    s = new_store(tmp_path)
+    ch, _server, stop, t = serve(s)
+    data = bundles["1.0.0"].read_bytes()
+    try:
+        with SerialLink(ch.path, read_timeout=0.01) as link, \
+                pytest.raises(DeviceError, match="interrupted"):
+            FlashClient(link, timeout_s=0.3).send(data, "m.nemg", stop_after=len(data) // 2)
+        with SerialLink(ch.path, read_timeout=0.01) as link:
+            c = FlashClient(link, timeout_s=0.3)
+            res = c.send(data, "m.nemg")
+        assert c.resumed_at >= len(data) // 2  # did not start again
+        assert res["ok"] and res["version"] == "1.0.0"
+    finally:
+        stop.set()
+        t.join(5)
+        ch.close()
+    assert s.status().active_version == "1.0.0"
+
+
+def test_serial_transfer_survives_corruption(tmp_path, bundles):
+    s = new_store(tmp_path)
+    ch, server, stop, t = serve(s)
+    try:
+        with SerialLink(ch.path, read_timeout=0.01) as link:
+            c = FlashClient(link, timeout_s=0.2, retries=50, corrupt_rate=1e-4, seed=4)
+            res = c.send(bundles["1.0.0"].read_bytes(), "m.nemg")
+        assert res["ok"] and c.resent > 0  # some chunks had to go again
+    finally:
+        stop.set()
+        t.join(5)
+        ch.close()
+    assert s.status().active_version == "1.0.0"
+    assert server.decoder.stats.crc_errors + server.decoder.stats.bad_headers > 0
+
+
+def test_refusal_over_serial_is_a_clear_error(tmp_path, bundles):
+    s = new_store(tmp_path)
+    ch, _server, stop, t = serve(s)
+    try:
+        with SerialLink(ch.path, read_timeout=0.01) as link, \
+                pytest.raises(DeviceError, match=r"box refused: .*unknown key"):
+            FlashClient(link, timeout_s=0.3).send(bundles["unknown-key"].read_bytes(), "r")
+    finally:
+        stop.set()
+        t.join(5)
+        ch.close()
+    assert s.status().active is None
+
+
+def test_model_and_flash_cli(tmp_path, bundles):
+    root = tmp_path / "s"
+    run_nemg("model", "--store", str(root), "init", "--trust", str(DEV_PUB), check=True)
+    run_nemg("flash", str(bundles["1.0.0"]), "--store", str(root), check=True)
+    st = json.loads(run_nemg("model", "--store", str(root), "status", check=True).stdout)
+    assert st["active_version"] == "1.0.0" and st["trial"] is True
+    run_nemg("model", "--store", str(root), "confirm", check=True)
+    assert_one_line_error(run_nemg("flash", str(bundles["0.9.0"]), "--store", str(root)),
+                          "older than the active")
+    assert_one_line_error(run_nemg("model", "--store", str(tmp_path / "nothing"), "status"),
+                          "not a model store")
+    hist = run_nemg("model", "--store", str(root), "history", check=True).stdout.splitlines()
+    assert [json.loads(h)["action"] for h in hist][-1] == "refused"
