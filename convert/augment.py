@@ -26,7 +26,7 @@ class AugmentConfig:
     from a 1 mV fasciculation when the gain is known."""
     shift_s: float = 0.5
     """Maximum time shift (circular) of the window's content."""
-    noise_snr_db: tuple[float, float] = (5.0, 40.0)
+    noise_snr_db: tuple[float, float] = (10.0, 40.0)
     """White noise at this SNR relative to the signal's RMS."""
     p_noise: float = 0.4
     mains_snr_db: tuple[float, float] = (0.0, 30.0)

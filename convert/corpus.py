@@ -12,13 +12,13 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from convert.importers import Recording, load_wav
-from convert.synth import PARAMS, patient_dict, synthesize
+from convert.synth import PARAMS, make_patient, patient_dict, synthesize
 from edge.errors import InputError
 from edge.labels import LABELS, check_label
 from edge.wavio import write_wav
@@ -48,8 +48,10 @@ def recording_seed(seed: int, label: str, index: int) -> list[int]:
 def synth_corpus(out: Path, per_class: int, seed: int, *, sample_rate_hz: int = 20_000,
                  duration_s: float = 6.0, uv_per_lsb: float = 0.5,
                  labels: tuple[str, ...] = LABELS,
-                 progress: Callable[[int, int], None] | None = None) -> dict:
-    """Write a synthetic corpus; returns the manifest."""
+                 progress: Callable[[int, int], None] | None = None,
+                 patient_overrides: dict | None = None) -> dict:
+    """Write a synthetic corpus; returns the manifest. ``patient_overrides`` fixes
+    Patient fields for every recording (a domain shift: another amplifier, mains...)."""
     if per_class < 1:
         raise InputError("--per-class must be at least 1")
     for lab in labels:
@@ -61,7 +63,11 @@ def synth_corpus(out: Path, per_class: int, seed: int, *, sample_rate_hz: int = 
     for label in labels:
         for i in range(per_class):
             rng = np.random.default_rng(recording_seed(seed, label, i))
-            s = synthesize(label, fs=sample_rate_hz, duration_s=duration_s, rng=rng)
+            patient = None
+            if patient_overrides:
+                patient = replace(make_patient(rng, mixture=False), **patient_overrides)
+            s = synthesize(label, fs=sample_rate_hz, duration_s=duration_s, rng=rng,
+                           patient=patient)
             name = f"{label}_{i:04d}.wav"
             pcm = np.clip(np.round(s.signal_uv / uv_per_lsb), -32768, 32767).astype(np.int16)
             write_wav(wav_dir / name, pcm, sample_rate_hz, uv_per_lsb)
@@ -81,6 +87,7 @@ def synth_corpus(out: Path, per_class: int, seed: int, *, sample_rate_hz: int = 
         "kind": "nemg-synthetic-corpus", "synth_version": SYNTH_VERSION, "seed": seed,
         "per_class": per_class, "sample_rate_hz": sample_rate_hz, "duration_s": duration_s,
         "uv_per_lsb": uv_per_lsb, "labels": list(labels), "params": _jsonable(PARAMS),
+        "patient_overrides": patient_overrides or {},
         "files": files,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))

@@ -34,8 +34,20 @@ from edge.recording import (  # noqa: F401  (re-exported: one Recording type eve
 
 
 # ---- EDF / EDF+ / BDF ------------------------------------------------------------------------
+def _require(module: str, what: str):
+    """Import an optional reader, or say which extra provides it."""
+    import importlib
+
+    from edge.errors import MissingExtraError
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtraError("convert", what, module) from None
+
+
 def load_edf(path: Path, channel: int | str = 0) -> Recording:
-    import pyedflib
+    pyedflib = _require("pyedflib", f"reading {path.suffix} files")
 
     try:
         reader = pyedflib.EdfReader(str(path))
@@ -65,7 +77,7 @@ def load_edf(path: Path, channel: int | str = 0) -> Recording:
 
 # ---- WFDB --------------------------------------------------------------------------------
 def load_wfdb(path: Path, channel: int | str = 0) -> Recording:
-    import wfdb
+    wfdb = _require("wfdb", "reading WFDB records")
 
     base = path.with_suffix("")
     try:

@@ -123,6 +123,9 @@ Accuracy vs gain: {gain}
 
 Confusion matrix: ![confusion](model-card-confusion.png)
 
+Architecture choice (CNN with a temporal head vs CNN+GRU, accuracy per byte and latency):
+[architectures.md](architectures.md).
+
 ## Limitations
 - **Not validated on real patients.** Every figure above is on synthetic recordings from the
   same generator family; real recordings differ in ways the synthesiser does not model

@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, str] = {
     "features": "edge.features_bench:run",
     "wire": "firmware_host.wire_bench:run",
     "pipeline": "edge.pipeline_bench:run",
+    "model": "convert.model_bench:run",
 }
 
 

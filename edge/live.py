@@ -266,7 +266,7 @@ class LiveSession:
         lines.append(f"  link {s.link_note} · {rate / 1000:5.1f} kS/s · CRC err "
                      f"{c.stats.crc_errors} · gaps {p.gaps} ({p.samples_lost} lost) · "
                      f"{' '.join(flags) or 'ok'}")
-        if s.last is not None and s.last.label == UNCERTAIN:
+        if s.last is not None and s.last.smoothed_label == UNCERTAIN:
             lines.append("  (uncertain: below the model's confidence threshold)")
         return lines
 

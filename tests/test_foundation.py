@@ -36,12 +36,6 @@ def test_info_reports_the_runtime():
     assert info["tflite_runtime"].startswith("litert ")  # the edge extra's runtime
 
 
-def test_demo_is_honest_until_the_runtime_lands():
-    proc = run_nemg("demo")
-    assert proc.returncode == 1
-    assert "not available yet" in proc.stderr
-
-
 # Modules of the workstation extra; the box must never need them.
 WORKSTATION_ONLY = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "scipy",
                     "matplotlib", "pyedflib", "wfdb")
@@ -71,6 +65,17 @@ def test_edge_imports_and_runs_without_tensorflow():
         from edge.cli import main
         assert main(['info']) == 0
         assert main(['bench', 'features', '--quick', '--repeats', '1', '--json']) == 0
+        # a workstation-only format on the box: a clear "install the extra" error
+        from edge.errors import MissingExtraError
+        from convert.importers import load_recording
+        import tempfile, pathlib
+        f = pathlib.Path(tempfile.mkdtemp()) / 'x.edf'
+        f.write_bytes(b'0' * 256)
+        try:
+            load_recording(f)
+            raise SystemExit('expected MissingExtraError')
+        except MissingExtraError as exc:
+            assert "nemg-edge[convert]" in str(exc)
         leaked = [m for m in sys.modules if m.split('.')[0] in BLOCKED]
         assert not leaked, leaked
         print('EDGE-OK')

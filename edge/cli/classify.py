@@ -41,7 +41,10 @@ def classify_file(pipe_factory, path: Path, channel=None) -> dict:
 
     pipe = pipe_factory()
     x = load_samples(path, pipe.fs, pipe.mel.uv_per_lsb, channel)
-    windows, _ = pipe.push(x, 0)
+    windows = []
+    step = 10 * pipe.fs  # bounded memory for hour-long files; results are chunk-invariant
+    for i in range(0, x.size, step):
+        windows += pipe.push(x[i : i + step], i)[0]
     pipe.flush()
     b = pipe.bundle
     return {
