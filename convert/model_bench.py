@@ -39,8 +39,7 @@ def _invoker(model: bytes):
 
 
 def run(opts: BenchOptions) -> dict[str, Any]:
-    try:
-        import convert  # noqa: F401  (TF_USE_LEGACY_KERAS)
+    try:  # this module is inside `convert`, whose __init__ set TF_USE_LEGACY_KERAS
         import tf_keras as keras
     except ImportError:
         raise MissingExtraError("convert", "the model benchmark", "tensorflow") from None

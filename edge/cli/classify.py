@@ -41,6 +41,12 @@ def classify_file(pipe_factory, path: Path, channel=None) -> dict:
 
     pipe = pipe_factory()
     x = load_samples(path, pipe.fs, pipe.mel.uv_per_lsb, channel)
+    need = pipe.win.samples(pipe.mel)
+    if x.size < need:
+        from edge.errors import InputError
+
+        raise InputError(f"{path}: {x.size / pipe.fs:.3f} s is shorter than one "
+                         f"{need / pipe.fs:.1f} s analysis window")
     windows = []
     step = 10 * pipe.fs  # bounded memory for hour-long files; results are chunk-invariant
     for i in range(0, x.size, step):
