@@ -24,6 +24,7 @@ from edge.windows import WindowConfig
 ROOT = Path(__file__).resolve().parents[1]
 DEV_KEY = ROOT / "keys" / "dev" / "nemg-dev.key"
 DEFAULT_BUNDLE = ROOT / "models" / "nemg-default.nemg"
+ARCH_NAMES = {"cnn": "CNN with a dilated temporal head", "cnn_gru": "CNN+GRU"}
 
 
 def _checkpoint_file(path: Path) -> Path:
@@ -82,18 +83,19 @@ def model_card(report: dict[str, Any], meta: dict[str, Any]) -> str:
     snr = " · ".join(f"{k} dB: {v:.3f}" for k, v in report.get("accuracy_vs_snr_db", {}).items())
     gain = " · ".join(f"{k} dB: {v:.3f}" for k, v in report.get("accuracy_vs_gain_db",
                                                                  {}).items())
+    arch_name = ARCH_NAMES.get(meta["arch"], meta["arch"])
     return f"""# Model card: {meta['name']} {meta['version']}
 
 **Signed with the committed DEVELOPMENT key** (`keys/dev/`). Anyone can sign with it:
 a clinical box must trust only its organisation's own keys (see README).
 
 ## What it is
-A {meta['arch']} classifier ({meta['params']} parameters, {report['model_bytes']} bytes as
-int8 TFLite, {meta['method'].upper()}) over 2.0 s windows of the box's fixed-point log-Mel
-features (198 frames × 40 Mel bands, 20 kHz, every 0.5 s). Twelve classes: the seven
-pathological spontaneous discharges, end-plate, insertional and voluntary motor-unit
-activity, silence and artifact. Reproduce with `make model` ({meta['minutes']:.1f} min here,
-2 cores).
+A {arch_name} classifier ({meta['params']} parameters,
+{report['model_bytes']} bytes as int8 TFLite, {meta['method'].upper()}) over 2.0 s windows
+of the box's fixed-point log-Mel features (198 frames × 40 Mel bands, 20 kHz, every
+0.5 s). Twelve classes: the seven pathological spontaneous discharges, end-plate,
+insertional and voluntary motor-unit activity, silence and artifact. Reproduce with
+`make model` ({meta['minutes']:.1f} min here, 2 cores).
 
 ## Data
 Synthetic only (`nemg data synth`, docs/discharges.md): training corpus seed
