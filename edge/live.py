@@ -142,6 +142,9 @@ class LiveSession:
         self._capture_max = n
         self._captured = 0
         self.logged: list[int] = []
+        self._pending: list[np.ndarray] = []  # samples waiting for the next decision
+        self._pending_n = 0
+        self._pending_index = 0
 
     # ---- the loop --------------------------------------------------------------------------
     def run(self, *, duration_s: float | None = None,
@@ -161,13 +164,14 @@ class LiveSession:
                     self.state.flags |= ev.flags
                     self.state.samples += pcm.size
                     self._keep(pcm)
-                    results, events = p.push(pcm, ev.index)
-                    for r in results:
-                        self.state.last = r
-                        self.state.windows.append(r)
-                        self.state.latencies.append(r.latency_s)
-                    self._emit(events)
+                    if not self._pending:
+                        self._pending_index = ev.index
+                    self._pending.append(pcm)
+                    self._pending_n += pcm.size
+                    if self._pending_n >= p.samples_needed():
+                        self._push()
                 elif isinstance(ev, Gap):
+                    self._push()
                     self._emit(p.gap(ev.lost, ev.reason))
                 elif isinstance(ev, LinkEvent):
                     self.state.link_note = ev.state
@@ -177,6 +181,7 @@ class LiveSession:
         except KeyboardInterrupt:
             self.state.link_note = "stopped by user"
         finally:
+            self._push()
             self._emit(p.flush())
             summary = self.summary()
             if self.log:
@@ -187,6 +192,20 @@ class LiveSession:
             with contextlib.suppress(Exception):
                 self.client.close()
         return summary
+
+    def _push(self) -> None:
+        """Hand the batched samples to the pipeline (one call per decision)."""
+        if not self._pending:
+            return
+        pcm = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending.clear()
+        self._pending_n = 0
+        results, events = self.pipeline.push(pcm, self._pending_index)
+        for r in results:
+            self.state.last = r
+            self.state.windows.append(r)
+            self.state.latencies.append(r.latency_s)
+        self._emit(events)
 
     def _emit(self, events: list[Event]) -> None:
         for ev in events:

@@ -137,6 +137,14 @@ class Pipeline:
             self._frames_dropped += drop
         return results, events
 
+    def samples_needed(self) -> int:
+        """Samples still to arrive before the next window can be decided. A live caller
+        batches that many and pushes once: one call per decision, no added latency."""
+        w, hop = self.win, self.mel.hop_length
+        last = self._segment_start + (self._next_window + w.frames - 1) * hop \
+            + self.mel.window_length
+        return max(1, last - self._next_index)
+
     def gap(self, lost: int | None, reason: str = "gap") -> list[Event]:
         """Samples were lost (``None``: unknown how many). Closes the segment."""
         events = self._close_run()
