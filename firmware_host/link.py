@@ -213,16 +213,24 @@ class FrontEndClient:
             raise DeviceError(f"{self.link.port}: {ftype.name} refused (status {status})")
 
     # ---- streaming ------------------------------------------------------------------
-    def events(self, duration_s: float | None = None) -> Iterator[Event]:
+    def events(self, duration_s: float | None = None,
+               idle_s: float = 0.1) -> Iterator[Event | None]:
         """Samples and gaps as they arrive, reconnecting on unplug (if enabled).
 
-        Yields nothing while no data arrives; returns after ``duration_s`` (if given).
-        Raises :class:`LinkDown` when reconnecting is off or gave up.
+        While no data arrives it yields ``None`` every ``idle_s`` seconds, so a caller can
+        check its own deadlines and stop conditions on a silent link. Returns after
+        ``duration_s`` (if given). Raises :class:`LinkDown` when reconnecting is off or
+        gave up.
         """
         end = None if duration_s is None else time.monotonic() + duration_s
+        last_yield = time.monotonic()
         while end is None or time.monotonic() < end:
             while self._pending:
                 yield self._pending.popleft()
+                last_yield = time.monotonic()
+            if time.monotonic() - last_yield >= idle_s:
+                yield None
+                last_yield = time.monotonic()
             try:
                 self._pump()
             except LinkDown as exc:

@@ -195,3 +195,34 @@ def test_demo_runs_and_scores_the_script(tmp_path):
     assert "segments named correctly" in proc.stdout
     ok = int(proc.stdout.split("segments named correctly")[0].split()[-1].split("/")[0])
     assert ok >= 8, proc.stdout  # the shipped model names most of the scripted exam
+
+
+def test_real_time_session_ends_when_the_source_ends_and_on_a_silent_link(bundle, tmp_path):
+    # Real rate, not --fast: the last samples arrive before the device says it is done, so
+    # the session must wake up on its own to notice (it once waited forever here).
+    from edge.recording import load_wav
+
+    x = load_wav(ROOT / "edge" / "data" / "demo-exam.wav").to_int16(0.5)[: 3 * 20_000]
+    p = tmp_path / "short.wav"
+    write_wav(p, x, 20_000, 0.5)
+    src = open_source(str(p), FE1, loop=False)
+    with VirtualFrontEnd(FE1, src, fast=False) as vfe:
+        link = SerialLink(vfe.path)
+        link.open()
+        session = LiveSession(Pipeline(bundle), FrontEndClient(link, reconnect=False), FE1)
+        t0 = time.monotonic()
+        session.run(until=lambda: vfe.finished.is_set() and session.state.samples >= len(src))
+        assert time.monotonic() - t0 < 10 and session.state.samples == len(src)
+    silent = VirtualFrontEnd(FE1, open_source("sine", FE1), fast=False)
+    silent.start()
+    try:
+        link = SerialLink(silent.path)
+        link.open()
+        client = FrontEndClient(link, reconnect=False)
+        client.start = lambda: None  # the device never starts streaming: a silent link
+        session = LiveSession(Pipeline(bundle), client, FE1)
+        t0 = time.monotonic()
+        session.run(duration_s=0.5)
+        assert time.monotonic() - t0 < 3
+    finally:
+        silent.stop()
