@@ -78,21 +78,22 @@ _EXTRA_OF_MODULE = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     parser = argparse.ArgumentParser(
         prog="nemg",
         description="nemg-edge: names the spontaneous discharge under an EMG needle.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # one command per line
     )
     parser.add_argument("--version", action="version", version=f"nemg-edge {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    parser.add_subparsers(
+    sub = parser.add_subparsers(
         dest="command",
         metavar="COMMAND",
         title="commands",
-        description="\n".join(f"{c.name:<10} {c.help}" for c in COMMANDS),
+        description="\n".join(f"{c.name:<12} {c.help}" for c in COMMANDS),
     )
-    return parser
+    return parser, sub
 
 
 def _load_command(cmd: Command):
@@ -107,10 +108,9 @@ def _load_command(cmd: Command):
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser, sub = build_parser()
     # Find the subcommand first so only its module is imported and configured.
     by_name = {c.name: c for c in COMMANDS}
-    sub = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
     debug = "--debug" in argv or os.environ.get("NEMG_DEBUG") == "1"
     name = next((a for a in argv if not a.startswith("-")), None)
     try:
