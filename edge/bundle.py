@@ -24,6 +24,7 @@ import json
 import re
 import zipfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,7 @@ class Bundle:
                 raise IntegrityError(f"{source}: missing member {name}")
         return cls(source, members)
 
-    @property
+    @cached_property
     def manifest(self) -> dict[str, Any]:
         try:
             m = json.loads(self.members["manifest.json"])
@@ -207,10 +208,20 @@ class Bundle:
     def model_bytes(self) -> bytes:
         return self.members["model.tflite"]
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         """Identity of the model: the sha256 of model.tflite."""
         return sha256(self.model_bytes)
+
+    def board_mismatch(self, board_name: str, sample_rate_hz: int) -> str | None:
+        """Why this model cannot run on a board (rate, compatible_boards), or None."""
+        rate = self.mel_config.sample_rate_hz
+        if rate != sample_rate_hz:
+            return f"model expects {rate} Hz, board {board_name} delivers {sample_rate_hz} Hz"
+        boards = self.manifest.get("compatible_boards") or []
+        if boards and board_name not in boards:
+            return f"not compatible with board {board_name} (compatible: {', '.join(boards)})"
+        return None
 
     def golden(self) -> dict[str, np.ndarray]:
         try:

@@ -49,14 +49,10 @@ class BoardScaler:
 
 
 def check_board(pipeline: Pipeline, board: FrontEndProfile) -> None:
-    m = pipeline.bundle.manifest
-    if board.sample_rate_hz != pipeline.mel.sample_rate_hz:
-        raise ConfigError(f"board {board.name} samples at {board.sample_rate_hz} Hz but the "
-                          f"model expects {pipeline.mel.sample_rate_hz} Hz")
-    compatible = m.get("compatible_boards") or []
-    if compatible and board.name not in compatible:
-        raise ConfigError(f"model {m['name']} {m['version']} is not marked compatible with "
-                          f"board {board.name} (compatible: {', '.join(compatible)})")
+    why = pipeline.bundle.board_mismatch(board.name, board.sample_rate_hz)
+    if why:
+        b = pipeline.bundle
+        raise ConfigError(f"model {b.name} {b.version}: {why}")
 
 
 @dataclass

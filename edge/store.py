@@ -239,13 +239,9 @@ class ModelStore:
             mel, win = b.mel_config, b.window_config
         except (ConfigError, TypeError, KeyError) as exc:
             raise InstallRefused(f"{b.source}: unreadable feature config ({exc})") from None
-        if mel.sample_rate_hz != board.sample_rate_hz:
-            raise InstallRefused(f"{b.source}: model expects {mel.sample_rate_hz} Hz, board "
-                                 f"{board.name} delivers {board.sample_rate_hz} Hz")
-        boards = m.get("compatible_boards") or []
-        if boards and board.name not in boards:
-            raise InstallRefused(f"{b.source}: not compatible with board {board.name} "
-                                 f"(compatible: {', '.join(boards)})")
+        why = b.board_mismatch(board.name, board.sample_rate_hz)
+        if why:
+            raise InstallRefused(f"{b.source}: {why}")
         shape = [1, win.frames, mel.num_mels, 1]
         if m.get("input", {}).get("shape") != shape or m["input"].get("dtype") != "int8" \
                 or m.get("output", {}).get("dtype") != "int8":

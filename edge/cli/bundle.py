@@ -59,9 +59,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     b = Bundle.read(args.bundle)
     if args.action == "inspect":
-        m = b.manifest
-        m["bundle_sha256"] = {n: len(d) for n, d in b.members.items()}
-        print(json.dumps(m, indent=1))
+        shown = {**b.manifest, "member_bytes": {n: len(d) for n, d in b.members.items()}}
+        print(json.dumps(shown, indent=1))
         return 0
     m = b.verify(TrustStore.from_dir(args.trusted or default_trusted()))
     out = {"bundle": str(args.bundle), "ok": True, "name": m["name"], "version": m["version"],
