@@ -30,7 +30,8 @@ TIERS: tuple[frozenset[str], ...] = (
     frozenset({"end_plate", "motor_unit"}),
     frozenset({"silence"}),
 )
-BACKGROUND_LABELS = ("silence", "end_plate", "motor_unit")
+#: Backgrounds a discharge may sit on (mixed under pathological recordings).
+MIXTURE_LABELS = ("end_plate", "motor_unit")
 
 
 def window_label(spans, t0: float, t1: float, min_overlap_s: float = 0.2) -> str:
@@ -89,41 +90,134 @@ def windows_of(pcm: np.ndarray, spans, mel: MelConfig, win: WindowConfig, fe: Me
     return xs, ys
 
 
+Background = tuple[str, np.ndarray]
+"""(label, µV signal) of a background-class recording, for mixing under discharges."""
+
+
+def _item_windows(item: CorpusItem, mel: MelConfig, win: WindowConfig, fe: MelFrontEnd,
+                  augment_seed: int | None, aug: AugmentConfig | None,
+                  backgrounds: list[Background]):
+    rec = item.load().resampled(mel.sample_rate_hz)
+    uv = rec.samples_uv
+    spans = item.spans
+    first = 0
+    scale = 1.0
+    if augment_seed is not None:
+        a = Augmenter(hash((augment_seed, item.seed)) & 0xFFFFFFFF, mel.sample_rate_hz, aug)
+        bg = None
+        if backgrounds:
+            bg = backgrounds[int(a.rng.integers(len(backgrounds)))]
+        mixable = item.label in PATHOLOGICAL and not any(
+            lab in MIXTURE_LABELS for _, _, lab in spans)
+        uv = a(uv, background=bg[1] if bg is not None and mixable else None, shift=False)
+        if a.last_background:
+            # The quiet stretches between discharges now show the background's class,
+            # as in a synthesised mixture (convert.synth): the label follows the signal.
+            spans = tuple((s0, s1, bg[0] if lab == "silence" else lab)
+                          for s0, s1, lab in spans)
+        scale = a.last_time_scale
+        first = int(a.rng.integers(win.hop_frames))
+    pcm = float_to_int16(uv, lsb=mel.uv_per_lsb)
+    x, y = windows_of(pcm, spans, mel, win, fe, first, scale)
+    return x, y, np.full(y.size, item.seed)
+
+
+# Worker processes keep their background signals between calls (loaded once).
+_WORKER_BACKGROUNDS: list[Background] = []
+
+
+def _worker_init(background_items: list[CorpusItem], fs: int) -> None:
+    _WORKER_BACKGROUNDS[:] = load_backgrounds(background_items, fs)
+
+
+def _worker_build(args):
+    items, mel, win, augment_seed, aug = args
+    fe = MelFrontEnd(mel)
+    return [_item_windows(i, mel, win, fe, augment_seed, aug, _WORKER_BACKGROUNDS)
+            for i in items]
+
+
+class WindowBuilder:
+    """Builds the windows of a list of recordings, optionally augmented, in ``workers``
+    processes. The result does not depend on ``workers``: each recording's augmentation
+    is seeded by (epoch seed, recording) alone. Use as a context manager (or ``close``)."""
+
+    def __init__(self, mel: MelConfig, win: WindowConfig, *, aug: AugmentConfig | None = None,
+                 background_items: list[CorpusItem] | None = None, workers: int = 1) -> None:
+        self.mel, self.win, self.aug = mel, win, aug
+        self.background_items = list(background_items or [])
+        self.workers = max(1, workers)
+        self._backgrounds: list[Background] | None = None
+        self._pool = None
+
+    def _local_backgrounds(self) -> list[Background]:
+        if self._backgrounds is None:
+            self._backgrounds = load_backgrounds(self.background_items,
+                                                 self.mel.sample_rate_hz)
+        return self._backgrounds
+
+    def build(self, items: list[CorpusItem], augment_seed: int | None = None) -> WindowSet:
+        """All windows of ``items``; with ``augment_seed``, each recording is augmented
+        first and its windows start at a random phase."""
+        if self.workers == 1 or len(items) < 2 * self.workers:
+            fe = MelFrontEnd(self.mel)
+            bgs = self._local_backgrounds() if augment_seed is not None else []
+            parts = [_item_windows(i, self.mel, self.win, fe, augment_seed, self.aug, bgs)
+                     for i in items]
+        else:
+            if self._pool is None:
+                import multiprocessing as mp
+
+                # spawn: workers never inherit TensorFlow's threads from the trainer
+                self._pool = mp.get_context("spawn").Pool(
+                    self.workers, _worker_init,
+                    (self.background_items, self.mel.sample_rate_hz))
+            n = -(-len(items) // (4 * self.workers))  # a few chunks per worker
+            chunks = [items[k:k + n] for k in range(0, len(items), n)]
+            parts = [p for chunk in self._pool.map(
+                _worker_build, [(c, self.mel, self.win, augment_seed, self.aug)
+                                for c in chunks]) for p in chunk]
+        if not parts:
+            return WindowSet(np.zeros((0, self.win.frames, self.mel.num_mels), np.int8),
+                             np.zeros(0, np.int64), np.zeros(0, np.int64))
+        return WindowSet(np.concatenate([p[0] for p in parts]),
+                         np.concatenate([p[1] for p in parts]),
+                         np.concatenate([p[2] for p in parts]))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+            self._pool = None
+
+    def __enter__(self) -> WindowBuilder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def build_windows(items: list[CorpusItem], mel: MelConfig, win: WindowConfig, *,
                   augment_seed: int | None = None, aug: AugmentConfig | None = None,
-                  backgrounds: list[np.ndarray] | None = None) -> WindowSet:
-    """All windows of ``items``; with ``augment_seed``, each recording is augmented first
-    (seeded by the seed and the recording) and its windows start at a random phase."""
-    fe = MelFrontEnd(mel)
-    xs, ys, gs = [], [], []
-    for item in items:
-        rec = item.load().resampled(mel.sample_rate_hz)
-        uv = rec.samples_uv
-        first = 0
-        scale = 1.0
-        if augment_seed is not None:
-            a = Augmenter(hash((augment_seed, item.seed)) & 0xFFFFFFFF, mel.sample_rate_hz, aug)
-            bg = None
-            if backgrounds:
-                bg = backgrounds[int(a.rng.integers(len(backgrounds)))]
-            uv = a(uv, background=bg, shift=False)
-            scale = a.last_time_scale
-            first = int(a.rng.integers(win.hop_frames))
-        pcm = float_to_int16(uv, lsb=mel.uv_per_lsb)
-        x, y = windows_of(pcm, item.spans, mel, win, fe, first, scale)
-        xs.append(x)
-        ys.append(y)
-        gs.append(np.full(y.size, item.seed))
-    return WindowSet(np.concatenate(xs), np.concatenate(ys), np.concatenate(gs))
+                  background_items: list[CorpusItem] | None = None,
+                  workers: int = 1) -> WindowSet:
+    """All windows of ``items`` (see :class:`WindowBuilder`)."""
+    with WindowBuilder(mel, win, aug=aug, background_items=background_items,
+                       workers=workers) as b:
+        return b.build(items, augment_seed)
 
 
-def background_signals(items: list[CorpusItem], limit: int = 24) -> list[np.ndarray]:
-    """µV signals of background-class recordings, for mixing under others."""
+def background_items(items: list[CorpusItem], limit: int = 24) -> list[CorpusItem]:
+    """Recordings to mix under discharges: end-plate noise and voluntary motor units in
+    equal shares (what a needle picks up when the patient is not fully at rest)."""
     out = []
-    for item in items:
-        if item.label in BACKGROUND_LABELS and len(out) < limit:
-            out.append(item.load().samples_uv)
+    for label in MIXTURE_LABELS:
+        out += [i for i in items if i.label == label][: limit // 2]
     return out
+
+
+def load_backgrounds(items: list[CorpusItem], fs: int) -> list[Background]:
+    return [(i.label, i.load().resampled(fs).samples_uv) for i in items]
 
 
 def split_by_recording(items: list[CorpusItem], val_fraction: float, seed: int):

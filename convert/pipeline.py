@@ -101,7 +101,8 @@ insertional and voluntary motor-unit activity, silence and artifact. Reproduce w
 Synthetic only (`nemg data synth`, docs/discharges.md): training corpus seed
 {meta['train_seed']}, {meta['per_class']} recordings × {meta['duration_s']:g} s per class,
 split by recording for validation; online augmentation every epoch (gain ±20 dB, noise,
-mains, background mixing, rate stretch, amplifier bandwidth). **Held-out test**: a corpus
+mains, end-plate noise or a voluntary unit mixed under discharges — its class then labels
+the quiet stretches —, rate stretch, amplifier bandwidth). **Held-out test**: a corpus
 from an unseen seed ({meta['test_seed']}), {meta['test_per_class']} recordings per class,
 {report['windows']} windows.
 
@@ -239,10 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--version", default="1.0.0")
     ap.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
     ap.add_argument("--key", type=Path, default=DEV_KEY)
+    ap.add_argument("--docs", type=Path, default=ROOT / "docs",
+                    help="where the model card goes (default: the repository's docs/)")
     a = ap.parse_args(argv)
     s = make_default_model(a.out, per_class=a.per_class, test_per_class=a.test_per_class,
                            epochs=a.epochs, qat_epochs=a.qat_epochs, duration_s=a.duration,
-                           arch=a.arch, version=a.version, bundle=a.bundle, key=a.key)
+                           arch=a.arch, version=a.version, bundle=a.bundle, key=a.key,
+                           docs=a.docs)
     print(json.dumps(s))
     return 0
 

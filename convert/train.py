@@ -15,11 +15,7 @@ import numpy as np
 
 import convert  # noqa: F401
 from convert.corpus import CorpusItem, read_corpus
-from convert.dataset import (
-    background_signals,
-    build_windows,
-    split_by_recording,
-)
+from convert.dataset import WindowBuilder, background_items, split_by_recording
 from edge.errors import ConfigError, InputError
 from edge.features import MelConfig
 from edge.labels import LABELS
@@ -50,6 +46,9 @@ class TrainConfig:
     freeze: int = 2
     """When fine-tuning: convolution blocks kept frozen (the early layers)."""
     fine_tune_lr: float = 5e-4
+    workers: int = 2
+    """Processes computing the augmented windows each epoch (the fixed-point front end,
+    not the network, dominates an epoch). Results do not depend on it."""
 
 
 @dataclass
@@ -126,8 +125,6 @@ def initial_model(config: TrainConfig, frames: int, mels: int, workdir: Path):
 
 def train(data_dir: Path, out_dir: Path, config: TrainConfig, mel: MelConfig | None = None,
           win: WindowConfig | None = None, items: list[CorpusItem] | None = None) -> TrainResult:
-    import tf_keras as keras
-
     t_start = time.monotonic()
     mel = mel or MelConfig()
     win = win or WindowConfig()
@@ -139,9 +136,21 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, mel: MelConfig | N
         raise InputError(f"{data_dir}: too few recordings to split (need ≥ 2 per class)")
     log(f"train: {len(train_items)} recordings, validation: {len(val_items)} "
         f"(split by recording, seed {config.seed})")
-    val = build_windows(val_items, mel, win)
-    clean = None if config.augment else build_windows(train_items, mel, win)
-    bgs = background_signals(train_items)
+    builder = WindowBuilder(mel, win, background_items=background_items(train_items),
+                            workers=config.workers)
+    try:
+        return _train(config, mel, win, train_items, val_items, builder, out_dir, t_start)
+    finally:
+        builder.close()
+
+
+def _train(config: TrainConfig, mel: MelConfig, win: WindowConfig,
+           train_items: list[CorpusItem], val_items: list[CorpusItem], builder: WindowBuilder,
+           out_dir: Path, t_start: float) -> TrainResult:
+    import tf_keras as keras
+
+    val = builder.build(val_items)
+    clean = None if config.augment else builder.build(train_items)
     model = initial_model(config, win.frames, mel.num_mels, out_dir)
     lr = config.fine_tune_lr if config.init_from else config.learning_rate
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
@@ -155,8 +164,7 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, mel: MelConfig | N
         cosine = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / max(config.epochs, 1)))
         keras.backend.set_value(model.optimizer.learning_rate, lr * cosine)
         if config.augment:  # every transform has p < 1: many windows stay near-clean
-            data = build_windows(train_items, mel, win, augment_seed=config.seed * 1000 + epoch,
-                                 backgrounds=bgs)
+            data = builder.build(train_items, augment_seed=config.seed * 1000 + epoch)
         else:
             data = clean
         h = model.fit(data.float_input(), data.y, batch_size=config.batch_size, epochs=1,

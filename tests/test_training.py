@@ -10,13 +10,18 @@ import numpy as np
 import pytest
 from conftest import ROOT, assert_one_line_error, run_nemg
 
+from convert.augment import AugmentConfig
 from convert.bundle import generate_key, pack
-from convert.dataset import window_label
+from convert.corpus import CorpusItem, read_corpus
+from convert.dataset import WindowBuilder, background_items, build_windows, window_label
 from convert.pipeline import make_default_model
 from edge.bundle import Bundle, TrustStore
 from edge.errors import IntegrityError
+from edge.features import MelConfig
 from edge.labels import LABELS
 from edge.model import FEATURE_INPUT_SCALE, Classifier, InputRequantizer
+from edge.wavio import write_wav
+from edge.windows import WindowConfig
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +153,48 @@ def test_window_labels_keep_the_dominant_discharge():
     assert window_label(spans, 1.5, 3.5) == "end_plate"
     assert window_label([(0, 1.9, "silence"), (1.9, 4, "fibrillation")], 0, 2) == "silence"
     assert window_label([(0, 1.0, "silence"), (1.0, 4, "artifact")], 0, 2) == "artifact"
+
+
+def test_augmented_windows_do_not_depend_on_the_worker_count(tiny):
+    items = read_corpus(tiny["out"] / "build" / "corpus-train")
+    bgs = background_items(items)
+    assert {i.label for i in bgs} == {"end_plate", "motor_unit"}
+    one = build_windows(items, MelConfig(), WindowConfig(), augment_seed=7,
+                        background_items=bgs)
+    with WindowBuilder(MelConfig(), WindowConfig(), background_items=bgs, workers=2) as b:
+        two = b.build(items, augment_seed=7)
+        again = b.build(items, augment_seed=8)  # the pool serves later epochs too
+    np.testing.assert_array_equal(one.x, two.x)
+    np.testing.assert_array_equal(one.y, two.y)
+    np.testing.assert_array_equal(one.group, two.group)
+    assert not np.array_equal(one.x, again.x)
+
+
+def test_background_mixing_relabels_quiet_spans_and_spares_normal_classes(tmp_path):
+    fs, n = 20_000, 3 * 20_000
+    muaps = np.zeros(n, np.int16)
+    muaps[:: fs // 10] = 2000  # a voluntary unit firing at 10 Hz
+    quiet = np.zeros(n, np.int16)
+    fasc = quiet.copy()
+    fasc[int(0.55 * fs)] = 4000  # one fasciculation, then rest
+    files = {"mu.wav": muaps, "quiet.wav": quiet, "fasc.wav": fasc}
+    for name, pcm in files.items():
+        write_wav(tmp_path / name, pcm, fs, 0.5)
+    mu = CorpusItem(tmp_path / "mu.wav", "motor_unit", ((0.0, 3.0, "motor_unit"),), 0)
+    silence = CorpusItem(tmp_path / "quiet.wav", "silence", ((0.0, 3.0, "silence"),), 1)
+    fas = CorpusItem(tmp_path / "fasc.wav", "fasciculation",
+                     ((0.4, 0.7, "fasciculation"), (0.7, 3.0, "silence")), 2)
+    only_mixing = AugmentConfig(p_gain=0, p_noise=0, p_mains=0, p_stretch=0, p_bandwidth=0,
+                                p_background=1.0, background_gain=(1.0, 1.0))
+    with WindowBuilder(MelConfig(), WindowConfig(), aug=only_mixing,
+                       background_items=[mu]) as b:
+        mixed = b.build([silence, fas], augment_seed=1)
+    labels = [LABELS[y] for y in mixed.y[mixed.group == 2]]
+    assert "motor_unit" in labels  # fasciculation's rest now shows the unit's activity
+    assert set(labels) <= {"fasciculation", "motor_unit"}
+    # a silence recording stays silent: a mixed unit would make its label false
+    assert {LABELS[y] for y in mixed.y[mixed.group == 1]} == {"silence"}
+    assert np.all(mixed.x[mixed.group == 1] == mixed.x[mixed.group == 1].min())
 
 
 def test_input_requantizer_matches_float_arithmetic():
