@@ -23,7 +23,7 @@ from edge.errors import InputError
 from edge.labels import LABELS, check_label
 from edge.wavio import write_wav
 
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2  # 2: a discharge must stand out of its mixture background too
 
 
 @dataclass(frozen=True)

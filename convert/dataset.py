@@ -14,6 +14,7 @@ whole of a shorter span), the label with the most overlap wins.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -159,24 +160,33 @@ class WindowBuilder:
     def build(self, items: list[CorpusItem], augment_seed: int | None = None) -> WindowSet:
         """All windows of ``items``; with ``augment_seed``, each recording is augmented
         first and its windows start at a random phase."""
-        if self.workers == 1 or len(items) < 2 * self.workers:
-            fe = MelFrontEnd(self.mel)
-            bgs = self._local_backgrounds() if augment_seed is not None else []
-            parts = [_item_windows(i, self.mel, self.win, fe, augment_seed, self.aug, bgs)
-                     for i in items]
-        else:
-            if self._pool is None:
-                import multiprocessing as mp
+        return self.submit(items, augment_seed)()
 
-                # spawn: workers never inherit TensorFlow's threads from the trainer
-                self._pool = mp.get_context("spawn").Pool(
-                    self.workers, _worker_init,
-                    (self.background_items, self.mel.sample_rate_hz))
-            n = -(-len(items) // (4 * self.workers))  # a few chunks per worker
-            chunks = [items[k:k + n] for k in range(0, len(items), n)]
-            parts = [p for chunk in self._pool.map(
-                _worker_build, [(c, self.mel, self.win, augment_seed, self.aug)
-                                for c in chunks]) for p in chunk]
+    def submit(self, items: list[CorpusItem],
+               augment_seed: int | None = None) -> Callable[[], WindowSet]:
+        """Start :meth:`build` in the worker processes and return at once; calling the
+        result waits for the windows. The trainer prepares the next epoch's windows
+        while the network trains on this one's. With one worker, nothing starts early."""
+        if self.workers == 1 or len(items) < 2 * self.workers:
+            def local() -> WindowSet:
+                fe = MelFrontEnd(self.mel)
+                bgs = self._local_backgrounds() if augment_seed is not None else []
+                return self._concat([_item_windows(i, self.mel, self.win, fe, augment_seed,
+                                                   self.aug, bgs) for i in items])
+            return local
+        if self._pool is None:
+            import multiprocessing as mp
+
+            # spawn: workers never inherit TensorFlow's threads from the trainer
+            self._pool = mp.get_context("spawn").Pool(
+                self.workers, _worker_init, (self.background_items, self.mel.sample_rate_hz))
+        n = -(-len(items) // (4 * self.workers))  # a few chunks per worker
+        chunks = [items[k:k + n] for k in range(0, len(items), n)]
+        pending = self._pool.map_async(
+            _worker_build, [(c, self.mel, self.win, augment_seed, self.aug) for c in chunks])
+        return lambda: self._concat([p for chunk in pending.get() for p in chunk])
+
+    def _concat(self, parts) -> WindowSet:
         if not parts:
             return WindowSet(np.zeros((0, self.win.frames, self.mel.num_mels), np.int8),
                              np.zeros(0, np.int64), np.zeros(0, np.int64))
@@ -186,7 +196,7 @@ class WindowBuilder:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.close()
+            self._pool.terminate()  # a prefetched epoch nobody will train on is dropped
             self._pool.join()
             self._pool = None
 

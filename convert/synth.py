@@ -695,22 +695,27 @@ def synthesize(label: str, *, fs: int = 20_000, duration_s: float = 6.0,
     n = x.size
     # discharges lose amplitude and high frequencies with needle distance
     x = _lowpass(x * p.amplitude_factor, fs, p.lowpass_hz)
+    mixture = np.zeros(n)
+    if with_background and p.mixture == "end_plate":
+        mixture = _end_plate_activity(rng, fs, n, p, spikes=False)[0] * p.amplitude_factor
+    elif with_background and p.mixture == "motor_unit":
+        mixture = _voluntary(rng, fs, n, p, units=1)[0] * 0.3 * p.amplitude_factor
     # A labelled recording is one where the examiner heard the discharge: it peaks at
-    # least DETECTABLE_SNR times the noise RMS (else the needle would be moved closer).
+    # least DETECTABLE_SNR times the RMS of what it sits on, the amplifier noise and any
+    # mixture background (else the needle would be moved closer).
     peak = float(np.max(np.abs(x))) if x.size else 0.0
-    floor = DETECTABLE_SNR * p.noise_uv_rms
+    floor = DETECTABLE_SNR * math.hypot(p.noise_uv_rms, float(np.sqrt(np.mean(mixture**2))))
     if label in _DETECTABLE and 0.0 < peak < floor:
         x *= floor / peak
     if not with_background:
         return Synthesized(label, fs, x, spans, events, p)
-    if p.mixture == "end_plate":
-        x += _end_plate_activity(rng, fs, n, p, spikes=False)[0] * p.amplitude_factor
-    elif p.mixture == "motor_unit":
-        x += _voluntary(rng, fs, n, p, units=1)[0] * 0.3 * p.amplitude_factor
+    info = {"mixture": p.mixture, "discharge_peak_uv": float(np.max(np.abs(x))),
+            "background_rms_uv": floor / DETECTABLE_SNR}
+    x = x + mixture
     if p.mixture:  # quiet stretches between discharges show the background's own class
         spans = [(a, b, p.mixture if lab == "silence" else lab) for a, b, lab in spans]
     x = amplifier(x + background(rng, n, fs, p), fs, p)
-    return Synthesized(label, fs, x, spans, events, p, {"mixture": p.mixture})
+    return Synthesized(label, fs, x, spans, events, p, info)
 
 
 def patient_dict(p: Patient) -> dict[str, Any]:

@@ -159,12 +159,19 @@ def _train(config: TrainConfig, mel: MelConfig, win: WindowConfig,
     result = TrainResult(ckpt)
     wait = 0
     xv, yv = val.float_input(), val.y
+
+    def epoch_windows(epoch: int):
+        return builder.submit(train_items, augment_seed=config.seed * 1000 + epoch)
+
+    upcoming = epoch_windows(0) if config.augment else None
     for epoch in range(config.epochs):
         t0 = time.monotonic()
         cosine = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / max(config.epochs, 1)))
         keras.backend.set_value(model.optimizer.learning_rate, lr * cosine)
-        if config.augment:  # every transform has p < 1: many windows stay near-clean
-            data = builder.build(train_items, augment_seed=config.seed * 1000 + epoch)
+        if upcoming is not None:  # every transform has p < 1: many windows stay near-clean
+            data = upcoming()
+            # the workers compute the next epoch's windows while this one trains
+            upcoming = epoch_windows(epoch + 1) if epoch + 1 < config.epochs else None
         else:
             data = clean
         h = model.fit(data.float_input(), data.y, batch_size=config.batch_size, epochs=1,

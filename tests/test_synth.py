@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, run_nemg
 
 from convert.corpus import read_corpus, synth_corpus
-from convert.synth import PARAMS, synthesize
+from convert.synth import DETECTABLE_SNR, PARAMS, synthesize
 from edge.labels import LABELS
 
 FS = 20_000
@@ -223,6 +223,21 @@ def test_background_noise_mains_and_mixture_labels():
             assert labs <= {"fasciculation", s.patient.mixture}
             found = True
     assert found
+
+
+def test_discharges_stand_out_of_their_mixture_background():
+    mixed = 0
+    for seed in range(60):
+        s = synthesize("positive_sharp_wave", fs=FS, duration_s=2.0,
+                       rng=np.random.default_rng(seed))
+        floor = DETECTABLE_SNR * s.info["background_rms_uv"]
+        assert s.info["discharge_peak_uv"] >= floor * (1 - 1e-9)
+        if s.patient.mixture:
+            mixed += 1  # the mixture counts: its floor is above the amplifier noise's
+            assert s.info["background_rms_uv"] > 1.05 * s.patient.noise_uv_rms
+        else:
+            assert s.info["background_rms_uv"] == pytest.approx(s.patient.noise_uv_rms)
+    assert mixed >= 5
 
 
 def test_every_class_is_deterministic_per_seed_and_spans_cover_the_file():

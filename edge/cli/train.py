@@ -20,6 +20,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="fine-tune this model (.nemg with checkpoint, or .h5)")
     parser.add_argument("--freeze", type=int, default=2,
                         help="with --init-from: convolution blocks kept frozen")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="processes computing augmented windows (same result for any)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,10 +32,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.epochs < 1:
         raise ConfigError("--epochs must be at least 1")
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
     cfg = TrainConfig(arch=args.arch, epochs=args.epochs, patience=args.patience,
                       batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                       augment=not args.no_augment, init_from=args.init_from,
-                      freeze=args.freeze)
+                      freeze=args.freeze, workers=args.workers)
     r = train(args.data, args.out, cfg)
     print(json.dumps({"checkpoint": str(r.checkpoint), "best_epoch": r.best_epoch,
                       "best_val_accuracy": r.best_val_accuracy, "seconds": r.seconds}))
