@@ -1,10 +1,10 @@
 """Online, seeded augmentation of training signals (µV, float64).
 
-Each transform models a way a real examination differs from the synthetic one: unknown
-gain (±20 dB), where the window starts, more amplifier or needle noise, mains at another
-strength or frequency, a background under the discharge, a faster or slower discharge,
-another amplifier's bandwidth. ``Augmenter(seed)`` draws the same sequence for the same
-seed.
+Each transform models a way a real examination differs from the synthetic one: level
+(±6 dB: needle type, calibration), where the window starts, more amplifier or needle
+noise, mains at another strength or frequency, a background under the discharge, a faster
+or slower discharge, another amplifier's bandwidth. ``Augmenter(seed)`` draws the same
+sequence for the same seed.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from scipy import signal as sps
 class AugmentConfig:
     """Ranges of each transform; probability ``p_*`` that it is applied."""
 
-    gain_db: tuple[float, float] = (-20.0, 20.0)
-    """Gain uncertainty of unknown-gain sources."""
+    gain_db: tuple[float, float] = (-6.0, 6.0)
+    """Level uncertainty of a calibrated front end: needle type (a monopolar needle
+    records up to about twice a concentric one's amplitude) and calibration. Not ±20 dB:
+    amplitude is diagnostic — it separates a 100 µV fibrillation from a 1 mV
+    fasciculation or a voluntary unit — and the box knows its µV per LSB (boards/*.toml).
+    Sources of unknown gain must be calibrated (``--uv-per-lsb``) or fine-tuned."""
     p_gain: float = 0.5
-    """Half the windows keep their true level: amplitude separates a 100 µV fibrillation
-    from a 1 mV fasciculation when the gain is known."""
     shift_s: float = 0.5
     """Maximum time shift (circular) of the window's content."""
     noise_snr_db: tuple[float, float] = (10.0, 40.0)
@@ -35,10 +37,10 @@ class AugmentConfig:
     background_gain: tuple[float, float] = (0.2, 1.0)
     """Scale of a background recording (end-plate noise, voluntary units) mixed under a
     discharge ..."""
-    background_max_ratio: float = 6.0
-    """... but its peak stays below this many times the discharge recording's peak: a
-    discharge the examiner could not hear under the background would carry a false label
-    (held-out mixtures reach a background 6x the discharge)."""
+    detectable_snr: float = 4.0
+    """... but the discharge recording's peak stays at least this many times the mixed
+    background's RMS — the synthesiser's rule for a true label (convert.synth
+    DETECTABLE_SNR): a discharge the examiner could not hear would be mislabelled."""
     p_background: float = 0.35
     rate_stretch: tuple[float, float] = (0.9, 1.1)
     """Time-scale factor (firing rate and waveform duration together)."""
@@ -79,13 +81,17 @@ class Augmenter:
                   for h in range(4))
         return x + hum * self._rms(x) / 10 ** (snr / 20) / self._rms(hum)
 
-    def background(self, x, bg):
+    def background(self, x, bg) -> tuple[np.ndarray, bool]:
+        """``x`` with ``bg`` mixed under it, and whether it was: not when the background
+        would have to be scaled below half its lowest gain to keep the discharge audible
+        (a barely-there background would not earn its label on the quiet spans)."""
         g = self.rng.uniform(*self.c.background_gain)
         start = int(self.rng.integers(0, max(1, bg.size - x.size)))
         seg = np.resize(bg[start : start + x.size], x.size)
-        peak = float(np.max(np.abs(seg))) + 1e-9
-        g = min(g, self.c.background_max_ratio * float(np.max(np.abs(x))) / peak)
-        return x + g * seg
+        g = min(g, float(np.max(np.abs(x))) / (self.c.detectable_snr * self._rms(seg)))
+        if g < self.c.background_gain[0] / 2:
+            return x, False
+        return x + g * seg, True
 
     def stretch(self, x, factor=None):
         f = self.rng.uniform(*self.c.rate_stretch) if factor is None else factor
@@ -114,8 +120,7 @@ class Augmenter:
             y = self.stretch(y, f)
             self.last_time_scale = 1.0 / f  # content at t moves to t / f
         if background is not None and r.random() < c.p_background:
-            y = self.background(y, background)
-            self.last_background = True
+            y, self.last_background = self.background(y, background)
         if r.random() < c.p_bandwidth:
             y = self.bandwidth(y)
         if r.random() < c.p_noise:

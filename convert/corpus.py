@@ -36,6 +36,9 @@ class CorpusItem:
     spans: tuple[tuple[float, float, str], ...]
     seed: int
     """Group key: recordings ("patients") never straddle a train/test split."""
+    mixture: str | None = None
+    """Background the discharges sit on ('end_plate' / 'motor_unit'), when the corpus
+    manifest says (synthetic corpora); None if none or unknown."""
 
     def load(self) -> Recording:
         return load_wav(self.path)
@@ -121,20 +124,22 @@ def read_corpus(root: Path) -> list[CorpusItem]:
     manifest = {}
     if (root / "manifest.json").is_file():
         manifest = json.loads((root / "manifest.json").read_text())
-    primary = {f["file"]: (f["label"], f.get("index", 0)) for f in manifest.get("files", [])}
+    primary = {f["file"]: (f["label"], (f.get("patient") or {}).get("mixture"))
+               for f in manifest.get("files", [])}
     items = []
     for k, (file, sp) in enumerate(sorted(spans.items())):
         path = root / file
         if not path.is_file():
             raise InputError(f"{labels_csv}: names {file}, which does not exist")
+        mixture = None
         if file in primary:
-            label = primary[file][0]
+            label, mixture = primary[file]
         else:  # imported: the label covering most of the file
             dur = {}
             for a, b, lab in sp:
                 dur[lab] = dur.get(lab, 0.0) + b - a
             label = max(dur, key=dur.get)
-        items.append(CorpusItem(path, label, tuple(sorted(sp)), k))
+        items.append(CorpusItem(path, label, tuple(sorted(sp)), k, mixture))
     return items
 
 

@@ -108,7 +108,7 @@ def _item_windows(item: CorpusItem, mel: MelConfig, win: WindowConfig, fe: MelFr
         bg = None
         if backgrounds:
             bg = backgrounds[int(a.rng.integers(len(backgrounds)))]
-        mixable = item.label in PATHOLOGICAL and not any(
+        mixable = item.label in PATHOLOGICAL and not item.mixture and not any(
             lab in MIXTURE_LABELS for _, _, lab in spans)
         uv = a(uv, background=bg[1] if bg is not None and mixable else None, shift=False)
         if a.last_background:

@@ -1,5 +1,7 @@
 """Evaluation report: per-class precision / recall / F1, macro-F1, confusion matrix (PNG and
-JSON), float vs int8 agreement, calibration (ECE), accuracy vs SNR and vs gain.
+JSON), float vs int8 agreement, calibration (ECE), accuracy vs SNR and vs gain, and the
+accuracy on pathological recordings by what the discharge sits on (nothing, end-plate
+noise, a voluntary unit: a patient who is not fully at rest).
 
 The int8 model runs through ``edge.model.Classifier`` — the box's own interpreter path —
 on features from the box's own front end.
@@ -16,9 +18,9 @@ import numpy as np
 
 import convert  # noqa: F401
 from convert.corpus import CorpusItem
-from convert.dataset import WindowSet, windows_of
+from convert.dataset import MIXTURE_LABELS, WindowSet, windows_of
 from edge.features import MelConfig, MelFrontEnd, float_to_int16
-from edge.labels import LABELS
+from edge.labels import LABELS, PATHOLOGICAL
 from edge.model import Classifier
 from edge.windows import WindowConfig
 
@@ -72,6 +74,29 @@ def ece(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
     return float(total)
 
 
+def background_of(item: CorpusItem) -> str | None:
+    """What a pathological recording's discharges sit on: 'none', 'end_plate' or
+    'motor_unit' (from the corpus manifest, else its spans); None for a normal class."""
+    if item.label not in PATHOLOGICAL:
+        return None
+    if item.mixture:
+        return item.mixture
+    found = [lab for _, _, lab in item.spans if lab in MIXTURE_LABELS]
+    return found[0] if found else "none"
+
+
+def accuracy_by_background(items: list[CorpusItem], ws: WindowSet,
+                           pred: np.ndarray) -> dict[str, dict[str, float]]:
+    kind = {item.seed: background_of(item) for item in items}
+    per_window = np.array([kind.get(int(g)) for g in ws.group], dtype=object)
+    out = {}
+    for k in ("none", *MIXTURE_LABELS):
+        m = per_window == k
+        if m.any():
+            out[k] = {"accuracy": float((pred[m] == ws.y[m]).mean()), "windows": int(m.sum())}
+    return out
+
+
 def condition_windows(items: list[CorpusItem], mel: MelConfig, win: WindowConfig, *,
                       snr_db: float | None = None, gain_db: float = 0.0,
                       seed: int = 0) -> WindowSet:
@@ -113,6 +138,7 @@ def evaluate(model: bytes, items: list[CorpusItem], out_dir: Path | None = None,
         "input_quantization": list(clf.input_quantization),
         "output_quantization": list(clf.output_quantization),
     }
+    report["accuracy_by_background"] = accuracy_by_background(items, ws, pred)
     cm = confusion(ws.y, pred)
     report["confusion_int8"] = {"labels": list(LABELS), "matrix": cm.tolist()}
     if float_model is not None:

@@ -33,11 +33,16 @@ def _conv_front(x, keras, seed: int, width: float):
     return x
 
 
+POOLS = ("avg", "avg_max")
+
+
 def build(arch: str, frames: int, mels: int, classes: int, *, seed: int = 0,
-          dropout: float = 0.3, width: float = 1.0):
+          dropout: float = 0.3, width: float = 1.0, pool: str = "avg"):
     keras = _keras()
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r} (choose from {', '.join(ARCHS)})")
+    if pool not in POOLS:
+        raise ValueError(f"unknown pool {pool!r} (choose from {', '.join(POOLS)})")
     inp = keras.Input((frames, mels, 1), name="features")
     x = _conv_front(inp, keras, seed, width)
     if arch == "cnn":
@@ -48,12 +53,20 @@ def build(arch: str, frames: int, mels: int, classes: int, *, seed: int = 0,
         # Conv2D, not Conv1D: tfmot quantises Conv2D (and it maps to int8 CONV_2D).
         init = keras.initializers.HeNormal(seed=seed)
         for i, dilation in enumerate((2, 4)):
-            x = keras.layers.Conv2D(48, (5, 1), padding="same", dilation_rate=(dilation, 1),
+            x = keras.layers.Conv2D(max(4, int(48 * width)), (5, 1), padding="same",
+                                    dilation_rate=(dilation, 1),
                                     use_bias=False, kernel_initializer=init,
                                     name=f"tconv{i}")(x)
             x = keras.layers.BatchNormalization(momentum=0.9, name=f"tbn{i}")(x)
             x = keras.layers.ReLU(name=f"trelu{i}")(x)
-        x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+        avg = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+        if pool == "avg":
+            x = avg
+        else:
+            # The maximum keeps a sparse discharge (a few PSWs between a voluntary unit's
+            # firings) that the average over 25 steps dilutes; the average keeps density.
+            x = keras.layers.Concatenate(name="avg_max")(
+                [avg, keras.layers.GlobalMaxPooling2D(name="gmp")(x)])
     else:
         t, f, c = x.shape[1], x.shape[2], x.shape[3]
         x = keras.layers.Reshape((t, f * c), name="to_sequence")(x)

@@ -36,6 +36,10 @@ class TrainConfig:
     batch_size: int = 64
     learning_rate: float = 2e-3
     dropout: float = 0.3
+    width: float = 1.0
+    """Channel multiplier of every convolution (1.0: ~48 k parameters)."""
+    pool: str = "avg"
+    """'cnn' head: average over time and frequency, or average and maximum ('avg_max')."""
     val_fraction: float = 0.2
     """Share of recordings (not windows) held out for validation."""
     augment: bool = True
@@ -104,7 +108,7 @@ def initial_model(config: TrainConfig, frames: int, mels: int, workdir: Path):
 
     if not config.init_from:
         return build(config.arch, frames, mels, len(LABELS), seed=config.seed,
-                     dropout=config.dropout)
+                     dropout=config.dropout, width=config.width, pool=config.pool)
     src = Path(config.init_from)
     if not src.exists():
         raise InputError(f"--init-from {src}: no such file")

@@ -17,7 +17,8 @@ from edge.errors import InputError, MissingExtraError
 UNITS_UV: dict[str, float] = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
 
 #: Scale assumed for a WAV without a recorded one: its int16 full scale is our canonical
-#: ±16.4 mV (0.5 µV/LSB). Unknown gain; the model is trained for ±20 dB of it.
+#: ±16.4 mV (0.5 µV/LSB). Unknown gain: the model tolerates about ±6 dB of it, so the user
+#: is warned and can state the scale (``nemg classify --scale-uv``).
 NOMINAL_WAV_FULL_SCALE_UV = 32768 * 0.5
 
 SUFFIXES = (".wav", ".edf", ".bdf", ".hea", ".csv", ".txt", ".tsv")
@@ -41,6 +42,9 @@ class Recording:
     """File it came from."""
     annotations: list[tuple[float, float, str]] = field(default_factory=list)
     """(start_s, end_s, label) spans."""
+    assumed_unit_uv: float | None = None
+    """When ``scale_known`` is False: the µV one unit of the file's samples was assumed
+    to stand for (see :meth:`with_unit_uv`)."""
 
     @property
     def duration_s(self) -> float:
@@ -48,6 +52,16 @@ class Recording:
 
     def microvolts(self) -> np.ndarray:
         return self.samples_uv
+
+    def with_unit_uv(self, unit_uv: float) -> Recording:
+        """The same file with its assumed scale replaced by a known one: one unit of the
+        samples (an integer step, or 1.0 of a float WAV) is ``unit_uv`` µV."""
+        if self.scale_known or self.assumed_unit_uv is None:
+            return self
+        if not (unit_uv > 0 and math.isfinite(unit_uv)):
+            raise InputError(f"scale must be a positive number of µV, not {unit_uv}")
+        return replace(self, samples_uv=self.samples_uv * (unit_uv / self.assumed_unit_uv),
+                       scale_known=True, assumed_unit_uv=None)
 
     def resampled(self, rate_hz: int) -> Recording:
         """Band-limited resampling to ``rate_hz`` (scipy ``resample_poly``: polyphase
@@ -116,6 +130,6 @@ def load_wav(path: Path, channel: int | str = 0) -> Recording:
         scale, known = NOMINAL_WAV_FULL_SCALE_UV / (1 << (w.bits - 1)), False
     check_samples(path, x, w.sample_rate_hz)
     return Recording(x * scale, float(w.sample_rate_hz), "adc" if not w.is_float else "float",
-                     known, str(ch), str(path))
+                     known, str(ch), str(path), assumed_unit_uv=None if known else scale)
 
 

@@ -226,3 +226,32 @@ def test_real_time_session_ends_when_the_source_ends_and_on_a_silent_link(bundle
         assert time.monotonic() - t0 < 3
     finally:
         silent.stop()
+
+
+def test_unscaled_files_are_classified_at_a_stated_scale(bundle, exam_wav, tmp_path):
+    import wave
+
+    from edge.cli.classify import load_samples
+
+    path, _ = exam_wav
+    from edge.recording import load_wav
+
+    pcm = load_wav(path).to_int16(0.5)[: 3 * 20_000]
+    plain = tmp_path / "plain.wav"  # a WAV from another program: no µV scale recorded
+    with wave.open(str(plain), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(20_000)
+        w.writeframes((pcm // 4).astype("<i2").tobytes())
+    nominal = load_samples(plain, 20_000, 0.5)
+    np.testing.assert_array_equal(nominal, pcm // 4)  # assumed 0.5 µV per LSB
+    stated = load_samples(plain, 20_000, 0.5, scale_uv=2.0)  # the file's LSB is 2 µV
+    np.testing.assert_array_equal(stated, np.clip((pcm // 4).astype(np.int64) * 4,
+                                                  -32768, 32767))
+    warned = run_nemg("classify", str(plain), timeout=120)
+    assert warned.returncode == 0 and "records no µV scale" in warned.stderr
+    quiet = run_nemg("classify", "--scale-uv", "2", str(plain), timeout=120)
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr
+    bad = run_nemg("classify", "--scale-uv", "-1", str(plain), timeout=120)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "--scale-uv" in bad.stderr

@@ -14,10 +14,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trusted", type=Path, help="trusted keys folder")
     parser.add_argument("--json", action="store_true", help="one JSON object per file")
     parser.add_argument("--channel", help="channel index or name")
+    parser.add_argument("--scale-uv", type=float, metavar="UV",
+                        help="µV per sample unit for files that record no scale (an integer "
+                             "WAV's LSB, or 1.0 of a float WAV); amplitude is diagnostic, "
+                             "so an unscaled file is classified at an assumed level")
 
 
-def load_samples(path: Path, fs: int, uv_per_lsb: float, channel=None):
-    """Any importer format -> canonical int16 at the model's rate."""
+def load_samples(path: Path, fs: int, uv_per_lsb: float, channel=None,
+                 scale_uv: float | None = None):
+    """Any importer format -> canonical int16 at the model's rate. A file without a
+    recorded scale takes ``scale_uv``, or is read at the nominal scale with a warning."""
     try:
         from convert.importers import load_recording
     except ImportError:  # the box: WAV only, resampling needs scipy
@@ -33,14 +39,22 @@ def load_samples(path: Path, fs: int, uv_per_lsb: float, channel=None):
         rec = load_wav(path, 0 if channel is None else channel)
     else:
         rec = load_recording(path, channel)
+    if not rec.scale_known:
+        if scale_uv is not None:
+            rec = rec.with_unit_uv(scale_uv)
+        else:
+            print(f"nemg: warning: {path}: records no µV scale; assumed "
+                  f"{rec.assumed_unit_uv:g} µV per unit (pass --scale-uv: amplitudes are "
+                  f"diagnostic and the model tolerates about ±6 dB of level error)",
+                  file=sys.stderr, flush=True)
     return rec.resampled(fs).to_int16(uv_per_lsb)
 
 
-def classify_file(pipe_factory, path: Path, channel=None) -> dict:
+def classify_file(pipe_factory, path: Path, channel=None, scale_uv: float | None = None) -> dict:
     from edge.pipeline import summarize
 
     pipe = pipe_factory()
-    x = load_samples(path, pipe.fs, pipe.mel.uv_per_lsb, channel)
+    x = load_samples(path, pipe.fs, pipe.mel.uv_per_lsb, channel, scale_uv)
     need = pipe.win.samples(pipe.mel)
     if x.size < need:
         from edge.errors import InputError
@@ -73,11 +87,15 @@ def run(args: argparse.Namespace) -> int:
     from edge.pipeline import Pipeline
     from edge.runtime import load_verified
 
+    if args.scale_uv is not None and not args.scale_uv > 0:
+        from edge.errors import ConfigError
+
+        raise ConfigError("--scale-uv must be a positive number of µV")
     bundle = load_verified(args.model, args.trusted)
     failed = 0
     for path in args.paths:
         try:
-            res = classify_file(lambda: Pipeline(bundle), path, args.channel)
+            res = classify_file(lambda: Pipeline(bundle), path, args.channel, args.scale_uv)
         except NemgError as exc:
             msg = str(exc)
             print(f"nemg: error: {msg if str(path) in msg else f'{path}: {msg}'}",
