@@ -91,6 +91,17 @@ def windows_of(pcm: np.ndarray, spans, mel: MelConfig, win: WindowConfig, fe: Me
     return xs, ys
 
 
+def background_of(item: CorpusItem) -> str | None:
+    """What a pathological recording's discharges sit on: 'none', 'end_plate' or
+    'motor_unit' (from the corpus manifest, else its spans); None for a normal class."""
+    if item.label not in PATHOLOGICAL:
+        return None
+    if item.mixture:
+        return item.mixture
+    found = [lab for _, _, lab in item.spans if lab in MIXTURE_LABELS]
+    return found[0] if found else "none"
+
+
 Background = tuple[str, np.ndarray]
 """(label, µV signal) of a background-class recording, for mixing under discharges."""
 
@@ -108,8 +119,7 @@ def _item_windows(item: CorpusItem, mel: MelConfig, win: WindowConfig, fe: MelFr
         bg = None
         if backgrounds:
             bg = backgrounds[int(a.rng.integers(len(backgrounds)))]
-        mixable = item.label in PATHOLOGICAL and not item.mixture and not any(
-            lab in MIXTURE_LABELS for _, _, lab in spans)
+        mixable = background_of(item) == "none"  # a discharge on nothing yet
         uv = a(uv, background=bg[1] if bg is not None and mixable else None, shift=False)
         if a.last_background:
             # The quiet stretches between discharges now show the background's class,

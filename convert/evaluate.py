@@ -18,9 +18,9 @@ import numpy as np
 
 import convert  # noqa: F401
 from convert.corpus import CorpusItem
-from convert.dataset import MIXTURE_LABELS, WindowSet, windows_of
+from convert.dataset import MIXTURE_LABELS, WindowSet, background_of, windows_of
 from edge.features import MelConfig, MelFrontEnd, float_to_int16
-from edge.labels import LABELS, PATHOLOGICAL
+from edge.labels import LABELS
 from edge.model import Classifier
 from edge.windows import WindowConfig
 
@@ -72,17 +72,6 @@ def ece(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
         if m.any():
             total += m.mean() * abs(correct[m].mean() - conf[m].mean())
     return float(total)
-
-
-def background_of(item: CorpusItem) -> str | None:
-    """What a pathological recording's discharges sit on: 'none', 'end_plate' or
-    'motor_unit' (from the corpus manifest, else its spans); None for a normal class."""
-    if item.label not in PATHOLOGICAL:
-        return None
-    if item.mixture:
-        return item.mixture
-    found = [lab for _, _, lab in item.spans if lab in MIXTURE_LABELS]
-    return found[0] if found else "none"
 
 
 def accuracy_by_background(items: list[CorpusItem], ws: WindowSet,

@@ -86,13 +86,14 @@ def model_card(report: dict[str, Any], meta: dict[str, Any]) -> str:
     bg = " · ".join(f"{k.replace('_', ' ')}: {v['accuracy']:.3f} ({v['windows']} windows)"
                     for k, v in report.get("accuracy_by_background", {}).items())
     arch_name = ARCH_NAMES.get(meta["arch"], meta["arch"])
+    pooling = " and average + maximum pooling" if meta.get("pool") == "avg_max" else ""
     return f"""# Model card: {meta['name']} {meta['version']}
 
 **Signed with the committed DEVELOPMENT key** (`keys/dev/`). Anyone can sign with it:
 a clinical box must trust only its organisation's own keys (see README).
 
 ## What it is
-A {arch_name} classifier ({meta['params']} parameters,
+A {arch_name}{pooling} ({meta['params']} parameters,
 {report['model_bytes']} bytes as int8 TFLite, {meta['method'].upper()}) over 2.0 s windows
 of the box's fixed-point log-Mel features (198 frames × 40 Mel bands, 20 kHz, every
 0.5 s). Twelve classes: the seven pathological spontaneous discharges, end-plate,
@@ -117,7 +118,7 @@ from an unseen seed ({meta['test_seed']}), {meta['test_per_class']} recordings �
 | int8 / float top-1 agreement | {report.get('agreement', float('nan')):.3f} |
 | accuracy int8 | {report['accuracy_int8']:.3f} |
 | expected calibration error (int8) | {report['ece_int8']:.3f} |
-| PTQ vs QAT (macro-F1 int8) | {meta['ptq_f1']:.3f} vs {meta['qat_f1']:.3f} |
+| PTQ vs QAT (macro-F1 int8; chosen on validation) | {meta['ptq_f1']:.3f} vs {meta['qat_f1']:.3f} |
 
 Accuracy vs SNR (white noise vs recording RMS): {snr}
 
@@ -140,6 +141,9 @@ Architecture choice (CNN with a temporal head vs CNN+GRU, accuracy per byte and 
   same generator family; real recordings differ in ways the synthesiser does not model
   (volume conduction, reinnervated MUAPs, needle types, amplifier artefacts). External
   validation on clinic data, and fine-tuning with `nemg train --init-from`, come first.
+- **A relaxed muscle is assumed.** Discharges over a firing voluntary unit or end-plate
+  noise are the weak point (the by-background line above): ask for full relaxation or
+  move the needle off the end-plate zone before trusting a label.
 - Windows are labelled by rule from spans; a window holding only the margin of a sparse
   discharge (fasciculation) is ambiguous by construction.
 - **Amplitude is used.** The model was trained for ±6 dB of level error (needle type,
@@ -244,12 +248,13 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
             "params": int(float_model.count_params()), "method": method,
             "minutes": (time.monotonic() - t0) / 60, "train_seed": train_seed,
             "test_seed": test_seed, "per_class": per_class, "test_per_class": test_per_class,
-            "test_duration_s": test_duration_s,
+            "test_duration_s": test_duration_s, "pool": pool,
             "duration_s": duration_s, "ptq_f1": ptq_rep["macro_f1_int8"], "qat_f1": qat_f1,
             "uncertain_threshold": 0.5}
     docs = docs or ROOT / "docs"
     docs.mkdir(parents=True, exist_ok=True)
     (docs / "model-card.md").write_text(model_card(report, meta))
+    (out / "model-card-meta.json").write_text(json.dumps(meta, indent=1))
     shutil.copy(out / "report" / "confusion.png", docs / "model-card-confusion.png")
     summary = {**metrics, "bundle": str(bundle), "bytes": len(chosen),
                "minutes": meta["minutes"], "params": meta["params"],

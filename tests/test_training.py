@@ -18,7 +18,7 @@ from convert.pipeline import make_default_model
 from edge.bundle import Bundle, TrustStore
 from edge.errors import IntegrityError
 from edge.features import MelConfig
-from edge.labels import LABELS
+from edge.labels import LABELS, PATHOLOGICAL
 from edge.model import FEATURE_INPUT_SCALE, Classifier, InputRequantizer
 from edge.wavio import write_wav
 from edge.windows import WindowConfig
@@ -220,6 +220,11 @@ def test_train_quantize_evaluate_cli(tiny, tmp_path):
                     "--no-robustness", check=True, timeout=300)
     rep = json.loads(proc.stdout)
     assert 0.0 <= rep["macro_f1_int8"] <= 1.0 and "agreement" in rep
+    # pathological windows, split by what the discharge sits on, add up to all of them
+    by_bg = rep["accuracy_by_background"]
+    assert set(by_bg) <= {"none", "end_plate", "motor_unit"} and by_bg
+    patho = sum(v["support"] for k, v in rep["per_class_int8"].items() if k in PATHOLOGICAL)
+    assert sum(v["windows"] for v in by_bg.values()) >= patho > 0
     assert_one_line_error(run_nemg("train", "--data", str(tmp_path / "nothing"), "--out",
                                    str(tmp_path / "o")), "labels.csv")
 
