@@ -24,7 +24,8 @@ class AugmentConfig:
     records up to about twice a concentric one's amplitude) and calibration. Not ±20 dB:
     amplitude is diagnostic — it separates a 100 µV fibrillation from a 1 mV
     fasciculation or a voluntary unit — and the box knows its µV per LSB (boards/*.toml).
-    Sources of unknown gain must be calibrated (``--uv-per-lsb``) or fine-tuned."""
+    Files of unknown gain must be given their scale (``nemg classify --scale-uv``) or the
+    model fine-tuned on them."""
     p_gain: float = 0.5
     shift_s: float = 0.5
     """Maximum time shift (circular) of the window's content."""

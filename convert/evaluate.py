@@ -109,11 +109,14 @@ def condition_windows(items: list[CorpusItem], mel: MelConfig, win: WindowConfig
 
 def evaluate(model: bytes, items: list[CorpusItem], out_dir: Path | None = None, *,
              float_model=None, mel: MelConfig | None = None, win: WindowConfig | None = None,
-             robustness: bool = True) -> dict[str, Any]:
+             robustness: bool = True, windows: WindowSet | None = None) -> dict[str, Any]:
+    """The report of ``model`` on ``items``. ``windows``: their clean windows, when the
+    caller already has them (``build_windows(items)`` — the same windows) and evaluates
+    several models on them."""
     mel = mel or MelConfig()
     win = win or WindowConfig()
     clf = Classifier(model, list(LABELS))
-    ws = condition_windows(items, mel, win)
+    ws = windows if windows is not None else condition_windows(items, mel, win)
     scores = int8_scores(clf, ws)
     probs = int8_probabilities(clf, scores)
     pred = probs.argmax(axis=1)

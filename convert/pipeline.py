@@ -203,11 +203,17 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
     tr, va = split_by_recording(items, 0.2, seed)
     calib, val = build_windows(tr, mel, win), build_windows(va, mel, win)
     test_items = read_corpus(test_dir)
+    test = build_windows(test_items, mel, win)  # computed once, for every model evaluated
+
+    def report_on(model, items, windows, twin, robustness=False, out_dir=None):
+        return evaluate(model, items, out_dir, float_model=twin, robustness=robustness,
+                        windows=windows)
+
     log("[int8] post-training quantisation")
     ptq = to_int8_tflite(float_model, representative(calib, seed=seed))
-    ptq_rep = evaluate(ptq, test_items, None, float_model=float_model, robustness=False)
+    ptq_rep = report_on(ptq, test_items, test, float_model)
     # PTQ or QAT is chosen on the validation recordings: the test corpus only reports
-    ptq_val = evaluate(ptq, va, None, float_model=float_model, robustness=False)
+    ptq_val = report_on(ptq, va, val, float_model)
     log(f"  PTQ: macro-F1 {ptq_rep['macro_f1_int8']:.3f}, agreement {ptq_rep['agreement']:.3f}"
         f" (validation {ptq_val['macro_f1_int8']:.3f}, {ptq_val['agreement']:.3f})")
     log("[int8] quantisation-aware training")
@@ -218,8 +224,8 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
                           seed=seed)
         qat = to_int8_tflite(qm, representative(calib, seed=seed))
         # agreement of the int8 model with its own float twin (QAT's fake-quant model)
-        qat_rep = evaluate(qat, test_items, None, float_model=qm, robustness=False)
-        qat_val = evaluate(qat, va, None, float_model=qm, robustness=False)
+        qat_rep = report_on(qat, test_items, test, qm)
+        qat_val = report_on(qat, va, val, qm)
         qat_f1 = qat_rep["macro_f1_int8"]
         log(f"  QAT: macro-F1 {qat_f1:.3f}, agreement {qat_rep['agreement']:.3f}"
             f" (validation {qat_val['macro_f1_int8']:.3f}, {qat_val['agreement']:.3f})")
@@ -232,7 +238,8 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
     if qat is not None:
         (out / "model-qat.tflite").write_bytes(qat)
     log(f"[evaluate] {method.upper()} model on the held-out corpus (with robustness)")
-    report = evaluate(chosen, test_items, out / "report", float_model=twin)
+    report = report_on(chosen, test_items, test, twin, robustness=True,
+                       out_dir=out / "report")
     report["ptq_macro_f1_int8"] = ptq_rep["macro_f1_int8"]
     report["qat_macro_f1_int8"] = qat_f1
     (out / "report" / "report.json").write_text(json.dumps(report, indent=1))
