@@ -36,6 +36,20 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
         assert f in errors[0], errors[0]
 
 
+def rewrite_bundle(src: Path, dst: Path, change) -> Path:
+    """A copy of bundle ``src`` at ``dst`` whose members ``change(members)`` edited in place
+    (a dict name -> bytes): how tests tamper with bundles."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    change(members)
+    with zipfile.ZipFile(dst, "w") as z:
+        for n, d in members.items():
+            z.writestr(n, d)
+    return dst
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

@@ -6,10 +6,9 @@ import json
 import subprocess
 import sys
 import threading
-import zipfile
 
 import pytest
-from conftest import ROOT, assert_one_line_error, run_nemg
+from conftest import ROOT, assert_one_line_error, rewrite_bundle, run_nemg
 
 from convert.bundle import generate_key, pack
 from edge.bundle import Bundle
@@ -88,15 +87,13 @@ def test_tampered_truncated_and_selftest_mismatch_are_refused(tmp_path, bundles)
     good = bundles["1.1.0"].read_bytes()
     with pytest.raises(InstallRefused, match="truncated"):
         s.install(good[: len(good) // 3])
-    with zipfile.ZipFile(bundles["1.1.0"]) as z:
-        members = {n: z.read(n) for n in z.namelist()}
-    model = bytearray(members["model.tflite"])
-    model[len(model) // 2] ^= 0x40
-    members["model.tflite"] = bytes(model)
-    bad = tmp_path / "tampered.nemg"
-    with zipfile.ZipFile(bad, "w") as z:
-        for n, d in members.items():
-            z.writestr(n, d)
+
+    def flip_a_model_bit(members):
+        model = bytearray(members["model.tflite"])
+        model[len(model) // 2] ^= 0x40
+        members["model.tflite"] = bytes(model)
+
+    bad = rewrite_bundle(bundles["1.1.0"], tmp_path / "tampered.nemg", flip_a_model_bit)
     with pytest.raises(InstallRefused, match="sha256"):
         installed(s, bad)
     # validly signed, but its golden vectors do not reproduce on this interpreter
@@ -104,25 +101,23 @@ def test_tampered_truncated_and_selftest_mismatch_are_refused(tmp_path, bundles)
 
     import numpy as np
 
-    b = Bundle.read(bundles["1.1.0"])
-    g = b.golden()
+    g = Bundle.read(bundles["1.1.0"]).golden()
     g["scores"] = g["scores"] ^ 1
+    from convert.bundle import load_private_key
     from edge.bundle import sha256
 
-    buf = io.BytesIO()
-    np.savez(buf, **g)
-    members = dict(b.members)
-    members["golden.npz"] = buf.getvalue()
-    manifest = json.loads(members["manifest.json"])
-    manifest["members"]["golden.npz"] = sha256(members["golden.npz"])
-    raw = json.dumps(manifest).encode()
-    from convert.bundle import load_private_key
+    def resign_with_wrong_scores(members):
+        buf = io.BytesIO()
+        np.savez(buf, **g)
+        members["golden.npz"] = buf.getvalue()
+        manifest = json.loads(members["manifest.json"])
+        manifest["members"]["golden.npz"] = sha256(members["golden.npz"])
+        raw = json.dumps(manifest).encode()
+        members["manifest.json"] = raw
+        members["manifest.sig"] = load_private_key(DEV_KEY).sign(raw)
 
-    members["manifest.json"], members["manifest.sig"] = raw, load_private_key(DEV_KEY).sign(raw)
-    selftest_bad = tmp_path / "selftest.nemg"
-    with zipfile.ZipFile(selftest_bad, "w") as z:
-        for n, d in members.items():
-            z.writestr(n, d)
+    selftest_bad = rewrite_bundle(bundles["1.1.0"], tmp_path / "selftest.nemg",
+                                  resign_with_wrong_scores)
     with pytest.raises(InstallRefused, match="self-test failed"):
         installed(s, selftest_bad)
     assert s.status().active_version == "1.0.0"

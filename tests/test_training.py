@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, assert_one_line_error, run_nemg
+from conftest import ROOT, assert_one_line_error, rewrite_bundle, run_nemg
 
 from convert.augment import AugmentConfig
 from convert.bundle import generate_key, pack
@@ -60,16 +58,6 @@ def test_tiny_end_to_end_bundle_is_int8_loads_and_self_tests(tiny):
     assert set(rep["accuracy_vs_gain_db"]) == {"-20.0", "-10.0", "0.0", "10.0", "20.0"}
 
 
-def _rewrite(src: Path, dst: Path, change) -> Path:
-    with zipfile.ZipFile(src) as z:
-        members = {n: z.read(n) for n in z.namelist()}
-    change(members)
-    with zipfile.ZipFile(dst, "w") as z:
-        for n, d in members.items():
-            z.writestr(n, d)
-    return dst
-
-
 def _flip(name: str):
     def change(m):
         b = bytearray(m[name])
@@ -87,7 +75,7 @@ def _flip(name: str):
     ("extra", lambda m: m.__setitem__("payload.sh", b"rm -rf /"), "unsigned member"),
 ])
 def test_tampered_bundles_are_refused(tiny, tmp_path, case, change, message):
-    bad = _rewrite(tiny["bundle"], tmp_path / f"{case}.nemg", change)
+    bad = rewrite_bundle(tiny["bundle"], tmp_path / f"{case}.nemg", change)
     with pytest.raises(IntegrityError, match=message):
         Bundle.read(bad).verify(trusted(tiny))
 
