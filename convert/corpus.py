@@ -20,7 +20,7 @@ import numpy as np
 from convert.importers import Recording, load_wav
 from convert.synth import PARAMS, make_patient, patient_dict, synthesize
 from edge.errors import InputError
-from edge.labels import LABELS, check_label
+from edge.labels import LABELS, PATHOLOGICAL, check_label
 from edge.wavio import write_wav
 
 SYNTH_VERSION = 2  # 2: a discharge must stand out of its mixture background too
@@ -39,6 +39,9 @@ class CorpusItem:
     mixture: str | None = None
     """Background the discharges sit on ('end_plate' / 'motor_unit'), when the corpus
     manifest says (synthetic corpora); None if none or unknown."""
+    discharge_snr: float | None = None
+    """Discharge peak ÷ RMS of what it sits on (amplifier noise and any mixture), when
+    the manifest says (synthetic discharges: never below convert.synth.DETECTABLE_SNR)."""
 
     def load(self) -> Recording:
         return load_wav(self.path)
@@ -52,9 +55,14 @@ def synth_corpus(out: Path, per_class: int, seed: int, *, sample_rate_hz: int = 
                  duration_s: float = 6.0, uv_per_lsb: float = 0.5,
                  labels: tuple[str, ...] = LABELS,
                  progress: Callable[[int, int], None] | None = None,
-                 patient_overrides: dict | None = None) -> dict:
+                 patient_overrides: dict | None = None,
+                 mixture_share: float | None = None) -> dict:
     """Write a synthetic corpus; returns the manifest. ``patient_overrides`` fixes
-    Patient fields for every recording (a domain shift: another amplifier, mains...)."""
+    Patient fields for every recording (a domain shift: another amplifier, mains...);
+    ``mixture_share`` overrides how many discharge recordings sit on end-plate noise or a
+    voluntary unit (a training corpus may hold more of these hard cases than a clinic)."""
+    if mixture_share is not None and not 0.0 <= mixture_share <= 1.0:
+        raise InputError(f"mixture share must be in 0..1 (got {mixture_share})")
     if per_class < 1:
         raise InputError("--per-class must be at least 1")
     for lab in labels:
@@ -70,7 +78,7 @@ def synth_corpus(out: Path, per_class: int, seed: int, *, sample_rate_hz: int = 
             if patient_overrides:
                 patient = replace(make_patient(rng, mixture=False), **patient_overrides)
             s = synthesize(label, fs=sample_rate_hz, duration_s=duration_s, rng=rng,
-                           patient=patient)
+                           patient=patient, mixture_share=mixture_share)
             name = f"{label}_{i:04d}.wav"
             pcm = np.clip(np.round(s.signal_uv / uv_per_lsb), -32768, 32767).astype(np.int16)
             write_wav(wav_dir / name, pcm, sample_rate_hz, uv_per_lsb)
@@ -79,6 +87,9 @@ def synth_corpus(out: Path, per_class: int, seed: int, *, sample_rate_hz: int = 
             files.append({"file": f"wav/{name}", "label": label, "index": i,
                           "events": len(s.events), "clipped": int((np.abs(pcm) >= 32767).sum()),
                           "patient": patient_dict(s.patient)})
+            if label in PATHOLOGICAL and s.info.get("background_rms_uv"):
+                files[-1]["discharge_snr"] = round(
+                    s.info["discharge_peak_uv"] / s.info["background_rms_uv"], 3)
             done += 1
             if progress:
                 progress(done, total)
@@ -91,6 +102,8 @@ def synth_corpus(out: Path, per_class: int, seed: int, *, sample_rate_hz: int = 
         "per_class": per_class, "sample_rate_hz": sample_rate_hz, "duration_s": duration_s,
         "uv_per_lsb": uv_per_lsb, "labels": list(labels), "params": _jsonable(PARAMS),
         "patient_overrides": patient_overrides or {},
+        "mixture_share": (PARAMS["background"]["mixture_share"] if mixture_share is None
+                          else mixture_share),
         "files": files,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -124,22 +137,23 @@ def read_corpus(root: Path) -> list[CorpusItem]:
     manifest = {}
     if (root / "manifest.json").is_file():
         manifest = json.loads((root / "manifest.json").read_text())
-    primary = {f["file"]: (f["label"], (f.get("patient") or {}).get("mixture"))
+    primary = {f["file"]: (f["label"], (f.get("patient") or {}).get("mixture"),
+                           f.get("discharge_snr"))
                for f in manifest.get("files", [])}
     items = []
     for k, (file, sp) in enumerate(sorted(spans.items())):
         path = root / file
         if not path.is_file():
             raise InputError(f"{labels_csv}: names {file}, which does not exist")
-        mixture = None
+        mixture = snr = None
         if file in primary:
-            label, mixture = primary[file]
+            label, mixture, snr = primary[file]
         else:  # imported: the label covering most of the file
             dur = {}
             for a, b, lab in sp:
                 dur[lab] = dur.get(lab, 0.0) + b - a
             label = max(dur, key=dur.get)
-        items.append(CorpusItem(path, label, tuple(sorted(sp)), k, mixture))
+        items.append(CorpusItem(path, label, tuple(sorted(sp)), k, mixture, snr))
     return items
 
 

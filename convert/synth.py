@@ -277,10 +277,15 @@ def _lowpass(x: np.ndarray, fs: int, hz: float, order: int = 1) -> np.ndarray:
 
 
 # ---- patient and background ------------------------------------------------------------
-def make_patient(rng: np.random.Generator, mixture: bool | None = None) -> Patient:
+def make_patient(rng: np.random.Generator, mixture: bool | None = None,
+                 mixture_share: float | None = None) -> Patient:
+    """A random patient; ``mixture`` forces (True/False) a mixture background, else it
+    comes with probability ``mixture_share`` (default PARAMS). The random stream is the
+    same whatever the share, so only the mixture draw changes."""
     p, b = PARAMS["patient"], PARAMS["background"]
     d = _u(rng, p["distance"])
-    mix = (rng.random() < b["mixture_share"]) if mixture is None else mixture
+    share = b["mixture_share"] if mixture_share is None else mixture_share
+    mix = (rng.random() < share) if mixture is None else mixture
     return Patient(
         distance=d,
         amplitude_factor=1.0 - p["amplitude_loss"] * d,
@@ -684,13 +689,16 @@ _MIXABLE = {"fibrillation", "positive_sharp_wave", "fasciculation", "complex_rep
 
 def synthesize(label: str, *, fs: int = 20_000, duration_s: float = 6.0,
                rng: np.random.Generator | None = None, patient: Patient | None = None,
-               with_background: bool = True) -> Synthesized:
+               with_background: bool = True,
+               mixture_share: float | None = None) -> Synthesized:
     """One recording of ``label`` in µV. ``with_background=False`` gives the clean
-    generator output (for tests that measure waveforms)."""
+    generator output (for tests that measure waveforms); ``mixture_share`` overrides how
+    often a discharge sits on end-plate noise or a voluntary unit (see make_patient)."""
     if label not in GENERATORS:
         raise ValueError(f"unknown label {label!r}")
     rng = rng or np.random.default_rng()
-    p = patient or make_patient(rng, mixture=None if label in _MIXABLE else False)
+    p = patient or make_patient(rng, mixture=None if label in _MIXABLE else False,
+                                mixture_share=mixture_share)
     x, spans, events = GENERATORS[label](rng, fs, duration_s, p)
     n = x.size
     # discharges lose amplitude and high frequencies with needle distance

@@ -13,6 +13,7 @@ from conftest import ROOT, run_nemg
 
 from convert.corpus import read_corpus, synth_corpus
 from convert.synth import DETECTABLE_SNR, PARAMS, synthesize
+from edge.errors import InputError
 from edge.labels import LABELS
 
 FS = 20_000
@@ -238,6 +239,27 @@ def test_discharges_stand_out_of_their_mixture_background():
         else:
             assert s.info["background_rms_uv"] == pytest.approx(s.patient.noise_uv_rms)
     assert mixed >= 5
+
+
+def test_mixture_share_changes_only_which_recordings_sit_on_a_background(tmp_path):
+    labels = ("fibrillation", "positive_sharp_wave")
+    base = synth_corpus(tmp_path / "base", 6, seed=4, duration_s=1.0, labels=labels)
+    none = synth_corpus(tmp_path / "none", 6, seed=4, duration_s=1.0, labels=labels,
+                        mixture_share=0.0)
+    every = synth_corpus(tmp_path / "all", 6, seed=4, duration_s=1.0, labels=labels,
+                         mixture_share=1.0)
+    assert all(f["patient"]["mixture"] is None for f in none["files"])
+    assert all(f["patient"]["mixture"] in ("end_plate", "motor_unit") for f in every["files"])
+    assert none["mixture_share"] == 0.0 and base["mixture_share"] == 0.25
+    kept = 0
+    for f, g in zip(base["files"], none["files"], strict=True):
+        if f["patient"]["mixture"] is None:  # same random stream: the same recording
+            kept += 1
+            assert ((tmp_path / "base" / f["file"]).read_bytes()
+                    == (tmp_path / "none" / g["file"]).read_bytes())
+    assert kept >= 6
+    with pytest.raises(InputError, match="mixture share"):
+        synth_corpus(tmp_path / "bad", 1, seed=4, mixture_share=1.5)
 
 
 def test_every_class_is_deterministic_per_seed_and_spans_cover_the_file():

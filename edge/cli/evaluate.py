@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     rep = evaluate_model(args.model, args.data, args.out, args.checkpoint,
                          robustness=not args.no_robustness)
     keys = ("macro_f1_int8", "macro_f1_float", "agreement", "accuracy_int8", "ece_int8",
-            "model_bytes", "windows", "accuracy_by_background")
+            "model_bytes", "windows", "accuracy_by_background",
+            "accuracy_by_discharge_snr")
     print(json.dumps({k: rep[k] for k in keys if k in rep} | {"report": str(args.out)}))
     return 0
