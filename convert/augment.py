@@ -42,7 +42,7 @@ class AugmentConfig:
     """... but the discharge recording's peak stays at least this many times the mixed
     background's RMS — the synthesiser's rule for a true label (convert.synth
     DETECTABLE_SNR): a discharge the examiner could not hear would be mislabelled."""
-    p_background: float = 0.35
+    p_background: float = 0.25
     rate_stretch: tuple[float, float] = (0.9, 1.1)
     """Time-scale factor (firing rate and waveform duration together)."""
     p_stretch: float = 0.3

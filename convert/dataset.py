@@ -227,17 +227,21 @@ def build_windows(items: list[CorpusItem], mel: MelConfig, win: WindowConfig, *,
         return b.build(items, augment_seed)
 
 
-def background_items(items: list[CorpusItem], limit: int = 24) -> list[CorpusItem]:
+def background_items(items: list[CorpusItem], limit: int | None = None) -> list[CorpusItem]:
     """Recordings to mix under discharges: end-plate noise and voluntary motor units in
-    equal shares (what a needle picks up when the patient is not fully at rest)."""
-    out = []
-    for label in MIXTURE_LABELS:
-        out += [i for i in items if i.label == label][: limit // 2]
-    return out
+    equal shares (what a needle picks up when the patient is not fully at rest), at most
+    ``limit`` (default: every one — a few backgrounds reused all the time are learnt by
+    heart instead of as a class)."""
+    per_label = [[i for i in items if i.label == label] for label in MIXTURE_LABELS]
+    k = min(len(g) for g in per_label)
+    if limit is not None:
+        k = min(k, limit // 2)
+    return [i for g in per_label for i in g[:k]]
 
 
 def load_backgrounds(items: list[CorpusItem], fs: int) -> list[Background]:
-    return [(i.label, i.load().resampled(fs).samples_uv) for i in items]
+    # float32: every worker holds them all (192 × 4 s is 60 MB, not 120)
+    return [(i.label, i.load().resampled(fs).samples_uv.astype(np.float32)) for i in items]
 
 
 def split_by_recording(items: list[CorpusItem], val_fraction: float, seed: int):
