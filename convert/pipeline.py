@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-class", type=int, default=120)
     ap.add_argument("--test-per-class", type=int, default=30)
     ap.add_argument("--duration", type=float, default=4.0)
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--qat-epochs", type=int, default=3)
     ap.add_argument("--arch", default="cnn", choices=["cnn", "cnn_gru"])
     ap.add_argument("--width", type=float, default=1.0, help="channel multiplier")
