@@ -16,6 +16,7 @@ from typing import Any
 
 import convert  # noqa: F401
 from convert.corpus import print_progress, read_corpus, synth_corpus
+from convert.synth import PARAMS
 from convert.train import TrainConfig, log, train
 from edge.errors import InputError
 from edge.features import MelConfig
@@ -87,8 +88,12 @@ def model_card(report: dict[str, Any], meta: dict[str, Any]) -> str:
                     for k, v in report.get("accuracy_by_background", {}).items())
     level = " · ".join(f"{k}: {v['accuracy']:.3f} ({v['windows']})"
                        for k, v in report.get("accuracy_by_discharge_snr", {}).items())
+    synth_share = PARAMS["background"]["mixture_share"]
     share = meta.get("train_mixture_share")
-    mix_share = "25 %" if share is None else f"{share:.0%}".replace("%", " %")
+    def pct(v: float) -> str:
+        return f"{v:.0%}".replace("%", " %")
+
+    mix_share = pct(synth_share if share is None else share)
     arch_name = ARCH_NAMES.get(meta["arch"], meta["arch"])
     pooling = " and average + maximum pooling" if meta.get("pool") == "avg_max" else ""
     return f"""# Model card: {meta['name']} {meta['version']}
@@ -108,7 +113,7 @@ insertional and voluntary motor-unit activity, silence and artifact. Reproduce w
 Synthetic only (`nemg data synth`, docs/discharges.md): training corpus seed
 {meta['train_seed']}, {meta['per_class']} recordings × {meta['duration_s']:g} s per class,
 {mix_share} of the discharge recordings over end-plate noise or a voluntary unit (the hard
-case, over-represented: the test corpus keeps the synthesiser's 25 %),
+case, over-represented: the test corpus keeps the synthesiser's {pct(synth_share)}),
 split by recording for validation; online augmentation every epoch (level ±6 dB, noise,
 mains, end-plate noise or a voluntary unit mixed under discharges — its class then labels
 the quiet stretches —, rate stretch, amplifier bandwidth). **Held-out test**: a corpus
@@ -305,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="cnn head: average, or average and maximum over the window")
     ap.add_argument("--train-mixture-share", type=float, default=0.4,
                     help="share of training discharge recordings over end-plate noise or a "
-                         "voluntary unit (the test corpus keeps the synthesiser's 0.25)")
+                         "voluntary unit (the test corpus keeps the synthesiser's "
+                         f"{PARAMS['background']['mixture_share']:g})")
     ap.add_argument("--version", default="1.2.0")
     ap.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
     ap.add_argument("--key", type=Path, default=DEV_KEY)
