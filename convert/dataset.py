@@ -21,6 +21,7 @@ import numpy as np
 
 from convert.augment import AugmentConfig, Augmenter
 from convert.corpus import CorpusItem
+from convert.synth import quiet_spans_as
 from edge.features import MelConfig, MelFrontEnd, float_to_int16
 from edge.labels import LABELS, PATHOLOGICAL
 from edge.windows import WindowConfig
@@ -124,8 +125,7 @@ def _item_windows(item: CorpusItem, mel: MelConfig, win: WindowConfig, fe: MelFr
         if a.last_background:
             # The quiet stretches between discharges now show the background's class,
             # as in a synthesised mixture (convert.synth): the label follows the signal.
-            spans = tuple((s0, s1, bg[0] if lab == "silence" else lab)
-                          for s0, s1, lab in spans)
+            spans = quiet_spans_as(spans, bg[0])
         scale = a.last_time_scale
         first = int(a.rng.integers(win.hop_frames))
     pcm = float_to_int16(uv, lsb=mel.uv_per_lsb)

@@ -74,16 +74,22 @@ def ece(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
     return float(total)
 
 
+def _per_window(items: list[CorpusItem], ws: WindowSet, of) -> list:
+    """``of(item)`` for the recording each window came from."""
+    value = {item.seed: of(item) for item in items}
+    return [value.get(int(g)) for g in ws.group]
+
+
+def _accuracy_where(ws: WindowSet, pred: np.ndarray, masks) -> dict[str, dict[str, float]]:
+    """Accuracy and window count per named mask (empty masks left out)."""
+    return {k: {"accuracy": float((pred[m] == ws.y[m]).mean()), "windows": int(m.sum())}
+            for k, m in masks if m.any()}
+
+
 def accuracy_by_background(items: list[CorpusItem], ws: WindowSet,
                            pred: np.ndarray) -> dict[str, dict[str, float]]:
-    kind = {item.seed: background_of(item) for item in items}
-    per_window = np.array([kind.get(int(g)) for g in ws.group], dtype=object)
-    out = {}
-    for k in ("none", *MIXTURE_LABELS):
-        m = per_window == k
-        if m.any():
-            out[k] = {"accuracy": float((pred[m] == ws.y[m]).mean()), "windows": int(m.sum())}
-    return out
+    kind = np.array(_per_window(items, ws, background_of), dtype=object)
+    return _accuracy_where(ws, pred, ((k, kind == k) for k in ("none", *MIXTURE_LABELS)))
 
 
 #: Bins of discharge peak ÷ background RMS (lower edges). The synthesiser labels nothing
@@ -96,16 +102,11 @@ def accuracy_by_discharge_snr(items: list[CorpusItem], ws: WindowSet,
                               pred: np.ndarray) -> dict[str, dict[str, float]]:
     """Accuracy on pathological windows by how far the discharge stands out of what it
     sits on (synthetic corpora record it; empty for imported data)."""
-    snr = {item.seed: item.discharge_snr for item in items}
-    level = np.array([snr.get(int(g)) or np.nan for g in ws.group], dtype=float)
-    edges = (*DISCHARGE_SNR_BINS, np.inf)
-    out = {}
-    for lo, hi in itertools.pairwise(edges):
-        m = (level >= lo) & (level < hi)
-        if m.any():
-            key = f"{lo:g}-{hi:g}x" if np.isfinite(hi) else f">={lo:g}x"
-            out[key] = {"accuracy": float((pred[m] == ws.y[m]).mean()), "windows": int(m.sum())}
-    return out
+    level = np.array([v or np.nan for v in _per_window(items, ws,
+                                                       lambda i: i.discharge_snr)], float)
+    return _accuracy_where(ws, pred, (
+        (f"{lo:g}-{hi:g}x" if np.isfinite(hi) else f">={lo:g}x", (level >= lo) & (level < hi))
+        for lo, hi in itertools.pairwise((*DISCHARGE_SNR_BINS, np.inf))))
 
 
 def condition_windows(items: list[CorpusItem], mel: MelConfig, win: WindowConfig, *,

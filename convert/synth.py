@@ -687,6 +687,12 @@ _MIXABLE = {"fibrillation", "positive_sharp_wave", "fasciculation", "complex_rep
             "myotonic", "myokymic", "neuromyotonic"}
 
 
+def quiet_spans_as(spans, background: str) -> list[tuple[float, float, str]]:
+    """``spans`` with every silence span relabelled ``background``: a discharge's quiet
+    stretches show the class of what it sits on (a mixture, synthesised or augmented)."""
+    return [(a, b, background if lab == "silence" else lab) for a, b, lab in spans]
+
+
 def synthesize(label: str, *, fs: int = 20_000, duration_s: float = 6.0,
                rng: np.random.Generator | None = None, patient: Patient | None = None,
                with_background: bool = True,
@@ -721,7 +727,7 @@ def synthesize(label: str, *, fs: int = 20_000, duration_s: float = 6.0,
             "background_rms_uv": floor / DETECTABLE_SNR}
     x = x + mixture
     if p.mixture:  # quiet stretches between discharges show the background's own class
-        spans = [(a, b, p.mixture if lab == "silence" else lab) for a, b, lab in spans]
+        spans = quiet_spans_as(spans, p.mixture)
     x = amplifier(x + background(rng, n, fs, p), fs, p)
     return Synthesized(label, fs, x, spans, events, p, info)
 
