@@ -30,10 +30,14 @@ def render(out_wav: Path = DEMO_WAV, out_labels: Path = DEMO_LABELS, seed: int =
     for label, seconds in DEMO_SCRIPT:
         p = replace(base, distance=float(rng.uniform(0.0, 0.6)),
                     amplitude_factor=1.0, lowpass_hz=float(rng.uniform(6000, 9000)))
-        s = synthesize(label, fs=mel.sample_rate_hz, duration_s=seconds, rng=rng, patient=p)
-        parts.append(s.signal_uv)
-        rows += [(round(t + a, 4), round(t + b, 4), lab) for a, b, lab in s.spans]
-        t += seconds
+        # Exploring with the needle: one step (and one insertional burst) a second, so
+        # the segment is insertional activity throughout, not one burst then silence.
+        steps = [1.0] * round(seconds) if label == "insertional" else [seconds]
+        for dur in steps:
+            s = synthesize(label, fs=mel.sample_rate_hz, duration_s=dur, rng=rng, patient=p)
+            parts.append(s.signal_uv)
+            rows += [(round(t + a, 4), round(t + b, 4), lab) for a, b, lab in s.spans]
+            t += dur
     pcm = float_to_int16(np.concatenate(parts), mel.uv_per_lsb)
     out_wav.parent.mkdir(parents=True, exist_ok=True)
     write_wav(out_wav, pcm, mel.sample_rate_hz, mel.uv_per_lsb)

@@ -194,7 +194,7 @@ def test_demo_runs_and_scores_the_script(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "segments named correctly" in proc.stdout
     ok = int(proc.stdout.split("segments named correctly")[0].split()[-1].split("/")[0])
-    assert ok >= 8, proc.stdout  # the shipped model names most of the scripted exam
+    assert ok >= 11, proc.stdout  # 12/12 with the shipped model; one segment of slack
 
 
 def test_real_time_session_ends_when_the_source_ends_and_on_a_silent_link(bundle, tmp_path):
