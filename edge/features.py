@@ -230,35 +230,36 @@ def _cmul_q30(re: np.ndarray, im: np.ndarray, c: np.ndarray, s: np.ndarray):
 
 
 def _radix4_stage(re: np.ndarray, im: np.ndarray, tw):
-    """One radix-4 DIT stage on [n, groups, 4, q] blocks (four size-q sub-FFTs each).
+    """One radix-4 DIT stage on [groups, 4, q, frames] blocks (four size-q sub-FFTs each;
+    frames innermost, so every operation runs over long contiguous rows).
 
     X[j + r·q] for r = 0..3 from B0 = A0, B1 = W^2j·A1, B2 = W^j·A2, B3 = W^3j·A3
     (W = e^{-2πi/4q}; bit-reversed order puts the x[4n+2] sub-FFT second).
     """
-    a0r, a0i = re[:, :, 0], im[:, :, 0]
+    a0r, a0i = re[:, 0], im[:, 0]
     if tw is None:  # q == 1: every twiddle is 1
-        b1r, b1i = re[:, :, 1], im[:, :, 1]
-        b2r, b2i = re[:, :, 2], im[:, :, 2]
-        b3r, b3i = re[:, :, 3], im[:, :, 3]
+        b1r, b1i = re[:, 1], im[:, 1]
+        b2r, b2i = re[:, 2], im[:, 2]
+        b3r, b3i = re[:, 3], im[:, 3]
     else:
-        (c1, s1), (c2, s2), (c3, s3) = tw
-        b1r, b1i = _cmul_q30(re[:, :, 1], im[:, :, 1], c2, s2)
-        b2r, b2i = _cmul_q30(re[:, :, 2], im[:, :, 2], c1, s1)
-        b3r, b3i = _cmul_q30(re[:, :, 3], im[:, :, 3], c3, s3)
+        (c1, s1), (c2, s2), (c3, s3) = tw  # each [q, 1]
+        b1r, b1i = _cmul_q30(re[:, 1], im[:, 1], c2, s2)
+        b2r, b2i = _cmul_q30(re[:, 2], im[:, 2], c1, s1)
+        b3r, b3i = _cmul_q30(re[:, 3], im[:, 3], c3, s3)
     t0r, t0i = a0r + b1r, a0i + b1i
     t1r, t1i = a0r - b1r, a0i - b1i
     t2r, t2i = b2r + b3r, b2i + b3i
     t3r, t3i = b2r - b3r, b2i - b3i
     out_re = np.empty_like(re)
     out_im = np.empty_like(im)
-    np.add(t0r, t2r, out=out_re[:, :, 0])
-    np.add(t0i, t2i, out=out_im[:, :, 0])
-    np.add(t1r, t3i, out=out_re[:, :, 1])  # t1 - i·t3
-    np.subtract(t1i, t3r, out=out_im[:, :, 1])
-    np.subtract(t0r, t2r, out=out_re[:, :, 2])
-    np.subtract(t0i, t2i, out=out_im[:, :, 2])
-    np.subtract(t1r, t3i, out=out_re[:, :, 3])  # t1 + i·t3
-    np.add(t1i, t3r, out=out_im[:, :, 3])
+    np.add(t0r, t2r, out=out_re[:, 0])
+    np.add(t0i, t2i, out=out_im[:, 0])
+    np.add(t1r, t3i, out=out_re[:, 1])  # t1 - i·t3
+    np.subtract(t1i, t3r, out=out_im[:, 1])
+    np.subtract(t0r, t2r, out=out_re[:, 2])
+    np.subtract(t0i, t2i, out=out_im[:, 2])
+    np.subtract(t1r, t3i, out=out_re[:, 3])  # t1 + i·t3
+    np.add(t1i, t3r, out=out_im[:, 3])
     return out_re, out_im
 
 
@@ -267,7 +268,7 @@ class _Tables:
     window_q30: np.ndarray  # int64 [window_length]
     bitrev: np.ndarray  # int64 [M]
     first_radix2: bool  # log2(N/2) odd: one radix-2 stage before the radix-4 stages
-    radix4_stages: tuple  # (q, None | ((c1, s1), (c2, s2), (c3, s3))) Q30 twiddles W^{r·j}
+    radix4_stages: tuple  # (q, None | ((c1, s1), (c2, s2), (c3, s3))) Q30 W^{r·j}, [q, 1]
     even_bitrev: np.ndarray  # int64 [M]: 2·bitrev, the even samples in bit-reversed order
     split_idx: np.ndarray  # int64 [M+1]: k mod M
     split_rev: np.ndarray  # int64 [M+1]: (M - k) mod M
@@ -297,8 +298,8 @@ def _build_tables(c: MelConfig) -> _Tables:
     while 4 * q <= m_half:
         j = np.arange(q)
         tw = None if q == 1 else tuple(
-            (np.round(np.cos(-2.0 * np.pi * r * j / (4 * q)) * Q30).astype(np.int64),
-             np.round(np.sin(-2.0 * np.pi * r * j / (4 * q)) * Q30).astype(np.int64))
+            (np.round(np.cos(-2.0 * np.pi * r * j / (4 * q)) * Q30).astype(np.int64)[:, None],
+             np.round(np.sin(-2.0 * np.pi * r * j / (4 * q)) * Q30).astype(np.int64)[:, None])
             for r in (1, 2, 3)
         )
         stages.append((q, tw))
@@ -438,32 +439,35 @@ class MelFrontEnd:
 
         N/2-point complex FFT of z = x[0::2] + i·x[1::2] (bit-reversed input, one radix-2
         stage if log2(N/2) is odd, then radix-4 DIT stages with Q30 twiddles and
-        round-half-up after each product), then the real-FFT split step.
+        round-half-up after each product), then the real-FFT split step. Computed with
+        the frames innermost ([bins, n]: long contiguous rows for numpy); the result is
+        returned as [n, N/2 + 1] views.
         Bounds: |Z| < 2^28.5, products < 2^59.5, |2X| < 2^30: int64 never overflows.
         """
         t = self.tables
         n = x.shape[0]
         m_half = t.bitrev.size
-        re = np.take(x, t.even_bitrev, axis=1)  # z = x[2n] + i·x[2n+1], bit-reversed
-        im = np.take(x, t.even_bitrev + 1, axis=1)
+        xt = np.ascontiguousarray(x.T)
+        re = xt[t.even_bitrev]  # z = x[2n] + i·x[2n+1], bit-reversed: [M, n]
+        im = xt[t.even_bitrev + 1]
         if t.first_radix2:
-            r = re.reshape(n, -1, 2)
-            i = im.reshape(n, -1, 2)
-            re = np.concatenate([r[..., :1] + r[..., 1:], r[..., :1] - r[..., 1:]], axis=2)
-            im = np.concatenate([i[..., :1] + i[..., 1:], i[..., :1] - i[..., 1:]], axis=2)
+            r = re.reshape(-1, 2, n)
+            i = im.reshape(-1, 2, n)
+            re = np.concatenate([r[:, :1] + r[:, 1:], r[:, :1] - r[:, 1:]], axis=1)
+            im = np.concatenate([i[:, :1] + i[:, 1:], i[:, :1] - i[:, 1:]], axis=1)
         for q, tw in t.radix4_stages:
-            re, im = _radix4_stage(re.reshape(n, -1, 4, q), im.reshape(n, -1, 4, q), tw)
-        zr = re.reshape(n, m_half)
-        zi = im.reshape(n, m_half)
+            re, im = _radix4_stage(re.reshape(-1, 4, q, n), im.reshape(-1, 4, q, n), tw)
+        zr = re.reshape(m_half, n)
+        zi = im.reshape(m_half, n)
         # split: Z_k and conj(Z_{M-k}) for k = 0..M (Z_M = Z_0)
-        ar, ai = zr[:, t.split_idx], zi[:, t.split_idx]
-        br, bi = zr[:, t.split_rev], -zi[:, t.split_rev]
+        ar, ai = zr[t.split_idx], zi[t.split_idx]
+        br, bi = zr[t.split_rev], -zi[t.split_rev]
         er, ei = ar + br, ai + bi  # Z_k + conj(Z_{M-k})
         dr, di = ar - br, ai - bi  # Z_k - conj(Z_{M-k})
-        c, s = t.split_cos, t.split_sin  # W^k = c + i·s; T = W·(-i·D)
+        c, s = t.split_cos[:, None], t.split_sin[:, None]  # W^k = c + i·s; T = W·(-i·D)
         out_re = er + _round_shift(c * di + s * dr, 30)
         out_im = ei + _round_shift(s * di - c * dr, 30)
-        return out_re, out_im
+        return out_re.T, out_im.T
 
     def power(self, re: np.ndarray, im: np.ndarray) -> np.ndarray:
         """|2X|² >> 16, int64 (< 2^45 per bin)."""
