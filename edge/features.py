@@ -447,7 +447,7 @@ class MelFrontEnd:
         t = self.tables
         n = x.shape[0]
         m_half = t.bitrev.size
-        xt = np.ascontiguousarray(x.T)
+        xt = np.ascontiguousarray(x.T)  # gathering rows from a copy beats a strided view
         re = xt[t.even_bitrev]  # z = x[2n] + i·x[2n+1], bit-reversed: [M, n]
         im = xt[t.even_bitrev + 1]
         if t.first_radix2:
