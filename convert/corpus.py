@@ -56,11 +56,12 @@ def synth_corpus(out: Path, per_class: int, seed: int, *, sample_rate_hz: int = 
                  labels: tuple[str, ...] = LABELS,
                  progress: Callable[[int, int], None] | None = None,
                  patient_overrides: dict | None = None,
-                 mixture_share: float | None = None) -> dict:
+                 mixture_share: float | None = None, workers: int = 1) -> dict:
     """Write a synthetic corpus; returns the manifest. ``patient_overrides`` fixes
     Patient fields for every recording (a domain shift: another amplifier, mains...);
     ``mixture_share`` overrides how many discharge recordings sit on end-plate noise or a
-    voluntary unit (a training corpus may hold more of these hard cases than a clinic)."""
+    voluntary unit (a training corpus may hold more of these hard cases than a clinic);
+    ``workers`` processes synthesise (the corpus does not depend on it)."""
     if mixture_share is not None and not 0.0 <= mixture_share <= 1.0:
         raise InputError(f"mixture share must be in 0..1 (got {mixture_share})")
     if per_class < 1:
@@ -70,29 +71,25 @@ def synth_corpus(out: Path, per_class: int, seed: int, *, sample_rate_hz: int = 
     wav_dir = out / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
     files, rows = [], []
-    total, done = per_class * len(labels), 0
-    for label in labels:
-        for i in range(per_class):
-            rng = np.random.default_rng(recording_seed(seed, label, i))
-            patient = None
-            if patient_overrides:
-                patient = replace(make_patient(rng, mixture=False), **patient_overrides)
-            s = synthesize(label, fs=sample_rate_hz, duration_s=duration_s, rng=rng,
-                           patient=patient, mixture_share=mixture_share)
-            name = f"{label}_{i:04d}.wav"
-            pcm = np.clip(np.round(s.signal_uv / uv_per_lsb), -32768, 32767).astype(np.int16)
-            write_wav(wav_dir / name, pcm, sample_rate_hz, uv_per_lsb)
-            for a, b, lab in s.spans:
-                rows.append((f"wav/{name}", round(a, 4), round(b, 4), lab))
-            files.append({"file": f"wav/{name}", "label": label, "index": i,
-                          "events": len(s.events), "clipped": int((np.abs(pcm) >= 32767).sum()),
-                          "patient": patient_dict(s.patient)})
-            if label in PATHOLOGICAL and s.info.get("background_rms_uv"):
-                files[-1]["discharge_snr"] = round(
-                    s.info["discharge_peak_uv"] / s.info["background_rms_uv"], 3)
-            done += 1
+    jobs = [(wav_dir, label, i, seed, sample_rate_hz, duration_s, uv_per_lsb,
+             patient_overrides, mixture_share) for label in labels for i in range(per_class)]
+    pool = None
+    if workers > 1 and len(jobs) >= 2 * workers:
+        import multiprocessing as mp
+
+        pool = mp.get_context("spawn").Pool(workers)
+    try:
+        # each recording depends on (seed, label, index) alone: same files for any workers
+        results = pool.imap(_synth_one, jobs, chunksize=4) if pool else map(_synth_one, jobs)
+        for done, (file_rows, entry) in enumerate(results, 1):
+            rows += file_rows
+            files.append(entry)
             if progress:
-                progress(done, total)
+                progress(done, len(jobs))
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
     with (out / "labels.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["file", "start_s", "end_s", "label"])
@@ -108,6 +105,29 @@ def synth_corpus(out: Path, per_class: int, seed: int, *, sample_rate_hz: int = 
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def _synth_one(job) -> tuple[list[tuple], dict]:
+    """Synthesise and write one recording: (its labels.csv rows, its manifest entry)."""
+    (wav_dir, label, i, seed, sample_rate_hz, duration_s, uv_per_lsb, patient_overrides,
+     mixture_share) = job
+    rng = np.random.default_rng(recording_seed(seed, label, i))
+    patient = None
+    if patient_overrides:
+        patient = replace(make_patient(rng, mixture=False), **patient_overrides)
+    s = synthesize(label, fs=sample_rate_hz, duration_s=duration_s, rng=rng,
+                   patient=patient, mixture_share=mixture_share)
+    name = f"{label}_{i:04d}.wav"
+    pcm = np.clip(np.round(s.signal_uv / uv_per_lsb), -32768, 32767).astype(np.int16)
+    write_wav(wav_dir / name, pcm, sample_rate_hz, uv_per_lsb)
+    rows = [(f"wav/{name}", round(a, 4), round(b, 4), lab) for a, b, lab in s.spans]
+    entry = {"file": f"wav/{name}", "label": label, "index": i,
+             "events": len(s.events), "clipped": int((np.abs(pcm) >= 32767).sum()),
+             "patient": patient_dict(s.patient)}
+    if label in PATHOLOGICAL and s.info.get("background_rms_uv"):
+        entry["discharge_snr"] = round(s.info["discharge_peak_uv"] / s.info["background_rms_uv"],
+                                       3)
+    return rows, entry
 
 
 def _jsonable(obj):

@@ -107,11 +107,34 @@ Background = tuple[str, np.ndarray]
 """(label, µV signal) of a background-class recording, for mixing under discharges."""
 
 
+@dataclass(frozen=True)
+class Condition:
+    """A test condition applied to every recording before the front end (the robustness
+    part of an evaluation report), seeded per recording so the windows do not depend on
+    how the recordings are split between worker processes."""
+
+    snr_db: float | None = None
+    """White noise at this SNR relative to the recording's RMS (None: no noise): the
+    discharges are what must stay recognisable."""
+    gain_db: float = 0.0
+    """Level change after the noise (a mis-set or unknown front-end gain)."""
+    seed: int = 0
+
+    def apply(self, uv: np.ndarray, recording_seed: int) -> np.ndarray:
+        if self.snr_db is not None:
+            rng = np.random.default_rng([self.seed, recording_seed & 0xFFFFFFFF])
+            rms = float(np.sqrt(np.mean(uv**2)))
+            uv = uv + rng.normal(0, rms / 10 ** (self.snr_db / 20), uv.size)
+        return uv * 10 ** (self.gain_db / 20)
+
+
 def _item_windows(item: CorpusItem, mel: MelConfig, win: WindowConfig, fe: MelFrontEnd,
                   augment_seed: int | None, aug: AugmentConfig | None,
-                  backgrounds: list[Background]):
+                  backgrounds: list[Background], condition: Condition | None = None):
     rec = item.load().resampled(mel.sample_rate_hz)
     uv = rec.samples_uv
+    if condition is not None:
+        uv = condition.apply(uv, item.seed)
     spans = item.spans
     first = 0
     scale = 1.0
@@ -142,9 +165,9 @@ def _worker_init(background_items: list[CorpusItem], fs: int) -> None:
 
 
 def _worker_build(args):
-    items, mel, win, augment_seed, aug = args
+    items, mel, win, augment_seed, aug, condition = args
     fe = MelFrontEnd(mel)
-    return [_item_windows(i, mel, win, fe, augment_seed, aug, _WORKER_BACKGROUNDS)
+    return [_item_windows(i, mel, win, fe, augment_seed, aug, _WORKER_BACKGROUNDS, condition)
             for i in items]
 
 
@@ -167,13 +190,15 @@ class WindowBuilder:
                                                  self.mel.sample_rate_hz)
         return self._backgrounds
 
-    def build(self, items: list[CorpusItem], augment_seed: int | None = None) -> WindowSet:
+    def build(self, items: list[CorpusItem], augment_seed: int | None = None,
+              condition: Condition | None = None) -> WindowSet:
         """All windows of ``items``; with ``augment_seed``, each recording is augmented
-        first and its windows start at a random phase."""
-        return self.submit(items, augment_seed)()
+        first and its windows start at a random phase; with ``condition``, each is
+        degraded by it first (a test condition, not training variety)."""
+        return self.submit(items, augment_seed, condition)()
 
-    def submit(self, items: list[CorpusItem],
-               augment_seed: int | None = None) -> Callable[[], WindowSet]:
+    def submit(self, items: list[CorpusItem], augment_seed: int | None = None,
+               condition: Condition | None = None) -> Callable[[], WindowSet]:
         """Start :meth:`build` in the worker processes and return at once; calling the
         result waits for the windows. The trainer prepares the next epoch's windows
         while the network trains on this one's. With one worker, nothing starts early."""
@@ -182,7 +207,7 @@ class WindowBuilder:
                 fe = MelFrontEnd(self.mel)
                 bgs = self._local_backgrounds() if augment_seed is not None else []
                 return self._concat([_item_windows(i, self.mel, self.win, fe, augment_seed,
-                                                   self.aug, bgs) for i in items])
+                                                   self.aug, bgs, condition) for i in items])
             return local
         if self._pool is None:
             import multiprocessing as mp
@@ -193,7 +218,8 @@ class WindowBuilder:
         n = -(-len(items) // (4 * self.workers))  # a few chunks per worker
         chunks = [items[k:k + n] for k in range(0, len(items), n)]
         pending = self._pool.map_async(
-            _worker_build, [(c, self.mel, self.win, augment_seed, self.aug) for c in chunks])
+            _worker_build,
+            [(c, self.mel, self.win, augment_seed, self.aug, condition) for c in chunks])
         return lambda: self._concat([p for chunk in pending.get() for p in chunk])
 
     def _concat(self, parts) -> WindowSet:
@@ -220,11 +246,11 @@ class WindowBuilder:
 def build_windows(items: list[CorpusItem], mel: MelConfig, win: WindowConfig, *,
                   augment_seed: int | None = None, aug: AugmentConfig | None = None,
                   background_items: list[CorpusItem] | None = None,
-                  workers: int = 1) -> WindowSet:
+                  condition: Condition | None = None, workers: int = 1) -> WindowSet:
     """All windows of ``items`` (see :class:`WindowBuilder`)."""
     with WindowBuilder(mel, win, aug=aug, background_items=background_items,
                        workers=workers) as b:
-        return b.build(items, augment_seed)
+        return b.build(items, augment_seed, condition)
 
 
 def background_items(items: list[CorpusItem], limit: int | None = None) -> list[CorpusItem]:

@@ -18,8 +18,15 @@ import numpy as np
 
 import convert  # noqa: F401
 from convert.corpus import CorpusItem
-from convert.dataset import MIXTURE_LABELS, WindowSet, background_of, windows_of
-from edge.features import MelConfig, MelFrontEnd, float_to_int16
+from convert.dataset import (
+    MIXTURE_LABELS,
+    Condition,
+    WindowBuilder,
+    WindowSet,
+    background_of,
+    build_windows,
+)
+from edge.features import MelConfig
 from edge.labels import LABELS
 from edge.model import Classifier
 from edge.windows import WindowConfig
@@ -109,37 +116,18 @@ def accuracy_by_discharge_snr(items: list[CorpusItem], ws: WindowSet,
         for lo, hi in itertools.pairwise((*DISCHARGE_SNR_BINS, np.inf))))
 
 
-def condition_windows(items: list[CorpusItem], mel: MelConfig, win: WindowConfig, *,
-                      snr_db: float | None = None, gain_db: float = 0.0,
-                      seed: int = 0) -> WindowSet:
-    """Test windows under a noise or gain condition (noise relative to each recording's
-    RMS: the discharges are what must stay recognisable)."""
-    fe = MelFrontEnd(mel)
-    rng = np.random.default_rng(seed)
-    xs, ys, gs = [], [], []
-    for item in items:
-        uv = item.load().resampled(mel.sample_rate_hz).samples_uv
-        if snr_db is not None:
-            rms = float(np.sqrt(np.mean(uv**2)))
-            uv = uv + rng.normal(0, rms / 10 ** (snr_db / 20), uv.size)
-        uv = uv * 10 ** (gain_db / 20)
-        x, y = windows_of(float_to_int16(uv, mel.uv_per_lsb), item.spans, mel, win, fe)
-        xs.append(x)
-        ys.append(y)
-        gs.append(np.full(y.size, item.seed))
-    return WindowSet(np.concatenate(xs), np.concatenate(ys), np.concatenate(gs))
-
-
 def evaluate(model: bytes, items: list[CorpusItem], out_dir: Path | None = None, *,
              float_model=None, mel: MelConfig | None = None, win: WindowConfig | None = None,
-             robustness: bool = True, windows: WindowSet | None = None) -> dict[str, Any]:
+             robustness: bool = True, windows: WindowSet | None = None,
+             workers: int = 1) -> dict[str, Any]:
     """The report of ``model`` on ``items``. ``windows``: their clean windows, when the
     caller already has them (``build_windows(items)`` — the same windows) and evaluates
-    several models on them."""
+    several models on them. ``workers``: processes computing windows (the front end over
+    every test condition dominates a report with robustness); results do not depend on it."""
     mel = mel or MelConfig()
     win = win or WindowConfig()
     clf = Classifier(model, list(LABELS))
-    ws = windows if windows is not None else condition_windows(items, mel, win)
+    ws = windows if windows is not None else build_windows(items, mel, win, workers=workers)
     scores = int8_scores(clf, ws)
     probs = int8_probabilities(clf, scores)
     pred = probs.argmax(axis=1)
@@ -167,13 +155,16 @@ def evaluate(model: bytes, items: list[CorpusItem], out_dir: Path | None = None,
             "ece_float": ece(fprobs, ws.y),
         })
     if robustness:
-        for key, kwargs in (("accuracy_vs_snr_db", [{"snr_db": s} for s in SNR_DB]),
-                            ("accuracy_vs_gain_db", [{"gain_db": g} for g in GAIN_DB])):
-            report[key] = {}
-            for kw in kwargs:
-                cw = condition_windows(items, mel, win, **kw)
-                report[key][str(next(iter(kw.values())))] = float((_predict(clf, cw) ==
-                                                                   cw.y).mean())
+        conditions = [("accuracy_vs_snr_db", s, Condition(snr_db=s)) for s in SNR_DB]
+        conditions += [("accuracy_vs_gain_db", g, Condition(gain_db=g)) for g in GAIN_DB]
+        with WindowBuilder(mel, win, workers=workers) as builder:
+            pending = builder.submit(items, condition=conditions[0][2])
+            for k, (key, value, _) in enumerate(conditions):
+                cw = pending()
+                if k + 1 < len(conditions):  # the workers build the next while this runs
+                    pending = builder.submit(items, condition=conditions[k + 1][2])
+                report.setdefault(key, {})[str(value)] = float((_predict(clf, cw) ==
+                                                                cw.y).mean())
     if out_dir is not None:
         write_report(report, out_dir)
     return report

@@ -25,6 +25,9 @@ from edge.windows import WindowConfig
 ROOT = Path(__file__).resolve().parents[1]
 DEV_KEY = ROOT / "keys" / "dev" / "nemg-dev.key"
 DEFAULT_BUNDLE = ROOT / "models" / "nemg-default.nemg"
+WORKERS = TrainConfig.workers
+"""Processes computing windows outside training too (calibration, validation, test and
+every robustness condition): the front end, not the network, dominates those stages."""
 ARCH_NAMES = {"cnn": "CNN with a dilated temporal head", "cnn_gru": "CNN+GRU"}
 
 
@@ -74,7 +77,8 @@ def evaluate_model(model_path: Path, data: Path, out: Path | None,
         from convert.model import load_checkpoint
 
         fm = load_checkpoint(_checkpoint_file(checkpoint))
-    return evaluate(model, read_corpus(data), out, float_model=fm, robustness=robustness)
+    return evaluate(model, read_corpus(data), out, float_model=fm, robustness=robustness,
+                    workers=WORKERS)
 
 
 def model_card(report: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -198,7 +202,7 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
     import numpy as np
 
     from convert.bundle import pack
-    from convert.dataset import build_windows, split_by_recording
+    from convert.dataset import WindowBuilder, split_by_recording
     from convert.evaluate import evaluate
     from convert.model import load_checkpoint
     from convert.quantize import qat_finetune, representative, to_int8_tflite
@@ -216,7 +220,8 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
         if d.exists():
             shutil.rmtree(d)
         log(f"[corpus] {n} × 12 recordings, seed {s} -> {d}")
-        synth_corpus(d, n, s, duration_s=dur, progress=print_progress, mixture_share=share)
+        synth_corpus(d, n, s, duration_s=dur, progress=print_progress, mixture_share=share,
+                     workers=WORKERS)
     log(f"[train] {arch}, up to {epochs} epochs")
     ckpt_dir = out / "checkpoint"
     res = train(train_dir, ckpt_dir, TrainConfig(arch=arch, epochs=epochs, seed=seed,
@@ -224,13 +229,14 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
     float_model = load_checkpoint(res.checkpoint)
     items = read_corpus(train_dir)
     tr, va = split_by_recording(items, 0.2, seed)
-    calib, val = build_windows(tr, mel, win), build_windows(va, mel, win)
     test_items = read_corpus(test_dir)
-    test = build_windows(test_items, mel, win)  # computed once, for every model evaluated
+    with WindowBuilder(mel, win, workers=WORKERS) as builder:
+        calib, val = builder.build(tr), builder.build(va)
+        test = builder.build(test_items)  # computed once, for every model evaluated
 
     def report_on(model, items, windows, twin, robustness=False, out_dir=None):
         return evaluate(model, items, out_dir, float_model=twin, robustness=robustness,
-                        windows=windows)
+                        windows=windows, workers=WORKERS)
 
     log("[int8] post-training quantisation")
     ptq = to_int8_tflite(float_model, representative(calib, seed=seed))

@@ -287,7 +287,11 @@ def test_every_class_is_bounded_over_many_seeds():
 
 def test_corpus_on_disk_is_deterministic_and_complete(tmp_path):
     m1 = synth_corpus(tmp_path / "a", 2, seed=5, duration_s=2.0)
-    synth_corpus(tmp_path / "b", 3, seed=5, duration_s=2.0)
+    m2 = synth_corpus(tmp_path / "b", 3, seed=5, duration_s=2.0, workers=2)
+    # worker processes change nothing: same files, same manifest entries, same order
+    assert [f for f in m2["files"] if f["index"] < 2] == m1["files"]
+    assert ((tmp_path / "b" / "labels.csv").read_text().count("\n")
+            > (tmp_path / "a" / "labels.csv").read_text().count("\n"))
     for f in m1["files"]:  # the smaller corpus is a prefix of the larger one
         h1 = hashlib.sha256((tmp_path / "a" / f["file"]).read_bytes()).hexdigest()
         h2 = hashlib.sha256((tmp_path / "b" / f["file"]).read_bytes()).hexdigest()

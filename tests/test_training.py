@@ -11,7 +11,13 @@ from conftest import ROOT, assert_one_line_error, rewrite_bundle, run_nemg
 from convert.augment import AugmentConfig
 from convert.bundle import generate_key, pack
 from convert.corpus import CorpusItem, read_corpus
-from convert.dataset import WindowBuilder, background_items, build_windows, window_label
+from convert.dataset import (
+    Condition,
+    WindowBuilder,
+    background_items,
+    build_windows,
+    window_label,
+)
 from convert.pipeline import make_default_model
 from edge.bundle import Bundle, TrustStore
 from edge.errors import IntegrityError
@@ -156,6 +162,24 @@ def test_augmented_windows_do_not_depend_on_the_worker_count(tiny):
     np.testing.assert_array_equal(one.y, two.y)
     np.testing.assert_array_equal(one.group, two.group)
     assert not np.array_equal(one.x, again.x)
+
+
+def test_test_condition_windows_do_not_depend_on_the_worker_count(tiny):
+    items = read_corpus(tiny["out"] / "build" / "corpus-test")
+    mel, win = MelConfig(), WindowConfig()
+    clean = build_windows(items, mel, win)
+    noisy = Condition(snr_db=5.0, seed=3)
+    one = build_windows(items, mel, win, condition=noisy)
+    with WindowBuilder(mel, win, workers=2) as b:
+        two = b.build(items, condition=noisy)
+        quiet = b.build(items, condition=Condition(gain_db=-20.0))
+    np.testing.assert_array_equal(one.x, two.x)
+    np.testing.assert_array_equal(one.y, clean.y)  # a condition never moves a label
+    assert not np.array_equal(one.x, clean.x)
+    # 20 dB less level: 40 int8 steps of 0.5 dB lower wherever nothing saturates
+    free = (clean.x > -88) & (quiet.x > -128)
+    assert free.mean() > 0.5
+    assert np.median(clean.x[free].astype(int) - quiet.x[free]) == 40
 
 
 def test_background_pool_is_every_background_recording_in_equal_shares(tmp_path):

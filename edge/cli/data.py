@@ -17,6 +17,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--sample-rate", type=int, default=20_000, metavar="HZ")
     s.add_argument("--duration", type=float, default=6.0, metavar="S", help="per recording")
     s.add_argument("--labels", help="comma-separated subset of classes")
+    s.add_argument("--workers", type=int, default=2,
+                   help="processes synthesising (the corpus does not depend on it)")
     sh = sub.add_parser("show", help="draw waveform + spectrogram of a recording")
     sh.add_argument("file", type=Path)
     sh.add_argument("-o", "--out", type=Path, required=True, help="PNG to write")
@@ -42,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"synthesising {args.per_class} × {len(labels)} recordings into {args.out}",
               file=sys.stderr)
         m = synth_corpus(args.out, args.per_class, args.seed, sample_rate_hz=args.sample_rate,
-                         duration_s=args.duration, labels=labels, progress=print_progress)
+                         duration_s=args.duration, labels=labels, progress=print_progress,
+                         workers=args.workers)
         print(json.dumps({"out": str(args.out), "files": len(m["files"]), "seed": args.seed}))
         return 0
     if args.action == "show":
