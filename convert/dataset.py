@@ -21,7 +21,7 @@ import numpy as np
 
 from convert.augment import AugmentConfig, Augmenter
 from convert.corpus import CorpusItem
-from convert.synth import quiet_spans_as
+from convert.synth import quiet_spans_as, synthesize
 from edge.features import MelConfig, MelFrontEnd, float_to_int16
 from edge.labels import LABELS, PATHOLOGICAL
 from edge.windows import WindowConfig
@@ -108,6 +108,38 @@ Background = tuple[str, np.ndarray]
 
 
 @dataclass(frozen=True)
+class FreshRecording:
+    """A training recording synthesised when its epoch needs it — a new patient, never
+    written to disk, exactly as ``nemg data synth`` would have stored it (int16 at the
+    corpus's µV per LSB). See ``TrainConfig.fresh_share``."""
+
+    label: str
+    rng_seed: tuple[int, ...]
+    """``convert.corpus.recording_seed`` of an index the corpus does not hold."""
+    duration_s: float
+    uv_per_lsb: float
+    mixture_share: float | None = None
+    patient_overrides: tuple[tuple[str, object], ...] = ()
+    seed: int = -1
+    """Group key (negative: never a corpus recording's)."""
+
+    def signal(self, fs: int) -> tuple[np.ndarray, list, str | None]:
+        """(µV signal, label spans, mixture background or None)."""
+        from dataclasses import replace
+
+        from convert.synth import make_patient
+
+        rng = np.random.default_rng(list(self.rng_seed))
+        patient = None
+        if self.patient_overrides:
+            patient = replace(make_patient(rng, mixture=False), **dict(self.patient_overrides))
+        s = synthesize(self.label, fs=fs, duration_s=self.duration_s, rng=rng,
+                       patient=patient, mixture_share=self.mixture_share)
+        pcm = np.clip(np.round(s.signal_uv / self.uv_per_lsb), -32768, 32767)
+        return pcm * self.uv_per_lsb, s.spans, s.patient.mixture if s.patient else None
+
+
+@dataclass(frozen=True)
 class Condition:
     """A test condition applied to every recording before the front end (the robustness
     part of an evaluation report), seeded per recording so the windows do not depend on
@@ -128,14 +160,17 @@ class Condition:
         return uv * 10 ** (self.gain_db / 20)
 
 
-def _item_windows(item: CorpusItem, mel: MelConfig, win: WindowConfig, fe: MelFrontEnd,
-                  augment_seed: int | None, aug: AugmentConfig | None,
+def _item_windows(item: CorpusItem | FreshRecording, mel: MelConfig, win: WindowConfig,
+                  fe: MelFrontEnd, augment_seed: int | None, aug: AugmentConfig | None,
                   backgrounds: list[Background], condition: Condition | None = None):
-    rec = item.load().resampled(mel.sample_rate_hz)
-    uv = rec.samples_uv
+    if isinstance(item, FreshRecording):
+        uv, spans, mixture = item.signal(mel.sample_rate_hz)
+        background = None if item.label not in PATHOLOGICAL else (mixture or "none")
+    else:
+        uv = item.load().resampled(mel.sample_rate_hz).samples_uv
+        spans, background = item.spans, background_of(item)
     if condition is not None:
         uv = condition.apply(uv, item.seed)
-    spans = item.spans
     first = 0
     scale = 1.0
     if augment_seed is not None:
@@ -143,7 +178,7 @@ def _item_windows(item: CorpusItem, mel: MelConfig, win: WindowConfig, fe: MelFr
         bg = None
         if backgrounds:
             bg = backgrounds[int(a.rng.integers(len(backgrounds)))]
-        mixable = background_of(item) == "none"  # a discharge on nothing yet
+        mixable = background == "none"  # a discharge on nothing yet
         uv = a(uv, background=bg[1] if bg is not None and mixable else None, shift=False)
         if a.last_background:
             # The quiet stretches between discharges now show the background's class,

@@ -20,6 +20,7 @@ from convert.synth import PARAMS
 from convert.train import TrainConfig, log, train
 from edge.errors import InputError
 from edge.features import MelConfig
+from edge.labels import LABELS
 from edge.windows import WindowConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,6 +99,12 @@ def model_card(report: dict[str, Any], meta: dict[str, Any]) -> str:
         return f"{v:.0%}".replace("%", " %")
 
     mix_share = pct(synth_share if share is None else share)
+    fresh = ""
+    if meta.get("fresh_share"):
+        fresh = (f"every epoch {pct(meta['fresh_share'])} of each class's training recordings "
+                 f"are new patients, synthesised for that epoch only (same generator and "
+                 f"seed, indices the corpus does not hold: {meta['fresh_patients']:,} patients "
+                 f"over the run besides the corpus's own); ")
     arch_name = ARCH_NAMES.get(meta["arch"], meta["arch"])
     pooling = " and average + maximum pooling" if meta.get("pool") == "avg_max" else ""
     return f"""# Model card: {meta['name']} {meta['version']}
@@ -118,7 +125,7 @@ Synthetic only (`nemg data synth`, docs/discharges.md): training corpus seed
 {meta['train_seed']}, {meta['per_class']} recordings × {meta['duration_s']:g} s per class,
 {mix_share} of the discharge recordings over end-plate noise or a voluntary unit (the hard
 case, over-represented: the test corpus keeps the synthesiser's {pct(synth_share)}),
-split by recording for validation; online augmentation every epoch (level ±6 dB, noise,
+split by recording for validation; {fresh}online augmentation every epoch (level ±6 dB, noise,
 mains, end-plate noise or a voluntary unit mixed under discharges — its class then labels
 the quiet stretches —, rate stretch, amplifier bandwidth). **Held-out test**: a corpus
 from an unseen seed ({meta['test_seed']}), {meta['test_per_class']} recordings ×
@@ -198,7 +205,8 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
                        bundle: Path, key: Path, seed: int = 0, width: float = 1.0,
                        pool: str = "avg", test_duration_s: float = 6.0,
                        docs: Path | None = None,
-                       train_mixture_share: float | None = None) -> dict[str, Any]:
+                       train_mixture_share: float | None = None,
+                       fresh_share: float = 0.0) -> dict[str, Any]:
     import numpy as np
 
     from convert.bundle import pack
@@ -225,7 +233,8 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
     log(f"[train] {arch}, up to {epochs} epochs")
     ckpt_dir = out / "checkpoint"
     res = train(train_dir, ckpt_dir, TrainConfig(arch=arch, epochs=epochs, seed=seed,
-                                                     width=width, pool=pool))
+                                                     width=width, pool=pool,
+                                                     fresh_share=fresh_share))
     float_model = load_checkpoint(res.checkpoint)
     items = read_corpus(train_dir)
     tr, va = split_by_recording(items, 0.2, seed)
@@ -285,7 +294,9 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
             "minutes": (time.monotonic() - t0) / 60, "train_seed": train_seed,
             "test_seed": test_seed, "per_class": per_class, "test_per_class": test_per_class,
             "test_duration_s": test_duration_s, "pool": pool,
-            "train_mixture_share": train_mixture_share,
+            "train_mixture_share": train_mixture_share, "fresh_share": fresh_share,
+            "fresh_patients": len(res.history) * sum(
+                round(sum(i.label == lab for i in tr) * fresh_share) for lab in LABELS),
             "duration_s": duration_s, "ptq_f1": ptq_rep["macro_f1_int8"], "qat_f1": qat_f1,
             "uncertain_threshold": 0.5}
     docs = docs or ROOT / "docs"
@@ -318,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="share of training discharge recordings over end-plate noise or a "
                          "voluntary unit (the test corpus keeps the synthesiser's "
                          f"{PARAMS['background']['mixture_share']:g})")
+    ap.add_argument("--fresh-share", type=float, default=0.0,
+                    help="share of each epoch's training recordings that are new synthetic "
+                         "patients instead of corpus recordings")
     ap.add_argument("--version", default="1.2.0")
     ap.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
     ap.add_argument("--key", type=Path, default=DEV_KEY)
@@ -328,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
                            epochs=a.epochs, qat_epochs=a.qat_epochs, duration_s=a.duration,
                            arch=a.arch, version=a.version, bundle=a.bundle, key=a.key,
                            width=a.width, pool=a.pool, docs=a.docs,
-                           train_mixture_share=a.train_mixture_share)
+                           train_mixture_share=a.train_mixture_share,
+                           fresh_share=a.fresh_share)
     print(json.dumps(s))
     return 0
 

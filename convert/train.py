@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 import convert  # noqa: F401
-from convert.corpus import CorpusItem, read_corpus
-from convert.dataset import WindowBuilder, background_items, split_by_recording
+from convert.corpus import CorpusItem, read_corpus, recording_seed
+from convert.dataset import FreshRecording, WindowBuilder, background_items, split_by_recording
 from edge.errors import ConfigError, InputError
 from edge.features import MelConfig
 from edge.labels import LABELS
@@ -53,6 +53,13 @@ class TrainConfig:
     workers: int = 2
     """Processes computing the augmented windows each epoch (the fixed-point front end,
     not the network, dominates an epoch). Results do not depend on it."""
+    fresh_share: float = 0.0
+    """Synthetic corpora only: this share of each class's training recordings is replaced,
+    every epoch, by newly synthesised patients (same generator, seed and settings as the
+    corpus, recording indices the corpus does not hold), the rest drawn from the corpus.
+    A model trained on a fixed set of patients fits their hard cases and not the next
+    patient's; fresh patients cost a synthesis (about as much as the front end) each.
+    Needs ``augment`` (they are part of each epoch's fresh windows)."""
 
 
 @dataclass
@@ -127,6 +134,47 @@ def initial_model(config: TrainConfig, frames: int, mels: int, workdir: Path):
     return model
 
 
+class EpochRecordings:
+    """Which recordings each training epoch uses: the corpus's training recordings, or
+    with ``fresh_share`` > 0 a seeded subset of them plus new synthetic patients."""
+
+    def __init__(self, items: list[CorpusItem], data_dir: Path, config: TrainConfig) -> None:
+        self.items, self.config = items, config
+        self.manifest: dict = {}
+        if config.fresh_share:
+            if not 0.0 < config.fresh_share <= 1.0:
+                raise ConfigError(f"fresh share must be in 0..1 (got {config.fresh_share})")
+            path = data_dir / "manifest.json"
+            m = json.loads(path.read_text()) if path.is_file() else {}
+            if m.get("kind") != "nemg-synthetic-corpus":
+                raise ConfigError(f"{data_dir}: fresh patients need a synthetic corpus "
+                                  "(nemg data synth); this one has no synthesis manifest")
+            self.manifest = m
+
+    def __call__(self, epoch: int) -> list[CorpusItem | FreshRecording]:
+        share = self.config.fresh_share
+        if not share:
+            return self.items
+        m = self.manifest
+        rng = np.random.default_rng([self.config.seed, epoch, 0xF5E5])
+        out: list[CorpusItem | FreshRecording] = []
+        overrides = tuple(sorted((m.get("patient_overrides") or {}).items()))
+        for c, label in enumerate(LABELS):
+            group = [i for i in self.items if i.label == label]
+            k = round(len(group) * share)
+            keep = np.sort(rng.choice(len(group), len(group) - k, replace=False))
+            out += [group[j] for j in keep]
+            # indices past the corpus's own: patients no corpus recording (nor the
+            # validation split) holds, new every epoch
+            first = int(m["per_class"]) + epoch * k
+            out += [FreshRecording(label, tuple(recording_seed(int(m["seed"]), label, first + j)),
+                                   float(m["duration_s"]), float(m["uv_per_lsb"]),
+                                   m.get("mixture_share"), overrides,
+                                   seed=-(1 + (first + j) * len(LABELS) + c))
+                    for j in range(k)]
+        return out
+
+
 def train(data_dir: Path, out_dir: Path, config: TrainConfig, mel: MelConfig | None = None,
           win: WindowConfig | None = None, items: list[CorpusItem] | None = None) -> TrainResult:
     t_start = time.monotonic()
@@ -140,20 +188,22 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, mel: MelConfig | N
         raise InputError(f"{data_dir}: too few recordings to split (need ≥ 2 per class)")
     log(f"train: {len(train_items)} recordings, validation: {len(val_items)} "
         f"(split by recording, seed {config.seed})")
+    epochs = EpochRecordings(train_items, data_dir, config)
     builder = WindowBuilder(mel, win, background_items=background_items(train_items),
                             workers=config.workers)
     try:
-        return _train(config, mel, win, train_items, val_items, builder, out_dir, t_start)
+        return _train(config, mel, win, epochs, val_items, builder, out_dir, t_start)
     finally:
         builder.close()
 
 
 def _train(config: TrainConfig, mel: MelConfig, win: WindowConfig,
-           train_items: list[CorpusItem], val_items: list[CorpusItem], builder: WindowBuilder,
+           epochs: EpochRecordings, val_items: list[CorpusItem], builder: WindowBuilder,
            out_dir: Path, t_start: float) -> TrainResult:
     import tf_keras as keras
 
     val = builder.build(val_items)
+    train_items = epochs.items
     clean = None if config.augment else builder.build(train_items)
     model = initial_model(config, win.frames, mel.num_mels, out_dir)
     lr = config.fine_tune_lr if config.init_from else config.learning_rate
@@ -165,7 +215,7 @@ def _train(config: TrainConfig, mel: MelConfig, win: WindowConfig,
     xv, yv = val.float_input(), val.y
 
     def epoch_windows(epoch: int):
-        return builder.submit(train_items, augment_seed=config.seed * 1000 + epoch)
+        return builder.submit(epochs(epoch), augment_seed=config.seed * 1000 + epoch)
 
     upcoming = epoch_windows(0) if config.augment else None
     for epoch in range(config.epochs):

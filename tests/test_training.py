@@ -10,17 +10,19 @@ from conftest import ROOT, assert_one_line_error, rewrite_bundle, run_nemg
 
 from convert.augment import AugmentConfig
 from convert.bundle import generate_key, pack
-from convert.corpus import CorpusItem, read_corpus
+from convert.corpus import CorpusItem, read_corpus, synth_corpus
 from convert.dataset import (
     Condition,
+    FreshRecording,
     WindowBuilder,
     background_items,
     build_windows,
     window_label,
 )
 from convert.pipeline import make_default_model
+from convert.train import EpochRecordings, TrainConfig
 from edge.bundle import Bundle, TrustStore
-from edge.errors import IntegrityError
+from edge.errors import ConfigError, IntegrityError
 from edge.features import MelConfig
 from edge.labels import LABELS, PATHOLOGICAL
 from edge.model import FEATURE_INPUT_SCALE, Classifier, InputRequantizer
@@ -180,6 +182,37 @@ def test_test_condition_windows_do_not_depend_on_the_worker_count(tiny):
     free = (clean.x > -88) & (quiet.x > -128)
     assert free.mean() > 0.5
     assert np.median(clean.x[free].astype(int) - quiet.x[free]) == 40
+
+
+def test_fresh_patients_are_new_every_epoch_and_what_the_corpus_would_hold(tmp_path):
+    small, large = tmp_path / "small", tmp_path / "large"
+    synth_corpus(small, 4, seed=9, duration_s=1.0)
+    synth_corpus(large, 6, seed=9, duration_s=1.0)  # holds the small one's next patients
+    items = read_corpus(small)
+    epochs = EpochRecordings(items, small, TrainConfig(fresh_share=0.5))
+    e0, e1 = epochs(0), epochs(1)
+    for e in (e0, e1):  # same size and class balance as the corpus, half of it new
+        assert sorted(i.label for i in e) == sorted(i.label for i in items)
+        assert sum(isinstance(i, FreshRecording) for i in e) == len(items) // 2
+    fresh0 = [i for i in e0 if isinstance(i, FreshRecording)]
+    fresh1 = [i for i in e1 if isinstance(i, FreshRecording)]
+    assert {i.rng_seed[2] for i in fresh0} == {4, 5}  # indices the corpus does not hold
+    assert {i.rng_seed for i in fresh0}.isdisjoint({i.rng_seed for i in fresh1})
+    assert len({i.seed for i in fresh0 + fresh1}) == len(fresh0) + len(fresh1)
+    assert all(i.seed < 0 for i in fresh0)  # never a corpus recording's group
+    stored = {i.path.name: i for i in read_corpus(large)}
+    for f in fresh0[:: len(fresh0) // 4]:  # bit for bit what `nemg data synth` writes
+        uv, spans, _ = f.signal(20_000)
+        twin = stored[f"{f.label}_{f.rng_seed[2]:04d}.wav"]
+        np.testing.assert_array_equal(uv, twin.load().samples_uv)
+        # labels.csv keeps spans to 0.1 ms, sorted
+        assert sorted((round(a, 4), round(b, 4), lab) for a, b, lab in spans) == list(twin.spans)
+    assert EpochRecordings(items, small, TrainConfig())(3) is items  # off by default
+    (small / "manifest.json").unlink()  # an imported corpus: nothing to synthesise from
+    with pytest.raises(ConfigError, match="synthetic corpus"):
+        EpochRecordings(items, small, TrainConfig(fresh_share=0.5))
+    with pytest.raises(ConfigError, match="fresh share"):
+        EpochRecordings(items, small, TrainConfig(fresh_share=1.5))
 
 
 def test_background_pool_is_every_background_recording_in_equal_shares(tmp_path):

@@ -22,6 +22,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="with --init-from: convolution blocks kept frozen")
     parser.add_argument("--workers", type=int, default=2,
                         help="processes computing augmented windows (same result for any)")
+    parser.add_argument("--fresh-share", type=float, default=0.0, metavar="SHARE",
+                        help="synthetic corpora: share of each epoch's training recordings "
+                             "replaced by newly synthesised patients (make model: 0.5)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(arch=args.arch, epochs=args.epochs, patience=args.patience,
                       batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                       augment=not args.no_augment, init_from=args.init_from,
-                      freeze=args.freeze, workers=args.workers)
+                      freeze=args.freeze, workers=args.workers, fresh_share=args.fresh_share)
     r = train(args.data, args.out, cfg)
     print(json.dumps({"checkpoint": str(r.checkpoint), "best_epoch": r.best_epoch,
                       "best_val_accuracy": r.best_val_accuracy, "seconds": r.seconds}))
