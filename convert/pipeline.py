@@ -101,10 +101,10 @@ def model_card(report: dict[str, Any], meta: dict[str, Any]) -> str:
     mix_share = pct(synth_share if share is None else share)
     fresh = ""
     if meta.get("fresh_share"):
-        fresh = (f"every epoch {pct(meta['fresh_share'])} of each class's training recordings "
-                 f"are new patients, synthesised for that epoch only (same generator and "
-                 f"seed, indices the corpus does not hold: {meta['fresh_patients']:,} patients "
-                 f"over the run besides the corpus's own); ")
+        fresh = (f"every epoch {pct(meta['fresh_share'])} of each class's training recordings\n"
+                 f"are new patients, synthesised for that epoch only (same generator and seed,\n"
+                 f"indices the corpus does not hold: {meta['fresh_patients']:,} patients over "
+                 f"the run besides\nthe corpus's own); ")
     arch_name = ARCH_NAMES.get(meta["arch"], meta["arch"])
     pooling = " and average + maximum pooling" if meta.get("pool") == "avg_max" else ""
     return f"""# Model card: {meta['name']} {meta['version']}
@@ -135,12 +135,12 @@ from an unseen seed ({meta['test_seed']}), {meta['test_per_class']} recordings Ã
 ## Metrics (held-out synthetic, int8 on LiteRT)
 | | value |
 |---|---|
-| macro-F1 int8 | {report['macro_f1_int8']:.3f} |
-| macro-F1 float | {report.get('macro_f1_float', float('nan')):.3f} |
+| macro-F1 int8 | {report['macro_f1_int8']:.4f} |
+| macro-F1 float | {report.get('macro_f1_float', float('nan')):.4f} |
 | int8 / float top-1 agreement | {report.get('agreement', float('nan')):.3f} |
 | accuracy int8 | {report['accuracy_int8']:.3f} |
 | expected calibration error (int8) | {report['ece_int8']:.3f} |
-| PTQ vs QAT (macro-F1 int8; chosen on validation) | {meta['ptq_f1']:.3f} vs {meta['qat_f1']:.3f} |
+| PTQ vs QAT (macro-F1 int8; chosen on validation) | {meta['ptq_f1']:.4f} vs {meta['qat_f1']:.4f} |
 
 Accuracy vs SNR (white noise vs recording RMS): {snr}
 
@@ -206,7 +206,7 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
                        pool: str = "avg", test_duration_s: float = 6.0,
                        docs: Path | None = None,
                        train_mixture_share: float | None = None,
-                       fresh_share: float = 0.0) -> dict[str, Any]:
+                       fresh_share: float = 0.5) -> dict[str, Any]:
     import numpy as np
 
     from convert.bundle import pack
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-class", type=int, default=120)
     ap.add_argument("--test-per-class", type=int, default=30)
     ap.add_argument("--duration", type=float, default=4.0)
-    ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--epochs", type=int, default=52)
     ap.add_argument("--qat-epochs", type=int, default=3)
     ap.add_argument("--arch", default="cnn", choices=["cnn", "cnn_gru"])
     ap.add_argument("--width", type=float, default=1.0, help="channel multiplier")
@@ -329,10 +329,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="share of training discharge recordings over end-plate noise or a "
                          "voluntary unit (the test corpus keeps the synthesiser's "
                          f"{PARAMS['background']['mixture_share']:g})")
-    ap.add_argument("--fresh-share", type=float, default=0.0,
+    ap.add_argument("--fresh-share", type=float, default=0.5,
                     help="share of each epoch's training recordings that are new synthetic "
                          "patients instead of corpus recordings")
-    ap.add_argument("--version", default="1.2.0")
+    ap.add_argument("--version", default="1.3.0")
     ap.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
     ap.add_argument("--key", type=Path, default=DEV_KEY)
     ap.add_argument("--docs", type=Path, default=ROOT / "docs",
