@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from convert.importers import Recording, load_wav
-from convert.synth import PARAMS, make_patient, patient_dict, synthesize
+from convert.synth import PARAMS, Synthesized, make_patient, patient_dict, synthesize
 from edge.errors import InputError
 from edge.labels import LABELS, PATHOLOGICAL, check_label
 from edge.wavio import write_wav
@@ -107,18 +107,28 @@ def synth_corpus(out: Path, per_class: int, seed: int, *, sample_rate_hz: int = 
     return manifest
 
 
+def synth_pcm(label: str, rng_seed: list[int], fs: int, duration_s: float, uv_per_lsb: float,
+              patient_overrides: dict | None = None,
+              mixture_share: float | None = None) -> tuple[np.ndarray, Synthesized]:
+    """One recording as a corpus stores it: (int16 samples at ``uv_per_lsb``, the
+    synthesis with its spans and patient). Depends on ``rng_seed`` alone."""
+    rng = np.random.default_rng(rng_seed)
+    patient = None
+    if patient_overrides:
+        patient = replace(make_patient(rng, mixture=False), **patient_overrides)
+    s = synthesize(label, fs=fs, duration_s=duration_s, rng=rng, patient=patient,
+                   mixture_share=mixture_share)
+    pcm = np.clip(np.round(s.signal_uv / uv_per_lsb), -32768, 32767).astype(np.int16)
+    return pcm, s
+
+
 def _synth_one(job) -> tuple[list[tuple], dict]:
     """Synthesise and write one recording: (its labels.csv rows, its manifest entry)."""
     (wav_dir, label, i, seed, sample_rate_hz, duration_s, uv_per_lsb, patient_overrides,
      mixture_share) = job
-    rng = np.random.default_rng(recording_seed(seed, label, i))
-    patient = None
-    if patient_overrides:
-        patient = replace(make_patient(rng, mixture=False), **patient_overrides)
-    s = synthesize(label, fs=sample_rate_hz, duration_s=duration_s, rng=rng,
-                   patient=patient, mixture_share=mixture_share)
+    pcm, s = synth_pcm(label, recording_seed(seed, label, i), sample_rate_hz, duration_s,
+                       uv_per_lsb, patient_overrides, mixture_share)
     name = f"{label}_{i:04d}.wav"
-    pcm = np.clip(np.round(s.signal_uv / uv_per_lsb), -32768, 32767).astype(np.int16)
     write_wav(wav_dir / name, pcm, sample_rate_hz, uv_per_lsb)
     rows = [(f"wav/{name}", round(a, 4), round(b, 4), lab) for a, b, lab in s.spans]
     entry = {"file": f"wav/{name}", "label": label, "index": i,

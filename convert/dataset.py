@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from convert.augment import AugmentConfig, Augmenter
-from convert.corpus import CorpusItem
-from convert.synth import quiet_spans_as, synthesize
+from convert.corpus import CorpusItem, synth_pcm
+from convert.synth import quiet_spans_as
 from edge.features import MelConfig, MelFrontEnd, float_to_int16
 from edge.labels import LABELS, PATHOLOGICAL
 from edge.windows import WindowConfig
@@ -125,17 +125,8 @@ class FreshRecording:
 
     def signal(self, fs: int) -> tuple[np.ndarray, list, str | None]:
         """(µV signal, label spans, mixture background or None)."""
-        from dataclasses import replace
-
-        from convert.synth import make_patient
-
-        rng = np.random.default_rng(list(self.rng_seed))
-        patient = None
-        if self.patient_overrides:
-            patient = replace(make_patient(rng, mixture=False), **dict(self.patient_overrides))
-        s = synthesize(self.label, fs=fs, duration_s=self.duration_s, rng=rng,
-                       patient=patient, mixture_share=self.mixture_share)
-        pcm = np.clip(np.round(s.signal_uv / self.uv_per_lsb), -32768, 32767)
+        pcm, s = synth_pcm(self.label, list(self.rng_seed), fs, self.duration_s,
+                           self.uv_per_lsb, dict(self.patient_overrides), self.mixture_share)
         return pcm * self.uv_per_lsb, s.spans, s.patient.mixture if s.patient else None
 
 
