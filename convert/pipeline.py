@@ -20,7 +20,6 @@ from convert.synth import PARAMS
 from convert.train import TrainConfig, log, train
 from edge.errors import InputError
 from edge.features import MelConfig
-from edge.labels import LABELS
 from edge.windows import WindowConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -295,8 +294,7 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
             "test_seed": test_seed, "per_class": per_class, "test_per_class": test_per_class,
             "test_duration_s": test_duration_s, "pool": pool,
             "train_mixture_share": train_mixture_share, "fresh_share": fresh_share,
-            "fresh_patients": len(res.history) * sum(
-                round(sum(i.label == lab for i in tr) * fresh_share) for lab in LABELS),
+            "fresh_patients": res.fresh_patients,
             "duration_s": duration_s, "ptq_f1": ptq_rep["macro_f1_int8"], "qat_f1": qat_f1,
             "uncertain_threshold": 0.5}
     docs = docs or ROOT / "docs"

@@ -70,6 +70,8 @@ class TrainResult:
     best_val_loss: float = float("inf")
     best_val_accuracy: float = 0.0
     seconds: float = 0.0
+    fresh_patients: int = 0
+    """New synthetic patients trained on over the run (``TrainConfig.fresh_share``)."""
 
 
 def log(msg: str) -> None:
@@ -141,6 +143,9 @@ class EpochRecordings:
     def __init__(self, items: list[CorpusItem], data_dir: Path, config: TrainConfig) -> None:
         self.items, self.config = items, config
         self.manifest: dict = {}
+        self.groups = [[i for i in items if i.label == label] for label in LABELS]
+        self.fresh_per_epoch = sum(round(len(g) * config.fresh_share) for g in self.groups)
+        """New patients in every epoch (0 without ``fresh_share``)."""
         if config.fresh_share:
             if not 0.0 < config.fresh_share <= 1.0:
                 raise ConfigError(f"fresh share must be in 0..1 (got {config.fresh_share})")
@@ -159,8 +164,7 @@ class EpochRecordings:
         rng = np.random.default_rng([self.config.seed, epoch, 0xF5E5])
         out: list[CorpusItem | FreshRecording] = []
         overrides = tuple(sorted((m.get("patient_overrides") or {}).items()))
-        for c, label in enumerate(LABELS):
-            group = [i for i in self.items if i.label == label]
+        for c, (label, group) in enumerate(zip(LABELS, self.groups, strict=True)):
             k = round(len(group) * share)
             keep = np.sort(rng.choice(len(group), len(group) - k, replace=False))
             out += [group[j] for j in keep]
@@ -253,11 +257,13 @@ def _train(config: TrainConfig, mel: MelConfig, win: WindowConfig,
             log(f"  early stop: no improvement for {config.patience} epochs")
             break
     result.seconds = time.monotonic() - t_start
+    result.fresh_patients = len(result.history) * epochs.fresh_per_epoch if config.augment else 0
     (out_dir / "training.json").write_text(json.dumps({
         "config": asdict(config), "mel_config": mel.to_dict(), "window": win.to_dict(),
         "labels": list(LABELS), "best_epoch": result.best_epoch,
         "best_val_loss": result.best_val_loss, "best_val_accuracy": result.best_val_accuracy,
-        "seconds": result.seconds, "history": result.history,
+        "seconds": result.seconds, "fresh_patients": result.fresh_patients,
+        "history": result.history,
         "train_recordings": len(train_items), "val_recordings": len(val_items),
     }, indent=1))
     log(f"best epoch {result.best_epoch}: val acc {result.best_val_accuracy:.3f} -> {ckpt}")

@@ -64,6 +64,7 @@ def test_tiny_end_to_end_bundle_is_int8_loads_and_self_tests(tiny):
     assert set(rep["per_class_int8"]) == set(LABELS)
     assert 0 <= rep["ece_int8"] <= 1 and 0 <= rep["agreement"] <= 1
     assert set(rep["accuracy_vs_gain_db"]) == {"-20.0", "-10.0", "0.0", "10.0", "20.0"}
+    assert rep["accuracy_vs_gain_db"]["0.0"] == rep["accuracy_int8"]  # the clean test itself
 
 
 def _flip(name: str):
