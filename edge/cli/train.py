@@ -24,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="processes computing augmented windows (same result for any)")
     parser.add_argument("--fresh-share", type=float, default=0.0, metavar="SHARE",
                         help="synthetic corpora: share of each epoch's training recordings "
-                             "replaced by newly synthesised patients (make model: 0.5)")
+                             "replaced by newly synthesised patients (make model: 1.0)")
 
 
 def run(args: argparse.Namespace) -> int:
