@@ -99,17 +99,15 @@ def model_card(report: dict[str, Any], meta: dict[str, Any]) -> str:
 
     mix_share = pct(synth_share if share is None else share)
     fresh = ""
-    if meta.get("fresh_share", 0) >= 1:
-        fresh = ("every epoch's training recordings are new patients, synthesised for that\n"
-                 "epoch only (same generator and seed, indices the corpus does not hold: "
-                 f"{meta['fresh_patients']:,}\npatients over the run; the corpus's own "
-                 "training recordings calibrate the int8\nconversion and give the "
-                 "backgrounds mixed in); ")
-    elif meta.get("fresh_share"):
-        fresh = (f"every epoch {pct(meta['fresh_share'])} of each class's training recordings\n"
-                 f"are new patients, synthesised for that epoch only (same generator and seed,\n"
-                 f"indices the corpus does not hold: {meta['fresh_patients']:,} patients over "
-                 f"the run besides\nthe corpus's own); ")
+    if meta.get("fresh_share"):
+        every = meta["fresh_share"] >= 1
+        whose = ("every epoch's training recordings are" if every else
+                 f"every epoch {pct(meta['fresh_share'])} of each class's training recordings\nare")
+        corpus = ("; the corpus's own training recordings\ncalibrate the int8 conversion and "
+                  "give the backgrounds mixed in" if every else " besides\nthe corpus's own")
+        fresh = (f"{whose} new patients, synthesised for that epoch only (same generator and "
+                 f"seed,\nindices the corpus does not hold: {meta['fresh_patients']:,} patients "
+                 f"over the run{corpus}); ")
     arch_name = ARCH_NAMES.get(meta["arch"], meta["arch"])
     pooling = " and average + maximum pooling" if meta.get("pool") == "avg_max" else ""
     return f"""# Model card: {meta['name']} {meta['version']}
