@@ -144,6 +144,7 @@ class FrontEndClient:
         self._replies: deque[Frame] = deque()
         self._pending: deque[Event] = deque()
         self._streaming = False
+        self._down: str | None = None  # the link went down outside events(): why
 
     @property
     def stats(self) -> DecoderStats:
@@ -199,8 +200,17 @@ class FrontEndClient:
         return time.monotonic() - t0
 
     def start(self) -> None:
-        self._ack(FrameType.START)
+        """Start streaming. A reconnecting client that loses the link during START (the
+        cable pulled at that moment) does not fail: :meth:`events` reconnects and starts
+        again, and the consumer sees the loss as a gap."""
         self._streaming = True
+        try:
+            self._ack(FrameType.START)
+        except LinkDown as exc:
+            if not self.reconnect:
+                self._streaming = False
+                raise
+            self._down = str(exc)
 
     def stop(self) -> None:
         self._streaming = False
@@ -232,10 +242,13 @@ class FrontEndClient:
                 yield None
                 last_yield = time.monotonic()
             try:
+                if self._down is not None:
+                    raise LinkDown(self._down)
                 self._pump()
             except LinkDown as exc:
                 if not self.reconnect:
                     raise
+                self._down = None
                 yield LinkEvent("disconnected", str(exc))
                 self._reconnect(str(exc))
                 yield LinkEvent("reconnected", f"{self.link.port} (attempt {self.reconnects})")

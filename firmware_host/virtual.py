@@ -72,10 +72,13 @@ class Faults:
     """Probability a SAMPLES frame is not sent (its samples are lost)."""
     corrupt_rate: float = 0.0
     """Probability each sent byte has one bit flipped."""
-    disconnect_after_s: float | None = None
-    """Pull the cable once, this many seconds after streaming starts."""
-    reconnect_delay_s: float = 0.5
-    """How long the cable stays out."""
+    disconnect_after_frames: int | None = None
+    """Pull the cable once, after this many SAMPLES frames of the stream (counted from the
+    first START, dropped ones included): keyed to the signal, never to the clock, so the
+    cable comes out at the same sample on a fast machine and a slow one."""
+    disconnect_frames: int = 50
+    """How long the cable stays out, in frames of the device's time: the ADC keeps
+    sampling, so this many frames are lost (a real-time device also waits that long)."""
     seed: int = 0
     """Seed of the fault generator (a run is reproducible)."""
 
@@ -118,7 +121,8 @@ class VirtualFrontEnd:
         self._seq = 0
         self._index = 0  # device sample index of the next frame
         self._t0 = 0.0  # monotonic time of device index 0 (real-time mode)
-        self._stream_started: float | None = None
+        self._stream_started = False
+        self._frames_streamed = 0  # SAMPLES frames since the first START (sent or dropped)
         self.source_origin = 0
         """Device index at the first START: source position 0 plays there."""
         self._disconnected_once = False
@@ -205,12 +209,14 @@ class VirtualFrontEnd:
                     self._command(frame.type, frame.payload)
             if self._streaming:
                 if self.fast:
-                    while len(self._out) < 65536 and self._streaming:
+                    while len(self._out) < 65536 and self._streaming \
+                            and not self._cable_due():
                         self._emit_frame()
                 else:
                     due = int((time.monotonic() - self._t0) / period)
                     while self._index // self.profile.samples_per_frame < due and \
-                            self._streaming and len(self._out) < 1 << 20:
+                            self._streaming and len(self._out) < 1 << 20 \
+                            and not self._cable_due():
                         self._emit_frame()
             self._flush()
 
@@ -255,8 +261,8 @@ class VirtualFrontEnd:
                     period = p.samples_per_frame / p.sample_rate_hz
                     self._index = int((time.monotonic() - self._t0) / period) \
                         * p.samples_per_frame
-                if self._stream_started is None:
-                    self._stream_started = time.monotonic()
+                if not self._stream_started:
+                    self._stream_started = True
                     self.source_origin = self._index
             self._send(FrameType.ACK, encode_ack(ftype, 0))
         elif ftype == FrameType.STOP:
@@ -276,6 +282,7 @@ class VirtualFrontEnd:
         values = self.source.read(pos, n)
         first = self._index
         self._index += n
+        self._frames_streamed += 1
         if self.faults.drop_rate > 0 and self._rng.random() < self.faults.drop_rate:
             self._seq = (self._seq + 1) & 0xFFFF  # the frame existed; it was lost
             self.stats.dropped.append((first, values.size))
@@ -288,24 +295,27 @@ class VirtualFrontEnd:
         self.stats.frames_sent += 1
         self.stats.samples_sent += values.size
 
-    def _maybe_disconnect(self, decoder: FrameDecoder) -> None:
+    def _cable_due(self) -> bool:
         f = self.faults
-        if (f.disconnect_after_s is None or self._disconnected_once
-                or self._stream_started is None
-                or time.monotonic() - self._stream_started < f.disconnect_after_s):
+        return (f.disconnect_after_frames is not None and not self._disconnected_once
+                and self._frames_streamed >= f.disconnect_after_frames)
+
+    def _maybe_disconnect(self, decoder: FrameDecoder) -> None:
+        if not self._cable_due():
             return
+        f = self.faults
         self._disconnected_once = True
         self.stats.disconnects += 1
         self.on_event("cable pulled")
-        self._close_pty()
+        self._close_pty()  # bytes not yet read by the host are lost with the cable
         self._streaming = False  # a re-enumerated device waits for START again
         decoder.reset()
-        t_out = time.monotonic()
-        self._stop.wait(f.reconnect_delay_s)
-        # the ADC kept sampling while the cable was out
-        lost = int((time.monotonic() - t_out) * self.profile.sample_rate_hz)
         spf = self.profile.samples_per_frame
-        self._index += -(-lost // spf) * spf
+        if self.fast:
+            # the ADC kept sampling while the cable was out: exactly this many frames
+            self._index += f.disconnect_frames * spf
+        else:  # real time: the cable is out that long; START rejoins the ADC's timeline
+            self._stop.wait(f.disconnect_frames * spf / self.profile.sample_rate_hz)
         if not self._stop.is_set():
             self._open_pty()
             self.on_event("cable back")

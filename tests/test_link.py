@@ -89,7 +89,7 @@ def test_corruption_and_drops_never_deliver_a_bad_sample_and_gaps_are_exact():
 
 def test_disconnect_and_reappear_resumes_with_an_exact_gap(tmp_path):
     link_path = tmp_path / "ttyNEMG"
-    faults = Faults(disconnect_after_s=0.3, reconnect_delay_s=0.4)
+    faults = Faults(disconnect_after_frames=30, disconnect_frames=40)  # at 0.3 s, 0.4 s out
     with VirtualFrontEnd(FE1, ramp_source(), fast=False, faults=faults,
                          link_path=link_path) as vfe:
         link = SerialLink(str(link_path))

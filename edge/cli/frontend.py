@@ -22,8 +22,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sim.add_argument("--corrupt-rate", type=float, default=0.0,
                      help="flip a bit in this share of bytes")
     sim.add_argument("--disconnect-after", type=float, metavar="S",
-                     help="pull the cable once after S seconds of streaming")
-    sim.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S")
+                     help="pull the cable once after S seconds of signal (counted in frames, "
+                          "so it is the same sample however fast the reader is)")
+    sim.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S",
+                     help="seconds of signal the cable stays out (those samples are lost)")
     sim.add_argument("--duration", type=float, metavar="S", help="exit after S seconds")
     sim.add_argument("--seed", type=int, default=0, help="fault generator seed")
     info = sub.add_parser("info", help="print what a device reports")
@@ -48,8 +50,11 @@ def simulate(args: argparse.Namespace) -> int:
     _check_rate("corrupt-rate", args.corrupt_rate)
     profile = get_frontend(args.board)
     source = open_source(args.source, profile, loop=not args.once)
-    faults = Faults(args.drop_rate, args.corrupt_rate, args.disconnect_after,
-                    args.reconnect_delay, args.seed)
+    frame_s = profile.samples_per_frame / profile.sample_rate_hz
+    faults = Faults(args.drop_rate, args.corrupt_rate,
+                    None if args.disconnect_after is None
+                    else max(1, round(args.disconnect_after / frame_s)),
+                    max(1, round(args.reconnect_delay / frame_s)), args.seed)
     vfe = VirtualFrontEnd(profile, source, fast=args.fast, faults=faults, link_path=args.link,
                           on_event=lambda m: print(f"# {m}", file=sys.stderr, flush=True))
     stop = {"now": False}
