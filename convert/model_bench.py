@@ -24,10 +24,9 @@ def _tflite_float(builder) -> bytes:
 
 
 def _invoker(model: bytes):
-    from edge.interpreter import require_runtime
+    from edge.interpreter import create_interpreter, require_runtime
 
-    interp = require_runtime().interpreter_class(model_content=model, num_threads=1)
-    interp.allocate_tensors()
+    interp = create_interpreter(require_runtime(), model_content=model, num_threads=1)
     inp = interp.get_input_details()[0]
     x = np.zeros(inp["shape"], dtype=inp["dtype"])
     interp.set_tensor(inp["index"], x)

@@ -56,7 +56,8 @@ def score(windows: list[WindowResult]) -> list[dict]:
 
 def run_demo(*, fast: bool = False, model: Path | None = None, plain: bool = False,
              out: TextIO = sys.stdout, log_path: Path | None = None) -> dict:
-    from edge.eventlog import EventLog
+    """``log_path``: the event log the session is recorded in (None: not recorded)."""
+    from edge.eventlog import open_for_session
     from edge.live import LiveSession, PlainView, TerminalView, use_terminal_view
     from edge.pipeline import Pipeline
     from edge.runtime import load_verified
@@ -80,7 +81,7 @@ def run_demo(*, fast: bool = False, model: Path | None = None, plain: bool = Fal
     link.open()
     total = len(source)
     view = TerminalView(out) if (use_terminal_view(out) and not plain) else PlainView(out)
-    log = EventLog(log_path) if log_path else None
+    log = open_for_session(log_path) if log_path else None
     session = LiveSession(Pipeline(bundle), FrontEndClient(link, reconnect=False), board,
                           view=view, log=log, source="demo")
     done = threading.Event()

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sqlite3
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edge.errors import ConfigError, InputError
+from edge.errors import ConfigError, InputError, NemgError
+from edge.paths import default_db  # noqa: F401  (the log's default path, re-exported)
 from edge.pipeline import Event
 
 SCHEMA = """
@@ -52,12 +52,8 @@ EVENT_COLUMNS = ("id", "session_id", "kind", "label", "start_sample", "end_sampl
                  "end_s", "confidence", "windows", "detail", "logged_at")
 
 
-def default_db() -> Path:
-    env = os.environ.get("NEMG_LOG_DB")
-    if env:
-        return Path(env)
-    base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-    return base / "nemg" / "events.db"
+class LogWriteError(NemgError):
+    """An event could not be committed (disk full, read-only, the file gone)."""
 
 
 def _now() -> str:
@@ -77,8 +73,14 @@ class EventLog:
             raise ConfigError(f"event log {path}: {exc}") from None
         self.session_id: int | None = None
 
+    def _write(self, sql: str, params: tuple) -> sqlite3.Cursor:
+        try:
+            return self.db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise LogWriteError(f"event log {self.path}: {exc}") from None
+
     def start_session(self, source: str, board: str | None, model: dict[str, str]) -> int:
-        cur = self.db.execute(
+        cur = self._write(
             "INSERT INTO sessions (started, source, board, model_name, model_version, "
             "model_sha256) VALUES (?, ?, ?, ?, ?, ?)",
             (_now(), source, board, model.get("name"), model.get("version"), model.get("sha256")))
@@ -89,7 +91,7 @@ class EventLog:
         """Commit one event; returns its id once it is durable."""
         if self.session_id is None:
             raise ConfigError("no session started")
-        cur = self.db.execute(
+        cur = self._write(
             "INSERT INTO events (session_id, kind, label, start_sample, end_sample, start_s, "
             "end_s, confidence, windows, detail, logged_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (self.session_id, event.kind, event.label, event.start_sample, event.end_sample,
@@ -98,7 +100,7 @@ class EventLog:
 
     def end_session(self, summary: dict[str, Any]) -> None:
         if self.session_id is not None:
-            self.db.execute("UPDATE sessions SET ended = ?, summary = ? WHERE id = ?",
+            self._write("UPDATE sessions SET ended = ?, summary = ? WHERE id = ?",
                             (_now(), json.dumps(summary), self.session_id))
 
     def close(self) -> None:
@@ -133,7 +135,22 @@ class EventLog:
         return n
 
 
+def open_for_session(path: Path, warn=None) -> EventLog | None:
+    """The log a live session records into, or None with one warning line if it cannot
+    be opened: the box goes on classifying and showing without it."""
+    try:
+        return EventLog(path)
+    except ConfigError as exc:
+        (warn or _warn)(f"{exc}; events are shown but not recorded")
+        return None
+
+
+def _warn(msg: str) -> None:
+    print(f"nemg: warning: {msg}", file=sys.stderr, flush=True)
+
+
 def open_existing(path: Path) -> EventLog:
     if not path.is_file():
-        raise InputError(f"no event log at {path} (nothing recorded yet?)")
+        raise InputError(f"no event log at {path} yet: 'nemg run' and 'nemg demo' record "
+                         "their sessions there (--log chooses another file)")
     return EventLog(path)

@@ -94,6 +94,36 @@ if RUNTIME is not None:
     log.info("TFLite runtime: %s %s (%s)", RUNTIME.name, RUNTIME.version, RUNTIME.module)
 
 
+#: What the runtimes print to stderr, from C++, when an interpreter is built: informational,
+#: and it would be the first line before any ``nemg: error:`` a user reads.
+_STARTUP_NOISE = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
+
+
+def create_interpreter(runtime: Runtime, **kwargs: Any) -> Any:
+    """``runtime.interpreter_class(**kwargs)`` with tensors allocated, its start-up line
+    kept off stderr (the C++ logger writes to file descriptor 2 directly, so it is caught
+    there); anything else it prints is passed on."""
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryFile() as caught:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            interpreter = runtime.interpreter_class(**kwargs)
+            interpreter.allocate_tensors()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            rest = [ln for ln in caught.read(1 << 16).splitlines(keepends=True)
+                    if ln.strip() not in _STARTUP_NOISE]
+            if rest:
+                os.write(2, b"".join(rest))
+    return interpreter
+
+
 def require_runtime() -> Runtime:
     """The selected runtime, or a clear error naming what to install."""
     if RUNTIME is None:

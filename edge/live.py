@@ -21,7 +21,7 @@ from typing import TextIO
 import numpy as np
 
 from edge.errors import ConfigError
-from edge.eventlog import EventLog
+from edge.eventlog import EventLog, LogWriteError
 from edge.labels import PATHOLOGICAL, UNCERTAIN
 from edge.pipeline import Event, Pipeline, WindowResult, summarize
 from edge.wavio import write_wav
@@ -138,6 +138,8 @@ class LiveSession:
         self._capture_max = n
         self._captured = 0
         self.logged: list[int] = []
+        self.log_stopped: str | None = None
+        """Why event logging stopped mid-session (disk full, read-only), if it did."""
         self._pending: list[np.ndarray] = []  # samples waiting for the next decision
         self._pending_n = 0
         self._pending_index = 0
@@ -146,10 +148,9 @@ class LiveSession:
     def run(self, *, duration_s: float | None = None,
             until: Callable[[], bool] | None = None) -> dict:
         p = self.pipeline
-        if self.log:
-            b = p.bundle
-            self.log.start_session(self.source, self.board.name,
-                                   {"name": b.name, "version": b.version, "sha256": b.sha256})
+        b = p.bundle
+        self._to_log("start_session", self.source, self.board.name,
+                     {"name": b.name, "version": b.version, "sha256": b.sha256})
         end = None if duration_s is None else time.monotonic() + duration_s
         self.client.start()
         self.state.link_note = "streaming"
@@ -180,8 +181,7 @@ class LiveSession:
             self._push()
             self._emit(p.flush())
             summary = self.summary()
-            if self.log:
-                self.log.end_session(summary)
+            self._to_log("end_session", summary)
             self.view.update(self.state, self)
             self.view.close()
             self._write_capture()
@@ -205,11 +205,25 @@ class LiveSession:
 
     def _emit(self, events: list[Event]) -> None:
         for ev in events:
-            logged_id = self.log.log(ev) if self.log else None  # durable before shown
+            logged_id = self._to_log("log", ev)  # durable before shown
             if logged_id is not None:
                 self.logged.append(logged_id)
             self.state.events.append(ev)
             self.view.event(ev, logged_id)
+
+    def _to_log(self, method: str, *args):
+        """Call the event log; if it fails (disk full, read-only), say so once and go on
+        classifying and showing without it: the box must not stop for its log."""
+        if self.log is None:
+            return None
+        try:
+            return getattr(self.log, method)(*args)
+        except LogWriteError as exc:
+            self.log_stopped = str(exc)
+            self.log = None
+            print(f"nemg: warning: {exc}; event logging stopped, classification goes on",
+                  file=sys.stderr, flush=True)
+            return None
 
     def _keep(self, pcm: np.ndarray) -> None:
         if self._capture is None:
@@ -222,11 +236,18 @@ class LiveSession:
     def _write_capture(self) -> Path | None:
         if not self._capture or self.capture_dir is None:
             return None
-        self.capture_dir.mkdir(parents=True, exist_ok=True)
         sid = self.log.session_id if self.log else int(time.time())
         path = self.capture_dir / f"session-{sid}-last.wav"
         x = np.concatenate(list(self._capture))[-self._capture_max:]
-        write_wav(path, x, self.pipeline.fs, self.pipeline.mel.uv_per_lsb)
+        try:
+            self.capture_dir.mkdir(parents=True, exist_ok=True)
+            write_wav(path, x, self.pipeline.fs, self.pipeline.mel.uv_per_lsb)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                path.unlink()  # no partial capture left behind
+            print(f"nemg: warning: capture {path} not written ({exc.strerror})",
+                  file=sys.stderr, flush=True)
+            return None
         self.capture_path = path
         return path
 
@@ -246,6 +267,7 @@ class LiveSession:
             "frames": c.stats.frames,
             "reconnects": c.reconnects,
             "events_logged": len(self.logged),
+            "logging_stopped": self.log_stopped,
             "decision_latency_ms_p50": float(np.percentile(lat, 50)),
             "decision_latency_ms_p95": float(np.percentile(lat, 95)),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.errors import InputError, IntegrityError
-from edge.interpreter import require_runtime
+from edge.interpreter import create_interpreter, require_runtime
 
 #: The float model's input is q / 64 for int8 features q: with calibration spanning the
 #: int8 range the converter then picks exactly scale 1/64, zero point 0.
@@ -51,9 +51,8 @@ class Classifier:
     def __init__(self, model: bytes, labels: list[str], num_threads: int = 1) -> None:
         runtime = require_runtime()
         try:
-            self.interpreter = runtime.interpreter_class(model_content=model,
-                                                         num_threads=num_threads)
-            self.interpreter.allocate_tensors()
+            self.interpreter = create_interpreter(runtime, model_content=model,
+                                                  num_threads=num_threads)
         except (ValueError, RuntimeError) as exc:
             raise IntegrityError(f"the model does not load: {exc}") from None
         self.runtime = runtime

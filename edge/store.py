@@ -120,7 +120,10 @@ class ModelStore:
     def config(self) -> dict[str, Any]:
         p = self.root / "config.json"
         if not p.is_file():
-            raise ConfigError(f"{self.root} is not a model store (run 'nemg model init')")
+            what = f"{self.root} is not a model store (it has no config.json)" \
+                if self.root.exists() else f"no model store at {self.root}"
+            raise ConfigError(f"{what}: create one with 'nemg model init --store {self.root} "
+                              "--trust KEY.pub'")
         return json.loads(p.read_text())
 
     def trusted(self) -> TrustStore:
@@ -204,6 +207,7 @@ class ModelStore:
     def check(self, data: bytes, *, allow_downgrade: bool = False, source: str = "bundle"
               ) -> Bundle:
         """Every check, in order, before anything changes. Raises InstallRefused."""
+        self.config  # noqa: B018 - "no model store here" before any check of the bundle
         try:
             b = Bundle.from_bytes(data, source)
             m = b.verify(self.trusted())  # signature, then every member's sha256

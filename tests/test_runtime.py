@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_nemg
 
-from edge.eventlog import EventLog
+from edge.eventlog import EventLog, LogWriteError
 from edge.live import BoardScaler, LiveSession
 from edge.pipeline import Pipeline
 from edge.runtime import SHIPPED_MODEL, load_verified
@@ -192,11 +192,30 @@ def test_log_commands(bundle, exam_wav, tmp_path):
 
 
 def test_demo_runs_and_scores_the_script(tmp_path):
-    proc = run_nemg("demo", "--fast", "--plain", "--log", str(tmp_path / "d.db"), timeout=300)
+    env = {"NEMG_LOG_DB": str(tmp_path / "d.db")}  # the default log: 'nemg log list' finds it
+    proc = run_nemg("demo", "--fast", "--plain", timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "segments named correctly" in proc.stdout
     ok = int(proc.stdout.split("segments named correctly")[0].split()[-1].split("/")[0])
     assert ok >= 11, proc.stdout  # 12/12 with the shipped model; one segment of slack
+    sessions = run_nemg("log", "list", env=env, check=True).stdout.splitlines()
+    assert len(sessions) == 1 and " demo" in sessions[0]
+
+
+def test_a_full_disk_stops_the_log_not_the_session(bundle, exam_wav, tmp_path):
+    path, _ = exam_wav
+    log = EventLog(tmp_path / "full.db")
+    pages = log.db.execute("PRAGMA page_count").fetchone()[0]
+    log.db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full: SQLITE_FULL
+    for filler in ("filler " * 100, ""):  # big rows, then small ones: not a byte left
+        with pytest.raises(LogWriteError, match="full"):
+            for _ in range(10_000):
+                log.start_session(filler, None, {})
+    session, summary = live_windows(bundle, path, log=log)
+    assert "full" in summary["logging_stopped"]
+    assert summary["events_logged"] == 0 and session.log is None
+    offline = session.pipeline.windows_done
+    assert offline == len(session.state.windows) > 10  # every window still classified
 
 
 def test_real_time_session_ends_when_the_source_ends_and_on_a_silent_link(bundle, tmp_path):

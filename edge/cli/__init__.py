@@ -52,7 +52,7 @@ COMMANDS: tuple[Command, ...] = (
             "edge.cli.features"),
     Command("boards", "list the supported front ends and hosts", "edge.cli.boards"),
     Command("frontend", "virtual front end (simulate) and device info", "edge.cli.frontend"),
-    Command("data", "synthesise, import and show labelled recordings", "edge.cli.data",
+    Command("data", "synthesise, inspect and show labelled recordings", "edge.cli.data",
             "convert"),
     Command("train", "train or fine-tune a classifier on a corpus", "edge.cli.train",
             "convert"),
@@ -92,18 +92,36 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
         metavar="COMMAND",
         title="commands",
         description="\n".join(f"{c.name:<12} {c.help}" for c in COMMANDS),
+        help=argparse.SUPPRESS,  # the description lists them; no stray 'COMMAND' line
     )
     return parser, sub
+
+
+def option_anywhere(parser: argparse.ArgumentParser, actions: list[argparse.ArgumentParser],
+                    *flags: str, **kwargs) -> None:
+    """Add an option to a command and to each of its actions, so that both
+    ``nemg model --store S status`` and ``nemg model status --store S`` work (one
+    definition; an action's copy only sets the value when it is given)."""
+    parser.add_argument(*flags, **kwargs)
+    for action in actions:
+        action.add_argument(*flags, **{**kwargs, "default": argparse.SUPPRESS})
+
+
+def _missing_extra(exc: ModuleNotFoundError, what: str) -> MissingExtraError | None:
+    top = (exc.name or "").split(".")[0]
+    if top in _EXTRA_OF_MODULE:
+        return MissingExtraError(_EXTRA_OF_MODULE[top], what, top)
+    return None
 
 
 def _load_command(cmd: Command):
     try:
         return importlib.import_module(cmd.module)
     except ModuleNotFoundError as exc:
-        top = (exc.name or "").split(".")[0]
-        if top in _EXTRA_OF_MODULE:
-            raise MissingExtraError(_EXTRA_OF_MODULE[top], f"'nemg {cmd.name}'", top) from None
-        raise
+        missing = _missing_extra(exc, f"'nemg {cmd.name}'")
+        if missing is None:
+            raise
+        raise missing from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,7 +146,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             level=logging.INFO if args.verbose else logging.WARNING,
             format="%(levelname)s %(name)s: %(message)s",
         )
-        return int(module.run(args) or 0)
+        try:
+            return int(module.run(args) or 0)
+        except ModuleNotFoundError as exc:  # a lazily imported dependency of an extra
+            missing = _missing_extra(exc, f"'nemg {cmd.name}'")
+            if missing is None:
+                raise
+            raise missing from None
     except NemgError as exc:
         print(f"nemg: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -10,11 +10,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fast", action="store_true", help="stream faster than real time")
     parser.add_argument("--model", type=Path, help="bundle (default: the shipped model)")
     parser.add_argument("--plain", action="store_true", help="line output, no live screen")
-    parser.add_argument("--log", type=Path, help="also record the session in this event log")
+    parser.add_argument("--log", type=Path, help="event log to record the session in "
+                        "(default $NEMG_LOG_DB or ~/.local/share/nemg/events.db)")
+    parser.add_argument("--no-log", action="store_true", help="do not record the session")
 
 
 def run(args: argparse.Namespace) -> int:
     from edge.demo import run_demo
+    from edge.paths import default_db
 
-    run_demo(fast=args.fast, model=args.model, plain=args.plain, log_path=args.log)
+    run_demo(fast=args.fast, model=args.model, plain=args.plain,
+             log_path=None if args.no_log else args.log or default_db())
     return 0

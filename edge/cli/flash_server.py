@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", type=Path, help="store root (default $NEMG_STORE)")
+    parser.add_argument("--store", type=Path, help="store root (default as 'nemg model')")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", help="serial port to listen on (e.g. /dev/ttyGS0)")
     where.add_argument("--pty", action="store_true", help="create a pty and print its path")
@@ -16,7 +16,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.cli.model import default_store
+    from edge.paths import default_store
     from edge.store import ModelStore
     from firmware_host.transfer import FlashServer, LinkChannel, PtyChannel
 

@@ -6,10 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from edge.cli import option_anywhere
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, help="event log (default $NEMG_LOG_DB or "
-                        "~/.local/share/nemg/events.db)")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     sub.add_parser("list", help="sessions")
     s = sub.add_parser("show", help="events of a session")
@@ -17,6 +17,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     e = sub.add_parser("export", help="events as CSV")
     e.add_argument("session", type=int, nargs="?", help="one session (default: all)")
     e.add_argument("--csv", action="store_true", help="CSV (the only format; for clarity)")
+    option_anywhere(parser, list(sub.choices.values()), "--db", type=Path, default=None,
+                    help="event log (default $NEMG_LOG_DB or ~/.local/share/nemg/events.db)")
 
 
 def run(args: argparse.Namespace) -> int:

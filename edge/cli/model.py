@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
+from edge.cli import option_anywhere
+from edge.paths import default_store
 
-def default_store() -> Path:
-    return Path(os.environ.get("NEMG_STORE", "/var/lib/nemg"))
+STORE_HELP = ("store root (default $NEMG_STORE, else /var/lib/nemg if it is a store, else "
+              "~/.local/share/nemg/store)")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", type=Path, help="store root (default $NEMG_STORE or "
-                        "/var/lib/nemg)")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     i = sub.add_parser("init", help="create a store")
     i.add_argument("--board", default="nemg-fe1")
@@ -30,6 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     ins.add_argument("bundle", type=Path)
     ins.add_argument("--allow-downgrade", action="store_true")
     sub.add_parser("boot-check", help="at start: confirm or roll back a trial model")
+    option_anywhere(parser, list(sub.choices.values()), "--store", type=Path, default=None,
+                    help=STORE_HELP)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.eventlog import EventLog, default_db
+    from edge.eventlog import default_db, open_for_session
     from edge.live import LiveSession, PlainView, TerminalView, use_terminal_view
     from edge.pipeline import Pipeline
     from edge.runtime import load_verified
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     board = get_frontend(args.board)
     bundle = load_verified(args.model, args.trusted, num_threads=args.threads)
     pipe = Pipeline(bundle, num_threads=args.threads)
-    log = None if args.no_log else EventLog(args.log or default_db())
+    log = None if args.no_log else open_for_session(args.log or default_db())
     view = TerminalView() if (use_terminal_view(sys.stdout) and not args.plain) else PlainView()
     link = SerialLink(args.port, baudrate=board.baudrate)
     link.open()
