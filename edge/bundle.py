@@ -11,7 +11,13 @@ A bundle is one zip file (stored, not compressed) with:
 - optionally ``checkpoint.h5`` — float weights for fine-tuning on a workstation.
 
 Verification order: signature against trusted keys first (nothing unsigned is parsed
-further), then every member's sha256, then nothing unlisted. The golden self-test then
+further), then every member's sha256, then nothing unlisted.
+
+A hostile file is bounded before anything is read from it: a regular file of at most
+:data:`MAX_BUNDLE_BYTES`, at most :data:`MAX_MEMBERS` members, every member *stored*
+(a bundle is never compressed, so no member can inflate) with its declared size equal to
+its stored size, and all of them together no larger than the file: memory is bounded by
+the input. The golden self-test then
 runs the real front end and the real interpreter and must match bit for bit.
 """
 
@@ -35,6 +41,9 @@ from edge.features import MelConfig, MelFrontEnd
 from edge.windows import WindowConfig
 
 BUNDLE_FORMAT = 1
+MAX_BUNDLE_BYTES = 64 << 20
+"""Largest bundle a box reads (the shipped one is 0.4 MB)."""
+MAX_MEMBERS = 16
 REQUIRED = ("manifest.json", "manifest.sig", "model.tflite", "golden.npz")
 OPTIONAL = ("checkpoint.h5",)
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:[-+].*)?$")
@@ -102,6 +111,29 @@ class TrustStore:
 
 
 # ---- bundles ---------------------------------------------------------------------------------
+def _check_members(infos: list[zipfile.ZipInfo], total: int, source: str) -> None:
+    """Bounds on a zip's directory, before one byte of a member is read."""
+    if len(infos) > MAX_MEMBERS:
+        raise IntegrityError(f"{source}: {len(infos)} members (a bundle has at most "
+                             f"{MAX_MEMBERS})")
+    names = [i.filename for i in infos]
+    if len(names) != len(set(names)):
+        raise IntegrityError(f"{source}: duplicate member names")
+    declared = 0
+    for i in infos:
+        if i.compress_type != zipfile.ZIP_STORED:
+            raise IntegrityError(f"{source}: member {i.filename} is compressed (a bundle's "
+                                 "members are stored; refused before inflating anything)")
+        if i.file_size != i.compress_size:
+            raise IntegrityError(f"{source}: member {i.filename} declares {i.file_size} "
+                                 f"bytes but stores {i.compress_size}")
+        declared += i.file_size
+    if declared > total:
+        raise IntegrityError(f"{source}: members declare {declared} bytes, more than the "
+                             f"{total}-byte file holds")
+
+
+
 @dataclass
 class Bundle:
     """A bundle's contents (nothing trusted until :meth:`verify` passed)."""
@@ -111,22 +143,24 @@ class Bundle:
     verified: bool = False
 
     @classmethod
-    def read(cls, path: str | Path) -> Bundle:
+    def read(cls, path: str | Path, *, follow_links: bool = True) -> Bundle:
+        from edge.fileio import read_regular_file
+
         p = Path(path)
-        try:
-            data = p.read_bytes()
-        except OSError as exc:
-            raise IntegrityError(f"{p}: cannot read ({exc.strerror})") from None
+        data = read_regular_file(p, MAX_BUNDLE_BYTES, "bundle", IntegrityError,
+                                 follow_links=follow_links)
         return cls.from_bytes(data, str(p))
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str = "<bundle>") -> Bundle:
+        if len(data) > MAX_BUNDLE_BYTES:
+            raise IntegrityError(f"{source}: {len(data)} bytes is larger than a bundle may be "
+                                 f"({MAX_BUNDLE_BYTES} bytes)")
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as z:
-                names = z.namelist()
-                if len(names) != len(set(names)):
-                    raise IntegrityError(f"{source}: duplicate member names")
-                members = {n: z.read(n) for n in names}
+                infos = z.infolist()
+                _check_members(infos, len(data), source)
+                members = {i.filename: z.read(i) for i in infos}
         except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
             raise IntegrityError(f"{source}: not a readable bundle (truncated or not a "
                                  f".nemg file: {exc})") from None
@@ -139,6 +173,7 @@ class Bundle:
 
     @cached_property
     def manifest(self) -> dict[str, Any]:
+        """The parsed manifest.json. Unverified until :meth:`verify` has passed."""
         try:
             m = json.loads(self.members["manifest.json"])
         except (ValueError, UnicodeDecodeError) as exc:

@@ -20,12 +20,22 @@ confirmed (by ``nemg model confirm``, or by its self-test at the next start).
 
 ``fault`` is a test hook called at every step name in :data:`STEPS`; raising there (or
 SIGKILL) simulates a power cut at that point.
+
+A hostile store (``nemg flash`` may run as root): nothing inside the root may be a
+symbolic link or belong to another user than the store's owner or us; every file is
+written under a fresh temporary name created with ``O_EXCL | O_NOFOLLOW`` (a planted link
+is removed, never followed); ``state.json`` is validated, and a damaged one is rebuilt
+from the history and the slots. ``previous`` only ever names a model that was running
+before: its slot is released (``previous: null``) before a new bundle is written into it,
+and a model that failed its trial is no fallback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,8 +49,8 @@ from edge.labels import LABELS
 SLOTS = ("a", "b")
 BUNDLE_NAME = "bundle.nemg"
 POLICIES = ("self-test", "manual")
-STEPS = ("verified", "slot-open", "slot-half-written", "slot-written", "slot-fsynced",
-         "slot-renamed", "slot-dir-fsynced", "state-written", "state-renamed",
+STEPS = ("verified", "previous-released", "slot-open", "slot-half-written", "slot-written",
+         "slot-fsynced", "slot-renamed", "slot-dir-fsynced", "state-written", "state-renamed",
          "state-dir-fsynced", "history-written")
 
 
@@ -58,8 +68,36 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _open_new(path: Path) -> int:
+    """A descriptor to write ``path`` afresh: whatever is there (a stale temp file, a
+    planted link) is removed, never followed, and the file is created exclusively."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                   | getattr(os, "O_CLOEXEC", 0), 0o644)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _invalid_state(st: Any) -> str | None:
+    """Why a parsed state.json cannot be trusted, or None."""
+    if not isinstance(st, dict):
+        return "state.json is not an object"
+    for key in ("active", "previous"):
+        if st.get(key) is not None and st.get(key) not in SLOTS:
+            return f"state.json names {key} {st.get(key)!r}, not a slot"
+    if st.get("active") is None and st.get("previous") is not None:
+        return "state.json has a previous model but no active one"
+    if st.get("active") is not None and st.get("active") == st.get("previous"):
+        return "state.json names one slot as active and previous"
+    if not isinstance(st.get("trial", False), bool):
+        return "state.json's trial is not true or false"
+    boots = st.get("trial_boots", 0)
+    if not isinstance(boots, int) or isinstance(boots, bool) or not 0 <= boots < 1000:
+        return "state.json's trial_boots is not a small count"
+    return None
 
 
 @dataclass(frozen=True)
@@ -130,14 +168,52 @@ class ModelStore:
         return TrustStore.from_dir(self.root / "trusted-keys")
 
     def state(self) -> dict[str, Any]:
+        """The validated state; a damaged one is rebuilt from the history and the slots."""
+        self.config  # noqa: B018 - raises the "not a store" error
+        self.check_tree()
         p = self.root / "state.json"
         try:
-            return json.loads(p.read_text())
+            st = json.loads(p.read_text())
         except FileNotFoundError:
-            self.config  # noqa: B018 - raises the "not a store" error
             return self._empty_state()
-        except ValueError:
-            raise IntegrityError(f"{p} is corrupted") from None
+        except (ValueError, UnicodeDecodeError):
+            return self._recover("state.json is not JSON")
+        why = _invalid_state(st)
+        return self._recover(why) if why else st
+
+    def _recover(self, why: str) -> dict[str, Any]:
+        """Replay the history, then keep only what the slots still prove."""
+        st = self._empty_state()
+        for h in self.history():
+            action = h.get("action")
+            if action == "install" and h.get("slot") in SLOTS:
+                prev = h.get("previous") if h.get("previous") in SLOTS else None
+                st = {"active": h["slot"], "previous": prev, "trial": True, "trial_boots": 0}
+            elif action == "confirm" and h.get("slot") == st["active"]:
+                st["trial"] = False
+            elif action == "rollback" and h.get("to") in SLOTS:
+                st = {"active": h["to"], "previous": h.get("prev_after"), "trial": False,
+                      "trial_boots": 0}
+            elif action == "release" and h.get("slot") == st["previous"]:
+                st["previous"] = None
+        if st["previous"] not in SLOTS or st["previous"] == st["active"]:
+            st["previous"] = None
+        for key in ("active", "previous"):
+            if st[key] is not None and not self._slot_ok(st[key]):
+                st[key] = None
+        if st["active"] is None and st["previous"] is not None:
+            st = {**self._empty_state(), "active": st["previous"], "trial": True}
+        with contextlib.suppress(ConfigError):  # a read-only store still reports its state
+            self._write_json(self.root / "state.json", st)
+            self._history({"action": "recovered", "reason": why, "state": st})
+        return st
+
+    def _slot_ok(self, slot: str) -> bool:
+        try:
+            self.load_slot(slot)
+        except NemgError:
+            return False
+        return True
 
     def slot_path(self, slot: str) -> Path:
         return self.root / "slots" / slot / BUNDLE_NAME
@@ -145,7 +221,7 @@ class ModelStore:
     # ---- atomic file writes ------------------------------------------------------------------
     def _write_json(self, path: Path, obj: dict[str, Any], steps: bool = False) -> None:
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as f:
+        with self._writable(), os.fdopen(_open_new(tmp), "w") as f:
             json.dump(obj, f)
             f.flush()
             os.fsync(f.fileno())
@@ -160,14 +236,61 @@ class ModelStore:
 
     def _history(self, entry: dict[str, Any]) -> None:
         entry = {"time": _now(), **entry}
-        with open(self.root / "history.jsonl", "a") as f:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+        with self._writable(), os.fdopen(os.open(self.root / "history.jsonl", flags, 0o644),
+                                         "a") as f:
             f.write(json.dumps(entry) + "\n")
             f.flush()
             os.fsync(f.fileno())
 
+    @contextlib.contextmanager
+    def _writable(self):
+        """An OS error while writing the store is the user's to act on (a full disk, a
+        read-only card, a planted link), not a bug."""
+        try:
+            yield
+        except OSError as exc:
+            raise ConfigError(f"model store {self.root} cannot be written "
+                              f"({exc.strerror or exc})") from None
+
+    # ---- a hostile store ----------------------------------------------------------------
+    def _guard(self, path: Path) -> None:
+        """Refuse a symbolic link, or a file of another user, at ``path`` (never followed)."""
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(st.st_mode):
+            raise IntegrityError(f"{path} is a symbolic link: a store holds no links "
+                                 "(refused; remove it)")
+        if st.st_uid not in self._owners():
+            raise IntegrityError(f"{path} belongs to user {st.st_uid}, not to the store's "
+                                 "owner (refused)")
+
+    def _owners(self) -> set[int]:
+        try:
+            return {os.geteuid(), os.stat(self.root).st_uid}
+        except OSError:
+            return {os.geteuid()}
+
+    def check_tree(self) -> None:
+        """Every path the store reads or writes: no links, no foreign owners."""
+        r = self.root
+        paths = [r / "slots", r / "staging", r / "trusted-keys", r / "config.json",
+                 r / "state.json", r / "state.json.tmp", r / "history.jsonl"]
+        for s in SLOTS:
+            d = r / "slots" / s
+            paths += [d, d / BUNDLE_NAME, d / (BUNDLE_NAME + ".tmp")]
+        for p in paths:
+            self._guard(p)
+        for d in (r / "trusted-keys", r / "staging"):
+            if d.is_dir():
+                for p in d.iterdir():
+                    self._guard(p)
+
     # ---- reading the active model --------------------------------------------------------------
     def load_slot(self, slot: str) -> Bundle:
-        b = Bundle.read(self.slot_path(slot))
+        b = Bundle.read(self.slot_path(slot), follow_links=False)
         b.verify(self.trusted())
         return b
 
@@ -259,28 +382,32 @@ class ModelStore:
         try:
             b = self.check(data, allow_downgrade=allow_downgrade, source=source)
         except InstallRefused as exc:
-            self._history({"action": "refused", "source": source, "reason": str(exc)})
+            with contextlib.suppress(ConfigError):  # a read-only store: the refusal stands
+                self._history({"action": "refused", "source": source, "reason": str(exc)})
             raise
         self.fault("verified")
         st = self.state()
         target = "b" if st.get("active") == "a" else "a"  # never the running slot
+        if st.get("previous") == target:  # its model is about to be overwritten
+            st = {**st, "previous": None}
+            self._write_json(self.root / "state.json", st)
+            self._history({"action": "release", "slot": target})
+            self.fault("previous-released")
         slot_file = self.slot_path(target)
-        slot_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = slot_file.with_name(BUNDLE_NAME + ".tmp")
-        with open(tmp, "wb") as f:
-            self.fault("slot-open")
-            half = len(data) // 2
-            f.write(data[:half])
-            f.flush()
-            self.fault("slot-half-written")
-            f.write(data[half:])
-            f.flush()
-            self.fault("slot-written")
-            os.fsync(f.fileno())
-        self.fault("slot-fsynced")
-        os.replace(tmp, slot_file)
-        self.fault("slot-renamed")
-        _fsync_dir(slot_file.parent)
+        with self._writable():
+            slot_file.parent.mkdir(parents=True, exist_ok=True)
+            self._guard(slot_file.parent)
+            try:
+                self._write_slot(tmp, data)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)  # a full disk is not kept full by our leftovers
+                raise
+            self.fault("slot-fsynced")
+            os.replace(tmp, slot_file)
+            self.fault("slot-renamed")
+            _fsync_dir(slot_file.parent)
         self.fault("slot-dir-fsynced")
         new_state = {"active": target, "previous": st.get("active"), "trial": True,
                      "trial_boots": 0}
@@ -290,6 +417,18 @@ class ModelStore:
                        "previous": st.get("active")})
         self.fault("history-written")
         return self.status()
+
+    def _write_slot(self, tmp: Path, data: bytes) -> None:
+        with os.fdopen(_open_new(tmp), "wb") as f:
+            self.fault("slot-open")
+            half = len(data) // 2
+            f.write(data[:half])
+            f.flush()
+            self.fault("slot-half-written")
+            f.write(data[half:])
+            f.flush()
+            self.fault("slot-written")
+            os.fsync(f.fileno())
 
     # ---- trial, confirm, rollback ----------------------------------------------------------------
     def confirm(self) -> Status:
@@ -309,13 +448,15 @@ class ModelStore:
         if not prev:
             raise ConfigError("no previous model to roll back to")
         try:
-            self.load_slot(prev)
+            self.load_slot(prev).self_test()
         except NemgError as exc:
             raise IntegrityError(f"previous slot {prev} is not valid: {exc}") from None
-        self._write_json(self.root / "state.json", {"active": prev, "previous": st["active"],
+        # A model leaving on trial was never confirmed: it is no fallback.
+        prev_after = None if st.get("trial") else st["active"]
+        self._write_json(self.root / "state.json", {"active": prev, "previous": prev_after,
                                                     "trial": False, "trial_boots": 0})
         self._history({"action": "rollback", "from": st["active"], "to": prev,
-                       "reason": reason})
+                       "prev_after": prev_after, "reason": reason})
         return self.status()
 
     def boot_check(self) -> tuple[Status, str]:

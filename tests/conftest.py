@@ -50,6 +50,45 @@ def rewrite_bundle(src: Path, dst: Path, change) -> Path:
     return dst
 
 
+# ---- model stores ------------------------------------------------------------------------
+SHIPPED = ROOT / "models" / "nemg-default.nemg"
+DEV_PUB = ROOT / "keys" / "trusted" / "nemg-dev.pub"
+DEV_KEY = ROOT / "keys" / "dev" / "nemg-dev.key"
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory):
+    """The shipped model re-signed as versions 1.0.0, 1.1.0, 1.2.0 and 0.9.0, plus
+    variants."""
+    from convert.bundle import generate_key, pack
+    from edge.bundle import Bundle
+
+    d = tmp_path_factory.mktemp("bundles")
+    model = Bundle.read(SHIPPED).model_bytes
+    out = {}
+    for v in ("1.0.0", "1.1.0", "1.2.0", "0.9.0"):
+        out[v] = d / f"m-{v}.nemg"
+        pack(out[v], model=model, key_path=DEV_KEY, name="nemg-test", version=v)
+    out["other-board"] = d / "other-board.nemg"
+    pack(out["other-board"], model=model, key_path=DEV_KEY, name="x", version="2.0.0",
+         boards=("ads1299-fe",))
+    rogue_key, _ = generate_key(d / "rogue", "rogue")
+    out["unknown-key"] = d / "rogue.nemg"
+    pack(out["unknown-key"], model=model, key_path=rogue_key, name="x", version="2.0.0")
+    return out
+
+
+def new_store(tmp_path, policy="self-test"):
+    from edge.store import ModelStore
+
+    return ModelStore.init(tmp_path / "store", board="nemg-fe1", trusted=[DEV_PUB],
+                           confirm_policy=policy)
+
+
+def installed(store, path, **kw):
+    return store.install(path.read_bytes(), source=path.name, **kw)
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

@@ -8,45 +8,22 @@ import sys
 import threading
 
 import pytest
-from conftest import ROOT, assert_one_line_error, rewrite_bundle, run_nemg
+from conftest import (
+    DEV_KEY,
+    DEV_PUB,
+    ROOT,
+    assert_one_line_error,
+    installed,
+    new_store,
+    rewrite_bundle,
+    run_nemg,
+)
 
-from convert.bundle import generate_key, pack
 from edge.bundle import Bundle
 from edge.errors import DeviceError
 from edge.store import STEPS, InstallRefused, ModelStore
 from firmware_host.link import SerialLink
 from firmware_host.transfer import FlashClient, FlashServer, PtyChannel
-
-SHIPPED = ROOT / "models" / "nemg-default.nemg"
-DEV_PUB = ROOT / "keys" / "trusted" / "nemg-dev.pub"
-DEV_KEY = ROOT / "keys" / "dev" / "nemg-dev.key"
-
-
-@pytest.fixture(scope="module")
-def bundles(tmp_path_factory):
-    """The shipped model re-signed as versions 1.0.0, 1.1.0 and 0.9.0, plus variants."""
-    d = tmp_path_factory.mktemp("bundles")
-    model = Bundle.read(SHIPPED).model_bytes
-    out = {}
-    for v in ("1.0.0", "1.1.0", "0.9.0"):
-        out[v] = d / f"m-{v}.nemg"
-        pack(out[v], model=model, key_path=DEV_KEY, name="nemg-test", version=v)
-    out["other-board"] = d / "other-board.nemg"
-    pack(out["other-board"], model=model, key_path=DEV_KEY, name="x", version="2.0.0",
-         boards=("ads1299-fe",))
-    rogue_key, _ = generate_key(d / "rogue", "rogue")
-    out["unknown-key"] = d / "rogue.nemg"
-    pack(out["unknown-key"], model=model, key_path=rogue_key, name="x", version="2.0.0")
-    return out
-
-
-def new_store(tmp_path, policy="self-test") -> ModelStore:
-    return ModelStore.init(tmp_path / "store", board="nemg-fe1", trusted=[DEV_PUB],
-                           confirm_policy=policy)
-
-
-def installed(store, path, **kw):
-    return store.install(path.read_bytes(), source=path.name, **kw)
 
 
 def test_install_confirm_upgrade_rollback(tmp_path, bundles):
@@ -130,21 +107,25 @@ class Crash(Exception):
 @pytest.mark.parametrize("step", STEPS)
 def test_power_cut_at_every_step_leaves_a_valid_model(tmp_path, bundles, step):
     s = new_store(tmp_path)
-    installed(s, bundles["1.0.0"])
-    s.confirm()
+    for v in ("1.0.0", "1.1.0"):  # slot a, then b: the next install overwrites previous
+        installed(s, bundles[v])
+        s.confirm()
 
     def fault(at):
         if at == step:
             raise Crash(at)
 
     with pytest.raises(Crash):
-        ModelStore(s.root, fault=fault).install(bundles["1.1.0"].read_bytes())
+        ModelStore(s.root, fault=fault).install(bundles["1.2.0"].read_bytes())
     after = ModelStore(s.root)  # the reboot
     b = after.active()  # verifies signature and hashes
-    assert b.version in ("1.0.0", "1.1.0")  # old or new, never a mix
+    assert b.version in ("1.1.0", "1.2.0")  # old or new, never a mix
     b.self_test()
+    st = after.state()
+    if st["previous"] is not None:  # a fallback is a model that ran before, never the new one
+        assert after.load_slot(st["previous"]).version in ("1.0.0", "1.1.0")
     st, _ = after.boot_check()
-    assert st.active_version in ("1.0.0", "1.1.0") and not st.trial
+    assert st.active_version in ("1.1.0", "1.2.0") and not st.trial
 
 
 @pytest.mark.parametrize("step", ["slot-half-written", "slot-renamed", "state-written",
@@ -268,6 +249,6 @@ def test_model_and_flash_cli(tmp_path, bundles):
     assert_one_line_error(run_nemg("flash", str(bundles["0.9.0"]), "--store", str(root)),
                           "older than the active")
     assert_one_line_error(run_nemg("model", "--store", str(tmp_path / "nothing"), "status"),
-                          "not a model store")
+                          "no model store at", "nemg model init")
     hist = run_nemg("model", "--store", str(root), "history", check=True).stdout.splitlines()
     assert [json.loads(h)["action"] for h in hist][-1] == "refused"
