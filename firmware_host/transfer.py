@@ -11,11 +11,14 @@ numbers). Frame types:
 - 0xA2 XFER_RESULT (box→host): JSON {"ok", "message", "version"}
 
 The box keeps the partial file as ``staging/<sha256>.part`` (fsynced per chunk), so an
-interrupted transfer resumes where it stopped. A chunk is accepted only at the offset the
-box expects; anything else is answered with that offset. A corrupted frame is dropped by
-the decoder; the host times out and sends the chunk again. At the end the box checks the
-whole file's sha256, then hands it to ``ModelStore.install`` (signature, hashes,
-compatibility, version, self-test, atomic switch).
+interrupted transfer resumes where it stopped. The wire is hostile: every message is
+validated (a malformed one is answered with an error and the server keeps serving), and
+staging never holds more than the declared size, which is capped at ``max_bytes``. A chunk
+is accepted only at the offset the box expects; anything else is answered with that
+offset. A corrupted frame is dropped by the decoder; the host times out and sends the chunk
+again. At the end the box checks the whole file's sha256, then hands it to
+``ModelStore.install`` (signature, hashes, compatibility, version, self-test, atomic
+switch).
 """
 
 from __future__ import annotations
@@ -99,10 +102,38 @@ class LinkChannel:
 
 
 # ---- the box side ------------------------------------------------------------------------------
+def _json_object(payload: bytes, what: str) -> dict:
+    try:
+        obj = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        raise DeviceError(f"malformed {what}: not JSON") from None
+    if not isinstance(obj, dict):
+        raise DeviceError(f"malformed {what}: not a JSON object")
+    return obj
+
+
+def _parse_begin(payload: bytes, max_bytes: int) -> dict:
+    meta = _json_object(payload, "XFER_BEGIN")
+    size, digest, name = meta.get("size"), meta.get("sha256"), meta.get("name", "serial")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= max_bytes:
+        raise DeviceError(f"malformed XFER_BEGIN: size must be 1..{max_bytes} bytes")
+    if not isinstance(digest, str) or len(digest) != 64 or \
+            not all(c in "0123456789abcdef" for c in digest):
+        raise DeviceError("malformed XFER_BEGIN: bad sha256")
+    if not isinstance(name, str) or len(name) > 200 or not name.isprintable():
+        raise DeviceError("malformed XFER_BEGIN: bad name")
+    return {"size": size, "sha256": digest, "name": name}
+
+
 class FlashServer:
     """Receives bundles and installs them into a ModelStore."""
 
-    def __init__(self, store, channel, *, log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, store, channel, *, log: Callable[[str], None] | None = None,
+                 max_bytes: int | None = None) -> None:
+        from edge.bundle import MAX_BUNDLE_BYTES
+
+        self.max_bytes = max_bytes or MAX_BUNDLE_BYTES
+        """Largest transfer accepted (and so the most staging ever holds)."""
         self.store = store
         self.channel = channel
         self.log = log or (lambda m: None)
@@ -111,6 +142,8 @@ class FlashServer:
         self._part: Path | None = None
         self._expected: dict | None = None
         self.installs = 0
+        self.refused = 0
+        """Messages answered with an error (malformed, out of order, failed install)."""
 
     def _reply(self, ftype: int, payload: bytes) -> None:
         self.channel.write(encode_frame(ftype, self._seq, payload))
@@ -122,51 +155,66 @@ class FlashServer:
                 try:
                     self._handle(frame.type, frame.payload)
                 except NemgError as exc:
+                    self.refused += 1
+                    self.log(f"refused: {exc}")
                     self._reply(XFER_RESULT, json.dumps({"ok": False,
                                                          "message": str(exc)}).encode())
+
+    def _staged(self) -> int:
+        return self._part.stat().st_size if self._part and self._part.exists() else 0
 
     def _handle(self, ftype: int, payload: bytes) -> None:
         staging = self.store.root / "staging"
         if ftype == XFER_BEGIN:
-            meta = json.loads(payload)
-            digest = str(meta["sha256"])
-            if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
-                raise DeviceError("bad sha256 in XFER_BEGIN")
+            meta = _parse_begin(payload, self.max_bytes)
+            self.store.check_tree()  # no planted links in staging
             staging.mkdir(exist_ok=True)
             for old in staging.glob("*.part"):  # one transfer at a time
-                if old.stem != digest:
+                if old.stem != meta["sha256"]:
                     old.unlink()
-            self._part = staging / f"{digest}.part"
+            self._part = staging / f"{meta['sha256']}.part"
             self._expected = meta
-            have = self._part.stat().st_size if self._part.exists() else 0
-            if have > int(meta["size"]):
+            have = self._staged()
+            if have > meta["size"]:
                 self._part.unlink()
                 have = 0
-            self.log(f"transfer {meta.get('name')} ({meta['size']} bytes), resuming at {have}")
+            self.log(f"transfer {meta['name']!r} ({meta['size']} bytes), resuming at {have}")
             self._reply(XFER_STATUS, json.dumps({"offset": have, "chunk": CHUNK}).encode())
         elif ftype == XFER_CHUNK:
-            if self._part is None:
+            if self._part is None or self._expected is None:
                 raise DeviceError("XFER_CHUNK before XFER_BEGIN")
+            if len(payload) < OFFSET.size:
+                raise DeviceError("malformed XFER_CHUNK: shorter than its offset")
             (offset,) = OFFSET.unpack_from(payload)
-            have = self._part.stat().st_size if self._part.exists() else 0
-            if offset == have:
-                with open(self._part, "ab") as f:
-                    f.write(payload[OFFSET.size :])
+            data = payload[OFFSET.size :]
+            have = self._staged()
+            if offset == have and data:
+                if have + len(data) > self._expected["size"]:
+                    raise DeviceError(f"XFER_CHUNK at {offset} runs past the declared "
+                                      f"{self._expected['size']} bytes")
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                with os.fdopen(os.open(self._part, flags, 0o600), "ab") as f:
+                    f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
-                have += len(payload) - OFFSET.size
+                have += len(data)
             self._reply(XFER_ACK, OFFSET.pack(have))
         elif ftype == XFER_END:
             if self._part is None or self._expected is None:
                 raise DeviceError("XFER_END before XFER_BEGIN")
-            meta = json.loads(payload)
+            meta = _json_object(payload, "XFER_END")
+            if not isinstance(meta.get("allow_downgrade", False), bool):
+                raise DeviceError("malformed XFER_END: allow_downgrade is not true or false")
+            if self._staged() != self._expected["size"]:
+                raise DeviceError(f"XFER_END after {self._staged()} of "
+                                  f"{self._expected['size']} bytes; send the rest")
             data = self._part.read_bytes()
             if len(data) != int(self._expected["size"]) or \
                     hashlib.sha256(data).hexdigest() != self._expected["sha256"]:
                 self._part.unlink()
                 raise DeviceError("received file does not match its sha256; start again")
-            status = self.store.install(data, allow_downgrade=bool(meta.get("allow_downgrade")),
-                                        source=str(self._expected.get("name", "serial")))
+            status = self.store.install(data, allow_downgrade=meta.get("allow_downgrade", False),
+                                        source=self._expected["name"])
             self._part.unlink()
             self.installs += 1
             msg = f"installed {status.active_name} {status.active_version} in slot " \

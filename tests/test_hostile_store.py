@@ -170,3 +170,73 @@ def test_a_bundle_path_that_is_no_file_is_refused_without_hanging(tmp_path, make
         p.symlink_to("/dev/zero")
     proc = run_nemg("bundle", "verify", str(p), timeout=60)
     assert_one_line_error(proc, "m.nemg", "not a file")
+
+
+MALFORMED = {
+    "begin-not-json": (0x20, b"{size"),
+    "begin-a-list": (0x20, b"[1, 2]"),
+    "begin-no-sha256": (0x20, b'{"size": 10}'),
+    "begin-size-text": (0x20, b'{"size": "abc", "sha256": "' + b"a" * 64 + b'"}'),
+    "begin-size-huge": (0x20, b'{"size": 1e30, "sha256": "' + b"a" * 64 + b'"}'),
+    "chunk-short": (0x21, b"\x00\x00"),
+    "end-not-json": (0x22, b"\xff"),
+}
+
+
+def test_flash_server_answers_every_malformed_frame_and_keeps_serving(tmp_path, bundles):
+    import threading
+
+    from firmware_host.link import SerialLink
+    from firmware_host.protocol import FrameDecoder, encode_frame
+    from firmware_host.transfer import XFER_RESULT, FlashClient, FlashServer, PtyChannel
+
+    s = new_store(tmp_path)
+    ch = PtyChannel()
+    server = FlashServer(s, ch)
+    stop = threading.Event()
+    t = threading.Thread(target=server.serve, kwargs={"until": stop.is_set}, daemon=True)
+    t.start()
+    try:
+        with SerialLink(ch.path, read_timeout=0.05) as link:
+            dec = FrameDecoder()
+            for i, (ftype, payload) in enumerate(MALFORMED.values()):
+                link.write(encode_frame(ftype, i, payload))
+                replies = []
+                for _ in range(100):
+                    replies += [f for f in dec.feed(link.read()) if f.type == XFER_RESULT]
+                    if replies:
+                        break
+                assert replies and json.loads(replies[0].payload)["ok"] is False
+            res = FlashClient(link, timeout_s=0.3).send(bundles["1.0.0"].read_bytes(), "m")
+        assert res["ok"] and t.is_alive()
+    finally:
+        stop.set()
+        t.join(5)
+        ch.close()
+    assert server.refused >= len(MALFORMED) and s.status().active_version == "1.0.0"
+
+
+def test_staging_never_grows_past_the_declared_size(tmp_path):
+    import hashlib
+
+    from firmware_host.transfer import OFFSET, XFER_BEGIN, XFER_CHUNK, FlashServer
+
+    class Wire:  # the server's side of a channel: what it said
+        def __init__(self):
+            self.out = []
+
+        def write(self, data):
+            self.out.append(data)
+
+    s = new_store(tmp_path)
+    server = FlashServer(s, Wire(), max_bytes=1000)
+    digest = hashlib.sha256(b"x" * 10).hexdigest()
+    with pytest.raises(NemgError, match=r"size must be 1\.\.1000"):
+        server._handle(XFER_BEGIN, json.dumps({"size": 5000, "sha256": digest}).encode())
+    server._handle(XFER_BEGIN, json.dumps({"size": 10, "sha256": digest}).encode())
+    with pytest.raises(NemgError, match="past the declared 10 bytes"):
+        server._handle(XFER_CHUNK, OFFSET.pack(0) + b"y" * 2048)
+    server._handle(XFER_CHUNK, OFFSET.pack(0) + b"x" * 6)
+    with pytest.raises(NemgError, match="past the declared"):
+        server._handle(XFER_CHUNK, OFFSET.pack(6) + b"x" * 5)
+    assert (s.root / "staging" / f"{digest}.part").stat().st_size == 6
