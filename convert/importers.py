@@ -114,9 +114,14 @@ def load_csv(path: Path, channel: int | str = 1) -> Recording:
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if len(lines) < 3:
         raise InputError(f"{path}: empty (needs a header and at least two rows)")
-    dialect = csv.Sniffer().sniff(lines[0], delimiters=",;\t ") if "," not in lines[0] else None
-    reader = csv.reader(io.StringIO("\n".join(lines)), dialect or "excel")
-    header = [h.strip() for h in next(reader)]
+    try:
+        dialect = csv.Sniffer().sniff(lines[0], delimiters=",;\t ") \
+            if "," not in lines[0] else None
+        reader = csv.reader(io.StringIO("\n".join(lines)), dialect or "excel")
+        header = [h.strip() for h in next(reader)]
+        rows = list(reader)
+    except csv.Error as exc:
+        raise InputError(f"{path}: not a CSV of time and value columns ({exc})") from None
     if len(header) < 2:
         raise InputError(f"{path}: needs a time column and a value column")
     i = pick_channel(path, len(header), channel, header)
@@ -128,7 +133,6 @@ def load_csv(path: Path, channel: int | str = 1) -> Recording:
                          "(e.g. 'emg_uV', 'emg (mV)')")
     scale = unit_to_uv(path, m.group(1))
     t_scale = 1e-3 if re.search(r"ms\b|\(ms\)|_ms$", header[0], re.IGNORECASE) else 1.0
-    rows = list(reader)
     try:
         arr = np.array([[float(r[0]), float(r[i])] for r in rows if r], dtype=np.float64)
     except (ValueError, IndexError):

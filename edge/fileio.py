@@ -41,6 +41,11 @@ def open_regular(path: Path, *, follow_links: bool = True,
     return fd
 
 
+def check_regular(path: Path, error: type[NemgError] = InputError) -> None:
+    """Refuse (without blocking) a path that is not a regular file."""
+    os.close(open_regular(path, error=error))
+
+
 def read_regular_file(path: Path, max_bytes: int, what: str = "file",
                       error: type[NemgError] = InputError, *, follow_links: bool = True
                       ) -> bytes:

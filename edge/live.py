@@ -169,7 +169,7 @@ class LiveSession:
                         self._push()
                 elif isinstance(ev, Gap):
                     self._push()
-                    self._emit(p.gap(ev.lost, ev.reason))
+                    self._take(*p.lost(ev.lost, ev.reason))
                 elif isinstance(ev, LinkEvent):
                     self.state.link_note = ev.state
                 self.view.update(self.state, self)
@@ -196,7 +196,9 @@ class LiveSession:
         pcm = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending.clear()
         self._pending_n = 0
-        results, events = self.pipeline.push(pcm, self._pending_index)
+        self._take(*self.pipeline.push(pcm, self._pending_index))
+
+    def _take(self, results: list[WindowResult], events: list[Event]) -> None:
         for r in results:
             self.state.last = r
             self.state.windows.append(r)

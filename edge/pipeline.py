@@ -2,9 +2,19 @@
 smoothing -> events. The same object serves live streams and files (``nemg classify``), so
 both give the same window labels for the same samples.
 
-Data flows one way. A gap (lost samples) closes the current segment: the front end is
-reset, buffered frames are dropped, so no window ever spans a gap; the next window starts
-after it.
+Data flows one way. Lost samples (a dropped or corrupted frame, an unplugged cable) follow
+one policy, :meth:`Pipeline.lost`:
+
+- a gap of at most ``max_concealed_gap_ms`` (default :data:`MAX_CONCEALED_GAP_MS`: one or
+  two lost 10 ms frames) is *concealed*: zeros stand in for the missing samples (no
+  invented activity), every window that holds them says how many
+  (``WindowResult.concealed``), and the gap is still logged as an event;
+- a longer gap (or one of unknown length) closes the current segment: the front end is
+  reset, buffered frames are dropped, so no window ever spans it; the next window starts
+  after it.
+
+Without concealment 1 % of lost frames costs most windows (a 2 s window holds 200 frames);
+with it, almost none (``nemg bench pipeline``: ``window_coverage_at_1pct_frame_loss``).
 """
 
 from __future__ import annotations
@@ -20,6 +30,9 @@ from edge.errors import ConfigError
 from edge.features import MelFrontEnd
 from edge.labels import PATHOLOGICAL, UNCERTAIN
 from edge.model import Classifier
+
+MAX_CONCEALED_GAP_MS = 25.0
+"""Longest loss that is zero-filled instead of closing the window (see the module doc)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,8 @@ class WindowResult:
     """Label after posterior smoothing (what events follow)."""
     latency_s: float = 0.0
     """From the push that delivered the window's last sample to this result."""
+    concealed: int = 0
+    """Samples of the window that were lost and zero-filled (0: all of it was heard)."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +92,8 @@ class Pipeline:
 
     def __init__(self, bundle: Bundle, *, num_threads: int = 1,
                  uncertain_threshold: float | None = None,
-                 smoothing_windows: int | None = None) -> None:
+                 smoothing_windows: int | None = None,
+                 max_concealed_gap_ms: float = MAX_CONCEALED_GAP_MS) -> None:
         if not bundle.verified:
             raise ConfigError("the pipeline only runs verified bundles")
         m = bundle.manifest
@@ -94,6 +110,9 @@ class Pipeline:
         self.smoothing = int(smoothing_windows if smoothing_windows is not None
                              else m.get("smoothing_windows", 3))
         self.fs = self.mel.sample_rate_hz
+        self.max_concealed = int(max_concealed_gap_ms * self.fs / 1000)
+        """Longest loss in samples that is concealed rather than closing the window."""
+        self._concealed_spans: deque[tuple[int, int]] = deque()  # stream [start, end)
         self.front_end = MelFrontEnd(self.mel)
         self._frames = np.zeros((0, self.mel.num_mels), dtype=np.int8)
         self._frames_dropped = 0  # frames of this segment already slid out of the buffer
@@ -106,6 +125,8 @@ class Pipeline:
         self.samples_in = 0
         self.gaps = 0
         self.samples_lost = 0
+        self.gaps_concealed = 0
+        """Gaps zero-filled (also counted in ``gaps`` and ``samples_lost``)."""
 
     # ---- input ------------------------------------------------------------------------
     def push(self, samples: np.ndarray, index: int | None = None
@@ -118,7 +139,12 @@ class Pipeline:
             lost = index - self._next_index
             if lost < 0:
                 raise ConfigError(f"stream went backwards ({index} < {self._next_index})")
-            events += self.gap(lost, "index jump")
+            if lost <= self.max_concealed:
+                events.append(self._conceal(lost, "index jump"))
+                samples = np.concatenate([np.zeros(lost, np.int16), samples])
+                self.samples_in -= lost  # the zeros are pushed below, not received
+            else:
+                events += self.gap(lost, "index jump")
         self.samples_in += samples.size
         self._next_index += samples.size
         new = self.front_end.push(samples)
@@ -144,6 +170,28 @@ class Pipeline:
         last = self._segment_start + (self._next_window + w.frames - 1) * hop \
             + self.mel.window_length
         return max(1, last - self._next_index)
+
+    def lost(self, lost: int | None, reason: str = "gap"
+             ) -> tuple[list[WindowResult], list[Event]]:
+        """Samples were lost (``None``: unknown how many): concealed if short, else the
+        segment is closed (the module's policy)."""
+        if lost is not None and 0 < lost <= self.max_concealed:
+            ev = self._conceal(lost, reason)
+            results, events = self.push(np.zeros(lost, np.int16))
+            self.samples_in -= lost  # stand-ins, not received
+            return results, [ev, *events]
+        return [], self.gap(lost, reason)
+
+    def _conceal(self, lost: int, reason: str) -> Event:
+        """Count and record a loss that zeros will stand in for (pushed by the caller)."""
+        start = self._next_index
+        self.gaps += 1
+        self.gaps_concealed += 1
+        self.samples_lost += lost
+        self._concealed_spans.append((start, start + lost))
+        return Event("gap", "gap", start, start + lost, start / self.fs,
+                     (start + lost) / self.fs, 0.0,
+                     detail=f"{reason}: {lost} samples, concealed (zero-filled)")
 
     def gap(self, lost: int | None, reason: str = "gap") -> list[Event]:
         """Samples were lost (``None``: unknown how many). Closes the segment."""
@@ -171,6 +219,7 @@ class Pipeline:
         self._next_window = 0
         self._segment_start = self._next_index
         self._recent.clear()
+        self._concealed_spans.clear()
 
     def _decide(self, window: np.ndarray, t_in: float, events: list[Event]) -> WindowResult:
         scores = self.classifier.invoke_int8(window)
@@ -185,8 +234,13 @@ class Pipeline:
         hop = self.mel.hop_length
         start = self._segment_start + self._next_window * hop
         end = start + self.win.samples(self.mel)
+        spans = self._concealed_spans
+        while spans and spans[0][1] <= start:  # windows only move forward
+            spans.popleft()
+        concealed = sum(max(0, min(b, end) - max(a, start)) for a, b in spans)
         res = WindowResult(self.windows_done, start, end, start / self.fs, end / self.fs,
-                           label, conf, probs, smoothed, time.perf_counter() - t_in)
+                           label, conf, probs, smoothed, time.perf_counter() - t_in,
+                           concealed)
         self.windows_done += 1
         # Events are runs of one smoothed label. A change is placed mid-window: the
         # window that first shows the new label holds it in roughly its second half.

@@ -47,6 +47,92 @@ print(json.dumps(s))
 """
 
 
+def window_coverage(session, total_samples: int) -> float:
+    """Windows a session decided over those a loss-free stream of ``total_samples`` gives."""
+    p = session.pipeline
+    need, hop = p.win.samples(p.mel), p.win.hop_frames * p.mel.hop_length
+    expected = (total_samples - need) // hop + 1 if total_samples >= need else 0
+    return len(session.state.windows) / expected if expected else 0.0
+
+
+def coverage_under_loss(drop_rate: float, seconds: float, seed: int = 0) -> dict[str, Any]:
+    """The scripted exam through a virtual front end that drops ``drop_rate`` of its
+    frames (fast: the figure does not depend on timing)."""
+    import io
+
+    import numpy as np
+
+    from edge.demo import DEMO_WAV
+    from edge.live import LiveSession, PlainView
+    from edge.pipeline import Pipeline
+    from edge.recording import load_wav
+    from edge.runtime import load_verified
+    from firmware_host.boards import get_frontend
+    from firmware_host.link import FrontEndClient, SerialLink
+    from firmware_host.virtual import Faults, SampleSource, VirtualFrontEnd
+
+    board = get_frontend("nemg-fe1")
+    x = load_wav(DEMO_WAV).to_int16(board.uv_per_lsb)
+    x = np.tile(x, -(-int(seconds * board.sample_rate_hz) // x.size))
+    src = SampleSource(x[: int(seconds * board.sample_rate_hz)], loop=False)
+    with VirtualFrontEnd(board, src, fast=True, faults=Faults(drop_rate=drop_rate, seed=seed)
+                         ) as vfe:
+        link = SerialLink(vfe.path)
+        link.open()
+        session = LiveSession(Pipeline(load_verified()), FrontEndClient(link, reconnect=False),
+                              board, view=PlainView(io.StringIO()))
+        deadline = time.monotonic() + 600
+
+        def done() -> bool:
+            heard = session.state.samples + session.pipeline.samples_lost
+            return (vfe.finished.is_set() and heard >= vfe.stats.sent_until
+                    - vfe.source_origin) or time.monotonic() > deadline
+
+        s = session.run(until=done)
+    return {"coverage": window_coverage(session, len(src)), "gaps": s["gaps"],
+            "concealed": session.pipeline.gaps_concealed,
+            "windows_with_concealed_samples": sum(w.concealed > 0
+                                                  for w in session.state.windows)}
+
+
+LONG_FILE_CHILD = r"""
+import os, sys
+from edge.cli import main
+with open(os.devnull, "w") as out:
+    sys.stdout = out
+    rc = main(["classify", "--json", sys.argv[1]])
+    sys.stdout = sys.__stdout__
+hwm = next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM"))
+print(rc, hwm / 1024)
+"""
+
+
+def peak_rss_classify(hours: float) -> float:
+    """Peak resident MB of ``nemg classify --json`` on a WAV of ``hours`` (the box's own
+    20 kHz format), in a fresh process (VmHWM: its own high-water mark)."""
+    import tempfile
+    from pathlib import Path
+
+    from edge.demo import DEMO_WAV
+    from edge.recording import load_wav
+    from edge.wavio import wav_header
+
+    exam = load_wav(DEMO_WAV).to_int16(0.5).astype("<i2")
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "long.wav"
+        n = int(hours * 3600 * 20_000)
+        with open(path, "wb") as f:
+            f.write(wav_header(n, 20_000, 0.5))
+            for i in range(0, n, exam.size):
+                f.write(exam[: min(exam.size, n - i)].tobytes())
+        child = subprocess.run([sys.executable, "-c", LONG_FILE_CHILD, str(path)],
+                               capture_output=True, text=True, timeout=3600)
+    rc, mb = child.stdout.split()
+    if rc != "0":
+        raise RuntimeError(f"classify of a long file failed: {child.stderr.strip()[-500:]}")
+    return float(mb)
+
+
 def run(opts: BenchOptions) -> dict[str, Any]:
     seconds = 10.0 if opts.quick else 60.0
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
@@ -85,4 +171,17 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         "process_wall_s": wall,
         "pipeline_cpu": mine,
         "simulator_cpu": other,
+        **_loss_and_memory(opts),
+    }
+
+
+def _loss_and_memory(opts: BenchOptions) -> dict[str, Any]:
+    loss = coverage_under_loss(0.01, 10.0 if opts.quick else 120.0)
+    hours = 0.05 if opts.quick else 3.0
+    return {
+        "window_coverage_at_1pct_frame_loss": loss["coverage"],
+        "gaps_at_1pct_frame_loss": loss["gaps"],
+        "gaps_concealed_at_1pct_frame_loss": loss["concealed"],
+        "peak_rss_mb_3h_file" if not opts.quick else "peak_rss_mb_quick_file":
+            peak_rss_classify(hours),
     }

@@ -23,6 +23,10 @@ NOMINAL_WAV_FULL_SCALE_UV = 32768 * 0.5
 
 SUFFIXES = (".wav", ".edf", ".bdf", ".hea", ".csv", ".txt", ".tsv")
 
+#: Below this a file cannot hold needle EMG (MUAP and fibrillation energy reaches several
+#: kHz); refusing it also bounds what resampling to the model's rate may allocate.
+MIN_SAMPLE_RATE_HZ = 2000
+
 
 @dataclass(frozen=True)
 class Recording:
@@ -84,15 +88,27 @@ class Recording:
         return np.clip(np.round(self.samples_uv / uv_per_lsb), -32768, 32767).astype(np.int16)
 
 
+def check_rate(path: Path, rate: float) -> None:
+    if not (rate > 0 and math.isfinite(rate)):
+        raise InputError(f"{path}: invalid sample rate {rate}")
+    if rate < MIN_SAMPLE_RATE_HZ:
+        raise InputError(f"{path}: {rate:g} Hz is too low to hold needle EMG (at least "
+                         f"{MIN_SAMPLE_RATE_HZ} Hz)")
+
+
+def check_finite(path: Path, x: np.ndarray, rate: float, first_index: int = 0) -> None:
+    bad = ~np.isfinite(x)
+    if bad.any():
+        i = first_index + int(np.flatnonzero(bad)[0])
+        where = f"{i / rate:.4f} s" if rate > 0 else f"sample {i}"
+        raise InputError(f"{path}: {int(bad.sum())} NaN/infinite sample(s), first at {where}")
+
+
 def check_samples(path: Path, x: np.ndarray, rate: float) -> None:
     if x.size == 0:
         raise InputError(f"{path}: empty (no samples)")
-    bad = ~np.isfinite(x)
-    if bad.any():
-        raise InputError(f"{path}: {int(bad.sum())} NaN/infinite sample(s), first at "
-                         f"{int(np.flatnonzero(bad)[0]) / rate:.4f} s")
-    if not (rate > 0 and math.isfinite(rate)):
-        raise InputError(f"{path}: invalid sample rate {rate}")
+    check_finite(path, x, rate)
+    check_rate(path, rate)
 
 
 def unit_to_uv(path: Path, unit: str) -> float:
@@ -114,22 +130,29 @@ def pick_channel(path: Path, n: int, channel: int | str, names: list[str]) -> in
 
 
 # ---- WAV ---------------------------------------------------------------------------------
-def load_wav(path: Path, channel: int | str = 0) -> Recording:
-    from edge.wavio import read_wav
+def wav_scale(info) -> tuple[float, bool]:
+    """(µV per sample unit, whether the file records it) of a :class:`~edge.wavio.WavInfo`."""
+    if info.is_float:  # float WAV: ±1.0 is full scale; unknown gain
+        return NOMINAL_WAV_FULL_SCALE_UV, False
+    if info.uv_per_lsb is not None:
+        return info.uv_per_lsb, True
+    return NOMINAL_WAV_FULL_SCALE_UV / (1 << (info.bits - 1)), False
 
-    w = read_wav(path)
-    n_ch = w.samples.shape[1]
-    ch = pick_channel(path, n_ch, channel, [str(i) for i in range(n_ch)])
-    x = w.samples[:, ch].astype(np.float64)
-    if w.is_float:
-        # float WAV: ±1.0 is full scale; unknown gain
-        scale, known = NOMINAL_WAV_FULL_SCALE_UV, False
-    elif w.uv_per_lsb is not None:
-        scale, known = w.uv_per_lsb, True
-    else:
-        scale, known = NOMINAL_WAV_FULL_SCALE_UV / (1 << (w.bits - 1)), False
-    check_samples(path, x, w.sample_rate_hz)
-    return Recording(x * scale, float(w.sample_rate_hz), "adc" if not w.is_float else "float",
+
+def wav_channel(path: Path, info, channel: int | str) -> int:
+    return pick_channel(path, info.channels, channel, [str(i) for i in range(info.channels)])
+
+
+def load_wav(path: Path, channel: int | str = 0) -> Recording:
+    from edge.wavio import read_frames, wav_info
+
+    info = wav_info(path)
+    check_rate(path, info.sample_rate_hz)
+    ch = wav_channel(path, info, channel)
+    x = read_frames(info, 0, info.frames)[:, ch].astype(np.float64)
+    scale, known = wav_scale(info)
+    check_samples(path, x, info.sample_rate_hz)
+    return Recording(x * scale, float(info.sample_rate_hz), "float" if info.is_float else "adc",
                      known, str(ch), str(path), assumed_unit_uv=None if known else scale)
 
 

@@ -94,6 +94,10 @@ class VirtualStats:
     corrupted: list[tuple[int, int]] = field(default_factory=list)
     """(device index, count) of every SAMPLES frame with at least one flipped bit."""
     bytes_flipped: int = 0
+    sent_until: int = 0
+    """Device index one past the last sample of the last SAMPLES frame sent (a host that
+    has accounted for everything before it has heard all it can: frames dropped after it
+    are never announced by a later one)."""
     disconnects: int = 0
     commands: int = 0
 
@@ -294,6 +298,7 @@ class VirtualFrontEnd:
             self.stats.corrupted.append((first, values.size))
         self.stats.frames_sent += 1
         self.stats.samples_sent += values.size
+        self.stats.sent_until = first + values.size
 
     def _cable_due(self) -> bool:
         f = self.faults

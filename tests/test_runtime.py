@@ -56,8 +56,9 @@ def live_windows(bundle, path, *, faults=None, link_path=None, log=None):
         deadline = time.monotonic() + 60
 
         def done():
-            return (vfe.finished.is_set() and session.state.samples + session.pipeline
-                    .samples_lost >= len(src)) or time.monotonic() > deadline
+            heard = session.state.samples + session.pipeline.samples_lost
+            return (vfe.finished.is_set() and heard >= vfe.stats.sent_until
+                    - vfe.source_origin) or time.monotonic() > deadline
 
         summary = session.run(until=done)
     return session, summary
@@ -146,6 +147,15 @@ def test_sigkill_loses_no_event_reported_as_logged(tmp_path):
     assert set(reported) <= rows
 
 
+def _wav_with_scale(p, scale: str) -> None:
+    """3 s of a WAV whose recorded scale says ``uv_per_lsb=SCALE`` (same chunk length)."""
+    write_wav(p, np.zeros(60_000, np.int16), 20_000, 0.5)
+    ours = b"nemg uv_per_lsb=0.5\0"
+    theirs = f"uv_per_lsb={scale}".encode().ljust(len(ours), b"\0")
+    assert len(theirs) == len(ours)
+    p.write_bytes(p.read_bytes().replace(ours, theirs))
+
+
 def test_classify_json_schema_and_bad_files(bundle, exam_wav, tmp_path):
     path, _ = exam_wav
     bad = {
@@ -155,6 +165,15 @@ def test_classify_json_schema_and_bad_files(bundle, exam_wav, tmp_path):
         "nan.csv": lambda p: p.write_text("time_s,emg_uV\n0,1\n0.00005,nan\n0.0001,2\n"),
         "short.wav": lambda p: write_wav(p, np.zeros(100, np.int16), 20_000, 0.5),
         "missing.edf": lambda p: None,
+        # 200 kB at 1 Hz once became 2·10⁹ samples and an OOM kill
+        "one-hertz.wav": lambda p: write_wav(p, np.zeros(100_000, np.int16), 1, 0.5),
+        "scale-zero.wav": lambda p: _wav_with_scale(p, "0"),
+        "scale-negative.wav": lambda p: _wav_with_scale(p, "-2"),
+        "scale-infinite.wav": lambda p: _wav_with_scale(p, "1e400"),
+        "scale-garbled.wav": lambda p: _wav_with_scale(p, "1.2.3"),
+        "garbage.csv": lambda p: p.write_text("abc\ndef\nghi\n"),  # once aborted the batch
+        "fifo.wav": lambda p: os.mkfifo(p),  # once hung classify forever
+        "zero.wav": lambda p: p.symlink_to("/dev/zero"),  # once a MemoryError
     }
     args = ["classify", "--json", str(path)]
     for name, make in bad.items():
@@ -170,7 +189,9 @@ def test_classify_json_schema_and_bad_files(bundle, exam_wav, tmp_path):
     results = [json.loads(ln) for ln in proc.stdout.splitlines()]
     assert len(results) == 2  # the good file before and after the bad ones
     r = results[0]
-    assert set(r) == {"file", "sample_rate_hz", "duration_s", "model", "windows", "summary"}
+    assert set(r) == {"file", "sample_rate_hz", "duration_s", "model", "input", "windows",
+                      "summary"}
+    assert r["input"] == {"sample_rate_hz": 20_000.0, "scale": "recorded"}
     assert set(r["model"]) == {"name", "version", "sha256"}
     assert set(r["summary"]) == {"label", "confidence", "pathological"}
     w = r["windows"][0]
@@ -276,3 +297,45 @@ def test_unscaled_files_are_classified_at_a_stated_scale(bundle, exam_wav, tmp_p
     bad = run_nemg("classify", "--scale-uv", "-1", str(plain), timeout=120)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "--scale-uv" in bad.stderr
+
+
+def test_a_short_loss_is_concealed_and_marked_a_long_one_closes_the_window(bundle):
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 20, 4 * 20_000).astype(np.int16)
+    p = Pipeline(bundle)
+    assert p.max_concealed == 500  # 25 ms at 20 kHz: one or two lost 10 ms frames
+    r1, _ = p.push(x[:30_000], 0)
+    r2, ev = p.push(x[30_200:60_000], 30_200)  # one frame (200 samples) never arrived
+    assert [e.kind for e in ev] == ["gap"] and "concealed" in ev[0].detail
+    assert (ev[0].start_sample, ev[0].end_sample) == (30_000, 30_200)
+    windows = r1 + r2
+    assert [w.start_sample for w in windows] == [i * 10_000 for i in range(len(windows))]
+    for w in windows:  # exactly the windows over 30 000..30 200 say so
+        assert w.concealed == (200 if w.start_sample < 30_200 <= w.end_sample else 0)
+    assert (p.gaps, p.gaps_concealed, p.samples_lost, p.samples_in) == (1, 1, 200, 59_800)
+    results, ev = p.lost(501, "crc")  # longer than 25 ms: the window closes
+    assert not results and ev[-1].kind == "gap" and "concealed" not in ev[-1].detail
+    r3, _ = p.push(x[:45_000])
+    assert r3[0].start_sample == 60_501 and p.gaps_concealed == 1
+
+
+def test_one_percent_frame_loss_still_classifies_most_windows(bundle, exam_wav, tmp_path):
+    from edge.pipeline_bench import window_coverage
+
+    path, _ = exam_wav
+    log = EventLog(tmp_path / "loss.db")
+    session, summary = live_windows(bundle, path, faults=Faults(drop_rate=0.01, seed=5),
+                                    log=log)
+    cov = window_coverage(session, len(open_source(str(path), FE1, loop=False)))
+    assert cov >= 0.9, cov  # without concealment: 13 % (a window holds 200 frames)
+    assert summary["gaps"] > 0 and any(w.concealed for w in session.state.windows)
+    gaps = [e for e in log.events(log.session_id) if e["kind"] == "gap"]
+    assert len(gaps) == summary["gaps"]  # every loss is on the record
+    assert sum(e["end_sample"] - e["start_sample"] for e in gaps) == summary["samples_lost"]
+
+
+def test_classify_streams_a_long_file_in_bounded_memory():
+    from edge.pipeline_bench import peak_rss_classify
+
+    # 20 minutes (48 MB): the whole-file path peaked at ~12× the file (≈ 580 MB here)
+    assert peak_rss_classify(20 / 60) < 150

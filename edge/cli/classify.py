@@ -1,11 +1,28 @@
-"""``nemg classify PATH... [--json]``: the live pipeline over recording files."""
+"""``nemg classify PATH... [--json]``: the live pipeline over recording files.
+
+Files are streamed: a WAV at the model's rate is read a block at a time, and each file's
+output is spooled (to disk past a few MB) and written only once the file is done, so an
+hours-long recording needs bounded memory, and a file that fails half-way prints one error
+line and no half a result. Every bad file gets its own ``nemg: error:`` line; the others are
+still classified.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple, TextIO
+
+import numpy as np
+
+BLOCK_S = 10
+"""Seconds of signal pushed through the pipeline at a time (results do not depend on it)."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -20,66 +37,172 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "so an unscaled file is classified at an assumed level")
 
 
-def load_samples(path: Path, fs: int, uv_per_lsb: float, channel=None,
-                 scale_uv: float | None = None):
+@dataclass(frozen=True)
+class SampleStream:
+    """A file's canonical int16 samples at the model's rate, block by block."""
+
+    total: int
+    """Samples at the model's rate."""
+    input: dict[str, Any]
+    """What was read: the file's own rate, and which µV scale was used and how."""
+    blocks: Callable[[], Iterator[np.ndarray]]
+
+
+def _scale_used(path: Path, known: bool, assumed_uv: float | None,
+                scale_uv: float | None) -> tuple[dict[str, Any], float | None]:
+    """(the ``input.scale`` report, the factor to apply to the assumed µV)."""
+    if known:
+        return {"scale": "recorded"}, None
+    if scale_uv is not None:
+        return {"scale": "given", "uv_per_unit": scale_uv}, scale_uv / assumed_uv
+    print(f"nemg: warning: {path}: records no µV scale; assumed {assumed_uv:g} µV per unit "
+          "(pass --scale-uv: amplitudes are diagnostic and the model tolerates about ±6 dB "
+          "of level error)", file=sys.stderr, flush=True)
+    return {"scale": "assumed", "uv_per_unit": assumed_uv}, None
+
+
+def open_samples(path: Path, fs: int, uv_per_lsb: float, channel=None,
+                 scale_uv: float | None = None) -> SampleStream:
     """Any importer format -> canonical int16 at the model's rate. A file without a
     recorded scale takes ``scale_uv``, or is read at the nominal scale with a warning."""
+    from edge.fileio import check_regular
+    from edge.recording import wav_channel, wav_scale
+
+    check_regular(path)  # no FIFOs or devices: nothing below may block or run away
+    if path.suffix.lower() == ".wav":
+        from edge.recording import check_finite, check_rate
+        from edge.wavio import read_frames, wav_info
+
+        info = wav_info(path)
+        check_rate(path, info.sample_rate_hz)
+        if info.sample_rate_hz == fs:  # the box's own format: streamed
+            ch = wav_channel(path, info, 0 if channel is None else channel)
+            scale, known = wav_scale(info)
+            report, factor = _scale_used(path, known, None if known else scale, scale_uv)
+            step = BLOCK_S * fs
+
+            def wav_blocks() -> Iterator[np.ndarray]:
+                for start in range(0, info.frames, step):
+                    x = read_frames(info, start, step)[:, ch].astype(np.float64)
+                    check_finite(path, x, fs, start)
+                    uv = x * scale  # the same arithmetic as Recording, block by block
+                    if factor is not None:
+                        uv = uv * factor
+                    yield _to_int16(uv, uv_per_lsb)
+
+            return SampleStream(info.frames, {"sample_rate_hz": float(fs), **report},
+                                wav_blocks)
+    rec = _load_recording(path, channel)
+    report, _ = _scale_used(path, rec.scale_known, rec.assumed_unit_uv, scale_uv)
+    if scale_uv is not None:
+        rec = rec.with_unit_uv(scale_uv)
+    x = rec.resampled(fs).to_int16(uv_per_lsb)
+    step = BLOCK_S * fs
+    return SampleStream(x.size, {"sample_rate_hz": rec.sample_rate_hz, **report},
+                        lambda: (x[i : i + step] for i in range(0, x.size, step)))
+
+
+def _to_int16(uv: np.ndarray, uv_per_lsb: float) -> np.ndarray:
+    return np.clip(np.round(uv / uv_per_lsb), -32768, 32767).astype(np.int16)
+
+
+def _load_recording(path: Path, channel):
     try:
         from convert.importers import load_recording
     except ImportError:  # the box: WAV only, resampling needs scipy
-        load_recording = None
-    if load_recording is None:
-        from edge.errors import InputError, MissingExtraError
+        from edge.errors import MissingExtraError
         from edge.recording import load_wav
 
-        if not path.exists():
-            raise InputError(f"{path}: no such file")
         if path.suffix.lower() != ".wav":
-            raise MissingExtraError("convert", f"reading {path.suffix} files", "pyedflib/wfdb")
-        rec = load_wav(path, 0 if channel is None else channel)
-    else:
-        rec = load_recording(path, channel)
-    if not rec.scale_known:
-        if scale_uv is not None:
-            rec = rec.with_unit_uv(scale_uv)
-        else:
-            print(f"nemg: warning: {path}: records no µV scale; assumed "
-                  f"{rec.assumed_unit_uv:g} µV per unit (pass --scale-uv: amplitudes are "
-                  f"diagnostic and the model tolerates about ±6 dB of level error)",
-                  file=sys.stderr, flush=True)
-    return rec.resampled(fs).to_int16(uv_per_lsb)
+            raise MissingExtraError("convert", f"reading {path.suffix} files",
+                                    "pyedflib/wfdb") from None
+        return load_wav(path, 0 if channel is None else channel)
+    return load_recording(path, channel)
 
 
-def classify_file(pipe_factory, path: Path, channel=None, scale_uv: float | None = None) -> dict:
+def load_samples(path: Path, fs: int, uv_per_lsb: float, channel=None,
+                 scale_uv: float | None = None) -> np.ndarray:
+    """All of a file's canonical int16 samples (for short files and tests)."""
+    stream = open_samples(path, fs, uv_per_lsb, channel, scale_uv)
+    parts = list(stream.blocks())
+    return np.concatenate(parts) if parts else np.zeros(0, np.int16)
+
+
+class _Decision(NamedTuple):
+    """What the file's finding needs of a window (kept for every window; small)."""
+
+    label: str
+    confidence: float
+
+
+def classify_file(pipe_factory, path: Path, channel=None, scale_uv: float | None = None,
+                  on_window: Callable[[dict], None] | None = None) -> dict:
+    """Classify one file. Each window's result goes to ``on_window`` as it is decided
+    (bounded memory), or, without it, into the returned ``windows`` list."""
+    from edge.errors import InputError
     from edge.pipeline import summarize
 
     pipe = pipe_factory()
-    x = load_samples(path, pipe.fs, pipe.mel.uv_per_lsb, channel, scale_uv)
+    stream = open_samples(path, pipe.fs, pipe.mel.uv_per_lsb, channel, scale_uv)
     need = pipe.win.samples(pipe.mel)
-    if x.size < need:
-        from edge.errors import InputError
-
-        raise InputError(f"{path}: {x.size / pipe.fs:.3f} s is shorter than one "
+    if stream.total < need:
+        raise InputError(f"{path}: {stream.total / pipe.fs:.3f} s is shorter than one "
                          f"{need / pipe.fs:.1f} s analysis window")
-    windows = []
-    step = 10 * pipe.fs  # bounded memory for hour-long files; results are chunk-invariant
-    for i in range(0, x.size, step):
-        windows += pipe.push(x[i : i + step], i)[0]
+    windows: list[dict] = []
+    emit = on_window or windows.append
+    decisions: list[_Decision] = []
+    index = 0
+    for block in stream.blocks():
+        for w in pipe.push(block, index)[0]:
+            decisions.append(_Decision(w.label, w.confidence))
+            emit({"start_s": round(w.start_s, 4), "end_s": round(w.end_s, 4),
+                  "label": w.label, "confidence": round(w.confidence, 4),
+                  "probabilities": {lab: round(float(p), 4)
+                                    for lab, p in zip(pipe.labels, w.probabilities,
+                                                      strict=True)}})
+        index += block.size
     pipe.flush()
     b = pipe.bundle
     return {
         "file": str(path),
         "sample_rate_hz": pipe.fs,
-        "duration_s": x.size / pipe.fs,
+        "duration_s": stream.total / pipe.fs,
         "model": {"name": b.name, "version": b.version, "sha256": b.sha256},
-        "windows": [{"start_s": round(w.start_s, 4), "end_s": round(w.end_s, 4),
-                     "label": w.label, "confidence": round(w.confidence, 4),
-                     "probabilities": {lab: round(float(p), 4)
-                                       for lab, p in zip(pipe.labels, w.probabilities,
-                                                         strict=True)}}
-                    for w in windows],
-        "summary": summarize(windows),
+        "input": stream.input,
+        "windows": windows,
+        "summary": summarize(decisions),
     }
+
+
+def _write_result(path: Path, pipe_factory, args: argparse.Namespace, out: TextIO) -> None:
+    """One file's output, spooled: nothing reaches ``out`` unless the whole file worked."""
+    with tempfile.SpooledTemporaryFile(max_size=4 << 20, mode="w+") as spool:
+        count = [0]
+
+        def as_json(w: dict) -> None:
+            spool.write(("" if not count[0] else ", ") + json.dumps(w))
+            count[0] += 1
+
+        def as_text(w: dict) -> None:
+            spool.write(f"  {w['start_s']:7.2f}–{w['end_s']:7.2f} s  {w['label']:<20} "
+                        f"{w['confidence']:.2f}\n")
+            count[0] += 1
+
+        res = classify_file(pipe_factory, path, args.channel, args.scale_uv,
+                            on_window=as_json if args.json else as_text)
+        spool.seek(0)
+        head = {k: v for k, v in res.items() if k not in ("windows", "summary")}
+        if args.json:
+            out.write(json.dumps(head)[:-1] + ', "windows": [')
+            shutil.copyfileobj(spool, out)
+            out.write(f'], "summary": {json.dumps(res["summary"])}}}\n')
+        else:
+            s = res["summary"]
+            out.write(f"{res['file']}: {s['label']} ({s['confidence']:.2f})"
+                      f"{'  PATHOLOGICAL' if s['pathological'] else ''} — "
+                      f"{res['duration_s']:.1f} s, {count[0]} windows\n")
+            shutil.copyfileobj(spool, out)
+        out.flush()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.pipeline import Pipeline
     from edge.runtime import load_verified
 
-    if args.scale_uv is not None and not args.scale_uv > 0:
+    if args.scale_uv is not None and not 0 < args.scale_uv < float("inf"):
         from edge.errors import ConfigError
 
         raise ConfigError("--scale-uv must be a positive number of µV")
@@ -95,21 +218,16 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.paths:
         try:
-            res = classify_file(lambda: Pipeline(bundle), path, args.channel, args.scale_uv)
+            _write_result(path, lambda: Pipeline(bundle), args, sys.stdout)
         except NemgError as exc:
             msg = str(exc)
             print(f"nemg: error: {msg if str(path) in msg else f'{path}: {msg}'}",
                   file=sys.stderr, flush=True)
             failed += 1
-            continue
-        if args.json:
-            print(json.dumps(res), flush=True)
-        else:
-            s = res["summary"]
-            print(f"{res['file']}: {s['label']} ({s['confidence']:.2f})"
-                  f"{'  PATHOLOGICAL' if s['pathological'] else ''} — "
-                  f"{res['duration_s']:.1f} s, {len(res['windows'])} windows")
-            for w in res["windows"]:
-                print(f"  {w['start_s']:7.2f}–{w['end_s']:7.2f} s  {w['label']:<20} "
-                      f"{w['confidence']:.2f}")
+        except Exception as exc:  # a bug on one file must not abort the others
+            if args.debug:
+                raise
+            print(f"nemg: error: {path}: internal error ({type(exc).__name__}: {exc}); "
+                  "rerun with --debug for details", file=sys.stderr, flush=True)
+            failed += 1
     return 2 if failed else 0
