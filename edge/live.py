@@ -84,6 +84,10 @@ class PlainView:
             print(f"{ev.start_s:8.2f}–{ev.end_s:.2f} s  {ev.label:<20} {ev.confidence:.2f}"
                   f"{mark} {tag}", file=self.out, flush=True)
 
+    def link(self, ev: LinkEvent) -> None:
+        """A link change, so a pipe or journal shows a pulled cable or a hung device."""
+        print(f"          LINK {ev.state}: {ev.detail}", file=self.out, flush=True)
+
     def update(self, state: SessionState, session: LiveSession) -> None:
         pass
 
@@ -103,6 +107,9 @@ class TerminalView(PlainView):
 
     def event(self, ev: Event, logged_id: int | None) -> None:
         pass  # shown in the "recent events" panel
+
+    def link(self, ev: LinkEvent) -> None:
+        pass  # shown in the link line
 
     def update(self, state: SessionState, session: LiveSession) -> None:
         now = time.monotonic()
@@ -155,6 +162,7 @@ class LiveSession:
         self.client.start()
         self.state.link_note = "streaming"
         try:
+            self._check_device()
             for ev in self.client.events():
                 if isinstance(ev, Samples):
                     pcm = self.scale(ev.values)
@@ -172,6 +180,7 @@ class LiveSession:
                     self._take(*p.lost(ev.lost, ev.reason))
                 elif isinstance(ev, LinkEvent):
                     self.state.link_note = ev.state
+                    self.view.link(ev)
                 self.view.update(self.state, self)
                 if (end is not None and time.monotonic() >= end) or (until and until()):
                     break
@@ -188,6 +197,16 @@ class LiveSession:
             with contextlib.suppress(Exception):
                 self.client.close()
         return summary
+
+    def _check_device(self) -> None:
+        """The device must be the board we scale for: its rate and µV per LSB."""
+        dev, b = self.client.device, self.board
+        if dev is not None and (dev.sample_rate_hz, dev.nv_per_lsb) != (b.sample_rate_hz,
+                                                                       b.nv_per_lsb):
+            raise ConfigError(f"{self.source}: the device reports {dev.board_id} at "
+                              f"{dev.sample_rate_hz} Hz, {dev.uv_per_lsb:g} µV/LSB, but board "
+                              f"{b.name} is {b.sample_rate_hz} Hz, {b.uv_per_lsb:g} µV/LSB "
+                              "(choose --board to match)")
 
     def _push(self) -> None:
         """Hand the batched samples to the pipeline (one call per decision)."""

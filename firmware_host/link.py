@@ -45,6 +45,15 @@ class LinkDown(DeviceError):
     """The port went away (unplugged, closed, or another process took it)."""
 
 
+class WrongDevice(DeviceError):
+    """After a reconnect another device answers at the port: its samples are not ours."""
+
+
+def _identity(info: InfoReply) -> tuple:
+    return (info.device_id, info.board_id, info.sample_rate_hz, info.adc_bits,
+            info.nv_per_lsb, info.channels)
+
+
 class SerialLink:
     """A byte pipe to the device. No protocol knowledge."""
 
@@ -117,7 +126,7 @@ class LinkEvent:
     """Link state for the consumer and the health display."""
 
     state: str
-    """'disconnected' or 'reconnected'."""
+    """'disconnected', 'reconnected' or 'stalled' (streaming, but no samples arrive)."""
     detail: str
     """Why, in words."""
 
@@ -130,8 +139,12 @@ class FrontEndClient:
 
     def __init__(self, link: SerialLink, *, reconnect: bool = True,
                  backoff_initial_s: float = 0.05, backoff_max_s: float = 2.0,
-                 give_up_after_s: float | None = 30.0) -> None:
+                 give_up_after_s: float | None = 30.0, stall_s: float = 2.0) -> None:
         self.link = link
+        self.stall_s = stall_s
+        """Streaming with no samples for this long is reported (a hung device, noise)."""
+        self.device: InfoReply | None = None
+        """Who answered at START; a reconnect must find the same device."""
         self.reconnect = reconnect
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
@@ -163,7 +176,9 @@ class FrontEndClient:
                     self._pending.extend(self.assembler.push(frame))
                 except ProtocolError as exc:  # CRC was fine: a firmware bug, not noise
                     self.protocol_errors += 1
-                    log.warning("bad SAMPLES payload: %s", exc)
+                    if self.protocol_errors in (1, 10, 100) or self.protocol_errors % 1000 == 0:
+                        log.warning("bad SAMPLES payload (%d so far; their samples count as "
+                                    "lost): %s", self.protocol_errors, exc)
             else:
                 self._replies.append(frame)
 
@@ -205,6 +220,8 @@ class FrontEndClient:
         again, and the consumer sees the loss as a gap."""
         self._streaming = True
         try:
+            if self.device is None:
+                self.device = self.info()
             self._ack(FrameType.START)
         except LinkDown as exc:
             if not self.reconnect:
@@ -233,12 +250,19 @@ class FrontEndClient:
         gave up.
         """
         end = None if duration_s is None else time.monotonic() + duration_s
-        last_yield = time.monotonic()
+        last_yield = last_samples = time.monotonic()
         while end is None or time.monotonic() < end:
             while self._pending:
-                yield self._pending.popleft()
+                ev = self._pending.popleft()
+                yield ev
                 last_yield = time.monotonic()
-            if time.monotonic() - last_yield >= idle_s:
+                if isinstance(ev, Samples):
+                    last_samples = last_yield
+            now = time.monotonic()
+            if self._streaming and now - last_samples >= self.stall_s:
+                yield LinkEvent("stalled", self._stall_report(now - last_samples))
+                last_samples = now
+            if now - last_yield >= idle_s:
                 yield None
                 last_yield = time.monotonic()
             try:
@@ -255,6 +279,12 @@ class FrontEndClient:
         while self._pending:
             yield self._pending.popleft()
 
+    def _stall_report(self, seconds: float) -> str:
+        st = self.stats
+        return (f"{self.link.port}: no samples for {seconds:.1f} s while streaming "
+                f"({st.bytes_in} bytes in so far, {st.bytes_skipped} skipped as noise, "
+                f"{st.crc_errors} CRC errors, {self.protocol_errors} bad payloads)")
+
     def _reconnect(self, why: str) -> None:
         delay = self.backoff_initial_s
         t0 = time.monotonic()
@@ -264,6 +294,7 @@ class FrontEndClient:
                 self.link.open()
                 self.decoder.reset()  # bytes of the dead stream must not join the new one
                 self._replies.clear()
+                self._check_same_device()
                 self.assembler.mark_restart("reconnect")
                 if self._streaming:
                     self.start()
@@ -271,6 +302,9 @@ class FrontEndClient:
                 log.info("reconnected to %s after %.2f s", self.link.port,
                          time.monotonic() - t0)
                 return
+            except WrongDevice:
+                self.link.close()
+                raise
             except DeviceError as exc:
                 self.link.close()
                 if self.give_up_after_s is not None and \
@@ -278,6 +312,17 @@ class FrontEndClient:
                     raise LinkDown(f"{self.link.port}: gone for {self.give_up_after_s:g} s "
                                    f"({why}; last: {exc})") from None
                 delay = min(delay * 2, self.backoff_max_s)
+
+    def _check_same_device(self) -> None:
+        if self.device is None:
+            return
+        now = self.info()
+        if _identity(now) != _identity(self.device):
+            raise WrongDevice(f"{self.link.port}: after reconnecting, another device answers "
+                              f"(was {self.device.board_id} #{self.device.device_id} at "
+                              f"{self.device.sample_rate_hz} Hz, now {now.board_id} "
+                              f"#{now.device_id} at {now.sample_rate_hz} Hz): not streaming "
+                              "from it")
 
     def close(self) -> None:
         if self._streaming:

@@ -356,6 +356,10 @@ class SampleAssembler:
 
     next_index: int = 0
     """Host stream index of the next expected sample."""
+    max_gap: int = 1 << 20
+    """Largest jump of the device index taken as an exact loss while frames keep coming
+    (52 s at 20 kHz; after a reconnect, 64 times that). A larger one is no loss a working
+    device can cause: it is reported as a restart of unknown length, not as hours lost."""
     gaps: int = 0
     """Gap events emitted."""
     samples_lost: int = 0
@@ -374,8 +378,12 @@ class SampleAssembler:
         out: list[Samples | Gap] = []
         if self._device_next is not None:
             lost = (block.first_index - self._device_next) & 0xFFFFFFFF
+            limit = self.max_gap * (64 if self._restart_pending else 1)
             if lost >= 1 << 31:  # index went backwards: the device restarted counting
                 out.append(self._gap(None, "stream restart"))
+            elif lost > limit:
+                out.append(self._gap(None, f"implausible index jump of {lost} samples "
+                                           "(device reset?)"))
             elif lost:
                 reason = ("device overrun" if block.flags & Flag.OVERRUN
                           else self._restart_pending or "sequence gap")

@@ -79,6 +79,11 @@ class Faults:
     disconnect_frames: int = 50
     """How long the cable stays out, in frames of the device's time: the ADC keeps
     sampling, so this many frames are lost (a real-time device also waits that long)."""
+    mute_after_frames: int | None = None
+    """After this many SAMPLES frames the device goes on ACKing commands but sends no more
+    samples (a firmware hang)."""
+    noise: bool = False
+    """With ``mute_after_frames``: it sends random bytes instead (a broken UART)."""
     seed: int = 0
     """Seed of the fault generator (a run is reproducible)."""
 
@@ -214,7 +219,8 @@ class VirtualFrontEnd:
             if self._streaming:
                 if self.fast:
                     while len(self._out) < 65536 and self._streaming \
-                            and not self._cable_due():
+                            and not self._cable_due() \
+                            and not (self._muted() and not self.faults.noise):
                         self._emit_frame()
                 else:
                     due = int((time.monotonic() - self._t0) / period)
@@ -277,6 +283,12 @@ class VirtualFrontEnd:
 
     def _emit_frame(self) -> None:
         n = self.profile.samples_per_frame
+        if self._muted():  # the ADC runs on; nothing (or noise) leaves the device
+            self._index += n
+            self._frames_streamed += 1
+            if self.faults.noise:
+                self._out += self._rng.integers(0, 256, 412, dtype=np.uint8).tobytes()
+            return
         pos = self._index - self.source_origin
         if self.source.exhausted(pos):
             self._streaming = False
@@ -299,6 +311,10 @@ class VirtualFrontEnd:
         self.stats.frames_sent += 1
         self.stats.samples_sent += values.size
         self.stats.sent_until = first + values.size
+
+    def _muted(self) -> bool:
+        f = self.faults
+        return f.mute_after_frames is not None and self._frames_streamed >= f.mute_after_frames
 
     def _cable_due(self) -> bool:
         f = self.faults

@@ -215,3 +215,95 @@ def test_cli_errors_are_one_line():
     assert_one_line_error(run_nemg("frontend", "simulate", "--source", "/tmp/none.wav"),
                           "no such file")
     assert_one_line_error(run_nemg("frontend", "simulate", "--drop-rate", "2"), "drop-rate")
+
+
+# ---- failures that once printed nothing ----------------------------------------------------
+@pytest.mark.parametrize("noise", [False, True])
+def test_a_device_that_acks_start_then_goes_quiet_or_noisy_is_reported(noise):
+    faults = Faults(mute_after_frames=20, noise=noise)
+    with VirtualFrontEnd(FE1, ramp_source(), fast=True, faults=faults) as vfe, \
+            SerialLink(vfe.path) as link:
+        client = FrontEndClient(link, reconnect=False, stall_s=0.3)
+        client.start()
+        _, _, links = collect(client, 10**9, timeout_s=1.5)
+    stalls = [e for e in links if e.state == "stalled"]
+    assert stalls and "no samples for" in stalls[0].detail
+    if noise:
+        assert client.stats.bytes_skipped > 0 and "skipped as noise" in stalls[0].detail
+
+
+def test_frames_with_a_wrong_sample_count_are_counted_and_warned_about_rarely(caplog):
+    from firmware_host.protocol import SAMPLES_HEADER, FrameType, encode_frame
+
+    link = SerialLink("loop://", read_timeout=0.01)  # what we write comes back
+    link.open()
+    client = FrontEndClient(link, reconnect=False)
+    bad = SAMPLES_HEADER.pack(0, 0, 2, 200) + bytes(100)  # says 200 samples, holds 50
+    for seq in range(500):
+        link.write(encode_frame(FrameType.SAMPLES, seq, bad))
+        client._pump()
+    assert client.protocol_errors == 500
+    warnings = [r for r in caplog.records if "bad SAMPLES payload" in r.getMessage()]
+    assert 1 <= len(warnings) <= 4  # was one per frame (~450 a second from a real device)
+
+
+def test_an_implausible_index_jump_is_a_restart_not_a_day_of_lost_samples():
+    from firmware_host.protocol import Frame as F
+    from firmware_host.protocol import FrameType, SampleAssembler, encode_samples
+
+    a = SampleAssembler()
+    a.push(F(FrameType.SAMPLES, 0, encode_samples(0, np.zeros(200))))
+    out = a.push(F(FrameType.SAMPLES, 1, encode_samples(200 + (1 << 31) - 1, np.zeros(200))))
+    gap = next(e for e in out if isinstance(e, Gap))
+    assert gap.lost is None and "implausible" in gap.reason and a.samples_lost == 0
+    out = a.push(F(FrameType.SAMPLES, 2, encode_samples((1 << 31) + 399, np.zeros(200))))
+    assert not any(isinstance(e, Gap) for e in out)  # exact losses go on being exact
+    out = a.push(F(FrameType.SAMPLES, 3, encode_samples((1 << 31) + 1199, np.zeros(200))))
+    assert next(e for e in out if isinstance(e, Gap)).lost == 600
+
+
+def test_after_a_reconnect_another_device_is_refused(tmp_path):
+    import dataclasses
+
+    from firmware_host.link import WrongDevice
+
+    stable = tmp_path / "ttyNEMG"  # what udev would re-point
+    first = VirtualFrontEnd(FE1, ramp_source(), fast=True)
+    other = VirtualFrontEnd(dataclasses.replace(FE1, device_id=99), ramp_source(), fast=True)
+    first.start()
+    other.start()
+    try:
+        stable.symlink_to(first.path)
+        link = SerialLink(str(stable))
+        link.open()
+        client = FrontEndClient(link, backoff_initial_s=0.02, give_up_after_s=5)
+        client.start()
+        collect(client, 1000)
+        stable.unlink()
+        stable.symlink_to(other.path)
+        first.stop()  # unplugged; a different box is on the port now
+        with pytest.raises(WrongDevice, match=r"another device answers .*#99"):
+            collect(client, 10**9, timeout_s=5)
+    finally:
+        first.stop()
+        other.stop()
+
+
+def test_plain_mode_prints_a_pulled_cable(tmp_path):
+    import io
+
+    from edge.live import LiveSession, PlainView
+    from edge.pipeline import Pipeline
+    from edge.runtime import load_verified
+
+    out = io.StringIO()
+    faults = Faults(disconnect_after_frames=500, disconnect_frames=30)
+    with VirtualFrontEnd(FE1, open_source("scenario:exam", FE1, loop=False), fast=True,
+                         faults=faults, link_path=tmp_path / "ttyP") as vfe:
+        link = SerialLink(str(tmp_path / "ttyP"))
+        link.open()
+        client = FrontEndClient(link, backoff_initial_s=0.02)
+        session = LiveSession(Pipeline(load_verified()), client, FE1, view=PlainView(out))
+        session.run(until=lambda: vfe.finished.is_set() or client.reconnects > 0)
+    text = out.getvalue()
+    assert "LINK disconnected" in text and "LINK reconnected" in text

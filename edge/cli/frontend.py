@@ -51,10 +51,11 @@ def simulate(args: argparse.Namespace) -> int:
     profile = get_frontend(args.board)
     source = open_source(args.source, profile, loop=not args.once)
     frame_s = profile.samples_per_frame / profile.sample_rate_hz
-    faults = Faults(args.drop_rate, args.corrupt_rate,
-                    None if args.disconnect_after is None
+    faults = Faults(drop_rate=args.drop_rate, corrupt_rate=args.corrupt_rate,
+                    disconnect_after_frames=None if args.disconnect_after is None
                     else max(1, round(args.disconnect_after / frame_s)),
-                    max(1, round(args.reconnect_delay / frame_s)), args.seed)
+                    disconnect_frames=max(1, round(args.reconnect_delay / frame_s)),
+                    seed=args.seed)
     vfe = VirtualFrontEnd(profile, source, fast=args.fast, faults=faults, link_path=args.link,
                           on_event=lambda m: print(f"# {m}", file=sys.stderr, flush=True))
     stop = {"now": False}
