@@ -101,7 +101,7 @@ def run_demo(*, fast: bool = False, model: Path | None = None, plain: bool = Fal
     for r in rows:
         print(f"  {r['start_s']:5.1f}–{r['end_s']:5.1f} s {r['expected']:<20} "
               f"{r['heard']:<20} {r['windows']:>3}  {'✓' if r['ok'] else '✗'}", file=out)
-    print(f"{ok}/{len(rows)} segments named correctly · {summary['windows']} windows · "
+    print(f"{ok}/{len(rows)} segments named correctly · {summary['windows']} windows\n"
           f"gaps {summary['gaps']} · CRC errors {summary['crc_errors']} · decision latency "
           f"p50 {summary['decision_latency_ms_p50']:.1f} ms", file=out, flush=True)
     summary["segments"] = rows

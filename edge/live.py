@@ -88,7 +88,8 @@ class PlainView:
         """A link change, so a pipe or journal shows a pulled cable or a hung device."""
         print(f"          LINK {ev.state}: {ev.detail}", file=self.out, flush=True)
 
-    def update(self, state: SessionState, session: LiveSession) -> None:
+    def update(self, state: SessionState, session: LiveSession, *, force: bool = False
+               ) -> None:
         pass
 
     def close(self) -> None:
@@ -98,7 +99,7 @@ class PlainView:
 class TerminalView(PlainView):
     """A live screen for an 80×24 terminal, redrawn at most 5 times a second."""
 
-    WIDTH, BAR = 80, 30
+    WIDTH, HEIGHT, BAR = 80, 23, 30
 
     def __init__(self, out: TextIO = sys.stdout) -> None:
         super().__init__(out)
@@ -111,13 +112,15 @@ class TerminalView(PlainView):
     def link(self, ev: LinkEvent) -> None:
         pass  # shown in the link line
 
-    def update(self, state: SessionState, session: LiveSession) -> None:
+    def update(self, state: SessionState, session: LiveSession, *, force: bool = False
+               ) -> None:
         now = time.monotonic()
-        if now - self._last_draw < 0.2:
+        if now - self._last_draw < 0.2 and not force:
             return
         self._last_draw = now
-        lines = session.screen_lines(state, self.WIDTH, self.BAR)
-        self.out.write("\x1b[H" + "".join(f"{ln[:self.WIDTH]}\x1b[K\n" for ln in lines[:23]))
+        lines = session.screen_lines(state, self.WIDTH, self.BAR)[: self.HEIGHT]
+        lines += [""] * (self.HEIGHT - len(lines))  # a shorter screen clears what was below
+        self.out.write("\x1b[H" + "".join(f"{ln[:self.WIDTH]}\x1b[K\n" for ln in lines))
         self.out.flush()
 
     def close(self) -> None:
@@ -191,7 +194,7 @@ class LiveSession:
             self._emit(p.flush())
             summary = self.summary()
             self._to_log("end_session", summary)
-            self.view.update(self.state, self)
+            self.view.update(self.state, self, force=True)  # the final state, always
             self.view.close()
             self._write_capture()
             with contextlib.suppress(Exception):
@@ -306,12 +309,15 @@ class LiveSession:
             lines += ["  listening…", ""]
             probs = np.zeros(len(p.labels))
         else:
-            lab = s.last.smoothed_label
+            # One decision on screen: the label the event log is following, its smoothed
+            # confidence and the smoothed bars behind it (not the last raw window).
+            lab = p.current_label or s.last.smoothed_label
+            probs = s.last.smoothed_probabilities
+            conf = probs[p.labels.index(lab)] if lab in p.labels else probs.max()
             tag = "  PATHOLOGICAL" if lab in PATHOLOGICAL else ""
             lines += [f"  NOW: {lab.upper().replace('_', ' ')}{tag}",
                       f"  at {s.last.end_s:7.1f} s · window {s.last.index} · "
-                      f"confidence {s.last.confidence:.2f}"]
-            probs = s.last.probabilities
+                      f"confidence {conf:.2f}"]
         for lab, pr in zip(p.labels, probs, strict=True):
             n = round(pr * bar)
             lines.append(f"  {lab:<20} {'█' * n}{'·' * (bar - n)} {pr:4.2f}")
@@ -324,7 +330,7 @@ class LiveSession:
         lines.append(f"  link {s.link_note} · {rate / 1000:5.1f} kS/s · CRC err "
                      f"{c.stats.crc_errors} · gaps {p.gaps} ({p.samples_lost} lost) · "
                      f"{' '.join(flags) or 'ok'}")
-        if s.last is not None and s.last.smoothed_label == UNCERTAIN:
+        if s.last is not None and (p.current_label or s.last.smoothed_label) == UNCERTAIN:
             lines.append("  (uncertain: below the model's confidence threshold)")
         return lines
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,6 +30,10 @@ from edge.errors import ConfigError
 from edge.features import MelFrontEnd
 from edge.labels import PATHOLOGICAL, UNCERTAIN
 from edge.model import Classifier
+
+MIN_EVENT_WINDOWS = 3
+"""Windows a new smoothed label must hold before it becomes an event (1.5 s at a 0.5 s
+hop): the few windows that straddle a change of activity are not findings of their own."""
 
 MAX_CONCEALED_GAP_MS = 25.0
 """Longest loss that is zero-filled instead of closing the window (see the module doc)."""
@@ -55,6 +59,8 @@ class WindowResult:
     """Per class, in the bundle's label order."""
     smoothed_label: str
     """Label after posterior smoothing (what events follow)."""
+    smoothed_probabilities: np.ndarray
+    """The smoothed probabilities behind ``smoothed_label``."""
     latency_s: float = 0.0
     """From the push that delivered the window's last sample to this result."""
     concealed: int = 0
@@ -81,10 +87,25 @@ class Event:
 
 @dataclass
 class _OpenRun:
+    """A stretch of one smoothed label, growing window by window (bounded memory)."""
+
     label: str
     start_sample: int
     end_sample: int
-    confidences: list[float] = field(default_factory=list)
+    smooth_sum: np.ndarray
+    """Sum of the windows' smoothed probabilities."""
+    windows: int = 0
+
+    def add(self, smooth: np.ndarray, end: int) -> None:
+        self.smooth_sum = self.smooth_sum + smooth
+        self.windows += 1
+        self.end_sample = end
+
+    def absorb(self, other: _OpenRun) -> None:
+        """Take over a stretch too short to be an event of its own."""
+        self.smooth_sum = self.smooth_sum + other.smooth_sum
+        self.windows += other.windows
+        self.end_sample = other.end_sample
 
 
 class Pipeline:
@@ -109,6 +130,7 @@ class Pipeline:
                                else m.get("uncertain_threshold", 0.5))
         self.smoothing = int(smoothing_windows if smoothing_windows is not None
                              else m.get("smoothing_windows", 3))
+        self.min_event_windows = max(1, int(m.get("min_event_windows", MIN_EVENT_WINDOWS)))
         self.fs = self.mel.sample_rate_hz
         self.max_concealed = int(max_concealed_gap_ms * self.fs / 1000)
         """Longest loss in samples that is concealed rather than closing the window."""
@@ -121,6 +143,8 @@ class Pipeline:
         self._next_window = 0  # frame (in segment) where the next window starts
         self._recent: deque[np.ndarray] = deque(maxlen=max(1, self.smoothing))
         self._run: _OpenRun | None = None
+        self._candidate: _OpenRun | None = None  # a new label not yet held long enough
+        self._last_label: str | None = None
         self.windows_done = 0
         self.samples_in = 0
         self.gaps = 0
@@ -239,32 +263,64 @@ class Pipeline:
             spans.popleft()
         concealed = sum(max(0, min(b, end) - max(a, start)) for a, b in spans)
         res = WindowResult(self.windows_done, start, end, start / self.fs, end / self.fs,
-                           label, conf, probs, smoothed, time.perf_counter() - t_in,
+                           label, conf, probs, smoothed, smooth, time.perf_counter() - t_in,
                            concealed)
         self.windows_done += 1
-        # Events are runs of one smoothed label. A change is placed mid-window: the
-        # window that first shows the new label holds it in roughly its second half.
-        if self._run is None:
-            self._run = _OpenRun(smoothed, start, end)
-        elif smoothed != self._run.label:
-            events += self._close_run(until=start + (end - start) // 2)
-            self._run = _OpenRun(smoothed, start + (end - start) // 2, end)
-        self._run.end_sample = end
-        self._run.confidences.append(float(smooth[s_top]))
+        self._follow(smoothed, smooth, start, end, events)
         return res
 
+    def _follow(self, label: str, smooth: np.ndarray, start: int, end: int,
+                events: list[Event]) -> None:
+        """Events are runs of one smoothed label. A new label is a candidate until it has
+        held for ``min_event_windows``; one that does not is taken into the current run.
+        A change is placed mid-window: the window that first shows the new label holds
+        it in roughly its second half."""
+        run, cand = self._run, self._candidate
+        zero = np.zeros_like(smooth)
+        if run is None:
+            self._run = run = _OpenRun(label, start, end, zero)
+            target = run
+        elif label == run.label:
+            if cand is not None:
+                run.absorb(cand)
+                self._candidate = None
+            target = run
+        else:
+            if cand is not None and cand.label != label:
+                run.absorb(cand)
+                cand = None
+            if cand is None:
+                self._candidate = cand = _OpenRun(label, start + (end - start) // 2, end, zero)
+            target = cand
+        target.add(smooth, end)
+        if cand is not None and cand.windows >= self.min_event_windows:
+            events += self._close_run(until=cand.start_sample)
+            self._run, self._candidate = cand, None
+
     def _close_run(self, until: int | None = None) -> list[Event]:
+        """The open run as an event: up to ``until`` (a promoted candidate takes over
+        there), or to its end, a pending candidate taken in."""
         r = self._run
         self._run = None
         if r is None:
             return []
+        if until is None and self._candidate is not None:
+            r.absorb(self._candidate)
+        if until is None:
+            self._candidate = None
         end = r.end_sample if until is None else until
+        self._last_label = r.label
+        mean = r.smooth_sum / r.windows
+        conf = float(mean[self.labels.index(r.label)] if r.label in self.labels
+                     else mean.max())
         return [Event("label", r.label, r.start_sample, end, r.start_sample / self.fs,
-                      end / self.fs, float(np.mean(r.confidences)), len(r.confidences))]
+                      end / self.fs, conf, r.windows)]
 
     @property
     def current_label(self) -> str | None:
-        return self._run.label if self._run else None
+        """The label the events follow: the open run's, or once the stream has ended (or a
+        gap closed it), the last event's. What a screen shows as the finding."""
+        return self._run.label if self._run else self._last_label
 
 
 def summarize(windows: list[WindowResult], min_share: float = 0.2) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -339,3 +340,52 @@ def test_classify_streams_a_long_file_in_bounded_memory():
 
     # 20 minutes (48 MB): the whole-file path peaked at ~12× the file (≈ 580 MB here)
     assert peak_rss_classify(20 / 60) < 150
+
+
+def test_the_screen_shows_one_decision_and_clears_what_it_no_longer_shows(bundle, exam_wav):
+    import io
+    import re
+
+    from edge.live import TerminalView
+
+    path, _ = exam_wav
+    out = io.StringIO()
+    src = open_source(str(path), FE1, loop=False)
+    with VirtualFrontEnd(FE1, src, fast=True) as vfe:
+        link = SerialLink(vfe.path)
+        link.open()
+        session = LiveSession(Pipeline(bundle), FrontEndClient(link, reconnect=False), FE1,
+                              view=TerminalView(out))
+        session.run(until=lambda: vfe.finished.is_set() and session.state.samples >= len(src))
+    frames = out.getvalue().split("\x1b[H")[1:]
+    assert frames and all(f.count("\x1b[K\n") == TerminalView.HEIGHT for f in frames)
+    last = frames[-1].replace("\x1b[K", "")
+    now = re.search(r"NOW: ([A-Z ]+?)(  PATHOLOGICAL)?\n.*confidence (\d\.\d\d)", last)
+    label = now.group(1).lower().replace(" ", "_")
+    logged = [e.label for e in session.state.events if e.kind == "label"]
+    assert label == session.pipeline.current_label == logged[-1]  # what the log follows
+    bar = re.search(rf"^  {label} +[█·]+ (\d\.\d\d)$", last, re.M)
+    assert bar.group(1) == now.group(3)  # its bar is the confidence shown, not a raw window
+    bars = [float(v) for v in re.findall(r"^  [a-z_]+ +[█·]+ (\d\.\d\d)$", last, re.M)]
+    assert max(bars) == float(now.group(3))
+    assert "(uncertain" not in last
+
+
+@pytest.mark.parametrize("labels,events", [
+    ("AAAAAA" "BB" "CCCCCC", ["A", "C"]),  # two straddling windows are no finding
+    ("AAAAAA" "BBB" "AAAA", ["A", "B", "A"]),  # three are
+    ("AAAA" "B" "A" "BB", ["A"]),  # a change that does not hold stays in the run
+])
+def test_a_label_must_hold_before_it_becomes_an_event(bundle, labels, events):
+    p = Pipeline(bundle)
+    assert p.min_event_windows == 3
+    out: list = []
+    one = np.eye(len(p.labels))
+    names = {"A": "silence", "B": "fasciculation", "C": "artifact"}
+    for i, c in enumerate(labels):
+        lab = names[c]
+        p._follow(lab, one[p.labels.index(lab)], i * 10_000, i * 10_000 + 40_000, out)
+    out += p.flush()
+    assert [e.label for e in out] == [names[c] for c in events]
+    assert sum(e.windows for e in out) == len(labels)  # every window in exactly one event
+    assert all(a.end_sample == b.start_sample for a, b in itertools.pairwise(out))
