@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -130,7 +128,8 @@ def _synth_one(job) -> tuple[list[tuple], dict]:
                        uv_per_lsb, patient_overrides, mixture_share)
     name = f"{label}_{i:04d}.wav"
     write_wav(wav_dir / name, pcm, sample_rate_hz, uv_per_lsb)
-    rows = [(f"wav/{name}", round(a, 4), round(b, 4), lab) for a, b, lab in s.spans]
+    rows = [(f"wav/{name}", round(a, 4), round(b, 4), lab) for a, b, lab in s.spans
+            if round(b, 4) > round(a, 4)]  # an empty span labels nothing
     entry = {"file": f"wav/{name}", "label": label, "index": i,
              "events": len(s.events), "clipped": int((np.abs(pcm) >= 32767).sum()),
              "patient": patient_dict(s.patient)}
@@ -185,15 +184,3 @@ def read_corpus(root: Path) -> list[CorpusItem]:
             label = max(dur, key=dur.get)
         items.append(CorpusItem(path, label, tuple(sorted(sp)), k, mixture, snr))
     return items
-
-
-def print_progress(done: int, total: int, t0: list[float] = [0.0]) -> None:  # noqa: B006
-    now = time.monotonic()
-    if done == 1:
-        t0[0] = now
-    if done == total or done % max(1, total // 20) == 0:
-        eta = (now - t0[0]) / max(done - 1, 1) * (total - done)
-        print(f"\r  {done}/{total} recordings, ~{eta:.0f} s left   ", end="", file=sys.stderr,
-              flush=True)
-        if done == total:
-            print(file=sys.stderr)

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import convert  # noqa: F401
-from convert.corpus import print_progress, read_corpus, synth_corpus
+from convert.corpus import read_corpus, synth_corpus
 from convert.synth import PARAMS
 from convert.train import TrainConfig, log, train
+from edge.console import Progress
 from edge.errors import InputError
 from edge.features import MelConfig
 from edge.windows import WindowConfig
@@ -231,8 +232,8 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
         if d.exists():
             shutil.rmtree(d)
         log(f"[corpus] {n} × 12 recordings, seed {s} -> {d}")
-        synth_corpus(d, n, s, duration_s=dur, progress=print_progress, mixture_share=share,
-                     workers=WORKERS)
+        synth_corpus(d, n, s, duration_s=dur, mixture_share=share, workers=WORKERS,
+                     progress=Progress("synthesising", unit=" recordings").update)
     log(f"[train] {arch}, up to {epochs} epochs")
     ckpt_dir = out / "checkpoint"
     res = train(train_dir, ckpt_dir, TrainConfig(arch=arch, epochs=epochs, seed=seed,
@@ -340,12 +341,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--docs", type=Path, default=ROOT / "docs",
                     help="where the model card goes (default: the repository's docs/)")
     a = ap.parse_args(argv)
-    s = make_default_model(a.out, per_class=a.per_class, test_per_class=a.test_per_class,
-                           epochs=a.epochs, qat_epochs=a.qat_epochs, duration_s=a.duration,
-                           arch=a.arch, version=a.version, bundle=a.bundle, key=a.key,
-                           width=a.width, pool=a.pool, docs=a.docs,
-                           train_mixture_share=a.train_mixture_share,
-                           fresh_share=a.fresh_share)
+    from edge.console import filtered_stderr
+
+    with filtered_stderr():  # TensorFlow's native start-up lines are not progress
+        s = make_default_model(a.out, per_class=a.per_class, test_per_class=a.test_per_class,
+                               epochs=a.epochs, qat_epochs=a.qat_epochs, duration_s=a.duration,
+                               arch=a.arch, version=a.version, bundle=a.bundle, key=a.key,
+                               width=a.width, pool=a.pool, docs=a.docs,
+                               train_mixture_share=a.train_mixture_share,
+                               fresh_share=a.fresh_share)
     print(json.dumps(s))
     return 0
 

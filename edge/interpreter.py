@@ -94,17 +94,15 @@ if RUNTIME is not None:
     log.info("TFLite runtime: %s %s (%s)", RUNTIME.name, RUNTIME.version, RUNTIME.module)
 
 
-#: What the runtimes print to stderr, from C++, when an interpreter is built: informational,
-#: and it would be the first line before any ``nemg: error:`` a user reads.
-_STARTUP_NOISE = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
-
-
 def create_interpreter(runtime: Runtime, **kwargs: Any) -> Any:
     """``runtime.interpreter_class(**kwargs)`` with tensors allocated, its start-up line
-    kept off stderr (the C++ logger writes to file descriptor 2 directly, so it is caught
-    there); anything else it prints is passed on."""
+    (``Created TensorFlow Lite XNNPACK delegate``, which would be the first line before any
+    ``nemg: error:``) kept off stderr: the C++ logger writes to file descriptor 2 directly,
+    so it is caught there; anything else it prints is passed on."""
     import sys
     import tempfile
+
+    from edge.console import is_noise
 
     with tempfile.TemporaryFile() as caught:
         sys.stderr.flush()
@@ -118,7 +116,7 @@ def create_interpreter(runtime: Runtime, **kwargs: Any) -> Any:
             os.close(saved)
             caught.seek(0)
             rest = [ln for ln in caught.read(1 << 16).splitlines(keepends=True)
-                    if ln.strip() not in _STARTUP_NOISE]
+                    if not is_noise(ln)]
             if rest:
                 os.write(2, b"".join(rest))
     return interpreter

@@ -29,7 +29,6 @@ import json
 import os
 import select
 import struct
-import sys
 import time
 import tty
 from collections.abc import Callable
@@ -293,16 +292,3 @@ class FlashClient:
         if not res.get("ok"):
             raise DeviceError(f"box refused: {res.get('message')}")
         return res
-
-
-def progress_bar(done: int, total: int, t0: list[float] = [0.0]) -> None:  # noqa: B006
-    now = time.monotonic()
-    if not t0[0] or done <= CHUNK:
-        t0[0] = now
-    frac = done / total if total else 1.0
-    rate = done / max(now - t0[0], 1e-6) / 1000
-    bar = "#" * int(frac * 30)
-    print(f"\r  [{bar:<30}] {frac * 100:5.1f} %  {rate:7.1f} kB/s", end="", file=sys.stderr,
-          flush=True)
-    if done >= total:
-        print(file=sys.stderr)

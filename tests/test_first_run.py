@@ -61,3 +61,39 @@ def test_runtime_start_up_chatter_stays_off_stderr(tmp_path):
     proc = run_nemg("classify", str(tmp_path / "missing.wav"))
     assert proc.stderr.splitlines()[0].startswith("nemg: error:"), proc.stderr
     assert "XNNPACK" not in proc.stderr
+
+
+FILTER_CHILD = r"""
+import os, subprocess, sys
+from edge.console import filtered_stderr
+with filtered_stderr():
+    os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are "
+                b"written to STDERR\n")
+    os.write(2, b"I0000 00:00:1796152861.236539    9444 port.cc:153] oneDNN custom "
+                b"operations are on.\n")
+    print("nemg: warning: a real line", file=sys.stderr, flush=True)
+    subprocess.run([sys.executable, "-c", "import os; os.write(2, b'I0000 00:00:17.5  12 "
+                    "cudart_stub.cc:31] Could not find cuda drivers\\nchild says hi\\n')"])
+    os.write(2, b"\r  50 %")
+print("after", file=sys.stderr)
+"""
+
+
+def test_native_chatter_is_filtered_and_everything_else_passes_in_order():
+    proc = subprocess.run([sys.executable, "-c", FILTER_CHILD], capture_output=True,
+                          timeout=60, cwd=ROOT)
+    assert proc.stderr == b"nemg: warning: a real line\nchild says hi\n\r  50 %after\n"
+
+
+def test_progress_in_a_pipe_is_whole_lines_without_carriage_returns():
+    import io
+
+    from edge.console import Progress
+
+    out = io.StringIO()  # not a terminal
+    p = Progress("synthesising", unit=" recordings", stream=out)
+    for done in range(1, 101):
+        p.update(done, 100)
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue() and 10 <= len(lines) <= 11
+    assert lines[-1].startswith("  synthesising: 100/100 recordings (100 %)")

@@ -324,3 +324,15 @@ def test_synth_and_show_cli(tmp_path):
     png = tmp_path / "f.png"
     run_nemg("data", "show", str(wav), "-o", str(png), check=True)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_labels_csv_has_no_empty_spans(tmp_path):
+    # seed 11's first fasciculation opens with 21 µs of silence: once a "0.0,0.0" row
+    import csv
+
+    from convert.importers import load_labels
+
+    synth_corpus(tmp_path, 1, seed=11, duration_s=6.0, labels=("fasciculation",))
+    rows = list(csv.DictReader((tmp_path / "labels.csv").open()))
+    assert rows and all(float(r["end_s"]) > float(r["start_s"]) for r in rows)
+    assert len(load_labels(tmp_path / "labels.csv")) == len(rows)  # the strict reader agrees

@@ -312,3 +312,6 @@ def test_model_benchmark_runs():
                     timeout=300)
     obj = json.loads(proc.stdout.strip().splitlines()[-1])
     assert obj["size_bytes"] <= 100_000 and obj["invoke_ms_median"] > 0
+    chatter = [ln for ln in proc.stderr.splitlines()
+               if any(w in ln for w in ("absl", "oneDNN", "cuda", "XNNPACK"))]
+    assert not chatter, chatter  # TensorFlow's native start-up lines stay off stderr

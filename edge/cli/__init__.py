@@ -11,6 +11,7 @@ Errors a user can act on (:class:`edge.errors.NemgError`) print one line and exi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edge import __version__
+from edge.console import filtered_stderr
 from edge.errors import MissingExtraError, NemgError
 
 
@@ -38,6 +40,9 @@ class Command:
     extra: str = "edge"
     """The pyproject extra the command needs (named in the error if it is missing)."""
 
+    native_chatter: bool = False
+    """It loads TensorFlow, whose C++ start-up lines are filtered off stderr."""
+
 
 COMMANDS: tuple[Command, ...] = (
     Command("demo", "classify a scripted examination from a virtual front end, live",
@@ -55,11 +60,11 @@ COMMANDS: tuple[Command, ...] = (
     Command("data", "synthesise, inspect and show labelled recordings", "edge.cli.data",
             "convert"),
     Command("train", "train or fine-tune a classifier on a corpus", "edge.cli.train",
-            "convert"),
+            "convert", native_chatter=True),
     Command("quantize", "checkpoint -> full-int8 TFLite (PTQ or QAT)", "edge.cli.quantize",
-            "convert"),
+            "convert", native_chatter=True),
     Command("evaluate", "evaluation report of a model on held-out data", "edge.cli.evaluate",
-            "convert"),
+            "convert", native_chatter=True),
     Command("keys", "generate signing keys", "edge.cli.keys", "convert"),
     Command("bundle", "pack, verify or inspect a signed model bundle", "edge.cli.bundle"),
     Command("model", "the on-box model store: status, history, confirm, rollback",
@@ -67,7 +72,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("flash", "install a signed bundle locally or over serial", "edge.cli.flash"),
     Command("flash-server", "receive bundles over serial (box maintenance mode)",
             "edge.cli.flash_server"),
-    Command("bench", "run benchmarks and print JSON", "edge.cli.bench"),
+    Command("bench", "run benchmarks and print JSON", "edge.cli.bench",
+            native_chatter=True),
 )
 
 # Third-party top-level modules that belong to an extra, for a clear "install X" error.
@@ -147,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(levelname)s %(name)s: %(message)s",
         )
         try:
-            return int(module.run(args) or 0)
+            with filtered_stderr() if cmd.native_chatter else contextlib.nullcontext():
+                return int(module.run(args) or 0)
         except ModuleNotFoundError as exc:  # a lazily imported dependency of an extra
             missing = _missing_extra(exc, f"'nemg {cmd.name}'")
             if missing is None:

@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from edge.errors import ConfigError
 
     if args.action == "synth":
-        from convert.corpus import print_progress, synth_corpus
+        from convert.corpus import synth_corpus
+        from edge.console import Progress
         from edge.labels import LABELS
 
         labels = tuple(x.strip() for x in args.labels.split(",")) if args.labels else LABELS
@@ -44,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"synthesising {args.per_class} × {len(labels)} recordings into {args.out}",
               file=sys.stderr)
         m = synth_corpus(args.out, args.per_class, args.seed, sample_rate_hz=args.sample_rate,
-                         duration_s=args.duration, labels=labels, progress=print_progress,
-                         workers=args.workers)
+                         duration_s=args.duration, labels=labels, workers=args.workers,
+                         progress=Progress("synthesising", unit=" recordings").update)
         print(json.dumps({"out": str(args.out), "files": len(m["files"]), "seed": args.seed}))
         return 0
     if args.action == "show":

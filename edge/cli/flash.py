@@ -32,11 +32,13 @@ def run(args: argparse.Namespace) -> int:
                                             source=args.bundle.name)
         print(json.dumps({"ok": True, **asdict(st)}))
         return 0
+    from edge.console import Progress
     from firmware_host.link import SerialLink
-    from firmware_host.transfer import FlashClient, progress_bar
+    from firmware_host.transfer import FlashClient
 
     with SerialLink(args.port, read_timeout=0.02) as link:
-        res = FlashClient(link, timeout_s=args.timeout, progress=progress_bar).send(
+        res = FlashClient(link, timeout_s=args.timeout,
+                          progress=Progress("sending", unit=" bytes").update).send(
             data, args.bundle.name, allow_downgrade=args.allow_downgrade)
     print(json.dumps(res))
     return 0
