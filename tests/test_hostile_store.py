@@ -240,3 +240,32 @@ def test_staging_never_grows_past_the_declared_size(tmp_path):
     with pytest.raises(NemgError, match="past the declared"):
         server._handle(XFER_CHUNK, OFFSET.pack(6) + b"x" * 5)
     assert (s.root / "staging" / f"{digest}.part").stat().st_size == 6
+
+
+def _flash_with_a_full_disk(bundle, store, limit: int) -> subprocess.CompletedProcess:
+    """``nemg flash`` where no file may grow past ``limit`` bytes (a full disk's EFBIG;
+    root ignores permissions, so a read-only store is simulated the same way)."""
+    import signal
+
+    def full_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run([sys.executable, "-m", "edge.cli", "flash", str(bundle), "--store",
+                           str(store)], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          preexec_fn=full_disk)
+
+
+def test_a_full_disk_during_flash_leaves_no_partial_file(store_with_model, bundles):
+    s = store_with_model
+    proc = _flash_with_a_full_disk(bundles["1.1.0"], s.root, 100_000)  # a bundle is 400 kB
+    assert_one_line_error(proc, "cannot be written")
+    assert not list(s.root.rglob("*.tmp"))  # nothing left to keep the disk full
+    st = ModelStore(s.root).status()
+    assert (st.active, st.active_version, st.trial) == ("a", "1.0.0", False)
+
+
+def test_a_store_that_cannot_be_written_still_gives_the_real_refusal(store_with_model,
+                                                                     bundles):
+    proc = _flash_with_a_full_disk(bundles["unknown-key"], store_with_model.root, 0)
+    assert_one_line_error(proc, "unknown key")

@@ -192,7 +192,7 @@ def test_classify_json_schema_and_bad_files(bundle, exam_wav, tmp_path):
     r = results[0]
     assert set(r) == {"file", "sample_rate_hz", "duration_s", "model", "input", "windows",
                       "summary"}
-    assert r["input"] == {"sample_rate_hz": 20_000.0, "scale": "recorded"}
+    assert r["input"] == {"sample_rate_hz": 20_000.0, "band_hz": 10_000.0, "scale": "recorded"}
     assert set(r["model"]) == {"name", "version", "sha256"}
     assert set(r["summary"]) == {"label", "confidence", "pathological"}
     w = r["windows"][0]
@@ -389,3 +389,14 @@ def test_a_label_must_hold_before_it_becomes_an_event(bundle, labels, events):
     assert [e.label for e in out] == [names[c] for c in events]
     assert sum(e.windows for e in out) == len(labels)  # every window in exactly one event
     assert all(a.end_sample == b.start_sample for a, b in itertools.pairwise(out))
+
+
+def test_a_4khz_archive_is_classified_with_a_note_on_its_narrower_band(tmp_path):
+    rng = np.random.default_rng(2)
+    p = tmp_path / "archive-4k.wav"  # a real archive's rate (PhysioNet emgdb is 4 kHz)
+    write_wav(p, rng.normal(0, 100, 4_000 * 5).astype(np.int16), 4_000, 0.5)
+    proc = run_nemg("classify", "--json", str(p), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["input"]["sample_rate_hz"] == 4_000 and r["input"]["band_hz"] == 2_000
+    assert "nothing above 2000 Hz" in proc.stderr and len(r["windows"]) == 7

@@ -44,7 +44,8 @@ class SampleStream:
     total: int
     """Samples at the model's rate."""
     input: dict[str, Any]
-    """What was read: the file's own rate, and which µV scale was used and how."""
+    """What was read: the file's own rate, the band it can hold (half that rate, at most
+    half the model's), and which µV scale was used and how."""
     blocks: Callable[[], Iterator[np.ndarray]]
 
 
@@ -90,15 +91,20 @@ def open_samples(path: Path, fs: int, uv_per_lsb: float, channel=None,
                         uv = uv * factor
                     yield _to_int16(uv, uv_per_lsb)
 
-            return SampleStream(info.frames, {"sample_rate_hz": float(fs), **report},
-                                wav_blocks)
+            return SampleStream(info.frames, {"sample_rate_hz": float(fs), "band_hz": fs / 2,
+                                              **report}, wav_blocks)
     rec = _load_recording(path, channel)
+    if rec.sample_rate_hz < fs:
+        print(f"nemg: note: {path}: recorded at {rec.sample_rate_hz:g} Hz, so it holds nothing "
+              f"above {rec.sample_rate_hz / 2:g} Hz; the model was trained on {fs} Hz "
+              "recordings (a narrower band than it knows)", file=sys.stderr, flush=True)
     report, _ = _scale_used(path, rec.scale_known, rec.assumed_unit_uv, scale_uv)
     if scale_uv is not None:
         rec = rec.with_unit_uv(scale_uv)
     x = rec.resampled(fs).to_int16(uv_per_lsb)
     step = BLOCK_S * fs
-    return SampleStream(x.size, {"sample_rate_hz": rec.sample_rate_hz, **report},
+    return SampleStream(x.size, {"sample_rate_hz": rec.sample_rate_hz,
+                                 "band_hz": min(rec.sample_rate_hz, fs) / 2, **report},
                         lambda: (x[i : i + step] for i in range(0, x.size, step)))
 
 
