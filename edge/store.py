@@ -162,7 +162,14 @@ class ModelStore:
                 if self.root.exists() else f"no model store at {self.root}"
             raise ConfigError(f"{what}: create one with 'nemg model init --store {self.root} "
                               "--trust KEY.pub'")
-        return json.loads(p.read_text())
+        try:
+            cfg = json.loads(p.read_text())
+        except (ValueError, UnicodeDecodeError):
+            cfg = None
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("board"), str):
+            raise IntegrityError(f"{p} is damaged: run 'nemg model init --store {self.root} "
+                                 "--board BOARD' again (the slots are kept)")
+        return cfg
 
     def trusted(self) -> TrustStore:
         return TrustStore.from_dir(self.root / "trusted-keys")
@@ -196,6 +203,8 @@ class ModelStore:
                       "trial_boots": 0}
             elif action == "release" and h.get("slot") == st["previous"]:
                 st["previous"] = None
+            elif action == "recovered" and _invalid_state(h.get("state")) is None:
+                st = {**self._empty_state(), **h["state"]}
         if st["previous"] not in SLOTS or st["previous"] == st["active"]:
             st["previous"] = None
         for key in ("active", "previous"):

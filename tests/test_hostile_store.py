@@ -269,3 +269,9 @@ def test_a_store_that_cannot_be_written_still_gives_the_real_refusal(store_with_
                                                                      bundles):
     proc = _flash_with_a_full_disk(bundles["unknown-key"], store_with_model.root, 0)
     assert_one_line_error(proc, "unknown key")
+
+
+def test_a_damaged_config_is_one_line_saying_how_to_mend_it(store_with_model):
+    (store_with_model.root / "config.json").write_text("{not json")
+    proc = run_nemg("model", "status", "--store", str(store_with_model.root))
+    assert_one_line_error(proc, "config.json is damaged", "nemg model init")
