@@ -159,6 +159,40 @@ def _row_ok(r: list[str], i: int) -> bool:
         return False
 
 
+def load_two_columns(path: Path, unit: str) -> Recording:
+    """A headerless text file of ``time_s value`` lines in ``unit`` (PhysioNet's emgdb
+    examples: mV at 4 kHz). Lines that are not two numbers (emgdb has two garbled ones, and
+    comments) are skipped; the rate is the median time step."""
+    from edge.fileio import check_regular
+
+    check_regular(path)
+    scale = unit_to_uv(path, unit)
+    t, x = [], []
+    try:
+        with path.open(encoding="ascii", errors="replace") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) != 2:
+                    continue
+                try:
+                    a, b = float(parts[0]), float(parts[1])
+                except ValueError:
+                    continue
+                t.append(a)
+                x.append(b)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(t) < 3:
+        raise InputError(f"{path}: fewer than three 'time value' lines")
+    dt = np.diff(np.asarray(t))
+    if (dt <= 0).any():
+        raise InputError(f"{path}: time column is not increasing")
+    rate = 1.0 / float(np.median(dt))
+    samples = np.asarray(x, dtype=np.float64) * scale
+    check_samples(path, samples, rate)
+    return Recording(samples, rate, unit, True, "1", str(path))
+
+
 # ---- labels ---------------------------------------------------------------------------------
 def load_labels(path: Path, recording: str | None = None) -> list[tuple[float, float, str]]:
     """A label sidecar: ``start_s,end_s,label`` (optionally a leading ``file`` column, in

@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, str] = {
     "wire": "firmware_host.wire_bench:run",
     "pipeline": "edge.pipeline_bench:run",
     "model": "convert.model_bench:run",
+    "real": "convert.real_bench:run",
 }
 
 

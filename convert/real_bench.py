@@ -1,0 +1,101 @@
+"""``nemg bench real``: the shipped model on real needle recordings it was never tuned to.
+
+The recordings in ``../shared/data/real/`` (see its README) are all **voluntary**
+contractions: the honest label of every window is ``motor_unit`` and none is pathological.
+Reported per file and overall: the share of windows called ``motor_unit``, called any
+pathological class, and the file's finding; then the same at lower levels
+(:data:`LEVELS_DB`): a clinic's voluntary MUAPs at low force can be 100–600 µV, a quarter of
+these recordings' (the files' peaks are 0.8–7 mV). The EMGlab recording R00108 may not be
+committed; it is read where it lies, and a file that is absent is reported as skipped.
+``NEMG_REAL_DATA`` points elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from edge.bench import BenchOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: file -> (how to read it, what it is)
+RECORDINGS: dict[str, tuple[str, str]] = {
+    "emg_healthy.txt": ("mV", "emgdb tibialis anterior, healthy, concentric, 4 kHz"),
+    "emg_myopathy.txt": ("mV", "emgdb tibialis anterior, myopathy, concentric, 4 kHz"),
+    "emg_neuropathy.txt": ("mV", "emgdb tibialis anterior, neuropathy, concentric, 4 kHz"),
+    "R00108.hea": ("wfdb", "EMGlab biceps, normal, 10 % MVC, monopolar, 10 kHz"),
+}
+
+
+LEVELS_DB = (0, -6, -12)
+"""Gains the recordings are also classified at (0 dB: their recorded µV)."""
+
+
+def real_data_dir() -> Path:
+    env = os.environ.get("NEMG_REAL_DATA")
+    return Path(env) if env else ROOT.parent / "shared" / "data" / "real"
+
+
+def load_real(path: Path, how: str):
+    from convert.importers import load_recording, load_two_columns
+
+    return load_recording(path) if how == "wfdb" else load_two_columns(path, how)
+
+
+def classify_recording(rec, bundle) -> dict[str, Any]:
+    """Window labels of a recording through the box's pipeline at the model's rate."""
+    from edge.labels import PATHOLOGICAL
+    from edge.pipeline import Pipeline, summarize
+
+    pipe = Pipeline(bundle)
+    x = rec.resampled(pipe.fs).to_int16(pipe.mel.uv_per_lsb)
+    windows = pipe.push(x, 0)[0]
+    labels = Counter(w.label for w in windows)
+    n = max(1, len(windows))
+    return {"windows": len(windows), "motor_unit_share": labels["motor_unit"] / n,
+            "pathological_share": sum(v for k, v in labels.items() if k in PATHOLOGICAL) / n,
+            "labels": dict(labels.most_common()), "finding": summarize(windows)["label"]}
+
+
+def run(opts: BenchOptions) -> dict[str, Any]:
+    from dataclasses import replace
+
+    from edge.runtime import load_verified
+
+    bundle = load_verified()
+    root = real_data_dir()
+    files: dict[str, Any] = {}
+    totals = {db: Counter() for db in LEVELS_DB}
+    for name, (how, what) in RECORDINGS.items():
+        path = root / name
+        if not path.exists():
+            files[name] = {"skipped": f"not found in {root}"}
+            continue
+        rec = load_real(path, how)
+        if opts.quick:
+            rec = replace(rec, samples_uv=rec.samples_uv[: int(5 * rec.sample_rate_hz)])
+        files[name] = {"what": what, "sample_rate_hz": rec.sample_rate_hz,
+                       "duration_s": rec.duration_s}
+        for db in LEVELS_DB:
+            r = classify_recording(replace(rec, samples_uv=rec.samples_uv * 10 ** (db / 20)),
+                                   bundle)
+            files[name][f"{db:+d}_db" if db else "recorded"] = r
+            t = totals[db]
+            t["windows"] += r["windows"]
+            t["motor_unit"] += round(r["motor_unit_share"] * r["windows"])
+            t["pathological"] += round(r["pathological_share"] * r["windows"])
+            t["files_motor_unit"] += r["finding"] == "motor_unit"
+            t["files"] += 1
+    out: dict[str, Any] = {"model": f"{bundle.name} {bundle.version}",
+                           "files_read": totals[0]["files"]}
+    for db, t in totals.items():
+        key = "" if db == 0 else f"_at_{db:+d}_db"
+        n = max(1, t["windows"])
+        out[f"files_called_motor_unit{key}"] = t["files_motor_unit"]
+        out[f"motor_unit_window_share{key}"] = t["motor_unit"] / n
+        out[f"pathological_window_share{key}"] = t["pathological"] / n
+    out["files"] = files
+    return out

@@ -1,0 +1,42 @@
+"""Real needle recordings: importing them, and the standing benchmark on them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from conftest import ROOT, run_nemg
+
+from convert.importers import load_two_columns
+from convert.real_bench import classify_recording
+from edge.labels import LABELS, UNCERTAIN
+from edge.runtime import load_verified
+
+EXCERPT = ROOT / "tests" / "data" / "emgdb_healthy_3s.txt"
+
+
+def test_an_emgdb_text_file_is_read_at_its_rate_and_scale_skipping_garbled_lines():
+    rec = load_two_columns(EXCERPT, "mV")
+    lines = [ln.split() for ln in EXCERPT.read_text(errors="replace").splitlines()
+             if not ln.startswith("#")]
+    good = [p for p in lines if len(p) == 2 and p[1].lstrip("-").replace(".", "").isdigit()]
+    assert len(good) == len(lines) - 1  # the original's garbled line at 0.16 s
+    assert rec.samples_uv.size == len(good) and abs(rec.sample_rate_hz - 4000) < 1e-6
+    np.testing.assert_allclose(rec.samples_uv[:3], [float(p[1]) * 1000 for p in good[:3]])
+    assert 100 < np.abs(rec.samples_uv).max() < 5000  # µV of a voluntary MUAP
+
+
+def test_the_box_pipeline_classifies_a_real_excerpt():
+    r = classify_recording(load_two_columns(EXCERPT, "mV"), load_verified())
+    assert r["windows"] == 3 and set(r["labels"]) <= {*LABELS, UNCERTAIN}
+    assert abs(sum(r["labels"].values()) - r["windows"]) == 0
+
+
+def test_the_real_recordings_benchmark_reports_every_file_and_level():
+    proc = run_nemg("bench", "real", "--quick", "--json", check=True, timeout=300)
+    out = json.loads(proc.stdout)
+    assert set(out["files"]) == {"emg_healthy.txt", "emg_myopathy.txt", "emg_neuropathy.txt",
+                                 "R00108.hea"}
+    for f in out["files"].values():  # read, or skipped cleanly where shared/ is absent
+        assert "skipped" in f or {"recorded", "-6_db", "-12_db"} <= set(f)
+    assert 0 <= out["pathological_window_share_at_-12_db"] <= 1
