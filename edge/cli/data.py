@@ -19,6 +19,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--labels", help="comma-separated subset of classes")
     s.add_argument("--workers", type=int, default=2,
                    help="processes synthesising (the corpus does not depend on it)")
+    s.add_argument("--simulator", choices=["template", "bio"], default="template",
+                   help="template: convert/synth.py (what the model trains on); bio: the "
+                        "independent biophysical simulator convert/biosim.py (line-source "
+                        "fibres, needle, volume conductor), for cross-simulator validation")
     sh = sub.add_parser("show", help="draw waveform + spectrogram of a recording")
     sh.add_argument("file", type=Path)
     sh.add_argument("-o", "--out", type=Path, required=True, help="PNG to write")
@@ -44,6 +48,16 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--duration {args.duration} is outside 0.5..600 s")
         print(f"synthesising {args.per_class} × {len(labels)} recordings into {args.out}",
               file=sys.stderr)
+        if args.simulator == "bio":
+            from convert.biosim import biosim_corpus
+
+            m = biosim_corpus(args.out, args.per_class, args.seed,
+                              sample_rate_hz=args.sample_rate, duration_s=args.duration,
+                              labels=labels,
+                              progress=Progress("simulating", unit=" recordings").update)
+            print(json.dumps({"out": str(args.out), "files": len(m["files"]),
+                              "seed": args.seed, "simulator": "bio"}))
+            return 0
         m = synth_corpus(args.out, args.per_class, args.seed, sample_rate_hz=args.sample_rate,
                          duration_s=args.duration, labels=labels, workers=args.workers,
                          progress=Progress("synthesising", unit=" recordings").update)
