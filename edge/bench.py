@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, str] = {
     "pipeline": "edge.pipeline_bench:run",
     "model": "convert.model_bench:run",
     "real": "convert.real_bench:run",
+    "crosssim": "convert.crosssim_bench:run",
 }
 
 

@@ -119,3 +119,16 @@ def test_biosim_shares_no_code_with_the_template_synthesiser():
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
         {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not any(m and "synth" in m for m in imported), imported
+
+
+def test_the_cross_simulator_benchmark_scores_both_conditions():
+    import json
+
+    from conftest import run_nemg
+
+    out = json.loads(run_nemg("bench", "crosssim", "--quick", "--json", check=True,
+                              timeout=300).stdout)
+    for key in ("macro_f1_int8_biosim", "macro_f1_int8_biosim_unscaled",
+                "confidently_wrong_share_biosim", "ece_int8_biosim"):
+        assert 0 <= out[key] <= 1
+    assert out["scaled"]["windows"] == out["unscaled"]["windows"] == 2 * 12 * 5

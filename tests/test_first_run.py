@@ -97,3 +97,10 @@ def test_progress_in_a_pipe_is_whole_lines_without_carriage_returns():
     lines = out.getvalue().splitlines()
     assert "\r" not in out.getvalue() and 10 <= len(lines) <= 11
     assert lines[-1].startswith("  synthesising: 100/100 recordings (100 %)")
+
+
+def test_an_internal_error_is_one_short_line_however_long_its_text():
+    from edge.cli import describe_exception
+
+    text = describe_exception(TypeError("bytes: " + "\x00\n" * 100_000))
+    assert "\n" not in text and len(text) <= 300 and text.startswith("TypeError: bytes:")

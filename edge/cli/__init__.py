@@ -113,6 +113,13 @@ def option_anywhere(parser: argparse.ArgumentParser, actions: list[argparse.Argu
         action.add_argument(*flags, **{**kwargs, "default": argparse.SUPPRESS})
 
 
+def describe_exception(exc: BaseException, limit: int = 300) -> str:
+    """``Type: text`` on one line and at most ``limit`` characters, however long the text
+    (an exception can carry a whole model's bytes)."""
+    text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _missing_extra(exc: ModuleNotFoundError, what: str) -> MissingExtraError | None:
     top = (exc.name or "").split(".")[0]
     if top in _EXTRA_OF_MODULE:
@@ -171,10 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug, not bad input: one line unless asked for more
         if debug:
             raise
-        print(
-            f"nemg: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
-            file=sys.stderr,
-        )
+        print(f"nemg: internal error: {describe_exception(exc)} (rerun with --debug for "
+              "details)", file=sys.stderr)
         return 70
 
 

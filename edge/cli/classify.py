@@ -233,7 +233,9 @@ def run(args: argparse.Namespace) -> int:
         except Exception as exc:  # a bug on one file must not abort the others
             if args.debug:
                 raise
-            print(f"nemg: error: {path}: internal error ({type(exc).__name__}: {exc}); "
+            from edge.cli import describe_exception
+
+            print(f"nemg: error: {path}: internal error ({describe_exception(exc)}); "
                   "rerun with --debug for details", file=sys.stderr, flush=True)
             failed += 1
     return 2 if failed else 0

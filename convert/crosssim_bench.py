@@ -1,0 +1,86 @@
+"""``nemg bench crosssim``: the shipped model on the independent biophysical simulator.
+
+The model trains on ``convert/synth.py`` only; ``convert/biosim.py`` computes its signals
+from fibre and needle physics (no shared waveform code), so this is the figure on data the
+model was not tuned to. Two conditions, the same recordings:
+
+- **scaled**: the files' µV scale recorded, as a box's own captures are;
+- **unscaled**: each file at a random peak of −30…−3 dBFS and no recorded scale, read at the
+  assumed nominal scale, as a clinic's exported audio is.
+
+Reported: int8 macro-F1, per-class recall, ECE, and the share of windows that are wrong
+with a top probability ≥ 0.8 ("confidently wrong").
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.bench import BenchOptions
+
+UNSCALED_PEAK_DBFS = (-30.0, -3.0)
+CONFIDENT = 0.8
+
+
+def _unscaled_copy(src: Path, dst: Path, seed: int) -> None:
+    """The corpus with each WAV at a random peak level and no recorded scale."""
+    import shutil
+    import wave
+
+    from edge.recording import load_wav
+
+    shutil.copytree(src, dst)
+    rng = np.random.default_rng(seed)
+    for p in sorted((dst / "wav").glob("*.wav")):
+        x = load_wav(p).samples_uv
+        peak = 10 ** (rng.uniform(*UNSCALED_PEAK_DBFS) / 20) * 32767
+        pcm = np.round(x / max(np.abs(x).max(), 1e-9) * peak).astype("<i2")
+        with wave.open(str(p), "wb") as w:  # plain PCM: a WAV from another program
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(20_000)
+            w.writeframes(pcm.tobytes())
+
+
+def _score(bundle, corpus: Path) -> dict[str, Any]:
+    from convert.corpus import read_corpus
+    from convert.dataset import build_windows
+    from convert.evaluate import ece, int8_probabilities, int8_scores, macro_f1, per_class
+    from edge.labels import LABELS
+    from edge.model import Classifier
+
+    clf = Classifier(bundle.model_bytes, list(LABELS))
+    ws = build_windows(read_corpus(corpus), bundle.mel_config, bundle.window_config,
+                       workers=2)
+    probs = int8_probabilities(clf, int8_scores(clf, ws))
+    pred = probs.argmax(axis=1)
+    wrong = pred != ws.y
+    return {"macro_f1_int8": macro_f1(ws.y, pred), "ece_int8": ece(probs, ws.y),
+            "confidently_wrong_share": float((wrong & (probs.max(axis=1) >= CONFIDENT)).mean()),
+            "recall": {k: round(v["recall"], 3) for k, v in per_class(ws.y, pred).items()},
+            "windows": len(ws)}
+
+
+def run(opts: BenchOptions) -> dict[str, Any]:
+    from convert.biosim import biosim_corpus
+    from edge.runtime import load_verified
+
+    bundle = load_verified()
+    per_class = 2 if opts.quick else 20
+    with tempfile.TemporaryDirectory() as d:
+        scaled, unscaled = Path(d) / "scaled", Path(d) / "unscaled"
+        biosim_corpus(scaled, per_class, seed=101, duration_s=4.0)
+        _unscaled_copy(scaled, unscaled, seed=102)
+        a, b = _score(bundle, scaled), _score(bundle, unscaled)
+    return {"model": f"{bundle.name} {bundle.version}", "test_simulator": "biosim",
+            "recordings_per_class": per_class,
+            "macro_f1_int8_biosim": a["macro_f1_int8"],
+            "macro_f1_int8_biosim_unscaled": b["macro_f1_int8"],
+            "ece_int8_biosim": a["ece_int8"],
+            "confidently_wrong_share_biosim": a["confidently_wrong_share"],
+            "confidently_wrong_share_biosim_unscaled": b["confidently_wrong_share"],
+            "scaled": a, "unscaled": b}
