@@ -5,8 +5,10 @@ contractions: the honest label of every window is ``motor_unit`` and none is pat
 Reported per file and overall: the share of windows called ``motor_unit``, called any
 pathological class, and the file's finding; then the same at lower levels
 (:data:`LEVELS_DB`): a clinic's voluntary MUAPs at low force can be 100–600 µV, a quarter of
-these recordings' (the files' peaks are 0.8–7 mV). The EMGlab recording R00108 may not be
-committed; it is read where it lies, and a file that is absent is reported as skipped.
+these recordings' (the files' peaks are 0.8–7 mV); and as unscaled files, at the scale the
+box estimates from their noise floor (the estimate does not depend on the unknown gain).
+The EMGlab recording R00108 may not be committed; it is read where it lies, and a file that
+is absent is reported as skipped.
 ``NEMG_REAL_DATA`` points elsewhere.
 """
 
@@ -16,6 +18,8 @@ import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edge.bench import BenchOptions
 
@@ -63,12 +67,13 @@ def classify_recording(rec, bundle) -> dict[str, Any]:
 def run(opts: BenchOptions) -> dict[str, Any]:
     from dataclasses import replace
 
+    from edge.recording import estimate_unit_uv
     from edge.runtime import load_verified
 
     bundle = load_verified()
     root = real_data_dir()
     files: dict[str, Any] = {}
-    totals = {db: Counter() for db in LEVELS_DB}
+    totals = {db: Counter() for db in (*LEVELS_DB, "estimated")}
     for name, (how, what) in RECORDINGS.items():
         path = root / name
         if not path.exists():
@@ -79,10 +84,14 @@ def run(opts: BenchOptions) -> dict[str, Any]:
             rec = replace(rec, samples_uv=rec.samples_uv[: int(5 * rec.sample_rate_hz)])
         files[name] = {"what": what, "sample_rate_hz": rec.sample_rate_hz,
                        "duration_s": rec.duration_s}
-        for db in LEVELS_DB:
-            r = classify_recording(replace(rec, samples_uv=rec.samples_uv * 10 ** (db / 20)),
-                                   bundle)
-            files[name][f"{db:+d}_db" if db else "recorded"] = r
+        gains = {db: 10 ** (db / 20) for db in LEVELS_DB}
+        gains["estimated"] = estimate_unit_uv(rec.samples_uv, rec.sample_rate_hz) or 1.0
+        for db, gain in gains.items():
+            r = classify_recording(replace(rec, samples_uv=rec.samples_uv * gain), bundle)
+            key = db if isinstance(db, str) else f"{db:+d}_db" if db else "recorded"
+            files[name][key] = r
+            if db == "estimated":
+                r["gain_db"] = round(20 * np.log10(gain), 2)
             t = totals[db]
             t["windows"] += r["windows"]
             t["motor_unit"] += round(r["motor_unit_share"] * r["windows"])
@@ -92,7 +101,8 @@ def run(opts: BenchOptions) -> dict[str, Any]:
     out: dict[str, Any] = {"model": f"{bundle.name} {bundle.version}",
                            "files_read": totals[0]["files"]}
     for db, t in totals.items():
-        key = "" if db == 0 else f"_at_{db:+d}_db"
+        key = "" if db == 0 else "_unscaled_estimated" if db == "estimated" \
+            else f"_at_{db:+d}_db"
         n = max(1, t["windows"])
         out[f"files_called_motor_unit{key}"] = t["files_motor_unit"]
         out[f"motor_unit_window_share{key}"] = t["motor_unit"] / n

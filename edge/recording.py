@@ -23,6 +23,17 @@ NOMINAL_WAV_FULL_SCALE_UV = 32768 * 0.5
 
 SUFFIXES = (".wav", ".edf", ".bdf", ".hea", ".csv", ".txt", ".tsv")
 
+#: An unscaled file (a WAV from another program) is brought to the level at which its
+#: noise floor is this many µV RMS: the floor of :func:`noise_floor` is the needle
+#: amplifier's (a few µV RMS) in nearly every recording, so it fixes the unknown gain
+#: where the peak (anything from −30 to −3 dBFS in exported audio) cannot. The value is
+#: the median of :func:`noise_floor` over the training synthesiser's recordings at their
+#: true scale (tests/test_real.py measures it again).
+NOISE_FLOOR_UV = 6.5
+FLOOR_FRAME_MS, FLOOR_QUANTILE = 5.0, 10
+FLOOR_MAX_S = 60.0
+"""Seconds an estimate reads at the most (bounded memory for long files)."""
+
 #: Below this a file cannot hold needle EMG (MUAP and fibrillation energy reaches several
 #: kHz); refusing it also bounds what resampling to the model's rate may allocate.
 MIN_SAMPLE_RATE_HZ = 2000
@@ -86,6 +97,24 @@ class Recording:
     def to_int16(self, uv_per_lsb: float) -> np.ndarray:
         """Canonical int16 for the front end (saturating: a clipped source stays clipped)."""
         return np.clip(np.round(self.samples_uv / uv_per_lsb), -32768, 32767).astype(np.int16)
+
+
+def noise_floor(x: np.ndarray, fs: float) -> float:
+    """RMS of the quietest frames: the 10th percentile over 5 ms frames of the RMS about
+    each frame's mean (the amplifier's noise between discharges)."""
+    n = max(1, int(fs * FLOOR_FRAME_MS / 1000))
+    frames = x[: x.size // n * n].reshape(-1, n)
+    if frames.shape[0] == 0:
+        return 0.0
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    return float(np.percentile(np.sqrt((frames**2).mean(axis=1)), FLOOR_QUANTILE))
+
+
+def estimate_unit_uv(units: np.ndarray, fs: float) -> float | None:
+    """µV per sample unit that puts ``units``' noise floor at :data:`NOISE_FLOOR_UV`, or
+    None when there is no floor to measure (digital silence)."""
+    floor = noise_floor(np.asarray(units[: int(FLOOR_MAX_S * fs)], dtype=np.float64), fs)
+    return NOISE_FLOOR_UV / floor if floor > 0 else None
 
 
 def check_rate(path: Path, rate: float) -> None:

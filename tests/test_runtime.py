@@ -271,10 +271,12 @@ def test_real_time_session_ends_when_the_source_ends_and_on_a_silent_link(bundle
         silent.stop()
 
 
-def test_unscaled_files_are_classified_at_a_stated_scale(bundle, exam_wav, tmp_path):
+def test_unscaled_files_are_classified_at_a_stated_or_estimated_scale(bundle, exam_wav,
+                                                                     tmp_path):
     import wave
 
     from edge.cli.classify import load_samples
+    from edge.recording import NOISE_FLOOR_UV, noise_floor
 
     path, _ = exam_wav
     from edge.recording import load_wav
@@ -286,19 +288,28 @@ def test_unscaled_files_are_classified_at_a_stated_scale(bundle, exam_wav, tmp_p
         w.setsampwidth(2)
         w.setframerate(20_000)
         w.writeframes((pcm // 4).astype("<i2").tobytes())
-    nominal = load_samples(plain, 20_000, 0.5)
-    np.testing.assert_array_equal(nominal, pcm // 4)  # assumed 0.5 µV per LSB
+    estimated = load_samples(plain, 20_000, 0.5)  # its noise floor set to an amplifier's
+    assert abs(noise_floor(estimated * 0.5, 20_000) / NOISE_FLOOR_UV - 1) < 0.05
     stated = load_samples(plain, 20_000, 0.5, scale_uv=2.0)  # the file's LSB is 2 µV
     np.testing.assert_array_equal(stated, np.clip((pcm // 4).astype(np.int64) * 4,
                                                   -32768, 32767))
-    warned = run_nemg("classify", str(plain), timeout=120)
-    assert warned.returncode == 0 and "records no µV scale" in warned.stderr
+    warned = run_nemg("classify", "--json", str(plain), timeout=120)
+    assert warned.returncode == 0 and "records no µV scale; estimated" in warned.stderr
+    assert json.loads(warned.stdout)["input"]["scale"] == "estimated"
     quiet = run_nemg("classify", "--scale-uv", "2", str(plain), timeout=120)
     assert quiet.returncode == 0 and "warning" not in quiet.stderr
     bad = run_nemg("classify", "--scale-uv", "-1", str(plain), timeout=120)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "--scale-uv" in bad.stderr
-
+    silent = tmp_path / "zeros.wav"  # nothing to measure: the nominal scale, said so
+    with wave.open(str(silent), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(20_000)
+        w.writeframes(bytes(2 * 3 * 20_000))
+    proc = run_nemg("classify", "--json", str(silent), timeout=120)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["input"]["scale"] == "assumed"
+    assert "no noise floor" in proc.stderr
 
 def test_a_short_loss_is_concealed_and_marked_a_long_one_closes_the_window(bundle):
     rng = np.random.default_rng(1)

@@ -336,3 +336,13 @@ def test_labels_csv_has_no_empty_spans(tmp_path):
     rows = list(csv.DictReader((tmp_path / "labels.csv").open()))
     assert rows and all(float(r["end_s"]) > float(r["start_s"]) for r in rows)
     assert len(load_labels(tmp_path / "labels.csv")) == len(rows)  # the strict reader agrees
+
+
+def test_the_noise_floor_an_unscaled_file_is_brought_to_is_the_training_synthesisers():
+    from convert.corpus import recording_seed, synth_pcm
+    from edge.labels import LABELS
+    from edge.recording import NOISE_FLOOR_UV, noise_floor
+
+    floors = [noise_floor(synth_pcm(lab, recording_seed(99, lab, i), 20_000, 4.0, 0.5)[1]
+                          .signal_uv, 20_000) for lab in LABELS for i in range(6)]
+    assert abs(np.median(floors) / NOISE_FLOOR_UV - 1) < 0.05  # re-measure if synth changes

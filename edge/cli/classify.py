@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale-uv", type=float, metavar="UV",
                         help="µV per sample unit for files that record no scale (an integer "
                              "WAV's LSB, or 1.0 of a float WAV); amplitude is diagnostic, "
-                             "so an unscaled file is classified at an assumed level")
+                             "so without it the scale is estimated from the noise floor")
 
 
 @dataclass(frozen=True)
@@ -45,21 +45,32 @@ class SampleStream:
     """Samples at the model's rate."""
     input: dict[str, Any]
     """What was read: the file's own rate, the band it can hold (half that rate, at most
-    half the model's), and which µV scale was used and how."""
+    half the model's), and which µV scale was used and how (``recorded``, ``given`` by
+    --scale-uv, ``estimated`` from the noise floor, or ``assumed``)."""
     blocks: Callable[[], Iterator[np.ndarray]]
 
 
-def _scale_used(path: Path, known: bool, assumed_uv: float | None,
-                scale_uv: float | None) -> tuple[dict[str, Any], float | None]:
-    """(the ``input.scale`` report, the factor to apply to the assumed µV)."""
+def _scale_used(path: Path, known: bool, assumed_uv: float | None, scale_uv: float | None,
+                units: Callable[[], np.ndarray], fs: float) -> tuple[dict[str, Any], float]:
+    """(the ``input`` report's scale entries, the factor for the assumed µV). A file with
+    no recorded scale takes ``scale_uv``, else the scale that puts its noise floor at the
+    amplifier's (:func:`edge.recording.estimate_unit_uv`), else the nominal one."""
+    from edge.recording import NOISE_FLOOR_UV, estimate_unit_uv
+
     if known:
-        return {"scale": "recorded"}, None
+        return {"scale": "recorded"}, 1.0
     if scale_uv is not None:
         return {"scale": "given", "uv_per_unit": scale_uv}, scale_uv / assumed_uv
-    print(f"nemg: warning: {path}: records no µV scale; assumed {assumed_uv:g} µV per unit "
-          "(pass --scale-uv: amplitudes are diagnostic and the model tolerates about ±6 dB "
-          "of level error)", file=sys.stderr, flush=True)
-    return {"scale": "assumed", "uv_per_unit": assumed_uv}, None
+    estimated = estimate_unit_uv(units(), fs)
+    if estimated is not None:
+        print(f"nemg: warning: {path}: records no µV scale; estimated {estimated:.4g} µV per "
+              f"unit from its noise floor (set to {NOISE_FLOOR_UV:g} µV RMS, a needle "
+              "amplifier's); pass --scale-uv if you know it", file=sys.stderr, flush=True)
+        return {"scale": "estimated", "uv_per_unit": estimated}, estimated / assumed_uv
+    print(f"nemg: warning: {path}: records no µV scale and has no noise floor to estimate it "
+          f"from; assumed {assumed_uv:g} µV per unit (pass --scale-uv)", file=sys.stderr,
+          flush=True)
+    return {"scale": "assumed", "uv_per_unit": assumed_uv}, 1.0
 
 
 def open_samples(path: Path, fs: int, uv_per_lsb: float, channel=None,
@@ -67,7 +78,7 @@ def open_samples(path: Path, fs: int, uv_per_lsb: float, channel=None,
     """Any importer format -> canonical int16 at the model's rate. A file without a
     recorded scale takes ``scale_uv``, or is read at the nominal scale with a warning."""
     from edge.fileio import check_regular
-    from edge.recording import wav_channel, wav_scale
+    from edge.recording import FLOOR_MAX_S, wav_channel, wav_scale
 
     check_regular(path)  # no FIFOs or devices: nothing below may block or run away
     if path.suffix.lower() == ".wav":
@@ -79,7 +90,9 @@ def open_samples(path: Path, fs: int, uv_per_lsb: float, channel=None,
         if info.sample_rate_hz == fs:  # the box's own format: streamed
             ch = wav_channel(path, info, 0 if channel is None else channel)
             scale, known = wav_scale(info)
-            report, factor = _scale_used(path, known, None if known else scale, scale_uv)
+            report, factor = _scale_used(
+                path, known, None if known else scale, scale_uv,
+                lambda: read_frames(info, 0, int(FLOOR_MAX_S * fs))[:, ch], fs)
             step = BLOCK_S * fs
 
             def wav_blocks() -> Iterator[np.ndarray]:
@@ -87,7 +100,7 @@ def open_samples(path: Path, fs: int, uv_per_lsb: float, channel=None,
                     x = read_frames(info, start, step)[:, ch].astype(np.float64)
                     check_finite(path, x, fs, start)
                     uv = x * scale  # the same arithmetic as Recording, block by block
-                    if factor is not None:
+                    if factor != 1.0:
                         uv = uv * factor
                     yield _to_int16(uv, uv_per_lsb)
 
@@ -98,9 +111,10 @@ def open_samples(path: Path, fs: int, uv_per_lsb: float, channel=None,
         print(f"nemg: note: {path}: recorded at {rec.sample_rate_hz:g} Hz, so it holds nothing "
               f"above {rec.sample_rate_hz / 2:g} Hz; the model was trained on {fs} Hz "
               "recordings (a narrower band than it knows)", file=sys.stderr, flush=True)
-    report, _ = _scale_used(path, rec.scale_known, rec.assumed_unit_uv, scale_uv)
-    if scale_uv is not None:
-        rec = rec.with_unit_uv(scale_uv)
+    report, _ = _scale_used(path, rec.scale_known, rec.assumed_unit_uv, scale_uv,
+                            lambda: rec.samples_uv / rec.assumed_unit_uv, rec.sample_rate_hz)
+    if "uv_per_unit" in report and report["scale"] != "assumed":
+        rec = rec.with_unit_uv(report["uv_per_unit"])
     x = rec.resampled(fs).to_int16(uv_per_lsb)
     step = BLOCK_S * fs
     return SampleStream(x.size, {"sample_rate_hz": rec.sample_rate_hz,
