@@ -392,20 +392,23 @@ def _single_fibres(c: Canvas, needle: Needle, spec: dict, *, blocked: bool) -> l
     return waves
 
 
-def gen_fibrillation(c: Canvas, needle: Needle, dur: float) -> None:
-    spec = PARAMS["fibrillation"]
-    for g, w in enumerate(_single_fibres(c, needle, spec, blocked=False)):
+def _regular_fibres(c: Canvas, needle: Needle, dur: float, key: str, *, blocked: bool
+                    ) -> None:
+    """Denervated fibres, each firing regularly on its own (fibrillation; blocked at the
+    needle, a positive sharp wave)."""
+    spec = PARAMS[key]
+    for g, w in enumerate(_single_fibres(c, needle, spec, blocked=blocked)):
         for t in train(c.rng, _u(c.rng, spec["rate_hz"]), _u(c.rng, spec["interval_cv"]), dur):
             c.firings.append(Firing(float(t), g))
             c.put(w, t)
+
+
+def gen_fibrillation(c: Canvas, needle: Needle, dur: float) -> None:
+    _regular_fibres(c, needle, dur, "fibrillation", blocked=False)
 
 
 def gen_positive_sharp_wave(c: Canvas, needle: Needle, dur: float) -> None:
-    spec = PARAMS["positive_sharp_wave"]
-    for g, w in enumerate(_single_fibres(c, needle, spec, blocked=True)):
-        for t in train(c.rng, _u(c.rng, spec["rate_hz"]), _u(c.rng, spec["interval_cv"]), dur):
-            c.firings.append(Firing(float(t), g))
-            c.put(w, t)
+    _regular_fibres(c, needle, dur, "positive_sharp_wave", blocked=True)
 
 
 def _unit_near(c: Canvas, needle: Needle, lo: float = 0.2, hi: float = 2.0,
