@@ -138,10 +138,13 @@ def initial_model(config: TrainConfig, frames: int, mels: int, workdir: Path):
 
 class EpochRecordings:
     """Which recordings each training epoch uses: the corpus's training recordings, or
-    with ``fresh_share`` > 0 a seeded subset of them plus new synthetic patients."""
+    with ``fresh_share`` > 0 a seeded subset of them plus new synthetic patients; and
+    ``also`` (another simulator's or real recordings) in every epoch as they are."""
 
-    def __init__(self, items: list[CorpusItem], data_dir: Path, config: TrainConfig) -> None:
+    def __init__(self, items: list[CorpusItem], data_dir: Path, config: TrainConfig,
+                 also: list[CorpusItem] | None = None) -> None:
         self.items, self.config = items, config
+        self.also = also or []
         self.manifest: dict = {}
         self.groups = [[i for i in items if i.label == label] for label in LABELS]
         self.fresh_per_epoch = sum(round(len(g) * config.fresh_share) for g in self.groups)
@@ -159,7 +162,7 @@ class EpochRecordings:
     def __call__(self, epoch: int) -> list[CorpusItem | FreshRecording]:
         share = self.config.fresh_share
         if not share:
-            return self.items
+            return self.items + self.also
         m = self.manifest
         rng = np.random.default_rng([self.config.seed, epoch, 0xF5E5])
         out: list[CorpusItem | FreshRecording] = []
@@ -176,11 +179,16 @@ class EpochRecordings:
                                    m.get("mixture_share"), overrides,
                                    seed=-(1 + (first + j) * len(LABELS) + c))
                     for j in range(k)]
-        return out
+        return out + self.also
 
 
 def train(data_dir: Path, out_dir: Path, config: TrainConfig, mel: MelConfig | None = None,
-          win: WindowConfig | None = None, items: list[CorpusItem] | None = None) -> TrainResult:
+          win: WindowConfig | None = None, items: list[CorpusItem] | None = None,
+          also: list[Path] | None = None) -> TrainResult:
+    """``also``: more corpus folders (another simulator's, real recordings), split by
+    recording like the main one; their training recordings join every epoch as they are
+    and their validation recordings join the validation set (so the best checkpoint is
+    chosen on both)."""
     t_start = time.monotonic()
     mel = mel or MelConfig()
     win = win or WindowConfig()
@@ -190,9 +198,15 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, mel: MelConfig | N
     train_items, val_items = split_by_recording(items, config.val_fraction, config.seed)
     if not train_items or not val_items:
         raise InputError(f"{data_dir}: too few recordings to split (need ≥ 2 per class)")
-    log(f"train: {len(train_items)} recordings, validation: {len(val_items)} "
-        f"(split by recording, seed {config.seed})")
-    epochs = EpochRecordings(train_items, data_dir, config)
+    also_train: list[CorpusItem] = []
+    for d in also or []:
+        a_train, a_val = split_by_recording(read_corpus(d), config.val_fraction, config.seed)
+        also_train += a_train
+        val_items = val_items + a_val
+        log(f"also {d}: {len(a_train)} training recordings, {len(a_val)} validation")
+    log(f"train: {len(train_items) + len(also_train)} recordings, validation: "
+        f"{len(val_items)} (split by recording, seed {config.seed})")
+    epochs = EpochRecordings(train_items, data_dir, config, also_train)
     builder = WindowBuilder(mel, win, background_items=background_items(train_items),
                             workers=config.workers)
     try:
@@ -207,8 +221,8 @@ def _train(config: TrainConfig, mel: MelConfig, win: WindowConfig,
     import tf_keras as keras
 
     val = builder.build(val_items)
-    train_items = epochs.items
-    clean = None if config.augment else builder.build(train_items)
+    train_items = epochs.items + epochs.also
+    clean = None if config.augment else builder.build(epochs(0))
     model = initial_model(config, win.frames, mel.num_mels, out_dir)
     lr = config.fine_tune_lr if config.init_from else config.learning_rate
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",

@@ -22,11 +22,13 @@ from collections.abc import Iterator
 #: Lines of native start-up chatter (bytes, as they reach file descriptor 2).
 NOISE = (
     re.compile(rb"^WARNING: All log messages before absl::InitializeLog\(\) is called"),
-    re.compile(rb"^[IW]\d{4} [\d:. ]+\d+ (port|cudart_stub|cpu_feature_guard|cuda_\w+)"
+    # absl lines from files that only report the machine (no GPU, CPU features); an E
+    # from cuda_platform is "failed call to cuInit" on a machine without one
+    re.compile(rb"^[IWE]\d{4} [\d:. ]+\d+ (port|cudart_stub|cpu_feature_guard|cuda_\w+)"
                rb"\.cc:\d+\] "),
     re.compile(rb"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."),
 )
-_NOISE_START = re.compile(rb"^(W|I|WA|WAR|WARN|WARNI|WARNIN|WARNING|INFO|[IW]\d)")
+_NOISE_START = re.compile(rb"^(W|I|E|WA|WAR|WARN|WARNI|WARNIN|WARNING|INFO|[IWE]\d)")
 
 _stderr_tty: bool | None = None  # whether the real stderr is a terminal, while filtered
 

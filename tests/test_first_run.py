@@ -71,6 +71,8 @@ with filtered_stderr():
                 b"written to STDERR\n")
     os.write(2, b"I0000 00:00:1796152861.236539    9444 port.cc:153] oneDNN custom "
                 b"operations are on.\n")
+    os.write(2, b"E0000 00:00:1796154900.040749   16856 cuda_platform.cc:52] failed call "
+                b"to cuInit: INTERNAL: CUDA error\n")
     print("nemg: warning: a real line", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, "-c", "import os; os.write(2, b'I0000 00:00:17.5  12 "
                     "cudart_stub.cc:31] Could not find cuda drivers\\nchild says hi\\n')"])

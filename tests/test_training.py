@@ -315,3 +315,25 @@ def test_model_benchmark_runs():
     chatter = [ln for ln in proc.stderr.splitlines()
                if any(w in ln for w in ("absl", "oneDNN", "cuda", "XNNPACK"))]
     assert not chatter, chatter  # TensorFlow's native start-up lines stay off stderr
+
+
+def test_another_corpus_joins_every_epoch_and_the_validation_set(tmp_path):
+    from convert.biosim import biosim_corpus
+    from convert.dataset import split_by_recording
+
+    small, bio = tmp_path / "small", tmp_path / "bio"
+    synth_corpus(small, 4, seed=9, duration_s=2.5)
+    biosim_corpus(bio, 5, seed=3, duration_s=2.5)
+    also_train, also_val = split_by_recording(read_corpus(bio), 0.2, 0)
+    items = read_corpus(small)
+    epochs = EpochRecordings(items, small, TrainConfig(fresh_share=1.0), also_train)
+    for e in (epochs(0), epochs(1)):  # all synthetic patients new, biosim's always there
+        assert sum(isinstance(i, FreshRecording) for i in e) == len(items)
+        assert [i for i in e if not isinstance(i, FreshRecording)] == also_train
+    assert also_val and not set(also_val) & set(also_train)
+    ck = tmp_path / "ck"
+    proc = run_nemg("train", "--data", str(small), "--also", str(bio), "--out", str(ck),
+                    "--epochs", "1", check=True, timeout=300)
+    assert "also" in proc.stderr and "cuInit" not in proc.stderr
+    t = json.loads((ck / "training.json").read_text())
+    assert t["val_recordings"] == len(split_by_recording(items, 0.2, 0)[1]) + len(also_val)

@@ -22,6 +22,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="with --init-from: convolution blocks kept frozen")
     parser.add_argument("--workers", type=int, default=2,
                         help="processes computing augmented windows (same result for any)")
+    parser.add_argument("--also", type=Path, action="append", default=[], metavar="DIR",
+                        help="another corpus (e.g. 'nemg data synth --simulator bio', or real "
+                             "recordings) whose training recordings join every epoch and "
+                             "whose validation recordings join the validation set "
+                             "(repeatable)")
     parser.add_argument("--fresh-share", type=float, default=0.0, metavar="SHARE",
                         help="synthetic corpora: share of each epoch's training recordings "
                              "replaced by newly synthesised patients (make model: 1.0)")
@@ -41,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                       augment=not args.no_augment, init_from=args.init_from,
                       freeze=args.freeze, workers=args.workers, fresh_share=args.fresh_share)
-    r = train(args.data, args.out, cfg)
+    r = train(args.data, args.out, cfg, also=args.also)
     print(json.dumps({"checkpoint": str(r.checkpoint), "best_epoch": r.best_epoch,
                       "best_val_accuracy": r.best_val_accuracy, "seconds": r.seconds}))
     return 0
