@@ -26,7 +26,7 @@ from edge.errors import ConfigError
 #: name -> "module:function". Later issues add their benchmarks here.
 BENCHMARKS: dict[str, str] = {
     "features": "edge.features_bench:run",
-    "wire": "firmware_host.wire_bench:run",
+    "wire": "edge.wire_bench:run",
     "pipeline": "edge.pipeline_bench:run",
     "model": "convert.model_bench:run",
     "real": "convert.real_bench:run",

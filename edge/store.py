@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edge.bundle import Bundle, TrustStore, parse_version
+from edge.bundle import MAX_BUNDLE_BYTES, Bundle, TrustStore, parse_version
 from edge.errors import ConfigError, IntegrityError, NemgError
 from edge.labels import LABELS
 
@@ -112,6 +112,8 @@ class Status:
 
 
 class ModelStore:
+    max_bundle_bytes = MAX_BUNDLE_BYTES
+    """Largest bundle an install reads (a serial transfer stages no more)."""
     def __init__(self, root: Path, *, fault: Callable[[str], None] | None = None) -> None:
         self.root = Path(root)
         self.fault = fault or (lambda step: None)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from edge.errors import ConfigError
+from nemg_common.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import serial
 
-from edge.errors import DeviceError
 from firmware_host.protocol import (
     DecoderStats,
     Frame,
@@ -37,6 +36,7 @@ from firmware_host.protocol import (
     decode_info,
     encode_frame,
 )
+from nemg_common.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

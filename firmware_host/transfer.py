@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import DeviceError, NemgError
 from firmware_host.protocol import FrameDecoder, encode_frame
+from nemg_common.errors import DeviceError, NemgError
 
 XFER_BEGIN, XFER_CHUNK, XFER_END = 0x20, 0x21, 0x22
 XFER_STATUS, XFER_ACK, XFER_RESULT = 0xA0, 0xA1, 0xA2
@@ -129,10 +129,9 @@ class FlashServer:
 
     def __init__(self, store, channel, *, log: Callable[[str], None] | None = None,
                  max_bytes: int | None = None) -> None:
-        from edge.bundle import MAX_BUNDLE_BYTES
-
-        self.max_bytes = max_bytes or MAX_BUNDLE_BYTES
-        """Largest transfer accepted (and so the most staging ever holds)."""
+        self.max_bytes = max_bytes or store.max_bundle_bytes
+        """Largest transfer accepted (and so the most staging ever holds): by default the
+        largest bundle the store accepts."""
         self.store = store
         self.channel = channel
         self.log = log or (lambda m: None)

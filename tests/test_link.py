@@ -12,10 +12,10 @@ import pytest
 from conftest import ROOT, assert_one_line_error, run_nemg
 
 from edge.errors import ConfigError, DeviceError
+from edge.sources import open_source
 from firmware_host.boards import get_frontend, load_board
 from firmware_host.link import FrontEndClient, LinkDown, LinkEvent, SerialLink
 from firmware_host.protocol import Gap, Samples
-from firmware_host.sources import open_source
 from firmware_host.virtual import Faults, SampleSource, VirtualFrontEnd
 
 FE1 = get_frontend("nemg-fe1")
@@ -201,8 +201,10 @@ def test_sources_from_every_importer_format(tmp_path):
     wfdb.wrsamp("r", fs=fs, units=["uV"], sig_name=["emg"], p_signal=uv[:, None], fmt=["16"],
                 adc_gain=[20.0], baseline=[0], write_dir=str(tmp_path))
     write_wav(tmp_path / "r.wav", np.round(uv / 0.5).astype(np.int16), fs, 0.5)
+    from convert.importers import load_recording
+
     for name in ("r.csv", "r.edf", "r.hea", "r.wav"):
-        src = open_source(str(tmp_path / name), FE1)
+        src = open_source(str(tmp_path / name), FE1, load_recording=load_recording)
         assert len(src) == 2 * fs, name
         mid = src.read(5000, 4000).astype(float) * FE1.uv_per_lsb  # away from filter edges
         expected = 400 * np.sin(2 * np.pi * 100 * (5000 + np.arange(4000)) / (2 * fs))

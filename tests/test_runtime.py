@@ -19,10 +19,10 @@ from edge.eventlog import EventLog, LogWriteError
 from edge.live import BoardScaler, LiveSession
 from edge.pipeline import Pipeline
 from edge.runtime import SHIPPED_MODEL, load_verified
+from edge.sources import open_source
 from edge.wavio import write_wav
 from firmware_host.boards import get_frontend
 from firmware_host.link import FrontEndClient, SerialLink
-from firmware_host.sources import open_source
 from firmware_host.virtual import Faults, VirtualFrontEnd
 
 FE1 = get_frontend("nemg-fe1")

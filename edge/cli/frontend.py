@@ -42,14 +42,20 @@ def _check_rate(name: str, value: float) -> None:
 
 
 def simulate(args: argparse.Namespace) -> int:
+    from edge.sources import open_source
     from firmware_host.boards import get_frontend
-    from firmware_host.sources import open_source
     from firmware_host.virtual import Faults, VirtualFrontEnd
+
+    try:  # every importer format where the workstation extra is installed
+        from convert.importers import load_recording
+    except ImportError:
+        load_recording = None
 
     _check_rate("drop-rate", args.drop_rate)
     _check_rate("corrupt-rate", args.corrupt_rate)
     profile = get_frontend(args.board)
-    source = open_source(args.source, profile, loop=not args.once)
+    source = open_source(args.source, profile, loop=not args.once,
+                         load_recording=load_recording)
     frame_s = profile.samples_per_frame / profile.sample_rate_hz
     faults = Faults(drop_rate=args.drop_rate, corrupt_rate=args.corrupt_rate,
                     disconnect_after_frames=None if args.disconnect_after is None

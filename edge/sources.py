@@ -3,15 +3,19 @@
 - ``sine[:HZ[:UV]]`` — a looped test sine (default 100 Hz, 500 µV peak);
 - ``ramp`` — a looped full-range sawtooth (every ADC code; for wire tests);
 - ``scenario:KIND`` — an EMG-like scenario (``edge.testsignals`` kinds, or ``exam``);
-- a file: ``.npy`` (integer = ADC values, float = µV), ``.wav`` (16-bit PCM, µV per LSB
-  from ``--file-uv-per-lsb``), and, with the workstation extra, every importer format.
+- a file: ``.npy`` (integer = ADC values, float = µV), ``.wav`` at the board's rate (its
+  recorded µV scale, else ``file_uv_per_lsb`` per LSB), and every format
+  ``load_recording`` reads when the caller passes one (the CLI passes the workstation's
+  importers where they are installed).
 
 Values are converted to the board's ADC scale (µV / uv_per_lsb), saturating at its rails.
+The wire layer's :class:`~firmware_host.virtual.SampleSource` only plays what it is given;
+building it from test signals and files is this module's job (the arrows point one way).
 """
 
 from __future__ import annotations
 
-import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,23 +30,9 @@ def uv_to_adc(uv: np.ndarray, profile: FrontEndProfile) -> np.ndarray:
     return np.clip(np.round(np.asarray(uv) / profile.uv_per_lsb), -lim, lim - 1).astype(np.int32)
 
 
-def _wav_uv(path: Path, uv_per_lsb: float) -> tuple[np.ndarray, int]:
-    try:
-        with wave.open(str(path), "rb") as w:
-            if w.getsampwidth() != 2:
-                raise InputError(f"{path}: only 16-bit PCM WAV without the workstation extra")
-            rate, ch, n = w.getframerate(), w.getnchannels(), w.getnframes()
-            data = w.readframes(n)
-    except (wave.Error, EOFError) as exc:
-        raise InputError(f"{path}: not a readable WAV file ({exc})") from None
-    x = np.frombuffer(data[: len(data) // (2 * ch) * 2 * ch], dtype="<i2").reshape(-1, ch)
-    if x.shape[0] < n:
-        raise InputError(f"{path}: truncated ({x.shape[0]} of {n} frames)")
-    return x[:, 0].astype(np.float64) * uv_per_lsb, rate
-
-
 def open_source(spec: str, profile: FrontEndProfile, *, loop: bool = True,
-                file_uv_per_lsb: float = 0.5) -> SampleSource:
+                file_uv_per_lsb: float = 0.5,
+                load_recording: Callable[[Path], object] | None = None) -> SampleSource:
     fs = profile.sample_rate_hz
     kind, _, arg = spec.partition(":")
     if kind == "sine":
@@ -86,18 +76,18 @@ def open_source(spec: str, profile: FrontEndProfile, *, loop: bool = True,
                 raise InputError(f"{path}: contains NaN or infinite values")
             return SampleSource(uv_to_adc(x, profile), loop=loop, name=path.name)
         return SampleSource(x.astype(np.int32), loop=loop, name=path.name)
-    try:
-        from convert.importers import load_recording
-    except ImportError:
-        load_recording = None
     if load_recording is not None:
         rec = load_recording(path).resampled(fs)
         return SampleSource(uv_to_adc(rec.microvolts(), profile), loop=loop, name=path.name)
     if suffix == ".wav":
-        uv, rate = _wav_uv(path, file_uv_per_lsb)
-        if rate != fs:
-            raise InputError(f"{path}: {rate} Hz but the board runs at {fs} Hz "
+        from edge.recording import load_wav
+
+        rec = load_wav(path)
+        if rec.sample_rate_hz != fs:
+            raise InputError(f"{path}: {rec.sample_rate_hz:g} Hz but the board runs at {fs} Hz "
                              "(resampling needs the workstation extra)")
-        return SampleSource(uv_to_adc(uv, profile), loop=loop, name=path.name)
+        if not rec.scale_known:  # the file says nothing: its LSB is file_uv_per_lsb
+            rec = rec.with_unit_uv(file_uv_per_lsb)
+        return SampleSource(uv_to_adc(rec.samples_uv, profile), loop=loop, name=path.name)
     raise InputError(f"{path}: {suffix or 'this'} files need the workstation extra "
                      "(pip install 'nemg-edge[convert]')")

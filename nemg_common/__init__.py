@@ -1,0 +1,1 @@
+"""What every layer may import: the error types (the bottom of the import graph)."""
