@@ -162,7 +162,7 @@ class EpochRecordings:
     def __call__(self, epoch: int) -> list[CorpusItem | FreshRecording]:
         share = self.config.fresh_share
         if not share:
-            return self.items + self.also
+            return self.items + self.also if self.also else self.items
         m = self.manifest
         rng = np.random.default_rng([self.config.seed, epoch, 0xF5E5])
         out: list[CorpusItem | FreshRecording] = []
