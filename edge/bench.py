@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, str] = {
     "model": "convert.model_bench:run",
     "real": "convert.real_bench:run",
     "crosssim": "convert.crosssim_bench:run",
+    "resample": "edge.resample_bench:run",
 }
 
 

@@ -76,7 +76,10 @@ def _scale_used(path: Path, known: bool, assumed_uv: float | None, scale_uv: flo
 def open_samples(path: Path, fs: int, uv_per_lsb: float, channel=None,
                  scale_uv: float | None = None) -> SampleStream:
     """Any importer format -> canonical int16 at the model's rate. A file without a
-    recorded scale takes ``scale_uv``, or is read at the nominal scale with a warning."""
+    recorded scale takes ``scale_uv``, else the scale estimated from its noise floor.
+    Samples become canonical int16 at the file's own rate, then the fixed-point resampler
+    (:mod:`edge.resample`) brings them to the model's: the same bits on a box and on a
+    workstation. WAVs of any rate are streamed block by block (bounded memory)."""
     from edge.fileio import check_regular
     from edge.recording import FLOOR_MAX_S, wav_channel, wav_scale
 
@@ -86,40 +89,57 @@ def open_samples(path: Path, fs: int, uv_per_lsb: float, channel=None,
         from edge.wavio import read_frames, wav_info
 
         info = wav_info(path)
-        check_rate(path, info.sample_rate_hz)
-        if info.sample_rate_hz == fs:  # the box's own format: streamed
-            ch = wav_channel(path, info, 0 if channel is None else channel)
-            scale, known = wav_scale(info)
-            report, factor = _scale_used(
-                path, known, None if known else scale, scale_uv,
-                lambda: read_frames(info, 0, int(FLOOR_MAX_S * fs))[:, ch], fs)
-            step = BLOCK_S * fs
+        rate = info.sample_rate_hz
+        check_rate(path, rate)
+        ch = wav_channel(path, info, 0 if channel is None else channel)
+        scale, known = wav_scale(info)
+        report, factor = _scale_used(
+            path, known, None if known else scale, scale_uv,
+            lambda: read_frames(info, 0, int(FLOOR_MAX_S * rate))[:, ch], rate)
+        step = BLOCK_S * rate
 
-            def wav_blocks() -> Iterator[np.ndarray]:
-                for start in range(0, info.frames, step):
-                    x = read_frames(info, start, step)[:, ch].astype(np.float64)
-                    check_finite(path, x, fs, start)
-                    uv = x * scale  # the same arithmetic as Recording, block by block
-                    if factor != 1.0:
-                        uv = uv * factor
-                    yield _to_int16(uv, uv_per_lsb)
+        def wav_blocks() -> Iterator[np.ndarray]:
+            for start in range(0, info.frames, step):
+                x = read_frames(info, start, step)[:, ch].astype(np.float64)
+                check_finite(path, x, rate, start)
+                uv = x * scale  # the same arithmetic as Recording, block by block
+                if factor != 1.0:
+                    uv = uv * factor
+                yield _to_int16(uv, uv_per_lsb)
 
-            return SampleStream(info.frames, {"sample_rate_hz": float(fs), "band_hz": fs / 2,
-                                              **report}, wav_blocks)
+        return _at_model_rate(path, wav_blocks, info.frames, rate, fs, report)
     rec = _load_recording(path, channel)
-    if rec.sample_rate_hz < fs:
-        print(f"nemg: note: {path}: recorded at {rec.sample_rate_hz:g} Hz, so it holds nothing "
-              f"above {rec.sample_rate_hz / 2:g} Hz; the model was trained on {fs} Hz "
-              "recordings (a narrower band than it knows)", file=sys.stderr, flush=True)
     report, _ = _scale_used(path, rec.scale_known, rec.assumed_unit_uv, scale_uv,
                             lambda: rec.samples_uv / rec.assumed_unit_uv, rec.sample_rate_hz)
     if "uv_per_unit" in report and report["scale"] != "assumed":
         rec = rec.with_unit_uv(report["uv_per_unit"])
-    x = rec.resampled(fs).to_int16(uv_per_lsb)
-    step = BLOCK_S * fs
-    return SampleStream(x.size, {"sample_rate_hz": rec.sample_rate_hz,
-                                 "band_hz": min(rec.sample_rate_hz, fs) / 2, **report},
-                        lambda: (x[i : i + step] for i in range(0, x.size, step)))
+    x = rec.to_int16(uv_per_lsb)
+    step = BLOCK_S * int(rec.sample_rate_hz)
+    return _at_model_rate(path, lambda: (x[i : i + step] for i in range(0, x.size, step)),
+                          x.size, rec.sample_rate_hz, fs, report)
+
+
+def _at_model_rate(path: Path, blocks: Callable[[], Iterator[np.ndarray]], n: int,
+                   rate: float, fs: int, report: dict[str, Any]) -> SampleStream:
+    """Canonical int16 blocks at ``rate`` -> the same at the model's ``fs``."""
+    from edge.resample import StreamResampler, output_length
+
+    info = {"sample_rate_hz": float(rate), "band_hz": min(rate, fs) / 2, **report}
+    if rate == fs:
+        return SampleStream(n, info, blocks)
+    if rate < fs:
+        print(f"nemg: note: {path}: recorded at {rate:g} Hz, so it holds nothing above "
+              f"{rate / 2:g} Hz; the model was trained on {fs} Hz recordings (a narrower "
+              "band than it knows)", file=sys.stderr, flush=True)
+    StreamResampler(rate, fs)  # an unusable rate is refused now, not half-way
+
+    def resampled() -> Iterator[np.ndarray]:
+        r = StreamResampler(rate, fs)
+        for b in blocks():
+            yield r.push(b)
+        yield r.flush()
+
+    return SampleStream(output_length(n, rate, fs), info, resampled)
 
 
 def _to_int16(uv: np.ndarray, uv_per_lsb: float) -> np.ndarray:
@@ -129,7 +149,7 @@ def _to_int16(uv: np.ndarray, uv_per_lsb: float) -> np.ndarray:
 def _load_recording(path: Path, channel):
     try:
         from convert.importers import load_recording
-    except ImportError:  # the box: WAV only, resampling needs scipy
+    except ImportError:  # the box: WAV only (EDF, WFDB and CSV: issue 18)
         from edge.errors import MissingExtraError
         from edge.recording import load_wav
 
