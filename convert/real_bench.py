@@ -50,12 +50,14 @@ def load_real(path: Path, how: str):
 
 
 def classify_recording(rec, bundle) -> dict[str, Any]:
-    """Window labels of a recording through the box's pipeline at the model's rate."""
+    """Window labels of a recording through the box's pipeline at the model's rate (as
+    ``nemg classify`` reads it)."""
     from edge.labels import PATHOLOGICAL
     from edge.pipeline import Pipeline, summarize
+    from edge.resample import resample_int16
 
-    pipe = Pipeline(bundle)
-    x = rec.resampled(pipe.fs).to_int16(pipe.mel.uv_per_lsb)
+    pipe = Pipeline(bundle)  # the box's path: int16 at the file's rate, then resampled
+    x = resample_int16(rec.to_int16(pipe.mel.uv_per_lsb), rec.sample_rate_hz, pipe.fs)
     windows = pipe.push(x, 0)[0]
     labels = Counter(w.label for w in windows)
     n = max(1, len(windows))
