@@ -74,7 +74,7 @@ def run_demo(*, fast: bool = False, model: Path | None = None, plain: bool = Fal
     source = open_source(str(DEMO_WAV), board, loop=False)
     vfe = VirtualFrontEnd(board, source, fast=fast)
     vfe.start()
-    print(f"virtual front end {board.name} on {vfe.path}; playing a "
+    print(f"virtual front end {board.name} on {vfe.path}\nplaying a "
           f"{sum(s for _, s in DEMO_SCRIPT):.0f} s scripted examination"
           f"{' (fast)' if fast else ''}", file=out, flush=True)
     link = SerialLink(vfe.path, baudrate=board.baudrate)

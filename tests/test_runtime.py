@@ -222,6 +222,16 @@ def test_demo_runs_and_scores_the_script(tmp_path):
     assert ok >= 11, proc.stdout  # 12/12 with the shipped model; one segment of slack
     sessions = run_nemg("log", "list", env=env, check=True).stdout.splitlines()
     assert len(sessions) == 1 and " demo" in sessions[0]
+    assert all(len(ln) <= 80 for ln in proc.stdout.splitlines())  # an 80-column terminal
+    from edge.demo import segments
+    from edge.labels import PATHOLOGICAL
+
+    log = EventLog(tmp_path / "d.db")
+    for ev in log.events(1):  # no pathological event where the script has none
+        if ev["label"] in PATHOLOGICAL:
+            mid = (ev["start_s"] + ev["end_s"]) / 2
+            here = next(lab for a, b, lab in segments() if a <= mid < b)
+            assert here == ev["label"], ev  # was: fasciculation at motor_unit -> artifact
 
 
 def test_a_full_disk_stops_the_log_not_the_session(bundle, exam_wav, tmp_path):
