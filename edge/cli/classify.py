@@ -1,6 +1,6 @@
 """``nemg classify PATH... [--json]``: the live pipeline over recording files.
 
-Files are streamed: a WAV at the model's rate is read a block at a time, and each file's
+Files are streamed: a WAV (of any rate) is read a block at a time, and each file's
 output is spooled (to disk past a few MB) and written only once the file is done, so an
 hours-long recording needs bounded memory, and a file that fails half-way prints one error
 line and no half a result. Every bad file gets its own ``nemg: error:`` line; the others are
