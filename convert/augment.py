@@ -51,6 +51,13 @@ class AugmentConfig:
     lowpass_hz: tuple[float, float] = (3000.0, 9500.0)
     """Amplifier low-pass corner."""
     p_bandwidth: float = 0.4
+    source_rates_hz: tuple[float, ...] = (4000.0, 8000.0, 10_000.0, 12_000.0, 16_000.0)
+    """Rates real archives record at (PhysioNet emgdb 4 kHz, EMGlab 10 kHz, 16 kHz boards):
+    a recording made at one of them holds nothing above its Nyquist frequency."""
+    p_source_rate: float = 0.0
+    """Share of recordings read as if recorded at one of ``source_rates_hz``: down and back
+    up through the box's own fixed-point resampler, so training sees exactly what ``nemg
+    classify`` makes of such a file. 0 (the default) draws nothing: make model's bits stay."""
 
 
 class Augmenter:
@@ -100,6 +107,16 @@ class Augmenter:
         y = sps.resample_poly(x, 1000, round(1000 * f))
         return np.resize(y, n) if y.size < n else y[:n]
 
+    def source_rate(self, x, rate=None):
+        """``x`` as the box reads it back from a file recorded at ``rate``."""
+        from edge.resample import resample_int16
+
+        rate = float(self.rng.choice(self.c.source_rates_hz)) if rate is None else rate
+        lsb = 0.5  # canonical µV per LSB: the box's own arithmetic, int16 at each rate
+        q = np.clip(np.round(x / lsb), -32768, 32767).astype(np.int16)
+        y = resample_int16(resample_int16(q, self.fs, rate), rate, self.fs)
+        return np.resize(y, x.size).astype(np.float64) * lsb
+
     def bandwidth(self, x):
         hp = self.rng.uniform(*self.c.highpass_hz)
         lp = min(self.rng.uniform(*self.c.lowpass_hz), 0.45 * self.fs)
@@ -124,6 +141,8 @@ class Augmenter:
             y, self.last_background = self.background(y, background)
         if r.random() < c.p_bandwidth:
             y = self.bandwidth(y)
+        if c.p_source_rate and r.random() < c.p_source_rate:  # no draw when off
+            y = self.source_rate(y)
         if r.random() < c.p_noise:
             y = self.noise(y)
         if r.random() < c.p_mains:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import convert  # noqa: F401
+from convert.augment import AugmentConfig
 from convert.corpus import CorpusItem, read_corpus, recording_seed
 from convert.dataset import FreshRecording, WindowBuilder, background_items, split_by_recording
 from edge.errors import ConfigError, InputError
@@ -184,7 +185,7 @@ class EpochRecordings:
 
 def train(data_dir: Path, out_dir: Path, config: TrainConfig, mel: MelConfig | None = None,
           win: WindowConfig | None = None, items: list[CorpusItem] | None = None,
-          also: list[Path] | None = None) -> TrainResult:
+          also: list[Path] | None = None, aug: AugmentConfig | None = None) -> TrainResult:
     """``also``: more corpus folders (another simulator's, real recordings), split by
     recording like the main one; their training recordings join every epoch as they are
     and their validation recordings join the validation set (so the best checkpoint is
@@ -207,7 +208,7 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, mel: MelConfig | N
     log(f"train: {len(train_items) + len(also_train)} recordings, validation: "
         f"{len(val_items)} (split by recording, seed {config.seed})")
     epochs = EpochRecordings(train_items, data_dir, config, also_train)
-    builder = WindowBuilder(mel, win, background_items=background_items(train_items),
+    builder = WindowBuilder(mel, win, aug=aug, background_items=background_items(train_items),
                             workers=config.workers)
     try:
         return _train(config, mel, win, epochs, val_items, builder, out_dir, t_start)

@@ -337,3 +337,20 @@ def test_another_corpus_joins_every_epoch_and_the_validation_set(tmp_path):
     assert "also" in proc.stderr and "cuInit" not in proc.stderr
     t = json.loads((ck / "training.json").read_text())
     assert t["val_recordings"] == len(split_by_recording(items, 0.2, 0)[1]) + len(also_val)
+
+
+def test_source_rate_augmentation_is_what_the_box_reads_from_such_a_file():
+    from convert.augment import AugmentConfig, Augmenter
+    from edge.resample import resample_int16
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 200, 40_000)  # µV at 20 kHz, white: energy up to 10 kHz
+    y = Augmenter(1, 20_000, AugmentConfig(p_source_rate=1.0)).source_rate(x, 10_000.0)
+    q = np.clip(np.round(x / 0.5), -32768, 32767).astype(np.int16)
+    box = resample_int16(resample_int16(q, 20_000, 10_000), 10_000, 20_000)
+    np.testing.assert_array_equal(y, box * 0.5)  # the box's own bits
+    spec = np.abs(np.fft.rfft(y)) ** 2
+    f = np.fft.rfftfreq(y.size, 1 / 20_000)
+    assert spec[f > 5_200].sum() < 1e-5 * spec[f < 4_000].sum()  # nothing above 5 kHz
+    a, b = Augmenter(3, 20_000), Augmenter(3, 20_000, AugmentConfig(p_source_rate=0.0))
+    np.testing.assert_array_equal(a(x), b(x))  # off by default: no draw, same sequence

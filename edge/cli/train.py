@@ -27,6 +27,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "recordings) whose training recordings join every epoch and "
                              "whose validation recordings join the validation set "
                              "(repeatable)")
+    parser.add_argument("--source-rate-share", type=float, default=0.0, metavar="SHARE",
+                        help="augmentation: share of recordings read as if recorded at 4–16 "
+                             "kHz (down and up through the box's resampler; default 0)")
     parser.add_argument("--fresh-share", type=float, default=0.0, metavar="SHARE",
                         help="synthetic corpora: share of each epoch's training recordings "
                              "replaced by newly synthesised patients (make model: 1.0)")
@@ -46,7 +49,12 @@ def run(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                       augment=not args.no_augment, init_from=args.init_from,
                       freeze=args.freeze, workers=args.workers, fresh_share=args.fresh_share)
-    r = train(args.data, args.out, cfg, also=args.also)
+    if not 0.0 <= args.source_rate_share <= 1.0:
+        raise ConfigError("--source-rate-share must be in 0..1")
+    from convert.augment import AugmentConfig
+
+    aug = AugmentConfig(p_source_rate=args.source_rate_share)
+    r = train(args.data, args.out, cfg, also=args.also, aug=aug)
     print(json.dumps({"checkpoint": str(r.checkpoint), "best_epoch": r.best_epoch,
                       "best_val_accuracy": r.best_val_accuracy, "seconds": r.seconds}))
     return 0
