@@ -77,26 +77,18 @@ def load_edf(path: Path, channel: int | str = 0) -> Recording:
 
 # ---- WFDB --------------------------------------------------------------------------------
 def load_wfdb(path: Path, channel: int | str = 0) -> Recording:
-    wfdb = _require("wfdb", "reading WFDB records")
+    """A WFDB record through the box's own reader (:mod:`edge.wfdb`: the same bits on a
+    box and a workstation)."""
+    from edge.wfdb import read_header, read_signal
 
-    base = path.with_suffix("")
-    try:
-        rec = wfdb.rdrecord(str(base))
-    except FileNotFoundError as exc:
-        raise InputError(f"{path}: WFDB record incomplete ({exc.filename or exc})") from None
-    except (ValueError, OSError, IndexError, EOFError) as exc:
-        raise InputError(f"{path}: not a readable WFDB record ({str(exc).strip()})") from None
-    if rec.p_signal is None or rec.p_signal.size == 0:
-        raise InputError(f"{path}: empty (no samples)")
-    names = list(rec.sig_name)
+    path = path.with_suffix(".hea")
+    names = [s.name for s in read_header(path).signals]
     i = pick_channel(path, len(names), channel, names)
-    scale = unit_to_uv(path, rec.units[i])
-    x = rec.p_signal[:, i].astype(np.float64) * scale
-    expected = rec.sig_len
-    if x.size < expected:
-        raise InputError(f"{path}: truncated ({x.size} of {expected} samples)")
-    check_samples(path, x, float(rec.fs))
-    return Recording(x, float(rec.fs), rec.units[i], True, names[i], str(path))
+    x, h = read_signal(path, i)
+    units = h.signals[i].units
+    x = x * unit_to_uv(path, units)
+    check_samples(path, x, h.rate_hz)
+    return Recording(x, h.rate_hz, units, True, names[i], str(path))
 
 
 # ---- CSV / text -------------------------------------------------------------------------------
@@ -114,6 +106,11 @@ def load_csv(path: Path, channel: int | str = 1) -> Recording:
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if len(lines) < 3:
         raise InputError(f"{path}: empty (needs a header and at least two rows)")
+    if _numeric(lines[0].replace(",", " ").replace(";", " ").split()[:1]):
+        # no header, so no unit: the values are read as they are and the scale is unknown
+        # (nemg classify estimates it from the noise floor, or takes --scale-uv)
+        rec = load_two_columns(path, "uV")
+        return replace(rec, unit="unknown", scale_known=False, assumed_unit_uv=1.0)
     try:
         dialect = csv.Sniffer().sniff(lines[0], delimiters=",;\t ") \
             if "," not in lines[0] else None
@@ -148,6 +145,14 @@ def load_csv(path: Path, channel: int | str = 1) -> Recording:
         raise InputError(f"{path}: time column is not evenly sampled (jitter > 1 %)")
     check_samples(path, x, rate)
     return Recording(x, rate, m.group(1), True, header[i], str(path))
+
+
+def _numeric(fields: list[str]) -> bool:
+    try:
+        [float(f) for f in fields]
+    except ValueError:
+        return False
+    return bool(fields)
 
 
 def _row_ok(r: list[str], i: int) -> bool:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import struct
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_nemg
+from conftest import ROOT, assert_one_line_error, run_nemg
 
 from convert.augment import Augmenter
 from convert.importers import load_recording
@@ -200,3 +202,72 @@ def test_data_inspect_cli(tmp_path):
     assert '"sample_rate_hz": 20000.0' in proc.stdout
     (tmp_path / "bad.wav").write_bytes(b"RIFF")
     assert_one_line_error(run_nemg("data", "inspect", str(tmp_path / "bad.wav")), "bad.wav")
+
+
+@pytest.mark.parametrize("fmt", ["16", "212", "80", "61"])
+def test_wfdb_formats_read_as_the_wfdb_package_reads_them_without_it(tmp_path, fmt):
+    import subprocess
+    import sys
+
+    import wfdb
+
+    x = np.random.default_rng(0).normal(0, 0.2, 5000)  # mV
+    gains = {"16": 2000.0, "212": 500.0, "80": 50.0, "61": 2000.0}[fmt]  # in range
+    if fmt == "61":  # wfdb writes no format 61 (EMGlab's): big-endian int16 by hand
+        d = np.round(np.stack([x, x * 2], 1) * gains).astype(">i2")
+        (tmp_path / "e.dat").write_bytes(d.tobytes())
+        (tmp_path / "e.hea").write_text(
+            f"e 2 10000 {x.size}\r"
+            f"e.dat 61 {gains:g}(3)/mV 16 0 0 0 0 needle\re.dat 61 {gains:g}/mV 16 0 0 0 0 b\r")
+    else:
+        wfdb.wrsamp("e", fs=10_000, units=["mV", "mV"], sig_name=["needle", "b"],
+                    p_signal=np.stack([x, x * 2], 1), fmt=[fmt, fmt], adc_gain=[gains, gains],
+                    baseline=[3, 0], write_dir=str(tmp_path))
+    ref = wfdb.rdrecord(str(tmp_path / "e"))
+    for ch in (0, 1):
+        rec = load_recording(tmp_path / "e.hea", ch)
+        np.testing.assert_array_equal(rec.samples_uv, ref.p_signal[:, ch] * 1000)
+        assert rec.sample_rate_hz == 10_000 and rec.channel == ["needle", "b"][ch]
+    box = subprocess.run([sys.executable, "-c",  # a box: no wfdb package at all
+                          "import hashlib, sys; sys.modules['wfdb'] = None\n"
+                          "from pathlib import Path\n"
+                          "from convert.importers import load_recording\n"
+                          f"x = load_recording(Path({str(tmp_path / 'e.hea')!r})).samples_uv\n"
+                          "print(hashlib.sha256(x.tobytes()).hexdigest())"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    here = load_recording(tmp_path / "e.hea").samples_uv
+    assert box.stdout.strip() == hashlib.sha256(here.tobytes()).hexdigest(), box.stderr
+
+
+def test_a_wfdb_record_the_reader_does_not_support_is_a_clear_error(tmp_path):
+    (tmp_path / "m.hea").write_text("m/2 1 1000 10\n")
+    with pytest.raises(InputError, match="multi-segment"):
+        load_recording(tmp_path / "m.hea")
+    (tmp_path / "s.hea").write_text("s 1 1000 10\ns.dat 311 200/mV\n")
+    with pytest.raises(InputError, match="format '311' is not supported"):
+        load_recording(tmp_path / "s.hea")
+
+
+def test_classify_on_a_box_reads_csv_text_and_wfdb_with_the_workstations_bits(tmp_path):
+    import subprocess
+    import sys
+
+    import wfdb
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(0, 0.05, 3 * FS)  # mV
+    (tmp_path / "a.csv").write_text("time_s,emg_mV\n" + "\n".join(
+        f"{i / FS:.6f},{v:.5f}" for i, v in enumerate(x)))
+    excerpt = ROOT / "tests" / "data" / "emgdb_healthy_3s.txt"  # headerless: unscaled
+    wfdb.wrsamp("w", fs=FS, units=["mV"], sig_name=["emg"], p_signal=x[:, None], fmt=["16"],
+                adc_gain=[2000.0], baseline=[0], write_dir=str(tmp_path))
+    files = [str(tmp_path / "a.csv"), str(excerpt), str(tmp_path / "w.hea")]
+    hide = "".join(f"sys.modules[{m!r}] = None\n" for m in
+                   ("scipy", "tensorflow", "tf_keras", "matplotlib", "pyedflib", "wfdb"))
+    box = subprocess.run([sys.executable, "-c", f"import sys\n{hide}from edge.cli import main\n"
+                          "sys.exit(main(sys.argv[1:]))", "classify", "--json", *files],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert box.returncode == 0, box.stderr
+    assert box.stdout == run_nemg("classify", "--json", *files, timeout=300).stdout
+    scales = [json.loads(ln)["input"]["scale"] for ln in box.stdout.splitlines()]
+    assert scales == ["recorded", "estimated", "recorded"]
