@@ -1,8 +1,10 @@
 """Real recordings a clinic exports -> one :class:`Recording` type.
 
-Formats: WAV (8/16/24/32-bit int, 32/64-bit float, any rate), EDF / EDF+ / BDF (pyedflib),
-WFDB (``wfdb``: a ``.hea`` header with its ``.dat``), CSV / text (time + value columns, the
-unit named in the value column's header). Labels come from a CSV sidecar
+Formats: WAV (8/16/24/32-bit int, 32/64-bit float, any rate), EDF / EDF+ / BDF
+(:mod:`edge.edf`), WFDB (:mod:`edge.wfdb`: a ``.hea`` header with its ``.dat``; formats 16,
+61, 80, 212), CSV / text (time + value columns, the unit named in the value column's
+header; a headerless ``time value`` file is read unscaled). All numpy only: a box reads
+every format with the workstation's bits. Labels come from a CSV sidecar
 (``start_s,end_s,label``), or EDF+ annotations whose text is a label.
 
 Every problem is an :class:`~edge.errors.InputError` naming the file and what is wrong:
@@ -34,45 +36,33 @@ from edge.recording import (  # noqa: F401  (re-exported: one Recording type eve
 
 
 # ---- EDF / EDF+ / BDF ------------------------------------------------------------------------
-def _require(module: str, what: str):
-    """Import an optional reader, or say which extra provides it."""
-    import importlib
-
-    from edge.errors import MissingExtraError
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise MissingExtraError("convert", what, module) from None
-
-
 def load_edf(path: Path, channel: int | str = 0) -> Recording:
-    pyedflib = _require("pyedflib", f"reading {path.suffix} files")
+    """EDF / EDF+ / BDF through the box's own reader (:mod:`edge.edf`); EDF+ annotations
+    whose text is a label become spans."""
+    import os
 
+    from edge.edf import read_edf, read_header
+    from edge.fileio import open_regular
+
+    fd = open_regular(path)
     try:
-        reader = pyedflib.EdfReader(str(path))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable EDF/BDF file ({str(exc).strip()})") from None
-    try:
-        names = [s.strip() for s in reader.getSignalLabels()]
-        if not names:
-            raise InputError(f"{path}: no signals")
-        i = pick_channel(path, len(names), channel, names)
-        unit = reader.getPhysicalDimension(i)
-        scale = unit_to_uv(path, unit)
-        rate = float(reader.getSampleFrequency(i))
-        x = reader.readSignal(i).astype(np.float64) * scale
-        onsets, durations, texts = reader.readAnnotations()
-        ann = []
-        for onset, dur, text in zip(onsets, durations, texts, strict=True):
-            label = str(text).strip()
-            if label:
-                check_label(label, f"{path} annotation at {onset:.3f} s")
-                ann.append((float(onset), float(onset + max(dur, 0.0)), label))
+        h = read_header(path, fd)
     finally:
-        reader.close()
+        os.close(fd)
+    names = [h.signals[k].label for k in h.data_signals]
+    if not names:
+        raise InputError(f"{path}: no signals")
+    i = pick_channel(path, len(names), channel, names)
+    x, h, annotations = read_edf(path, i)
+    sig = h.signals[h.data_signals[i]]
+    x = x * unit_to_uv(path, sig.unit)
+    ann = []
+    for onset, dur, label in annotations:
+        check_label(label, f"{path} annotation at {onset:.3f} s")
+        ann.append((float(onset), float(onset + max(dur, 0.0)), label))
+    rate = h.rate_hz(h.data_signals[i])
     check_samples(path, x, rate)
-    return Recording(x, rate, unit, True, names[i], str(path), ann)
+    return Recording(x, rate, sig.unit, True, names[i], str(path), ann)
 
 
 # ---- WFDB --------------------------------------------------------------------------------

@@ -248,7 +248,7 @@ def test_a_wfdb_record_the_reader_does_not_support_is_a_clear_error(tmp_path):
         load_recording(tmp_path / "s.hea")
 
 
-def test_classify_on_a_box_reads_csv_text_and_wfdb_with_the_workstations_bits(tmp_path):
+def test_classify_on_a_box_reads_csv_text_wfdb_and_edf_with_the_workstations_bits(tmp_path):
     import subprocess
     import sys
 
@@ -261,7 +261,16 @@ def test_classify_on_a_box_reads_csv_text_and_wfdb_with_the_workstations_bits(tm
     excerpt = ROOT / "tests" / "data" / "emgdb_healthy_3s.txt"  # headerless: unscaled
     wfdb.wrsamp("w", fs=FS, units=["mV"], sig_name=["emg"], p_signal=x[:, None], fmt=["16"],
                 adc_gain=[2000.0], baseline=[0], write_dir=str(tmp_path))
-    files = [str(tmp_path / "a.csv"), str(excerpt), str(tmp_path / "w.hea")]
+    import pyedflib
+
+    w = pyedflib.EdfWriter(str(tmp_path / "e.edf"), 1, file_type=pyedflib.FILETYPE_EDFPLUS)
+    w.setSignalHeaders([{"label": "EMG", "dimension": "mV", "sample_frequency": FS,
+                         "physical_max": 1.0, "physical_min": -1.0, "digital_max": 32767,
+                         "digital_min": -32768}])
+    w.writeSamples([x])
+    w.close()
+    files = [str(tmp_path / "a.csv"), str(excerpt), str(tmp_path / "w.hea"),
+             str(tmp_path / "e.edf")]
     hide = "".join(f"sys.modules[{m!r}] = None\n" for m in
                    ("scipy", "tensorflow", "tf_keras", "matplotlib", "pyedflib", "wfdb"))
     box = subprocess.run([sys.executable, "-c", f"import sys\n{hide}from edge.cli import main\n"
@@ -270,4 +279,57 @@ def test_classify_on_a_box_reads_csv_text_and_wfdb_with_the_workstations_bits(tm
     assert box.returncode == 0, box.stderr
     assert box.stdout == run_nemg("classify", "--json", *files, timeout=300).stdout
     scales = [json.loads(ln)["input"]["scale"] for ln in box.stdout.splitlines()]
-    assert scales == ["recorded", "estimated", "recorded"]
+    assert scales == ["recorded", "estimated", "recorded", "recorded"]
+
+
+@pytest.mark.parametrize("kind", ["edf", "bdf"])
+def test_edf_and_bdf_read_as_pyedflib_reads_them_without_it(tmp_path, kind):
+    import subprocess
+    import sys
+
+    import pyedflib
+
+    path = tmp_path / f"r.{kind}"
+    bdf = kind == "bdf"
+    w = pyedflib.EdfWriter(str(path), 2, file_type=pyedflib.FILETYPE_BDFPLUS if bdf
+                           else pyedflib.FILETYPE_EDFPLUS)
+    x = np.random.default_rng(2).normal(0, 100, 2 * FS)
+    w.setSignalHeaders([{"label": lab, "dimension": "uV", "sample_frequency": fs,
+                         "physical_max": 1000.0, "physical_min": -800.0,
+                         "digital_max": 8_388_607 if bdf else 32767,
+                         "digital_min": -8_388_608 if bdf else -32768}
+                        for lab, fs in (("EMG", FS), ("ref", FS // 4))])
+    w.writeSamples([x, x[::4] / 2])
+    w.close()
+    r = pyedflib.EdfReader(str(path))
+    for ch in (0, 1):
+        rec = load_recording(path, ch)
+        np.testing.assert_array_equal(rec.samples_uv, r.readSignal(ch))  # edflib's formula
+        assert rec.sample_rate_hz == r.getSampleFrequency(ch)
+    r.close()
+    box = subprocess.run([sys.executable, "-c", "import sys; sys.modules['pyedflib'] = None\n"
+                          "from pathlib import Path\nfrom convert.importers import load_recording\n"
+                          f"print(load_recording(Path({str(path)!r}), 'ref').samples_uv.size)"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert box.stdout.strip() == str(2 * FS // 4), box.stderr
+
+
+def test_a_damaged_edf_is_a_clear_error(tmp_path):
+    import pyedflib
+
+    path = tmp_path / "d.edf"
+    w = pyedflib.EdfWriter(str(path), 1, file_type=pyedflib.FILETYPE_EDFPLUS)
+    w.setSignalHeaders([{"label": "EMG", "dimension": "uV", "sample_frequency": FS,
+                         "physical_max": 1000.0, "physical_min": -1000.0,
+                         "digital_max": 32767, "digital_min": -32768}])
+    w.writeSamples([np.zeros(3 * FS)])
+    w.close()
+    good = path.read_bytes()
+    cases = {r"truncated \(2 of 3 data records\)": good[: len(good) - 1000],
+             "a number field is not a number": good[:236] + b"abcdefgh" + good[244:],
+             "9999 signals": good[:252] + b"9999" + good[256:],
+             "not an EDF/BDF file": b"PK\x03\x04" + good[4:]}
+    for message, data in cases.items():
+        path.write_bytes(data)
+        with pytest.raises(InputError, match=message):
+            load_recording(path)

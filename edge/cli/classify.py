@@ -147,18 +147,10 @@ def _to_int16(uv: np.ndarray, uv_per_lsb: float) -> np.ndarray:
 
 
 def _load_recording(path: Path, channel):
-    try:
-        from convert.importers import load_recording
-    except ImportError:  # the box: WAV only (EDF, WFDB and CSV: issue 18)
-        from edge.errors import MissingExtraError
-        from edge.recording import load_wav
+    """Every importer format (all numpy only: the same on a box and a workstation)."""
+    from convert.importers import load_recording
 
-        if path.suffix.lower() != ".wav":
-            raise MissingExtraError("convert", f"reading {path.suffix} files",
-                                    "pyedflib/wfdb") from None
-        return load_wav(path, 0 if channel is None else channel)
     return load_recording(path, channel)
-
 
 def load_samples(path: Path, fs: int, uv_per_lsb: float, channel=None,
                  scale_uv: float | None = None) -> np.ndarray:
