@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.bundle import BUNDLE_FORMAT, key_id, parse_version, public_raw, sha256
+from edge.bundle import BUNDLE_FORMAT, DEFAULT_BOARDS, key_id, parse_version, public_raw, sha256
 from edge.errors import ConfigError
 from edge.features import MelConfig, MelFrontEnd, float_to_int16
 from edge.labels import LABELS
@@ -83,7 +83,7 @@ def golden_vectors(model: bytes, mel: MelConfig, win: WindowConfig, seed: int = 
 def pack(out: Path, *, model: bytes, key_path: Path, name: str, version: str,
          mel: MelConfig | None = None, win: WindowConfig | None = None,
          labels: tuple[str, ...] = LABELS, metrics: dict[str, Any] | None = None,
-         checkpoint: bytes | None = None, boards: tuple[str, ...] = ("nemg-fe1",),
+         checkpoint: bytes | None = None, boards: tuple[str, ...] = DEFAULT_BOARDS,
          uncertain_threshold: float = 0.5, smoothing_windows: int = 3,
          development_key: bool = False, description: str = "") -> dict[str, Any]:
     """Write a signed bundle; returns its manifest."""

@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh-share", type=float, default=1.0,
                     help="share of each epoch's training recordings that are new synthetic "
                          "patients instead of corpus recordings")
-    ap.add_argument("--version", default="1.4.0")
+    ap.add_argument("--version", default="1.4.1")
     ap.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
     ap.add_argument("--key", type=Path, default=DEV_KEY)
     ap.add_argument("--docs", type=Path, default=ROOT / "docs",

@@ -41,6 +41,9 @@ from edge.features import MelConfig, MelFrontEnd
 from edge.windows import WindowConfig
 
 BUNDLE_FORMAT = 1
+DEFAULT_BOARDS = ("nemg-fe1", "ads1299-fe")
+"""Boards a bundle is packed for unless told otherwise: the shipped front ends (the 16 kHz
+ADS1299 board through the resampler)."""
 MAX_BUNDLE_BYTES = 64 << 20
 """Largest bundle a box reads (the shipped one is 0.4 MB)."""
 MAX_MEMBERS = 16
@@ -249,10 +252,13 @@ class Bundle:
         return sha256(self.model_bytes)
 
     def board_mismatch(self, board_name: str, sample_rate_hz: int) -> str | None:
-        """Why this model cannot run on a board (rate, compatible_boards), or None."""
-        rate = self.mel_config.sample_rate_hz
-        if rate != sample_rate_hz:
-            return f"model expects {rate} Hz, board {board_name} delivers {sample_rate_hz} Hz"
+        """Why this model cannot run on a board, or None. A board at another rate than the
+        model's is brought to it by the box's resampler (:mod:`edge.resample`), so what
+        decides is the bundle's list of compatible boards (and a rate that can hold EMG)."""
+        from edge.recording import MIN_SAMPLE_RATE_HZ
+
+        if sample_rate_hz < MIN_SAMPLE_RATE_HZ:
+            return f"board {board_name} delivers {sample_rate_hz} Hz, too low for needle EMG"
         boards = self.manifest.get("compatible_boards") or []
         if boards and board_name not in boards:
             return f"not compatible with board {board_name} (compatible: {', '.join(boards)})"

@@ -24,6 +24,7 @@ from edge.errors import ConfigError
 from edge.eventlog import EventLog, LogWriteError
 from edge.labels import PATHOLOGICAL, UNCERTAIN
 from edge.pipeline import Event, Pipeline, WindowResult, summarize
+from edge.resample import StreamResampler
 from edge.wavio import write_wav
 from firmware_host.boards import FrontEndProfile
 from firmware_host.link import FrontEndClient, LinkEvent
@@ -140,6 +141,11 @@ class LiveSession:
         self.log = log
         self.view = view or PlainView()
         self.scale = BoardScaler.between(board.uv_per_lsb, pipeline.mel.uv_per_lsb)
+        self.resampler: StreamResampler | None = None
+        """A board at another rate than the model's is brought to it here (the same
+        resampler ``nemg classify`` uses, so live and offline stay bit for bit)."""
+        if board.sample_rate_hz != pipeline.fs:
+            self.resampler = StreamResampler(board.sample_rate_hz, pipeline.fs)
         self.state = SessionState()
         self.source = source or client.link.port
         self.capture_dir = capture_dir
@@ -153,6 +159,7 @@ class LiveSession:
         self._pending: list[np.ndarray] = []  # samples waiting for the next decision
         self._pending_n = 0
         self._pending_index = 0
+        self._model_index = 0  # with a resampler: model-rate samples (and losses) so far
 
     # ---- the loop --------------------------------------------------------------------------
     def run(self, *, duration_s: float | None = None,
@@ -172,15 +179,10 @@ class LiveSession:
                     self.state.flags |= ev.flags
                     self.state.samples += pcm.size
                     self._keep(pcm)
-                    if not self._pending:
-                        self._pending_index = ev.index
-                    self._pending.append(pcm)
-                    self._pending_n += pcm.size
-                    if self._pending_n >= p.samples_needed():
-                        self._push()
+                    self._queue(pcm, ev.index)
                 elif isinstance(ev, Gap):
-                    self._push()
-                    self._take(*p.lost(ev.lost, ev.reason))
+                    self._end_segment()
+                    self._take(*p.lost(self._at_model_rate(ev.lost), ev.reason))
                 elif isinstance(ev, LinkEvent):
                     self.state.link_note = ev.state
                     self.view.link(ev)
@@ -190,7 +192,7 @@ class LiveSession:
         except KeyboardInterrupt:
             self.state.link_note = "stopped by user"
         finally:
-            self._push()
+            self._end_segment()
             self._emit(p.flush())
             summary = self.summary()
             self._to_log("end_session", summary)
@@ -200,6 +202,41 @@ class LiveSession:
             with contextlib.suppress(Exception):
                 self.client.close()
         return summary
+
+    def _queue(self, pcm: np.ndarray, index: int) -> None:
+        """Board samples at stream ``index`` towards the pipeline, at the model's rate."""
+        if self.resampler is not None:
+            pcm = self.resampler.push(pcm)
+            index = self._model_index
+            self._model_index += pcm.size
+        if not self._pending:
+            self._pending_index = index
+        self._pending.append(pcm)
+        self._pending_n += pcm.size
+        if self._pending_n >= self.pipeline.samples_needed():
+            self._push()
+
+    def _end_segment(self) -> None:
+        """Before a gap: what the resampler still owes of the samples before it, then a
+        fresh resampler (no filter spans a gap)."""
+        if self.resampler is not None:
+            tail = self.resampler.flush()
+            if tail.size:
+                if not self._pending:
+                    self._pending_index = self._model_index
+                self._pending.append(tail)
+                self._pending_n += tail.size
+                self._model_index += tail.size
+            self.resampler = StreamResampler(self.board.sample_rate_hz, self.pipeline.fs)
+        self._push()
+
+    def _at_model_rate(self, lost: int | None) -> int | None:
+        """A loss counted in board samples, in model samples (and on the model's axis)."""
+        if lost is None or self.resampler is None:
+            return lost
+        n = round(lost * self.pipeline.fs / self.board.sample_rate_hz)
+        self._model_index += n
+        return n
 
     def _check_device(self) -> None:
         """The device must be the board we scale for: its rate and µV per LSB."""

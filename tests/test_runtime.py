@@ -421,3 +421,30 @@ def test_a_4khz_archive_is_classified_with_a_note_on_its_narrower_band(tmp_path)
     r = json.loads(proc.stdout)
     assert r["input"]["sample_rate_hz"] == 4_000 and r["input"]["band_hz"] == 2_000
     assert "nothing above 2000 Hz" in proc.stderr and len(r["windows"]) == 7
+
+
+def test_a_16khz_board_is_classified_live_as_classify_reads_the_same_samples(bundle, tmp_path):
+    from edge.cli.classify import classify_file
+    from edge.recording import load_wav
+    from edge.resample import resample_int16
+
+    ads = get_frontend("ads1299-fe")  # 24-bit, 16 kHz: not the model's rate
+    exam = load_wav(ROOT / "edge" / "data" / "demo-exam.wav").to_int16(0.5)[: 8 * 20_000]
+    at16 = tmp_path / "exam16k.wav"
+    write_wav(at16, resample_int16(exam, 20_000, 16_000), 16_000, 0.5)
+    src = open_source(str(at16), ads, loop=False)
+    # what the box's scaler makes of the board's ADC values: the samples both paths read
+    heard = tmp_path / "heard16k.wav"
+    write_wav(heard, BoardScaler.between(ads.uv_per_lsb, 0.5)(src.values), 16_000, 0.5)
+    offline = classify_file(lambda: Pipeline(bundle), heard)
+    with VirtualFrontEnd(ads, src, fast=True) as vfe:
+        link = SerialLink(vfe.path)
+        link.open()
+        session = LiveSession(Pipeline(bundle), FrontEndClient(link, reconnect=False), ads)
+        session.run(until=lambda: vfe.finished.is_set() and session.state.samples >= len(src))
+    live = session.state.windows
+    assert session.resampler is not None and len(live) == len(offline["windows"]) > 10
+    for w, o in zip(live, offline["windows"], strict=True):
+        assert (w.label, round(w.start_s, 4)) == (o["label"], o["start_s"])
+        np.testing.assert_array_equal(np.round(w.probabilities, 4),
+                                      [o["probabilities"][lab] for lab in bundle.labels])

@@ -14,6 +14,8 @@ def default_trusted() -> Path:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from edge.bundle import DEFAULT_BOARDS
+
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = sub.add_parser("pack", help="sign a model into a bundle (workstation)")
     p.add_argument("--model", type=Path, required=True, help="int8 .tflite")
@@ -23,7 +25,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--checkpoint", type=Path, help="float .h5 to include for fine-tuning")
     p.add_argument("--metrics", type=Path, help="evaluation report.json to include")
-    p.add_argument("--boards", default="nemg-fe1", help="comma-separated compatible boards")
+    p.add_argument("--boards", default=",".join(DEFAULT_BOARDS),
+                   help="comma-separated compatible boards")
     p.add_argument("--uncertain-threshold", type=float, default=0.5)
     p.add_argument("--dev", action="store_true", help="mark as signed with a development key")
     v = sub.add_parser("verify", help="check signature, hashes and (optionally) golden vectors")
