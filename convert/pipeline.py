@@ -17,7 +17,7 @@ from typing import Any
 import convert  # noqa: F401
 from convert.corpus import read_corpus, synth_corpus
 from convert.synth import PARAMS
-from convert.train import TrainConfig, log, train
+from convert.train import RECIPE, TrainConfig, log, train
 from edge.console import Progress
 from edge.errors import InputError
 from edge.features import MelConfig
@@ -206,11 +206,11 @@ def prefer_qat(ptq: dict[str, Any], qat: dict[str, Any]) -> bool:
 
 def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs: int,
                        qat_epochs: int, duration_s: float, arch: str, version: str,
-                       bundle: Path, key: Path, seed: int = 0, width: float = 1.0,
-                       pool: str = "avg", test_duration_s: float = 6.0,
-                       docs: Path | None = None,
+                       bundle: Path, key: Path, seed: int = 0,
+                       width: float = RECIPE.width, pool: str = RECIPE.pool,
+                       test_duration_s: float = 6.0, docs: Path | None = None,
                        train_mixture_share: float | None = None,
-                       fresh_share: float = 1.0) -> dict[str, Any]:
+                       fresh_share: float = RECIPE.fresh_share) -> dict[str, Any]:
     import numpy as np
 
     from convert.bundle import pack
@@ -322,17 +322,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-class", type=int, default=120)
     ap.add_argument("--test-per-class", type=int, default=30)
     ap.add_argument("--duration", type=float, default=4.0)
-    ap.add_argument("--epochs", type=int, default=46)
+    ap.add_argument("--epochs", type=int, default=RECIPE.epochs)
     ap.add_argument("--qat-epochs", type=int, default=3)
-    ap.add_argument("--arch", default="cnn", choices=["cnn", "cnn_gru"])
-    ap.add_argument("--width", type=float, default=1.0, help="channel multiplier")
-    ap.add_argument("--pool", default="avg_max", choices=["avg", "avg_max"],
+    ap.add_argument("--arch", default=RECIPE.arch, choices=["cnn", "cnn_gru"])
+    ap.add_argument("--width", type=float, default=RECIPE.width, help="channel multiplier")
+    ap.add_argument("--pool", default=RECIPE.pool, choices=["avg", "avg_max"],
                     help="cnn head: average, or average and maximum over the window")
     ap.add_argument("--train-mixture-share", type=float, default=0.4,
                     help="share of training discharge recordings over end-plate noise or a "
                          "voluntary unit (the test corpus keeps the synthesiser's "
                          f"{PARAMS['background']['mixture_share']:g})")
-    ap.add_argument("--fresh-share", type=float, default=1.0,
+    ap.add_argument("--fresh-share", type=float, default=RECIPE.fresh_share,
                     help="share of each epoch's training recordings that are new synthetic "
                          "patients instead of corpus recordings")
     ap.add_argument("--version", default="1.4.1")

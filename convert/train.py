@@ -63,6 +63,12 @@ class TrainConfig:
     Needs ``augment`` (they are part of each epoch's fresh windows)."""
 
 
+RECIPE = TrainConfig(arch="cnn", epochs=46, width=1.0, pool="avg_max", fresh_share=1.0)
+"""How ``make model`` trains nemg-default: the one source of its defaults, and of the
+model-changing defaults of ``nemg train`` (arch, width, pool), so that the shipped
+architecture is what ``nemg train`` builds without options."""
+
+
 @dataclass
 class TrainResult:
     checkpoint: Path

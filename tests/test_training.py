@@ -270,6 +270,19 @@ def test_train_quantize_evaluate_cli(tiny, tmp_path):
     run_nemg("train", "--data", str(data), "--out", str(ck), "--epochs", "1", check=True,
              timeout=300)
     assert (ck / "model.h5").is_file() and (ck / "training.json").is_file()
+    # without options, nemg train builds the shipped architecture (make model's recipe)
+    from convert.model import load_checkpoint
+    from edge.bundle import Bundle
+
+    shipped_ckpt = tmp_path / "shipped.h5"
+    shipped_ckpt.write_bytes(Bundle.read(ROOT / "models" / "nemg-default.nemg")
+                             .members["checkpoint.h5"])
+
+    def architecture(path):
+        m = load_checkpoint(path)
+        return m.count_params(), [(type(la).__name__, la.output_shape) for la in m.layers]
+
+    assert architecture(ck / "model.h5") == architecture(shipped_ckpt)
     tfl = tmp_path / "m.tflite"
     run_nemg("quantize", str(ck), "--data", str(data), "--out", str(tfl), check=True,
              timeout=300)

@@ -7,10 +7,19 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from convert.train import RECIPE  # make model's recipe: the one source of defaults
+
     parser.add_argument("--data", type=Path, required=True, help="corpus folder (labels.csv)")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder")
-    parser.add_argument("--arch", default="cnn", choices=["cnn", "cnn_gru"])
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--arch", default=RECIPE.arch, choices=["cnn", "cnn_gru"])
+    parser.add_argument("--width", type=float, default=RECIPE.width,
+                        help="channel multiplier of every convolution (make model: "
+                             f"{RECIPE.width:g})")
+    parser.add_argument("--pool", default=RECIPE.pool, choices=["avg", "avg_max"],
+                        help=f"cnn head: average, or average and maximum (make model: "
+                             f"{RECIPE.pool})")
+    parser.add_argument("--epochs", type=int, default=30,
+                        help=f"upper bound (make model: {RECIPE.epochs})")
     parser.add_argument("--patience", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3, help="learning rate")
@@ -32,7 +41,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "kHz (down and up through the box's resampler; default 0)")
     parser.add_argument("--fresh-share", type=float, default=0.0, metavar="SHARE",
                         help="synthetic corpora: share of each epoch's training recordings "
-                             "replaced by newly synthesised patients (make model: 1.0)")
+                             "replaced by newly synthesised patients (make model: "
+                             f"{RECIPE.fresh_share:g})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--epochs must be at least 1")
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
-    cfg = TrainConfig(arch=args.arch, epochs=args.epochs, patience=args.patience,
+    cfg = TrainConfig(arch=args.arch, width=args.width, pool=args.pool,
+                      epochs=args.epochs, patience=args.patience,
                       batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                       augment=not args.no_augment, init_from=args.init_from,
                       freeze=args.freeze, workers=args.workers, fresh_share=args.fresh_share)
