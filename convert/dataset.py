@@ -65,8 +65,10 @@ class WindowSet:
         return int(self.y.size)
 
     def float_input(self) -> np.ndarray:
-        """What the float model sees: q / 64 (see edge.model.FEATURE_INPUT_SCALE)."""
-        return (self.x.astype(np.float32) / 64.0)[..., None]
+        """What the float model sees (:func:`edge.model.features_as_float`)."""
+        from edge.model import features_as_float
+
+        return features_as_float(self.x)[..., None]
 
     @staticmethod
     def concat(sets: list[WindowSet]) -> WindowSet:

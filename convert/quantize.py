@@ -12,6 +12,7 @@ import numpy as np
 import convert  # noqa: F401
 from convert.dataset import WindowSet
 from edge.errors import ConfigError
+from edge.model import FEATURE_INPUT_RANGE, features_as_float
 
 
 def representative(windows: WindowSet, n: int = 400, seed: int = 0):
@@ -22,10 +23,10 @@ def representative(windows: WindowSet, n: int = 400, seed: int = 0):
     frames, mels = windows.x.shape[1:]
 
     def gen() -> Iterator[list[np.ndarray]]:
-        yield [np.full((1, frames, mels, 1), -128 / 64.0, np.float32)]
-        yield [np.full((1, frames, mels, 1), 127 / 64.0, np.float32)]
+        for edge_value in FEATURE_INPUT_RANGE:
+            yield [np.full((1, frames, mels, 1), edge_value, np.float32)]
         for i in idx:
-            yield [(windows.x[i].astype(np.float32) / 64.0)[None, :, :, None]]
+            yield [features_as_float(windows.x[i])[None, :, :, None]]
 
     return gen
 
@@ -85,6 +86,6 @@ def pin_input_range(q) -> None:
     layer = q.get_layer("quantize_layer")
     for w in layer.weights:
         if w.name.endswith("quantize_layer_min:0"):
-            w.assign(-128 / 64.0)
+            w.assign(FEATURE_INPUT_RANGE[0])
         elif w.name.endswith("quantize_layer_max:0"):
-            w.assign(127 / 64.0)
+            w.assign(FEATURE_INPUT_RANGE[1])

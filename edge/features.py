@@ -126,12 +126,6 @@ class MelConfig:
         """Dequantise features to dB (for plots, reports and the float model's input)."""
         return self.db_min + (np.asarray(q, dtype=np.float64) + 128.0) * self.db_step
 
-    @property
-    def input_quantization(self) -> tuple[float, int]:
-        """(scale, zero_point) such that dB = scale·(q − zero_point), as TFLite writes it.
-        The zero point is an integer only when db_min is a multiple of db_step."""
-        return self.db_step, round(-128 - self.db_min / self.db_step)
-
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -18,6 +18,13 @@ from edge.interpreter import create_interpreter, require_runtime
 #: int8 range the converter then picks exactly scale 1/64, zero point 0.
 FEATURE_INPUT_SCALE = 1.0 / 64.0
 FEATURE_INPUT_ZERO_POINT = 0
+FEATURE_INPUT_RANGE = (-128 * FEATURE_INPUT_SCALE, 127 * FEATURE_INPUT_SCALE)
+"""The float model's input range: the int8 features' whole range at that scale."""
+
+
+def features_as_float(q: np.ndarray) -> np.ndarray:
+    """What the float model sees for int8 features ``q`` (exact: the scale is 2⁻⁶)."""
+    return np.asarray(q).astype(np.float32) * np.float32(FEATURE_INPUT_SCALE)
 
 
 @dataclass(frozen=True)
