@@ -127,16 +127,6 @@ def _missing_extra(exc: ModuleNotFoundError, what: str) -> MissingExtraError | N
     return None
 
 
-def _load_command(cmd: Command):
-    try:
-        return importlib.import_module(cmd.module)
-    except ModuleNotFoundError as exc:
-        missing = _missing_extra(exc, f"'nemg {cmd.name}'")
-        if missing is None:
-            raise
-        raise missing from None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, sub = build_parser()
@@ -147,23 +137,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if name is not None and name not in by_name:
             parser.error(f"unknown command {name!r} (see 'nemg --help')")
-        if name in by_name:
-            cmd = by_name[name]
-            module = _load_command(cmd)
-            module.configure(sub.add_parser(cmd.name, help=cmd.help, description=cmd.help))
-        args = parser.parse_args(argv)
-        if args.command is None:
-            parser.print_help()
-            return 2
-        logging.basicConfig(
-            level=logging.INFO if args.verbose else logging.WARNING,
-            format="%(levelname)s %(name)s: %(message)s",
-        )
-        try:
+        cmd = by_name.get(name)
+        try:  # importing, configuring or running a command may need an extra's module
+            if cmd is not None:
+                module = importlib.import_module(cmd.module)
+                module.configure(sub.add_parser(cmd.name, help=cmd.help,
+                                                description=cmd.help))
+            args = parser.parse_args(argv)
+            if args.command is None:
+                parser.print_help()
+                return 2
+            logging.basicConfig(
+                level=logging.INFO if args.verbose else logging.WARNING,
+                format="%(levelname)s %(name)s: %(message)s",
+            )
             with filtered_stderr() if cmd.native_chatter else contextlib.nullcontext():
                 return int(module.run(args) or 0)
-        except ModuleNotFoundError as exc:  # a lazily imported dependency of an extra
-            missing = _missing_extra(exc, f"'nemg {cmd.name}'")
+        except ModuleNotFoundError as exc:  # a dependency of an extra that is not installed
+            missing = _missing_extra(exc, f"'nemg {cmd.name}'") if cmd else None
             if missing is None:
                 raise
             raise missing from None
