@@ -109,11 +109,12 @@ class Augmenter:
 
     def source_rate(self, x, rate=None):
         """``x`` as the box reads it back from a file recorded at ``rate``."""
+        from edge.recording import uv_to_int16
         from edge.resample import resample_int16
 
         rate = float(self.rng.choice(self.c.source_rates_hz)) if rate is None else rate
         lsb = 0.5  # canonical µV per LSB: the box's own arithmetic, int16 at each rate
-        q = np.clip(np.round(x / lsb), -32768, 32767).astype(np.int16)
+        q = uv_to_int16(x, lsb)
         y = resample_int16(resample_int16(q, self.fs, rate), rate, self.fs)
         return np.resize(y, x.size).astype(np.float64) * lsb
 

@@ -593,6 +593,7 @@ def biosim_corpus(out, per_class: int, seed: int, *, sample_rate_hz: int = 20_00
     import json
     from pathlib import Path
 
+    from edge.recording import uv_to_int16
     from edge.wavio import write_wav
 
     out = Path(out)
@@ -602,7 +603,7 @@ def biosim_corpus(out, per_class: int, seed: int, *, sample_rate_hz: int = 20_00
     for done, (lab, i) in enumerate(jobs, 1):
         rng = np.random.default_rng([BIOSIM_SEED_TAG, seed, LABELS.index(lab), i])
         r = simulate(lab, fs=sample_rate_hz, duration_s=duration_s, rng=rng)
-        pcm = np.clip(np.round(r.signal_uv / uv_per_lsb), -32768, 32767).astype(np.int16)
+        pcm = uv_to_int16(r.signal_uv, uv_per_lsb)
         name = f"wav/{lab}_{i:04d}.wav"
         write_wav(out / name, pcm, sample_rate_hz, uv_per_lsb)
         rows += [(name, round(a, 4), round(b, 4), s) for a, b, s in r.spans]

@@ -19,6 +19,7 @@ from convert.importers import Recording, load_wav
 from convert.synth import PARAMS, Synthesized, make_patient, patient_dict, synthesize
 from edge.errors import InputError
 from edge.labels import LABELS, PATHOLOGICAL, check_label
+from edge.recording import uv_to_int16
 from edge.wavio import write_wav
 
 SYNTH_VERSION = 2  # 2: a discharge must stand out of its mixture background too
@@ -116,7 +117,7 @@ def synth_pcm(label: str, rng_seed: list[int], fs: int, duration_s: float, uv_pe
         patient = replace(make_patient(rng, mixture=False), **patient_overrides)
     s = synthesize(label, fs=fs, duration_s=duration_s, rng=rng, patient=patient,
                    mixture_share=mixture_share)
-    pcm = np.clip(np.round(s.signal_uv / uv_per_lsb), -32768, 32767).astype(np.int16)
+    pcm = uv_to_int16(s.signal_uv, uv_per_lsb)
     return pcm, s
 
 

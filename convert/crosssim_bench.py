@@ -52,7 +52,7 @@ def _estimated_copy(src: Path, dst: Path) -> None:
     """The unscaled corpus at the scale the box estimates for each file."""
     import shutil
 
-    from edge.recording import estimate_unit_uv, load_wav
+    from edge.recording import estimate_unit_uv, load_wav, uv_to_int16
     from edge.wavio import write_wav
 
     shutil.copytree(src, dst)
@@ -60,7 +60,7 @@ def _estimated_copy(src: Path, dst: Path) -> None:
         rec = load_wav(p)
         units = rec.samples_uv / rec.assumed_unit_uv
         unit_uv = estimate_unit_uv(units, rec.sample_rate_hz) or rec.assumed_unit_uv
-        pcm = np.clip(np.round(units * unit_uv / 0.5), -32768, 32767).astype(np.int16)
+        pcm = uv_to_int16(units * unit_uv, 0.5)
         write_wav(p, pcm, int(rec.sample_rate_hz), 0.5)
 
 

@@ -558,4 +558,6 @@ def float_to_int16(samples: np.ndarray, lsb: float = 1.0) -> np.ndarray:
             raise InputError(f"{int(bad.sum())} NaN/infinite sample(s), first at index {first}")
     if lsb <= 0:
         raise InputError(f"lsb must be positive (got {lsb})")
-    return np.clip(np.round(x / lsb), -32768, 32767).astype(np.int16)
+    from edge.recording import uv_to_int16
+
+    return uv_to_int16(x, lsb)

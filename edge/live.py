@@ -209,12 +209,16 @@ class LiveSession:
             pcm = self.resampler.push(pcm)
             index = self._model_index
             self._model_index += pcm.size
+        self._append(pcm, index)
+        if self._pending_n >= self.pipeline.samples_needed():
+            self._push()
+
+    def _append(self, pcm: np.ndarray, index: int) -> None:
+        """Batch samples at model-rate stream ``index`` for the next decision."""
         if not self._pending:
             self._pending_index = index
         self._pending.append(pcm)
         self._pending_n += pcm.size
-        if self._pending_n >= self.pipeline.samples_needed():
-            self._push()
 
     def _end_segment(self) -> None:
         """Before a gap: what the resampler still owes of the samples before it, then a
@@ -222,10 +226,7 @@ class LiveSession:
         if self.resampler is not None:
             tail = self.resampler.flush()
             if tail.size:
-                if not self._pending:
-                    self._pending_index = self._model_index
-                self._pending.append(tail)
-                self._pending_n += tail.size
+                self._append(tail, self._model_index)
                 self._model_index += tail.size
             self.resampler = StreamResampler(self.board.sample_rate_hz, self.pipeline.fs)
         self._push()

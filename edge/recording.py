@@ -96,7 +96,7 @@ class Recording:
 
     def to_int16(self, uv_per_lsb: float) -> np.ndarray:
         """Canonical int16 for the front end (saturating: a clipped source stays clipped)."""
-        return np.clip(np.round(self.samples_uv / uv_per_lsb), -32768, 32767).astype(np.int16)
+        return uv_to_int16(self.samples_uv, uv_per_lsb)
 
 
 def noise_floor(x: np.ndarray, fs: float) -> float:
@@ -115,6 +115,13 @@ def estimate_unit_uv(units: np.ndarray, fs: float) -> float | None:
     None when there is no floor to measure (digital silence)."""
     floor = noise_floor(np.asarray(units[: int(FLOOR_MAX_S * fs)], dtype=np.float64), fs)
     return NOISE_FLOOR_UV / floor if floor > 0 else None
+
+
+def uv_to_int16(uv: np.ndarray, uv_per_lsb: float) -> np.ndarray:
+    """µV -> canonical int16, rounded and saturating (a clipped source stays clipped): the
+    one arithmetic every reader, simulator and augmentation shares, so they agree bit for
+    bit."""
+    return np.clip(np.round(uv / uv_per_lsb), -32768, 32767).astype(np.int16)
 
 
 def check_rate(path: Path, rate: float) -> None:

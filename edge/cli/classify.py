@@ -81,7 +81,7 @@ def open_samples(path: Path, fs: int, uv_per_lsb: float, channel=None,
     (:mod:`edge.resample`) brings them to the model's: the same bits on a box and on a
     workstation. WAVs of any rate are streamed block by block (bounded memory)."""
     from edge.fileio import check_regular
-    from edge.recording import FLOOR_MAX_S, wav_channel, wav_scale
+    from edge.recording import FLOOR_MAX_S, uv_to_int16, wav_channel, wav_scale
 
     check_regular(path)  # no FIFOs or devices: nothing below may block or run away
     if path.suffix.lower() == ".wav":
@@ -105,7 +105,7 @@ def open_samples(path: Path, fs: int, uv_per_lsb: float, channel=None,
                 uv = x * scale  # the same arithmetic as Recording, block by block
                 if factor != 1.0:
                     uv = uv * factor
-                yield _to_int16(uv, uv_per_lsb)
+                yield uv_to_int16(uv, uv_per_lsb)
 
         return _at_model_rate(path, wav_blocks, info.frames, rate, fs, report)
     rec = _load_recording(path, channel)
@@ -141,9 +141,6 @@ def _at_model_rate(path: Path, blocks: Callable[[], Iterator[np.ndarray]], n: in
 
     return SampleStream(output_length(n, rate, fs), info, resampled)
 
-
-def _to_int16(uv: np.ndarray, uv_per_lsb: float) -> np.ndarray:
-    return np.clip(np.round(uv / uv_per_lsb), -32768, 32767).astype(np.int16)
 
 
 def _load_recording(path: Path, channel):
