@@ -88,6 +88,36 @@ PARAMS: dict[str, dict[str, Any]] = {
         "excitation": (1.5, 8.0),  # low to moderate steady force (×first threshold)
         "unit_distance_mm": (0.2, 6.0),  # unit centre from the needle
     },
+    # Whose muscle the voluntary recording is from. A clinic records patients: a box
+    # that knows only healthy units calls a myopathic or neurogenic pattern pathological
+    # spontaneous activity. Changes against the healthy pool, each with its source.
+    "voluntary_pool": {
+        "share": {"healthy": 0.5, "myopathic": 0.25, "neurogenic": 0.25},
+        "myopathic": {  # Buchthal & Kamieniecka 1982; Dumitru, Electrodiagnostic
+            # Medicine (2002) ch. 27: short, small, polyphasic MUAPs, early recruitment
+            "fibre_scale": (0.25, 0.6),  # fibre loss within each unit (necrosis)
+            "radius_um": (8.0, 40.0),  # fibre size variation: atrophic and hypertrophic
+            # fibres side by side (Dubowitz, Muscle Biopsy) -> unequal SFAPs, polyphasia
+            "jitter_us": (20.0, 80.0),  # mildly raised (Stålberg & Trontelj, SFEMG)
+            "excitation_factor": (1.5, 3.0),  # weak units: more of them for a force
+            "units_kept": (1.0, 1.0),
+            "branch_delay_ms": (0.0, 1.5),  # slowly conducting regenerating fibres
+            "peak_rate_hz": (25.0, 35.0),
+        },
+        "neurogenic": {  # Stålberg 1980 (macro EMG); Daube & Rubin, Clinical
+            # Neurophysiology (2009): few, large, long units firing fast
+            "fibre_scale": (2.0, 5.0),  # reinnervation by sprouts: fibre density 2–5×
+            # the normal 1.5 per uptake area (SFEMG FD in chronic neuropathy)
+            "radius_um": (20.0, 35.0),
+            "jitter_us": (40.0, 150.0),  # immature sprouts (Stålberg & Trontelj)
+            "excitation_factor": (2.0, 4.0),  # the force the lost units made is asked
+            # of the rest: each is driven further above its threshold
+            "units_kept": (0.1, 0.5),  # motor unit loss (MUNE in neuropathy)
+            "branch_delay_ms": (0.0, 4.0),  # slow sprouts: late components, satellites
+            "peak_rate_hz": (30.0, 45.0),  # reduced recruitment: the few units left
+            # fire at 20–40 Hz (recruitment ratio > 5; Petajan 1991)
+        },
+    },
     "fibrillation": {  # one denervated fibre firing regularly (Kugelberg; Dumitru)
         "fibres": (1, 3), "distance_mm": (0.08, 0.5), "rate_hz": (0.5, 15.0),
         "interval_cv": (0.005, 0.05), "needle_from_endplate_mm": (5.0, 25.0),
@@ -287,13 +317,46 @@ class MotorUnit:
     near: list[tuple[np.ndarray, int]]
     """(potential, delay in sim samples) of each fibre within 0.5 mm: jittered per firing."""
     fibres: int
+    jitter_us: tuple[float, float] | None = None
+    """Neuromuscular jitter range of this unit's end-plates (None: the normal range)."""
+
+
+@dataclass(frozen=True)
+class UnitPool:
+    """How a muscle's units differ from a healthy one's (``PARAMS['voluntary_pool']``)."""
+
+    state: str = "healthy"
+    fibre_scale: float = 1.0
+    radius_um: tuple[float, float] | None = None
+    jitter_us: tuple[float, float] | None = None
+    branch_delay_ms: tuple[float, float] | None = None
+    excitation_factor: float = 1.0
+    units_kept: float = 1.0
+    peak_rate_hz: tuple[float, float] | None = None
+
+
+def draw_pool(rng: np.random.Generator, state: str | None = None) -> UnitPool:
+    """A healthy, myopathic or neurogenic muscle, in the shares of ``voluntary_pool``."""
+    spec = PARAMS["voluntary_pool"]
+    if state is None:
+        names = list(spec["share"])
+        state = names[int(rng.choice(len(names), p=list(spec["share"].values())))]
+    if state == "healthy":
+        return UnitPool()
+    s = spec[state]
+    return UnitPool(state, _u(rng, s["fibre_scale"]), s["radius_um"], s["jitter_us"],
+                    s["branch_delay_ms"], _u(rng, s["excitation_factor"]),
+                    _u(rng, s["units_kept"]), s["peak_rate_hz"])
 
 
 def motor_unit(rng: np.random.Generator, needle: Needle, fs_sim: float, centre_mm: float,
-               scale: float = 1.0, endplate_mm: float | None = None) -> MotorUnit:
+               scale: float = 1.0, endplate_mm: float | None = None,
+               pool: UnitPool | None = None) -> MotorUnit:
     """Fibres drawn uniformly in the unit's territory (a disk in the cross-section whose
     centre is ``centre_mm`` from the needle); only those within the pickup are computed.
-    ``scale`` > 1 packs more fibres (reinnervated), < 1 fewer (myopathic)."""
+    ``scale`` > 1 packs more fibres (reinnervated), < 1 fewer (myopathic); ``pool``: the
+    fibre sizes, branch delays and jitter of a diseased muscle."""
+    pool = pool or UnitPool()
     mu, fp = PARAMS["motor_unit"], PARAMS["fibre"]
     radius = _u(rng, mu["territory_radius_mm"])
     density = _u(rng, mu["fibre_density_per_mm2"]) * scale
@@ -307,14 +370,14 @@ def motor_unit(rng: np.random.Generator, needle: Needle, fs_sim: float, centre_m
     near: list[tuple[np.ndarray, int]] = []
     for d in dist[dist < mu["pickup_mm"]]:
         ep = ep_centre + rng.uniform(-0.5, 0.5) * fp["endplate_band_mm"]
-        f = fibre_near(rng, max(float(d), 0.02), ep)
-        delay = int(_u(rng, fp["branch_delay_ms"]) * 1e-3 * fs_sim)
+        f = fibre_near(rng, max(float(d), 0.02), ep, radius_um=pool.radius_um)
+        delay = int(_u(rng, pool.branch_delay_ms or fp["branch_delay_ms"]) * 1e-3 * fs_sim)
         v = np.concatenate([np.zeros(delay), sfap(f, needle, fs_sim)])
         if d < 0.5:
             near.append((v, 0))
         else:
             far = _add(far, v)
-    return MotorUnit(far, near, int(n_total))
+    return MotorUnit(far, near, int(n_total), pool.jitter_us)
 
 
 # ---- building a recording ------------------------------------------------------------
@@ -327,6 +390,8 @@ class Canvas:
         self.fs_sim = fs * UPSAMPLE
         self.x = np.zeros(int(duration_s * self.fs_sim))
         self.firings: list[Firing] = []
+        self.info: dict[str, Any] = {}
+        """What a generator drew that the corpus manifest should record."""
 
     def put(self, wave: np.ndarray, t_s: float, gain: float = 1.0) -> None:
         i = round(t_s * self.fs_sim)
@@ -339,7 +404,7 @@ class Canvas:
                   jitter: bool = True) -> None:
         self.firings.append(Firing(t_s, generator))
         self.put(unit.far, t_s, gain)
-        jit_us = _u(self.rng, PARAMS["fibre"]["jitter_us"]) if jitter else 0.0
+        jit_us = _u(self.rng, unit.jitter_us or PARAMS["fibre"]["jitter_us"]) if jitter else 0.0
         for v, delay in unit.near:
             dt = self.rng.normal(0.0, jit_us * 1e-6 / math.sqrt(2)) + delay / self.fs_sim
             self.put(v, t_s + dt, gain)
@@ -519,22 +584,26 @@ def gen_insertional(c: Canvas, needle: Needle, dur: float) -> None:
 
 
 def voluntary(c: Canvas, needle: Needle, dur: float, excitation: float | None = None,
-              scale: float = 1.0) -> None:
+              scale: float = 1.0, pool: UnitPool | None = None) -> None:
     """Fuglevand 1993: thresholds exponentially spread; each recruited unit fires from
     8 Hz rising with excitation to its peak; unit size follows threshold (size principle:
-    later units have more fibres)."""
+    later units have more fibres). ``pool``: a myopathic muscle needs more (weaker) units
+    for the same force; a neurogenic one has lost most and drives the rest harder."""
+    pool = pool or UnitPool()
     v = PARAMS["voluntary"]
-    n = _i(c.rng, v["units_in_reach"])
+    n = max(1, round(_i(c.rng, v["units_in_reach"]) * pool.units_kept))
     e = _u(c.rng, v["excitation"]) if excitation is None else excitation
+    e *= pool.excitation_factor
     rr = v["recruitment_range"]
     for i in range(n):
         thr = math.exp(math.log(rr) * i / n)
         if e < thr:
             continue  # not recruited at this force
-        peak = _u(c.rng, v["peak_rate_hz"])
+        peak = _u(c.rng, pool.peak_rate_hz or v["peak_rate_hz"])
         rate = min(peak, v["min_rate_hz"] + v["gain_hz_per_unit"] * (e - thr))
-        size = scale * (0.5 + 1.5 * i / n)  # size principle: later, bigger
-        unit = motor_unit(c.rng, needle, c.fs_sim, _u(c.rng, v["unit_distance_mm"]), size)
+        size = scale * pool.fibre_scale * (0.5 + 1.5 * i / n)  # size principle
+        unit = motor_unit(c.rng, needle, c.fs_sim, _u(c.rng, v["unit_distance_mm"]), size,
+                          pool=pool)
         if not unit.near and unit.far.size == 0:
             continue
         for t in train(c.rng, rate, _u(c.rng, v["isi_cv"]), dur):
@@ -542,7 +611,9 @@ def voluntary(c: Canvas, needle: Needle, dur: float, excitation: float | None = 
 
 
 def gen_motor_unit(c: Canvas, needle: Needle, dur: float) -> None:
-    voluntary(c, needle, dur)
+    pool = draw_pool(c.rng)
+    c.info["pool"] = pool.state
+    voluntary(c, needle, dur, pool=pool)
 
 
 def gen_silence(c: Canvas, needle: Needle, dur: float) -> None:
@@ -576,7 +647,7 @@ def simulate(label: str, *, fs: int = 20_000, duration_s: float = 4.0,
     GENERATORS[label](c, nd, duration_s)
     y, amp = amplifier(rng, c.to_fs(), fs)
     return BioRecording(label, fs, y, [(0.0, duration_s, label)], c.firings,
-                        {"needle": nd.kind, **amp})
+                        {"needle": nd.kind, **c.info, **amp})
 
 
 # ---- a corpus on disk --------------------------------------------------------------------

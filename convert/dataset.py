@@ -160,7 +160,7 @@ def _item_windows(item: CorpusItem | FreshRecording, mel: MelConfig, win: Window
         uv, spans, mixture = item.signal(mel.sample_rate_hz)
         background = None if item.label not in PATHOLOGICAL else (mixture or "none")
     else:
-        uv = item.load().resampled(mel.sample_rate_hz).samples_uv
+        uv = item.load().resampled(mel.sample_rate_hz, mel.uv_per_lsb).samples_uv
         spans, background = item.spans, background_of(item)
     if condition is not None:
         uv = condition.apply(uv, item.seed)
@@ -188,8 +188,8 @@ def _item_windows(item: CorpusItem | FreshRecording, mel: MelConfig, win: Window
 _WORKER_BACKGROUNDS: list[Background] = []
 
 
-def _worker_init(background_items: list[CorpusItem], fs: int) -> None:
-    _WORKER_BACKGROUNDS[:] = load_backgrounds(background_items, fs)
+def _worker_init(background_items: list[CorpusItem], mel: MelConfig) -> None:
+    _WORKER_BACKGROUNDS[:] = load_backgrounds(background_items, mel)
 
 
 def _worker_build(args):
@@ -214,8 +214,7 @@ class WindowBuilder:
 
     def _local_backgrounds(self) -> list[Background]:
         if self._backgrounds is None:
-            self._backgrounds = load_backgrounds(self.background_items,
-                                                 self.mel.sample_rate_hz)
+            self._backgrounds = load_backgrounds(self.background_items, self.mel)
         return self._backgrounds
 
     def build(self, items: list[CorpusItem], augment_seed: int | None = None,
@@ -242,7 +241,7 @@ class WindowBuilder:
 
             # spawn: workers never inherit TensorFlow's threads from the trainer
             self._pool = mp.get_context("spawn").Pool(
-                self.workers, _worker_init, (self.background_items, self.mel.sample_rate_hz))
+                self.workers, _worker_init, (self.background_items, self.mel))
         n = -(-len(items) // (4 * self.workers))  # a few chunks per worker
         chunks = [items[k:k + n] for k in range(0, len(items), n)]
         pending = self._pool.map_async(
@@ -293,9 +292,10 @@ def background_items(items: list[CorpusItem], limit: int | None = None) -> list[
     return [i for g in per_label for i in g[:k]]
 
 
-def load_backgrounds(items: list[CorpusItem], fs: int) -> list[Background]:
+def load_backgrounds(items: list[CorpusItem], mel: MelConfig) -> list[Background]:
     # float32: every worker holds them all (192 × 4 s is 60 MB, not 120)
-    return [(i.label, i.load().resampled(fs).samples_uv.astype(np.float32)) for i in items]
+    return [(i.label, i.load().resampled(mel.sample_rate_hz, mel.uv_per_lsb)
+             .samples_uv.astype(np.float32)) for i in items]
 
 
 def split_by_recording(items: list[CorpusItem], val_fraction: float, seed: int):

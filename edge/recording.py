@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from edge.errors import InputError, MissingExtraError
+from edge.errors import InputError
 
 #: µV per one unit of each physical dimension we accept.
 UNITS_UV: dict[str, float] = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
@@ -78,21 +77,18 @@ class Recording:
         return replace(self, samples_uv=self.samples_uv * (unit_uv / self.assumed_unit_uv),
                        scale_known=True, assumed_unit_uv=None)
 
-    def resampled(self, rate_hz: int) -> Recording:
-        """Band-limited resampling to ``rate_hz`` (scipy ``resample_poly``: polyphase
-        FIR with a Kaiser-windowed anti-alias filter at the lower Nyquist)."""
+    def resampled(self, rate_hz: int, uv_per_lsb: float) -> Recording:
+        """At ``rate_hz`` the way the box brings a file there: canonical int16 at
+        ``uv_per_lsb`` at the file's own rate, then the fixed-point resampler
+        (:mod:`edge.resample`), back in µV. Training and ``nemg classify`` see the same
+        bits; a recording already at ``rate_hz`` is returned as it is."""
         if math.isclose(self.sample_rate_hz, rate_hz):
             return self
-        try:
-            from scipy.signal import resample_poly
-        except ImportError:
-            raise MissingExtraError("convert", f"resampling {self.source} from "
-                                    f"{self.sample_rate_hz:g} to {rate_hz} Hz", "scipy") from None
+        from edge.resample import resample_int16
 
-        ratio = Fraction(rate_hz) / Fraction(self.sample_rate_hz).limit_denominator(10**6)
-        ratio = ratio.limit_denominator(2000)
-        y = resample_poly(self.samples_uv, ratio.numerator, ratio.denominator)
-        return replace(self, samples_uv=y, sample_rate_hz=float(rate_hz))
+        y = resample_int16(self.to_int16(uv_per_lsb), self.sample_rate_hz, rate_hz)
+        return replace(self, samples_uv=y.astype(np.float64) * uv_per_lsb,
+                       sample_rate_hz=float(rate_hz))
 
     def to_int16(self, uv_per_lsb: float) -> np.ndarray:
         """Canonical int16 for the front end (saturating: a clipped source stays clipped)."""

@@ -77,7 +77,7 @@ def open_source(spec: str, profile: FrontEndProfile, *, loop: bool = True,
             return SampleSource(uv_to_adc(x, profile), loop=loop, name=path.name)
         return SampleSource(x.astype(np.int32), loop=loop, name=path.name)
     if load_recording is not None:
-        rec = load_recording(path).resampled(fs)
+        rec = load_recording(path).resampled(fs, profile.uv_per_lsb)
         return SampleSource(uv_to_adc(rec.microvolts(), profile), loop=loop, name=path.name)
     if suffix == ".wav":
         from edge.recording import load_wav

@@ -103,6 +103,51 @@ def test_normal_motor_unit_potentials_are_in_the_clinical_range():
     assert 200 < np.median(amps) < 6000  # µV: normal limb MUAPs 0.2–3 mV, larger near
 
 
+def _unit_template(rng, pool):
+    u = biosim.motor_unit(rng, make_needle(rng, "concentric"), FS_SIM, rng.uniform(0.2, 1.0),
+                          pool.fibre_scale, pool=pool)
+    w = u.far
+    for v, _ in u.near:
+        w = biosim._add(w, v)
+    return w
+
+
+def test_diseased_pools_change_the_units_as_the_literature_says():
+    # myopathic: smaller units; neurogenic: larger ones (reinnervation), on the same draws
+    amps = {}
+    for state in ("healthy", "myopathic", "neurogenic"):
+        a = []
+        for seed in range(10):
+            rng = np.random.default_rng([seed, 1])
+            pool = biosim.draw_pool(np.random.default_rng(seed), state)
+            a.append(np.ptp(_unit_template(rng, pool)))
+        amps[state] = np.median(a)
+    assert amps["myopathic"] < 0.7 * amps["healthy"] < 0.7 * amps["neurogenic"]
+
+
+def test_a_neurogenic_muscle_fires_few_units_fast():
+    def pattern(state):
+        units, rates = [], []
+        for seed in range(6):
+            c = biosim.Canvas(np.random.default_rng(seed), 20_000, 2.0)
+            pool = biosim.draw_pool(np.random.default_rng(seed), state)
+            biosim.voluntary(c, make_needle(np.random.default_rng(seed), "concentric"), 2.0,
+                             4.0, pool=pool)
+            g = [f.generator for f in c.firings]
+            units.append(len(set(g)))
+            rates.append(len(g) / max(1, len(set(g))) / 2.0)
+        return np.median(units), np.median(rates)
+
+    healthy, neuro = pattern("healthy"), pattern("neurogenic")
+    assert neuro[0] < healthy[0] and neuro[1] > healthy[1] + 3  # reduced recruitment
+
+
+def test_every_motor_unit_recording_names_its_pool():
+    pools = {simulate("motor_unit", duration_s=0.5, rng=np.random.default_rng(s)).info["pool"]
+             for s in range(12)}
+    assert pools == {"healthy", "myopathic", "neurogenic"}
+
+
 @pytest.mark.parametrize("label", LABELS)
 def test_every_class_is_simulated_deterministically_at_any_rate(label):
     a = simulate(label, fs=10_000, duration_s=2.0, rng=np.random.default_rng(5))

@@ -175,7 +175,7 @@ def test_resampling_keeps_the_band_and_rejects_aliases():
     fs_in = 44_100
     t = np.arange(fs_in) / fs_in
     x = 100 * np.sin(2 * np.pi * 1000 * t) + 100 * np.sin(2 * np.pi * 15_000 * t)
-    rec = Recording(x, fs_in, "uV", True, "0", "mem").resampled(FS)
+    rec = Recording(x, fs_in, "uV", True, "0", "mem").resampled(FS, 0.5)
     assert rec.sample_rate_hz == FS and abs(rec.samples_uv.size - FS) <= 1
     spec = np.abs(np.fft.rfft(rec.samples_uv[1000:-1000]))
     f = np.fft.rfftfreq(rec.samples_uv[1000:-1000].size, 1 / FS)
