@@ -9,6 +9,7 @@ sequence for the same seed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,10 +47,12 @@ class AugmentConfig:
     rate_stretch: tuple[float, float] = (0.9, 1.1)
     """Time-scale factor (firing rate and waveform duration together)."""
     p_stretch: float = 0.3
-    highpass_hz: tuple[float, float] = (2.0, 30.0)
-    """Amplifier high-pass corner."""
+    highpass_hz: tuple[float, float] = (2.0, 500.0)
+    """Amplifier high-pass corner, drawn log-uniformly: clinical settings are 2–20 Hz, but
+    archives hold recordings made at 100–500 Hz (single-fibre and quantitative settings)."""
     lowpass_hz: tuple[float, float] = (3000.0, 9500.0)
-    """Amplifier low-pass corner."""
+    """Amplifier low-pass corner (at 20 kHz; a file recorded at a lower rate is band-limited
+    by ``p_source_rate`` as well)."""
     p_bandwidth: float = 0.4
     source_rates_hz: tuple[float, ...] = (4000.0, 8000.0, 10_000.0, 12_000.0, 16_000.0)
     """Rates real archives record at (PhysioNet emgdb 4 kHz, EMGlab 10 kHz, 16 kHz boards):
@@ -119,7 +122,7 @@ class Augmenter:
         return np.resize(y, x.size).astype(np.float64) * lsb
 
     def bandwidth(self, x):
-        hp = self.rng.uniform(*self.c.highpass_hz)
+        hp = math.exp(self.rng.uniform(*np.log(self.c.highpass_hz)))
         lp = min(self.rng.uniform(*self.c.lowpass_hz), 0.45 * self.fs)
         sos = sps.butter(2, [hp, lp], "bandpass", fs=self.fs, output="sos")
         return sps.sosfilt(sos, x)

@@ -25,7 +25,6 @@ import numpy as np
 from edge.bench import BenchOptions
 
 UNSCALED_PEAK_DBFS = (-30.0, -3.0)
-CONFIDENT = 0.8
 
 
 def _unscaled_copy(src: Path, dst: Path, seed: int) -> None:
@@ -67,7 +66,14 @@ def _estimated_copy(src: Path, dst: Path) -> None:
 def _score(bundle, corpus: Path) -> dict[str, Any]:
     from convert.corpus import read_corpus
     from convert.dataset import build_windows
-    from convert.evaluate import ece, int8_probabilities, int8_scores, macro_f1, per_class
+    from convert.evaluate import (
+        confidently_wrong,
+        ece,
+        int8_probabilities,
+        int8_scores,
+        macro_f1,
+        per_class,
+    )
     from edge.labels import LABELS
     from edge.model import Classifier
 
@@ -76,9 +82,8 @@ def _score(bundle, corpus: Path) -> dict[str, Any]:
                        workers=2)
     probs = int8_probabilities(clf, int8_scores(clf, ws))
     pred = probs.argmax(axis=1)
-    wrong = pred != ws.y
     return {"macro_f1_int8": macro_f1(ws.y, pred), "ece_int8": ece(probs, ws.y),
-            "confidently_wrong_share": float((wrong & (probs.max(axis=1) >= CONFIDENT)).mean()),
+            "confidently_wrong_share": confidently_wrong(probs, ws.y),
             "recall": {k: round(v["recall"], 3) for k, v in per_class(ws.y, pred).items()},
             "windows": len(ws)}
 

@@ -32,6 +32,8 @@ from edge.model import Classifier
 from edge.windows import WindowConfig
 
 SNR_DB = (30.0, 20.0, 10.0, 5.0, 0.0)
+CONFIDENT = 0.8
+"""A wrong answer with a top probability at least this high is "confidently wrong"."""
 GAIN_DB = (-20.0, -10.0, 0.0, 10.0, 20.0)
 
 
@@ -41,6 +43,13 @@ def int8_scores(clf: Classifier, ws: WindowSet) -> np.ndarray:
 
 def int8_probabilities(clf: Classifier, scores: np.ndarray) -> np.ndarray:
     return np.stack([clf.probabilities(s) for s in scores])
+
+
+def confidently_wrong(probs: np.ndarray, y: np.ndarray) -> float:
+    """Share of windows answered wrongly with a top probability ≥ ``CONFIDENT``."""
+    if not len(y):
+        return 0.0
+    return float(((probs.argmax(axis=1) != y) & (probs.max(axis=1) >= CONFIDENT)).mean())
 
 
 def per_class(y: np.ndarray, pred: np.ndarray) -> dict[str, dict[str, float]]:
@@ -137,6 +146,7 @@ def evaluate(model: bytes, items: list[CorpusItem], out_dir: Path | None = None,
         "macro_f1_int8": macro_f1(ws.y, pred),
         "per_class_int8": per_class(ws.y, pred),
         "ece_int8": ece(probs, ws.y),
+        "confidently_wrong_share": confidently_wrong(probs, ws.y),
         "model_bytes": len(model),
         "input_quantization": list(clf.input_quantization),
         "output_quantization": list(clf.output_quantization),

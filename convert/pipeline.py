@@ -17,7 +17,7 @@ from typing import Any
 import convert  # noqa: F401
 from convert.corpus import read_corpus, synth_corpus
 from convert.synth import PARAMS
-from convert.train import RECIPE, TrainConfig, log, train
+from convert.train import RECIPE, RECIPE_AUGMENT, RECIPE_BIOSIM_PER_CLASS, TrainConfig, log, train
 from edge.console import Progress
 from edge.errors import InputError
 from edge.features import MelConfig
@@ -204,17 +204,81 @@ def prefer_qat(ptq: dict[str, Any], qat: dict[str, Any]) -> bool:
     return qat["macro_f1_int8"] > ptq["macro_f1_int8"]
 
 
+CROSS_EPOCHS = 12
+"""Epochs of each cross-simulator model (train on one simulator, test on the other): a
+reduced recipe — the corpus as it is, augmented, no fresh patients — so ``make model``
+stays within its time budget. It measures how far one simulator's lessons carry."""
+
+
+def _corpus(d: Path, make, what: str, n: int, seed: int, **kw) -> None:
+    if d.exists():
+        shutil.rmtree(d)
+    log(f"[corpus] {what}: {n} × 12 recordings, seed {seed} -> {d}")
+    make(d, n, seed, progress=Progress("synthesising", unit=" recordings").update, **kw)
+
+
+def _split_both(items, biosim_items, seed: int):
+    """Training and validation recordings of both simulators (split by recording)."""
+    from convert.dataset import split_by_recording
+
+    tr, va = split_by_recording(items, 0.2, seed)
+    btr, bva = split_by_recording(biosim_items, 0.2, seed) if biosim_items else ([], [])
+    return tr, va, btr, bva
+
+
+def cross_simulator(out: Path, synth_train: Path, biosim_train: Path, test: dict, *,
+                    epochs: int, seed: int, arch: str, width: float, pool: str,
+                    builder) -> dict[str, Any]:
+    """Train on one simulator only, test on the other's held-out corpus (and its own),
+    each direction with the same reduced recipe; PTQ int8."""
+    from convert.dataset import split_by_recording
+    from convert.evaluate import evaluate
+    from convert.model import load_checkpoint
+    from convert.quantize import representative, to_int8_tflite
+
+    res: dict[str, Any] = {"epochs": epochs, "recipe": "corpus + augmentation, PTQ"}
+    for name, data, other in (("synth", synth_train, "biosim"),
+                              ("biosim", biosim_train, "synth")):
+        log(f"[cross] train on {name} only, up to {epochs} epochs")
+        r = train(data, out / f"cross-{name}", TrainConfig(
+            arch=arch, epochs=epochs, seed=seed, width=width, pool=pool,
+            patience=max(3, epochs // 3)), aug=RECIPE_AUGMENT)
+        fm = load_checkpoint(r.checkpoint)
+        tr, _ = split_by_recording(read_corpus(data), 0.2, seed)
+        q = to_int8_tflite(fm, representative(builder.build(tr), seed=seed))
+        row = {}
+        for t in (other, name):
+            rep = evaluate(q, test[t][0], None, float_model=fm, robustness=False,
+                           windows=test[t][1], workers=WORKERS)
+            row[f"test_{t}"] = _generalisation_row(rep)
+        res[f"train_{name}"] = row
+        log(f"  {name} -> {other}: macro-F1 {row[f'test_{other}']['macro_f1_int8']:.3f} "
+            f"({name} -> {name}: {row[f'test_{name}']['macro_f1_int8']:.3f})")
+    return res
+
+
+def _generalisation_row(rep: dict[str, Any]) -> dict[str, Any]:
+    return {"macro_f1_int8": rep["macro_f1_int8"], "ece_int8": rep["ece_int8"],
+            "confidently_wrong_share": rep["confidently_wrong_share"],
+            "recall": {k: round(v["recall"], 3) for k, v in rep["per_class_int8"].items()},
+            "windows": rep["windows"]}
+
+
 def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs: int,
                        qat_epochs: int, duration_s: float, arch: str, version: str,
                        bundle: Path, key: Path, seed: int = 0,
                        width: float = RECIPE.width, pool: str = RECIPE.pool,
                        test_duration_s: float = 6.0, docs: Path | None = None,
                        train_mixture_share: float | None = None,
-                       fresh_share: float = RECIPE.fresh_share) -> dict[str, Any]:
+                       fresh_share: float = RECIPE.fresh_share,
+                       biosim_per_class: int = RECIPE_BIOSIM_PER_CLASS,
+                       biosim_test_per_class: int = 20,
+                       cross_epochs: int = CROSS_EPOCHS) -> dict[str, Any]:
     import numpy as np
 
+    from convert.biosim import biosim_corpus
     from convert.bundle import pack
-    from convert.dataset import WindowBuilder, split_by_recording
+    from convert.dataset import WindowBuilder
     from convert.evaluate import evaluate
     from convert.model import load_checkpoint
     from convert.quantize import qat_finetune, representative, to_int8_tflite
@@ -223,83 +287,108 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
     out.mkdir(parents=True, exist_ok=True)
     mel, win = MelConfig(), WindowConfig()
     train_dir, test_dir = out / "corpus-train", out / "corpus-test"
+    bio_train_dir, bio_test_dir = out / "corpus-biosim-train", out / "corpus-biosim-test"
     train_seed, test_seed = 11, 22
     # The training corpus may over-represent discharges on a background (the hard case);
     # the test corpus keeps the synthesiser's own share.
-    for d, n, s, dur, share in (
-            (train_dir, per_class, train_seed, duration_s, train_mixture_share),
-            (test_dir, test_per_class, test_seed, test_duration_s, None)):
-        if d.exists():
-            shutil.rmtree(d)
-        log(f"[corpus] {n} × 12 recordings, seed {s} -> {d}")
-        synth_corpus(d, n, s, duration_s=dur, mixture_share=share, workers=WORKERS,
-                     progress=Progress("synthesising", unit=" recordings").update)
+    _corpus(train_dir, synth_corpus, "synth", per_class, train_seed, duration_s=duration_s,
+            mixture_share=train_mixture_share, workers=WORKERS)
+    _corpus(test_dir, synth_corpus, "synth", test_per_class, test_seed,
+            duration_s=test_duration_s, workers=WORKERS)
+    if biosim_per_class:
+        _corpus(bio_train_dir, biosim_corpus, "biosim", biosim_per_class, train_seed,
+                duration_s=duration_s)
+    _corpus(bio_test_dir, biosim_corpus, "biosim", biosim_test_per_class, test_seed,
+            duration_s=duration_s)
     log(f"[train] {arch}, up to {epochs} epochs")
     ckpt_dir = out / "checkpoint"
+    also = [bio_train_dir] if biosim_per_class else []
     res = train(train_dir, ckpt_dir, TrainConfig(arch=arch, epochs=epochs, seed=seed,
                                                      width=width, pool=pool,
-                                                     fresh_share=fresh_share))
+                                                     fresh_share=fresh_share),
+                also=also, aug=RECIPE_AUGMENT)
     float_model = load_checkpoint(res.checkpoint)
     items = read_corpus(train_dir)
-    tr, va = split_by_recording(items, 0.2, seed)
-    test_items = read_corpus(test_dir)
+    bio_items = read_corpus(bio_train_dir) if biosim_per_class else []
+    tr, va, btr, bva = _split_both(items, bio_items, seed)
+    test_items, bio_test_items = read_corpus(test_dir), read_corpus(bio_test_dir)
     with WindowBuilder(mel, win, workers=WORKERS) as builder:
-        calib, val = builder.build(tr), builder.build(va)
-        test = builder.build(test_items)  # computed once, for every model evaluated
+        calib, val = builder.build(tr + btr), builder.build(va + bva)
+        # computed once, for every model evaluated
+        test = {"synth": (test_items, builder.build(test_items)),
+                "biosim": (bio_test_items, builder.build(bio_test_items))}
 
-    def report_on(model, items, windows, twin, robustness=False, out_dir=None):
-        return evaluate(model, items, out_dir, float_model=twin, robustness=robustness,
-                        windows=windows, workers=WORKERS)
+        def report_on(model, items, windows, twin, robustness=False, out_dir=None):
+            return evaluate(model, items, out_dir, float_model=twin, robustness=robustness,
+                            windows=windows, workers=WORKERS)
 
-    log("[int8] post-training quantisation")
-    ptq = to_int8_tflite(float_model, representative(calib, seed=seed))
-    ptq_rep = report_on(ptq, test_items, test, float_model)
-    # PTQ or QAT is chosen on the validation recordings: the test corpus only reports
-    ptq_val = report_on(ptq, va, val, float_model)
-    log(f"  PTQ: macro-F1 {ptq_rep['macro_f1_int8']:.3f}, agreement {ptq_rep['agreement']:.3f}"
-        f" (validation {ptq_val['macro_f1_int8']:.3f}, {ptq_val['agreement']:.3f})")
-    log("[int8] quantisation-aware training")
-    qat_f1 = float("nan")
-    qat = qm = qat_val = None
-    try:
-        qm = qat_finetune(load_checkpoint(res.checkpoint), calib, val, epochs=qat_epochs,
-                          seed=seed)
-        qat = to_int8_tflite(qm, representative(calib, seed=seed))
-        # agreement of the int8 model with its own float twin (QAT's fake-quant model)
-        qat_rep = report_on(qat, test_items, test, qm)
-        qat_val = report_on(qat, va, val, qm)
-        qat_f1 = qat_rep["macro_f1_int8"]
-        log(f"  QAT: macro-F1 {qat_f1:.3f}, agreement {qat_rep['agreement']:.3f}"
-            f" (validation {qat_val['macro_f1_int8']:.3f}, {qat_val['agreement']:.3f})")
-    except Exception as exc:
-        log(f"  QAT unavailable: {exc}")
-    use_qat = qat_val is not None and prefer_qat(ptq_val, qat_val)
-    chosen, method = (qat, "qat") if use_qat else (ptq, "ptq")
-    twin = qm if use_qat else float_model
-    (out / "model-ptq.tflite").write_bytes(ptq)
-    if qat is not None:
-        (out / "model-qat.tflite").write_bytes(qat)
-    log(f"[evaluate] {method.upper()} model on the held-out corpus (with robustness)")
-    report = report_on(chosen, test_items, test, twin, robustness=True,
-                       out_dir=out / "report")
+        log("[int8] post-training quantisation")
+        ptq = to_int8_tflite(float_model, representative(calib, seed=seed))
+        ptq_rep = report_on(ptq, test_items, test["synth"][1], float_model)
+        # PTQ or QAT is chosen on the validation recordings (both simulators): the test
+        # corpora only report
+        ptq_val = report_on(ptq, va + bva, val, float_model)
+        log(f"  PTQ: macro-F1 {ptq_rep['macro_f1_int8']:.3f}, agreement "
+            f"{ptq_rep['agreement']:.3f} (validation {ptq_val['macro_f1_int8']:.3f}, "
+            f"{ptq_val['agreement']:.3f})")
+        log("[int8] quantisation-aware training")
+        qat_f1 = float("nan")
+        qat = qm = qat_val = None
+        try:
+            qm = qat_finetune(load_checkpoint(res.checkpoint), calib, val, epochs=qat_epochs,
+                              seed=seed)
+            qat = to_int8_tflite(qm, representative(calib, seed=seed))
+            # agreement of the int8 model with its own float twin (QAT's fake-quant model)
+            qat_rep = report_on(qat, test_items, test["synth"][1], qm)
+            qat_val = report_on(qat, va + bva, val, qm)
+            qat_f1 = qat_rep["macro_f1_int8"]
+            log(f"  QAT: macro-F1 {qat_f1:.3f}, agreement {qat_rep['agreement']:.3f}"
+                f" (validation {qat_val['macro_f1_int8']:.3f}, {qat_val['agreement']:.3f})")
+        except Exception as exc:
+            log(f"  QAT unavailable: {exc}")
+        use_qat = qat_val is not None and prefer_qat(ptq_val, qat_val)
+        chosen, method = (qat, "qat") if use_qat else (ptq, "ptq")
+        twin = qm if use_qat else float_model
+        (out / "model-ptq.tflite").write_bytes(ptq)
+        if qat is not None:
+            (out / "model-qat.tflite").write_bytes(qat)
+        log(f"[evaluate] {method.upper()} model on the held-out corpora (with robustness)")
+        report = report_on(chosen, test_items, test["synth"][1], twin, robustness=True,
+                           out_dir=out / "report")
+        bio_rep = report_on(chosen, bio_test_items, test["biosim"][1], twin)
+        report["held_out"] = {"synth": _generalisation_row(report),
+                              "biosim": _generalisation_row(bio_rep)}
+        log(f"  held-out synth {report['macro_f1_int8']:.3f}, held-out biosim "
+            f"{bio_rep['macro_f1_int8']:.3f}")
+        if cross_epochs and biosim_per_class:
+            report["cross_simulator"] = cross_simulator(
+                out, train_dir, bio_train_dir, test, epochs=cross_epochs, seed=seed,
+                arch=arch, width=width, pool=pool, builder=builder)
     report["ptq_macro_f1_int8"] = ptq_rep["macro_f1_int8"]
     report["qat_macro_f1_int8"] = qat_f1
     (out / "report" / "report.json").write_text(json.dumps(report, indent=1))
     metrics = {k: report[k] for k in ("macro_f1_int8", "macro_f1_float", "agreement",
                                       "accuracy_int8", "ece_int8", "windows")}
-    metrics.update(method=method, test_seed=test_seed, train_seed=train_seed)
+    metrics.update(method=method, test_seed=test_seed, train_seed=train_seed,
+                   macro_f1_int8_biosim=bio_rep["macro_f1_int8"])
+    cross = report.get("cross_simulator")
+    if cross:
+        metrics.update(cross_synth_to_biosim=cross["train_synth"]["test_biosim"]["macro_f1_int8"],
+                       cross_biosim_to_synth=cross["train_biosim"]["test_synth"]["macro_f1_int8"])
     log(f"[bundle] {bundle}")
     pack(bundle, model=chosen, key_path=key, name="nemg-default", version=version,
          mel=mel, win=win, metrics=metrics, checkpoint=res.checkpoint.read_bytes(),
          development_key=True,
-         description="Default 12-class model trained on synthetic data (development key)")
+         description="Default 12-class model trained on two simulators (development key)")
     meta = {"name": "nemg-default", "version": version, "arch": arch,
             "params": int(float_model.count_params()), "method": method,
             "minutes": (time.monotonic() - t0) / 60, "train_seed": train_seed,
             "test_seed": test_seed, "per_class": per_class, "test_per_class": test_per_class,
             "test_duration_s": test_duration_s, "pool": pool,
             "train_mixture_share": train_mixture_share, "fresh_share": fresh_share,
-            "fresh_patients": res.fresh_patients,
+            "fresh_patients": res.fresh_patients, "biosim_per_class": biosim_per_class,
+            "biosim_test_per_class": biosim_test_per_class,
+            "source_rate_share": RECIPE_AUGMENT.p_source_rate,
             "duration_s": duration_s, "ptq_f1": ptq_rep["macro_f1_int8"], "qat_f1": qat_f1,
             "uncertain_threshold": 0.5}
     docs = docs or ROOT / "docs"
@@ -335,7 +424,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh-share", type=float, default=RECIPE.fresh_share,
                     help="share of each epoch's training recordings that are new synthetic "
                          "patients instead of corpus recordings")
-    ap.add_argument("--version", default="1.4.1")
+    ap.add_argument("--biosim-per-class", type=int, default=RECIPE_BIOSIM_PER_CLASS,
+                    help="training recordings per class of the biophysical simulator (0: "
+                         "the template synthesiser only)")
+    ap.add_argument("--biosim-test-per-class", type=int, default=20)
+    ap.add_argument("--cross-epochs", type=int, default=CROSS_EPOCHS,
+                    help="epochs of each cross-simulator model (0: skip that report)")
+    ap.add_argument("--version", default="2.0.0")
     ap.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
     ap.add_argument("--key", type=Path, default=DEV_KEY)
     ap.add_argument("--docs", type=Path, default=ROOT / "docs",
@@ -349,7 +444,10 @@ def main(argv: list[str] | None = None) -> int:
                                arch=a.arch, version=a.version, bundle=a.bundle, key=a.key,
                                width=a.width, pool=a.pool, docs=a.docs,
                                train_mixture_share=a.train_mixture_share,
-                               fresh_share=a.fresh_share)
+                               fresh_share=a.fresh_share,
+                               biosim_per_class=a.biosim_per_class,
+                               biosim_test_per_class=a.biosim_test_per_class,
+                               cross_epochs=a.cross_epochs)
     print(json.dumps(s))
     return 0
 

@@ -68,6 +68,15 @@ RECIPE = TrainConfig(arch="cnn", epochs=46, width=1.0, pool="avg_max", fresh_sha
 model-changing defaults of ``nemg train`` (arch, width, pool), so that the shipped
 architecture is what ``nemg train`` builds without options."""
 
+RECIPE_AUGMENT = AugmentConfig(p_source_rate=0.3)
+"""``make model``'s augmentation (and ``nemg train``'s default): besides AugmentConfig's
+own, 30 % of recordings read as the box reads a file recorded at 4–16 kHz (domain
+randomisation: on 1.4.0, recordings at 10 kHz fell to 0.67 window accuracy)."""
+
+RECIPE_BIOSIM_PER_CLASS = 40
+"""Recordings per class of the biophysical simulator (``convert.biosim``) that ``make
+model`` trains on beside the template synthesiser's patients (0: synthesiser only)."""
+
 
 @dataclass
 class TrainResult:

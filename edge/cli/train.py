@@ -7,7 +7,8 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from convert.train import RECIPE  # make model's recipe: the one source of defaults
+    # make model's recipe: the one source of defaults
+    from convert.train import RECIPE, RECIPE_AUGMENT
 
     parser.add_argument("--data", type=Path, required=True, help="corpus folder (labels.csv)")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder")
@@ -36,9 +37,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "recordings) whose training recordings join every epoch and "
                              "whose validation recordings join the validation set "
                              "(repeatable)")
-    parser.add_argument("--source-rate-share", type=float, default=0.0, metavar="SHARE",
+    parser.add_argument("--source-rate-share", type=float,
+                        default=RECIPE_AUGMENT.p_source_rate, metavar="SHARE",
                         help="augmentation: share of recordings read as if recorded at 4–16 "
-                             "kHz (down and up through the box's resampler; default 0)")
+                             "kHz (down and up through the box's resampler; default "
+                             f"{RECIPE_AUGMENT.p_source_rate:g}, as make model)")
     parser.add_argument("--fresh-share", type=float, default=0.0, metavar="SHARE",
                         help="synthetic corpora: share of each epoch's training recordings "
                              "replaced by newly synthesised patients (make model: "
@@ -62,9 +65,11 @@ def run(args: argparse.Namespace) -> int:
                       freeze=args.freeze, workers=args.workers, fresh_share=args.fresh_share)
     if not 0.0 <= args.source_rate_share <= 1.0:
         raise ConfigError("--source-rate-share must be in 0..1")
-    from convert.augment import AugmentConfig
+    from dataclasses import replace
 
-    aug = AugmentConfig(p_source_rate=args.source_rate_share)
+    from convert.train import RECIPE_AUGMENT
+
+    aug = replace(RECIPE_AUGMENT, p_source_rate=args.source_rate_share)
     r = train(args.data, args.out, cfg, also=args.also, aug=aug)
     print(json.dumps({"checkpoint": str(r.checkpoint), "best_epoch": r.best_epoch,
                       "best_val_accuracy": r.best_val_accuracy, "seconds": r.seconds}))
