@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edge.bundle import BUNDLE_FORMAT, DEFAULT_BOARDS, key_id, parse_version, public_raw, sha256
+from edge.calibration import Calibration
 from edge.errors import ConfigError
 from edge.features import MelConfig, MelFrontEnd, float_to_int16
 from edge.labels import LABELS
@@ -85,7 +86,8 @@ def pack(out: Path, *, model: bytes, key_path: Path, name: str, version: str,
          labels: tuple[str, ...] = LABELS, metrics: dict[str, Any] | None = None,
          checkpoint: bytes | None = None, boards: tuple[str, ...] = DEFAULT_BOARDS,
          uncertain_threshold: float = 0.5, smoothing_windows: int = 3,
-         development_key: bool = False, description: str = "") -> dict[str, Any]:
+         development_key: bool = False, description: str = "",
+         calibration: Calibration | None = None) -> dict[str, Any]:
     """Write a signed bundle; returns its manifest."""
     parse_version(version)
     mel = mel or MelConfig()
@@ -117,6 +119,7 @@ def pack(out: Path, *, model: bytes, key_path: Path, name: str, version: str,
         "sample_rate_hz": mel.sample_rate_hz,
         "uncertain_threshold": uncertain_threshold,
         "smoothing_windows": smoothing_windows,
+        "calibration": (calibration or Calibration()).to_dict(),
         "metrics": metrics or {},
         "members": {n: sha256(b) for n, b in members.items()},
         "key_id": key_id(public_raw(key.public_key())),

@@ -26,6 +26,7 @@ from convert.dataset import (
     background_of,
     build_windows,
 )
+from edge.calibration import Calibration
 from edge.features import MelConfig
 from edge.labels import LABELS
 from edge.model import Classifier
@@ -45,11 +46,16 @@ def int8_probabilities(clf: Classifier, scores: np.ndarray) -> np.ndarray:
     return np.stack([clf.probabilities(s) for s in scores])
 
 
-def confidently_wrong(probs: np.ndarray, y: np.ndarray) -> float:
-    """Share of windows answered wrongly with a top probability ≥ ``CONFIDENT``."""
+def confidently_wrong(probs: np.ndarray, y: np.ndarray,
+                      unfamiliar: np.ndarray | None = None) -> float:
+    """Share of windows answered wrongly with a top probability ≥ ``CONFIDENT`` (an
+    unfamiliar window is answered 'uncertain', so it is never confidently wrong)."""
     if not len(y):
         return 0.0
-    return float(((probs.argmax(axis=1) != y) & (probs.max(axis=1) >= CONFIDENT)).mean())
+    bad = (probs.argmax(axis=1) != y) & (probs.max(axis=1) >= CONFIDENT)
+    if unfamiliar is not None:
+        bad &= ~unfamiliar
+    return float(bad.mean())
 
 
 def per_class(y: np.ndarray, pred: np.ndarray) -> dict[str, dict[str, float]]:
@@ -128,7 +134,7 @@ def accuracy_by_discharge_snr(items: list[CorpusItem], ws: WindowSet,
 def evaluate(model: bytes, items: list[CorpusItem], out_dir: Path | None = None, *,
              float_model=None, mel: MelConfig | None = None, win: WindowConfig | None = None,
              robustness: bool = True, windows: WindowSet | None = None,
-             workers: int = 1) -> dict[str, Any]:
+             workers: int = 1, calibration: Calibration | None = None) -> dict[str, Any]:
     """The report of ``model`` on ``items``. ``windows``: their clean windows, when the
     caller already has them (``build_windows(items)`` — the same windows) and evaluates
     several models on them. ``workers``: processes computing windows (the front end over
@@ -137,8 +143,11 @@ def evaluate(model: bytes, items: list[CorpusItem], out_dir: Path | None = None,
     win = win or WindowConfig()
     clf = Classifier(model, list(LABELS))
     ws = windows if windows is not None else build_windows(items, mel, win, workers=workers)
+    cal = calibration or Calibration()
     scores = int8_scores(clf, ws)
-    probs = int8_probabilities(clf, scores)
+    raw = int8_probabilities(clf, scores)
+    probs = cal.probabilities(raw)
+    unfamiliar = np.array([cal.unfamiliar(w) for w in ws.x], bool)
     pred = probs.argmax(axis=1)
     report: dict[str, Any] = {
         "windows": len(ws), "recordings": len(items),
@@ -146,7 +155,10 @@ def evaluate(model: bytes, items: list[CorpusItem], out_dir: Path | None = None,
         "macro_f1_int8": macro_f1(ws.y, pred),
         "per_class_int8": per_class(ws.y, pred),
         "ece_int8": ece(probs, ws.y),
-        "confidently_wrong_share": confidently_wrong(probs, ws.y),
+        "ece_int8_uncalibrated": ece(raw, ws.y),
+        "confidently_wrong_share": confidently_wrong(probs, ws.y, unfamiliar),
+        "unfamiliar_share": float(unfamiliar.mean()) if len(ws) else 0.0,
+        "temperature": cal.temperature,
         "model_bytes": len(model),
         "input_quantization": list(clf.input_quantization),
         "output_quantization": list(clf.output_quantization),

@@ -18,6 +18,7 @@ import convert  # noqa: F401
 from convert.corpus import read_corpus, synth_corpus
 from convert.synth import PARAMS
 from convert.train import RECIPE, RECIPE_AUGMENT, RECIPE_BIOSIM_PER_CLASS, TrainConfig, log, train
+from edge.calibration import Calibration
 from edge.console import Progress
 from edge.errors import InputError
 from edge.features import MelConfig
@@ -82,6 +83,46 @@ def evaluate_model(model_path: Path, data: Path, out: Path | None,
                     workers=WORKERS)
 
 
+def _generalisation_section(report: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The card's lead: what the model does on data it was not tuned to."""
+    held, cross = report.get("held_out"), report.get("cross_simulator")
+    if not held:
+        return ""
+
+    def row(what: str, r: dict[str, Any]) -> str:
+        return (f"| {what} | {r['macro_f1_int8']:.3f} | {r['confidently_wrong_share']:.1%} | "
+                f"{r['ece_int8']:.3f} | {r['unfamiliar_share']:.1%} | {r['windows']} |")
+
+    rows = []
+    if cross:
+        rows += [row("trained on synth only → biosim", cross["train_synth"]["test_biosim"]),
+                 row("trained on biosim only → synth", cross["train_biosim"]["test_synth"])]
+    rows += [row("this model → held-out synth", held["synth"]),
+             row("this model → held-out biosim", held["biosim"])]
+    cross_note = (f"The cross-simulator lines are two further models, each trained on one\n"
+                  f"simulator alone ({cross['epochs']} epochs, {cross['recipe']}) and tested "
+                  "on the other:\nhow far what one simulator teaches carries to signals it "
+                  "did not make.\n" if cross else "")
+    return f"""
+## Generalisation first
+Two independently written simulators: `convert/synth.py` (templates fitted to the
+literature's figures) and `convert/biosim.py` (fibre and needle physics, no shared code).
+This model trains on both ({meta['per_class']} synth recordings per class, new patients
+every epoch, and {meta['biosim_per_class']} biosim recordings per class), its int8 method
+and calibration chosen on validation recordings of both; test corpora come from unseen
+seeds. {cross_note}
+| | macro-F1 int8 | confidently wrong (p ≥ 0.8) | ECE (calibrated) | unfamiliar | windows |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Real recordings (`nemg bench real`) and unscaled files (`nemg bench crosssim`): see
+[generalisation.md](generalisation.md). Probabilities are temperature-scaled (T =
+{report.get('temperature', 1.0):g}, fitted on validation); a window whose spectrum is unlike
+every training window's is reported `uncertain` ("unfamiliar", threshold at the 99th
+percentile of validation windows).
+"""
+
+
 def model_card(report: dict[str, Any], meta: dict[str, Any]) -> str:
     pc = report["per_class_int8"]
     rows = "\n".join(f"| {lab} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | "
@@ -110,12 +151,14 @@ def model_card(report: dict[str, Any], meta: dict[str, Any]) -> str:
                  f"seed,\nindices the corpus does not hold: {meta['fresh_patients']:,} patients "
                  f"over the run{corpus}); ")
     arch_name = ARCH_NAMES.get(meta["arch"], meta["arch"])
+    general = _generalisation_section(report, meta)
     pooling = " and average + maximum pooling" if meta.get("pool") == "avg_max" else ""
     return f"""# Model card: {meta['name']} {meta['version']}
 
 **Signed with the committed DEVELOPMENT key** (`keys/dev/`). Anyone can sign with it:
 a clinical box must trust only its organisation's own keys (see README).
 
+{general}
 ## What it is
 A {arch_name}{pooling} ({meta['params']} parameters,
 {report['model_bytes']} bytes as int8 TFLite, {meta['method'].upper()}) over 2.0 s windows
@@ -125,7 +168,10 @@ insertional and voluntary motor-unit activity, silence and artifact. Reproduce w
 `make model` ({meta['minutes']:.1f} min here, 2 cores).
 
 ## Data
-Synthetic only (`nemg data synth`, docs/discharges.md): training corpus seed
+Synthetic only (`nemg data synth`, `nemg data synth --simulator bio`, docs/discharges.md):
+{meta.get('biosim_per_class', 0)} biophysical recordings per class beside the template
+synthesiser's; {pct(meta.get('source_rate_share', 0))} of training recordings read as the box
+reads a file recorded at 4–16 kHz. Template synthesiser: training corpus seed
 {meta['train_seed']}, {meta['per_class']} recordings × {meta['duration_s']:g} s per class,
 {mix_share} of the discharge recordings over end-plate noise or a voluntary unit (the hard
 case, over-represented: the test corpus keeps the synthesiser's {pct(synth_share)}),
@@ -136,7 +182,7 @@ from an unseen seed ({meta['test_seed']}), {meta['test_per_class']} recordings �
 {meta['test_duration_s']:g} s per class,
 {report['windows']} windows.
 
-## Metrics (held-out synthetic, int8 on LiteRT)
+## Metrics (held-out template synthesiser, int8 on LiteRT)
 | | value |
 |---|---|
 | macro-F1 int8 | {report['macro_f1_int8']:.4f} |
@@ -210,7 +256,13 @@ reduced recipe — the corpus as it is, augmented, no fresh patients — so ``ma
 stays within its time budget. It measures how far one simulator's lessons carry."""
 
 
-def _corpus(d: Path, make, what: str, n: int, seed: int, **kw) -> None:
+def _corpus(d: Path, make, what: str, n: int, seed: int, resume: bool = False,
+            **kw) -> None:
+    if resume and (d / "manifest.json").is_file():
+        m = json.loads((d / "manifest.json").read_text())
+        if (m.get("per_class"), m.get("seed")) == (n, seed):
+            log(f"[corpus] {what}: {d} kept (--resume)")
+            return
     if d.exists():
         shutil.rmtree(d)
     log(f"[corpus] {what}: {n} × 12 recordings, seed {seed} -> {d}")
@@ -226,11 +278,34 @@ def _split_both(items, biosim_items, seed: int):
     return tr, va, btr, bva
 
 
+def _trained(out_dir: Path, resume: bool, run) -> Path:
+    """The checkpoint in ``out_dir``: kept with ``resume`` when its training finished,
+    else trained by ``run()``."""
+    ckpt = out_dir / "model.h5"
+    if resume and ckpt.is_file() and (out_dir / "training.json").is_file():
+        log(f"  {ckpt} kept (--resume)")
+        return ckpt
+    return run().checkpoint
+
+
+def calibrate(model: bytes, train_windows, val_windows) -> Calibration:
+    """Temperature and familiarity of an int8 model, fitted on validation windows."""
+    from convert.evaluate import int8_probabilities, int8_scores
+    from edge.calibration import fit_calibration
+    from edge.labels import LABELS
+    from edge.model import Classifier
+
+    clf = Classifier(model, list(LABELS))
+    probs = int8_probabilities(clf, int8_scores(clf, val_windows))
+    return fit_calibration(train_windows.x, val_windows.x, probs, val_windows.y)
+
+
 def cross_simulator(out: Path, synth_train: Path, biosim_train: Path, test: dict, *,
                     epochs: int, seed: int, arch: str, width: float, pool: str,
-                    builder) -> dict[str, Any]:
+                    builder, resume: bool = False) -> dict[str, Any]:
     """Train on one simulator only, test on the other's held-out corpus (and its own),
-    each direction with the same reduced recipe; PTQ int8."""
+    each direction with the same reduced recipe; PTQ int8, calibrated on the training
+    simulator's own validation recordings (the test simulator is never seen)."""
     from convert.dataset import split_by_recording
     from convert.evaluate import evaluate
     from convert.model import load_checkpoint
@@ -240,16 +315,19 @@ def cross_simulator(out: Path, synth_train: Path, biosim_train: Path, test: dict
     for name, data, other in (("synth", synth_train, "biosim"),
                               ("biosim", biosim_train, "synth")):
         log(f"[cross] train on {name} only, up to {epochs} epochs")
-        r = train(data, out / f"cross-{name}", TrainConfig(
-            arch=arch, epochs=epochs, seed=seed, width=width, pool=pool,
-            patience=max(3, epochs // 3)), aug=RECIPE_AUGMENT)
-        fm = load_checkpoint(r.checkpoint)
-        tr, _ = split_by_recording(read_corpus(data), 0.2, seed)
-        q = to_int8_tflite(fm, representative(builder.build(tr), seed=seed))
+        cfg = TrainConfig(arch=arch, epochs=epochs, seed=seed, width=width, pool=pool,
+                          patience=max(3, epochs // 3))
+        ckpt = _trained(out / f"cross-{name}", resume, lambda d=data, n=name, c=cfg: train(
+            d, out / f"cross-{n}", c, aug=RECIPE_AUGMENT))
+        fm = load_checkpoint(ckpt)
+        tr, va = split_by_recording(read_corpus(data), 0.2, seed)
+        tr_w, va_w = builder.build(tr), builder.build(va)
+        q = to_int8_tflite(fm, representative(tr_w, seed=seed))
+        cal = calibrate(q, tr_w, va_w)
         row = {}
         for t in (other, name):
             rep = evaluate(q, test[t][0], None, float_model=fm, robustness=False,
-                           windows=test[t][1], workers=WORKERS)
+                           windows=test[t][1], workers=WORKERS, calibration=cal)
             row[f"test_{t}"] = _generalisation_row(rep)
         res[f"train_{name}"] = row
         log(f"  {name} -> {other}: macro-F1 {row[f'test_{other}']['macro_f1_int8']:.3f} "
@@ -259,7 +337,9 @@ def cross_simulator(out: Path, synth_train: Path, biosim_train: Path, test: dict
 
 def _generalisation_row(rep: dict[str, Any]) -> dict[str, Any]:
     return {"macro_f1_int8": rep["macro_f1_int8"], "ece_int8": rep["ece_int8"],
+            "ece_int8_uncalibrated": rep["ece_int8_uncalibrated"],
             "confidently_wrong_share": rep["confidently_wrong_share"],
+            "unfamiliar_share": rep["unfamiliar_share"],
             "recall": {k: round(v["recall"], 3) for k, v in rep["per_class_int8"].items()},
             "windows": rep["windows"]}
 
@@ -273,7 +353,11 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
                        fresh_share: float = RECIPE.fresh_share,
                        biosim_per_class: int = RECIPE_BIOSIM_PER_CLASS,
                        biosim_test_per_class: int = 20,
-                       cross_epochs: int = CROSS_EPOCHS) -> dict[str, Any]:
+                       cross_epochs: int = CROSS_EPOCHS,
+                       resume: bool = False) -> dict[str, Any]:
+    """``resume``: keep the corpora and finished trainings already in ``out`` (same
+    sizes and seeds) and redo every stage after them — the result is what a full run
+    gives, since each stage is seeded."""
     import numpy as np
 
     from convert.biosim import biosim_corpus
@@ -291,23 +375,24 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
     train_seed, test_seed = 11, 22
     # The training corpus may over-represent discharges on a background (the hard case);
     # the test corpus keeps the synthesiser's own share.
-    _corpus(train_dir, synth_corpus, "synth", per_class, train_seed, duration_s=duration_s,
-            mixture_share=train_mixture_share, workers=WORKERS)
-    _corpus(test_dir, synth_corpus, "synth", test_per_class, test_seed,
+    _corpus(train_dir, synth_corpus, "synth", per_class, train_seed, resume,
+            duration_s=duration_s, mixture_share=train_mixture_share, workers=WORKERS)
+    _corpus(test_dir, synth_corpus, "synth", test_per_class, test_seed, resume,
             duration_s=test_duration_s, workers=WORKERS)
     if biosim_per_class:
-        _corpus(bio_train_dir, biosim_corpus, "biosim", biosim_per_class, train_seed,
+        _corpus(bio_train_dir, biosim_corpus, "biosim", biosim_per_class, train_seed, resume,
                 duration_s=duration_s)
-    _corpus(bio_test_dir, biosim_corpus, "biosim", biosim_test_per_class, test_seed,
+    _corpus(bio_test_dir, biosim_corpus, "biosim", biosim_test_per_class, test_seed, resume,
             duration_s=duration_s)
     log(f"[train] {arch}, up to {epochs} epochs")
     ckpt_dir = out / "checkpoint"
     also = [bio_train_dir] if biosim_per_class else []
-    res = train(train_dir, ckpt_dir, TrainConfig(arch=arch, epochs=epochs, seed=seed,
-                                                     width=width, pool=pool,
-                                                     fresh_share=fresh_share),
-                also=also, aug=RECIPE_AUGMENT)
-    float_model = load_checkpoint(res.checkpoint)
+    checkpoint = _trained(ckpt_dir, resume, lambda: train(
+        train_dir, ckpt_dir, TrainConfig(arch=arch, epochs=epochs, seed=seed, width=width,
+                                         pool=pool, fresh_share=fresh_share),
+        also=also, aug=RECIPE_AUGMENT))
+    history = json.loads((ckpt_dir / "training.json").read_text())
+    float_model = load_checkpoint(checkpoint)
     items = read_corpus(train_dir)
     bio_items = read_corpus(bio_train_dir) if biosim_per_class else []
     tr, va, btr, bva = _split_both(items, bio_items, seed)
@@ -318,9 +403,10 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
         test = {"synth": (test_items, builder.build(test_items)),
                 "biosim": (bio_test_items, builder.build(bio_test_items))}
 
-        def report_on(model, items, windows, twin, robustness=False, out_dir=None):
+        def report_on(model, items, windows, twin, robustness=False, out_dir=None,
+                      calibration=None):
             return evaluate(model, items, out_dir, float_model=twin, robustness=robustness,
-                            windows=windows, workers=WORKERS)
+                            windows=windows, workers=WORKERS, calibration=calibration)
 
         log("[int8] post-training quantisation")
         ptq = to_int8_tflite(float_model, representative(calib, seed=seed))
@@ -335,7 +421,7 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
         qat_f1 = float("nan")
         qat = qm = qat_val = None
         try:
-            qm = qat_finetune(load_checkpoint(res.checkpoint), calib, val, epochs=qat_epochs,
+            qm = qat_finetune(load_checkpoint(checkpoint), calib, val, epochs=qat_epochs,
                               seed=seed)
             qat = to_int8_tflite(qm, representative(calib, seed=seed))
             # agreement of the int8 model with its own float twin (QAT's fake-quant model)
@@ -352,10 +438,13 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
         (out / "model-ptq.tflite").write_bytes(ptq)
         if qat is not None:
             (out / "model-qat.tflite").write_bytes(qat)
+        log("[calibrate] temperature and familiarity on the validation recordings")
+        cal = calibrate(chosen, calib, val)
+        log(f"  temperature {cal.temperature:g}, unfamiliar above {cal.unfamiliar_above:g}")
         log(f"[evaluate] {method.upper()} model on the held-out corpora (with robustness)")
         report = report_on(chosen, test_items, test["synth"][1], twin, robustness=True,
-                           out_dir=out / "report")
-        bio_rep = report_on(chosen, bio_test_items, test["biosim"][1], twin)
+                           out_dir=out / "report", calibration=cal)
+        bio_rep = report_on(chosen, bio_test_items, test["biosim"][1], twin, calibration=cal)
         report["held_out"] = {"synth": _generalisation_row(report),
                               "biosim": _generalisation_row(bio_rep)}
         log(f"  held-out synth {report['macro_f1_int8']:.3f}, held-out biosim "
@@ -363,7 +452,7 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
         if cross_epochs and biosim_per_class:
             report["cross_simulator"] = cross_simulator(
                 out, train_dir, bio_train_dir, test, epochs=cross_epochs, seed=seed,
-                arch=arch, width=width, pool=pool, builder=builder)
+                arch=arch, width=width, pool=pool, builder=builder, resume=resume)
     report["ptq_macro_f1_int8"] = ptq_rep["macro_f1_int8"]
     report["qat_macro_f1_int8"] = qat_f1
     (out / "report" / "report.json").write_text(json.dumps(report, indent=1))
@@ -377,8 +466,8 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
                        cross_biosim_to_synth=cross["train_biosim"]["test_synth"]["macro_f1_int8"])
     log(f"[bundle] {bundle}")
     pack(bundle, model=chosen, key_path=key, name="nemg-default", version=version,
-         mel=mel, win=win, metrics=metrics, checkpoint=res.checkpoint.read_bytes(),
-         development_key=True,
+         mel=mel, win=win, metrics=metrics, checkpoint=checkpoint.read_bytes(),
+         development_key=True, calibration=cal,
          description="Default 12-class model trained on two simulators (development key)")
     meta = {"name": "nemg-default", "version": version, "arch": arch,
             "params": int(float_model.count_params()), "method": method,
@@ -386,7 +475,7 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
             "test_seed": test_seed, "per_class": per_class, "test_per_class": test_per_class,
             "test_duration_s": test_duration_s, "pool": pool,
             "train_mixture_share": train_mixture_share, "fresh_share": fresh_share,
-            "fresh_patients": res.fresh_patients, "biosim_per_class": biosim_per_class,
+            "fresh_patients": history["fresh_patients"], "biosim_per_class": biosim_per_class,
             "biosim_test_per_class": biosim_test_per_class,
             "source_rate_share": RECIPE_AUGMENT.p_source_rate,
             "duration_s": duration_s, "ptq_f1": ptq_rep["macro_f1_int8"], "qat_f1": qat_f1,
@@ -399,8 +488,9 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
     summary = {**metrics, "bundle": str(bundle), "bytes": len(chosen),
                "minutes": meta["minutes"], "params": meta["params"],
                "ptq_macro_f1_int8": ptq_rep["macro_f1_int8"], "qat_macro_f1_int8": qat_f1,
-               "epochs_run": len(res.history), "best_epoch": res.best_epoch,
-               "seconds_per_epoch": float(np.mean([h["seconds"] for h in res.history]))}
+               "epochs_run": len(history["history"]), "best_epoch": history["best_epoch"],
+               "seconds_per_epoch": float(np.mean([h["seconds"] for h in history["history"]])),
+               "temperature": cal.temperature}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -431,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cross-epochs", type=int, default=CROSS_EPOCHS,
                     help="epochs of each cross-simulator model (0: skip that report)")
     ap.add_argument("--version", default="2.0.0")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the corpora and finished trainings already in --out and redo "
+                         "every later stage (same result as a full run)")
     ap.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
     ap.add_argument("--key", type=Path, default=DEV_KEY)
     ap.add_argument("--docs", type=Path, default=ROOT / "docs",
@@ -447,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
                                fresh_share=a.fresh_share,
                                biosim_per_class=a.biosim_per_class,
                                biosim_test_per_class=a.biosim_test_per_class,
-                               cross_epochs=a.cross_epochs)
+                               cross_epochs=a.cross_epochs, resume=a.resume)
     print(json.dumps(s))
     return 0
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.calibration import Calibration
 from edge.errors import ConfigError, IntegrityError
 from edge.features import MelConfig, MelFrontEnd
 from edge.windows import WindowConfig
@@ -218,6 +219,10 @@ class Bundle:
         for name in REQUIRED[2:]:
             if name not in listed:
                 raise IntegrityError(f"{self.source}: {name} is not covered by the signature")
+        try:  # a signed manifest can still be malformed: refused here, not when running
+            _ = self.calibration
+        except (IntegrityError, KeyError, TypeError, ValueError) as exc:
+            raise IntegrityError(f"{self.source}: {exc}") from None
         self.verified = True
         return m
 
@@ -241,6 +246,13 @@ class Bundle:
     @property
     def window_config(self) -> WindowConfig:
         return WindowConfig(**self.manifest["window"])
+
+    @property
+    def calibration(self) -> Calibration:
+        """Temperature and familiarity (:mod:`edge.calibration`); the identity for a
+        bundle made before them."""
+        return Calibration.from_dict(self.manifest.get("calibration"),
+                                     self.mel_config.num_mels)
 
     @property
     def model_bytes(self) -> bytes:

@@ -369,7 +369,9 @@ class LiveSession:
                      f"{c.stats.crc_errors} · gaps {p.gaps} ({p.samples_lost} lost) · "
                      f"{' '.join(flags) or 'ok'}")
         if s.last is not None and (p.current_label or s.last.smoothed_label) == UNCERTAIN:
-            lines.append("  (uncertain: below the model's confidence threshold)")
+            lines.append("  (uncertain: unlike anything the model was trained on)"
+                         if s.last.unfamiliar else
+                         "  (uncertain: below the model's confidence threshold)")
         return lines
 
 

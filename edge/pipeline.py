@@ -65,6 +65,9 @@ class WindowResult:
     """From the push that delivered the window's last sample to this result."""
     concealed: int = 0
     """Samples of the window that were lost and zero-filled (0: all of it was heard)."""
+    unfamiliar: bool = False
+    """Its spectrum is unlike the model's training windows (:mod:`edge.calibration`): the
+    label is 'uncertain' and the window carries no weight in the smoothing."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,7 @@ class Pipeline:
         self.win = bundle.window_config
         self.labels = bundle.labels
         self.classifier = Classifier(bundle.model_bytes, self.labels, num_threads)
+        self.calibration = bundle.calibration
         if (self.classifier.frames, self.classifier.num_mels) != (self.win.frames,
                                                                   self.mel.num_mels):
             raise ConfigError("bundle window does not match its model's input")
@@ -247,11 +251,13 @@ class Pipeline:
 
     def _decide(self, window: np.ndarray, t_in: float, events: list[Event]) -> WindowResult:
         scores = self.classifier.invoke_int8(window)
-        probs = self.classifier.probabilities(scores)
+        probs = self.calibration.probabilities(self.classifier.probabilities(scores))
         top = int(np.argmax(probs))
         conf = float(probs[top])
-        label = self.labels[top] if conf >= self.threshold else UNCERTAIN
-        self._recent.append(probs)
+        unfamiliar = self.calibration.unfamiliar(window)
+        label = self.labels[top] if conf >= self.threshold and not unfamiliar else UNCERTAIN
+        # an answer on a window unlike any trained is no evidence for or against a label
+        self._recent.append(np.full(probs.size, 1.0 / probs.size) if unfamiliar else probs)
         smooth = np.mean(self._recent, axis=0)
         s_top = int(np.argmax(smooth))
         smoothed = self.labels[s_top] if smooth[s_top] >= self.threshold else UNCERTAIN
@@ -264,7 +270,7 @@ class Pipeline:
         concealed = sum(max(0, min(b, end) - max(a, start)) for a, b in spans)
         res = WindowResult(self.windows_done, start, end, start / self.fs, end / self.fs,
                            label, conf, probs, smoothed, smooth, time.perf_counter() - t_in,
-                           concealed)
+                           concealed, unfamiliar)
         self.windows_done += 1
         self._follow(smoothed, smooth, start, end, events)
         return res

@@ -186,6 +186,7 @@ def classify_file(pipe_factory, path: Path, channel=None, scale_uv: float | None
             decisions.append(_Decision(w.label, w.confidence))
             emit({"start_s": round(w.start_s, 4), "end_s": round(w.end_s, 4),
                   "label": w.label, "confidence": round(w.confidence, 4),
+                  "unfamiliar": w.unfamiliar,
                   "probabilities": {lab: round(float(p), 4)
                                     for lab, p in zip(pipe.labels, w.probabilities,
                                                       strict=True)}})

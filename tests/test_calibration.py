@@ -1,0 +1,123 @@
+"""Calibrated probabilities and the familiarity check (edge/calibration.py): fitted on
+validation windows, carried in the signed bundle, applied by the box's pipeline."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from conftest import DEV_KEY, SHIPPED, rewrite_bundle
+
+from edge.calibration import Calibration, fit_calibration, fit_temperature, window_summary
+from edge.errors import IntegrityError
+
+
+def overconfident(n=4000, classes=12, seed=0):
+    """Outputs that put 0.95 on their answer but are right 60 % of the time, quantised
+    to the int8 softmax's 1/256 steps."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    answer = np.where(rng.random(n) < 0.6, y, rng.integers(0, classes, n))
+    p = np.full((n, classes), 0.05 / (classes - 1))
+    p[np.arange(n), answer] = 0.95
+    return np.round(p * 256) / 256, y
+
+
+def test_identity_changes_nothing():
+    p, _ = overconfident(10)
+    assert Calibration().probabilities(p) is p
+    assert Calibration().familiarity(np.zeros((198, 40), np.int8)) == 0.0
+
+
+def test_temperature_fitted_on_overconfident_outputs_makes_them_honest():
+    p, y = overconfident()
+    t = fit_temperature(p, y)
+    assert t > 1.5  # softened
+    q = Calibration(t).probabilities(p)
+    np.testing.assert_allclose(q.sum(axis=1), 1.0)
+    assert (q.argmax(axis=1) == p.argmax(axis=1)).all()  # the answer never changes
+    assert abs(q.max(axis=1).mean() - 0.6) < 0.05  # confidence ≈ accuracy
+
+
+def test_a_window_unlike_the_training_windows_is_unfamiliar():
+    rng = np.random.default_rng(1)
+    train = rng.integers(-60, -20, (300, 198, 40)).astype(np.int8)
+    val = rng.integers(-60, -20, (100, 198, 40)).astype(np.int8)
+    probs = np.full((100, 12), 1 / 12)
+    cal = fit_calibration(train, val, probs, np.zeros(100, int))
+    assert np.mean([cal.unfamiliar(w) for w in val]) <= 0.02
+    loud = rng.integers(40, 100, (198, 40)).astype(np.int8)
+    assert cal.unfamiliar(loud)
+    assert window_summary(loud).shape == (80,)
+
+
+def test_the_calibration_survives_the_manifest_exactly():
+    rng = np.random.default_rng(2)
+    w = rng.integers(-60, 0, (50, 198, 40)).astype(np.int8)
+    p, y = overconfident(50)
+    cal = fit_calibration(w, w, p, y)
+    back = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())), 40)
+    assert back == cal
+
+
+@pytest.mark.parametrize("bad", [
+    {"temperature": -1}, {"temperature": "x"}, {"temperature": float("nan")},
+    {"summary_mean": [0.0] * 80, "summary_scale": [1.0] * 79},
+    {"summary_mean": [0.0] * 80, "summary_scale": [0.0] * 80},
+    {"summary_mean": [0.0] * 10, "summary_scale": [1.0] * 10},
+    {"unfamiliar_above": -2}, {"summary_mean": 5},
+])
+def test_a_hostile_calibration_is_refused_not_applied(bad):
+    with pytest.raises(IntegrityError):
+        Calibration.from_dict(bad, 40)
+
+
+def _resigned(tmp_path, calibration: dict):
+    """The shipped model re-signed with ``calibration`` in its manifest."""
+    from convert.bundle import load_private_key
+
+    def change(m):
+        man = json.loads(m["manifest.json"])
+        man["calibration"] = calibration
+        raw = json.dumps(man, indent=1, sort_keys=True).encode()
+        m["manifest.json"], m["manifest.sig"] = raw, load_private_key(DEV_KEY).sign(raw)
+
+    return rewrite_bundle(SHIPPED, tmp_path / "cal.nemg", change)
+
+
+def test_the_pipeline_applies_the_bundles_calibration(tmp_path):
+    from edge.bundle import Bundle
+    from edge.pipeline import UNCERTAIN, Pipeline
+    from edge.runtime import load_verified
+    from edge.testsignals import examination
+
+    x = examination(8.0, Bundle.read(SHIPPED).mel_config, seed=3)
+    base = Pipeline(load_verified(SHIPPED)).push(x, 0)[0]
+    # familiarity centred far from every real window: all of them are unfamiliar
+    far = {"temperature": 2.0, "summary_mean": [120.0] * 80, "summary_scale": [1.0] * 80,
+           "unfamiliar_above": 3.0}
+    pipe = Pipeline(load_verified(_resigned(tmp_path, far)))
+    got = pipe.push(x, 0)[0]
+    assert len(got) == len(base) > 0
+    for a, b in zip(base, got, strict=True):
+        assert b.unfamiliar and b.label == UNCERTAIN and b.smoothed_label == UNCERTAIN
+        assert int(np.argmax(a.probabilities)) == int(np.argmax(b.probabilities))
+        assert b.confidence <= a.confidence + 1e-9  # T = 2 softens
+    # and a bundle without one decides as before (older bundles keep working)
+    assert not any(w.unfamiliar for w in base)
+    assert math.isinf(Bundle.read(SHIPPED).calibration.unfamiliar_above)
+
+
+def test_a_signed_but_hostile_calibration_is_refused_at_verification(tmp_path):
+    from conftest import new_store
+
+    from edge.runtime import load_verified
+    from edge.store import InstallRefused
+
+    bad = _resigned(tmp_path, {"temperature": 0})
+    with pytest.raises(IntegrityError, match=r"cal\.nemg: calibration: temperature"):
+        load_verified(bad)
+    with pytest.raises(InstallRefused, match="temperature"):
+        new_store(tmp_path).install(bad.read_bytes(), source="cal.nemg")
