@@ -23,6 +23,7 @@ from edge.errors import ConfigError
 from edge.features import MelConfig, MelFrontEnd, float_to_int16
 from edge.labels import LABELS
 from edge.model import Classifier
+from edge.spec import FrontEndSpec
 from edge.windows import WindowConfig
 
 
@@ -82,16 +83,16 @@ def golden_vectors(model: bytes, mel: MelConfig, win: WindowConfig, seed: int = 
 
 
 def pack(out: Path, *, model: bytes, key_path: Path, name: str, version: str,
-         mel: MelConfig | None = None, win: WindowConfig | None = None,
-         labels: tuple[str, ...] = LABELS, metrics: dict[str, Any] | None = None,
+         spec: FrontEndSpec, labels: tuple[str, ...] = LABELS,
+         metrics: dict[str, Any] | None = None,
          checkpoint: bytes | None = None, boards: tuple[str, ...] = DEFAULT_BOARDS,
          uncertain_threshold: float = 0.5, smoothing_windows: int = 3,
          development_key: bool = False, description: str = "",
          calibration: Calibration | None = None) -> dict[str, Any]:
-    """Write a signed bundle; returns its manifest."""
+    """Write a signed bundle; returns its manifest. ``spec``: the front end the model was
+    trained on (its checkpoint's, :meth:`FrontEndSpec.load`)."""
     parse_version(version)
-    mel = mel or MelConfig()
-    win = win or WindowConfig()
+    mel, win = spec.mel, spec.window
     if not 0.0 < uncertain_threshold < 1.0:
         raise ConfigError(f"uncertain threshold {uncertain_threshold} must be in (0, 1)")
     key = load_private_key(key_path)
@@ -109,8 +110,7 @@ def pack(out: Path, *, model: bytes, key_path: Path, name: str, version: str,
         "description": description,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "labels": list(labels),
-        "mel_config": mel.to_dict(),
-        "window": win.to_dict(),
+        **spec.to_manifest(),
         "input": {"shape": [1, win.frames, mel.num_mels, 1], "dtype": "int8",
                   "quantization": list(clf.input_quantization)},
         "output": {"shape": [1, len(labels)], "dtype": "int8",

@@ -64,28 +64,16 @@ def _estimated_copy(src: Path, dst: Path) -> None:
 
 
 def _score(bundle, corpus: Path) -> dict[str, Any]:
+    """The bundle on a corpus as the box decides: its front end, calibration and
+    familiarity check."""
     from convert.corpus import read_corpus
-    from convert.dataset import build_windows
-    from convert.evaluate import (
-        confidently_wrong,
-        ece,
-        int8_probabilities,
-        int8_scores,
-        macro_f1,
-        per_class,
-    )
-    from edge.labels import LABELS
-    from edge.model import Classifier
+    from convert.evaluate import evaluate
 
-    clf = Classifier(bundle.model_bytes, list(LABELS))
-    ws = build_windows(read_corpus(corpus), bundle.mel_config, bundle.window_config,
-                       workers=2)
-    probs = int8_probabilities(clf, int8_scores(clf, ws))
-    pred = probs.argmax(axis=1)
-    return {"macro_f1_int8": macro_f1(ws.y, pred), "ece_int8": ece(probs, ws.y),
-            "confidently_wrong_share": confidently_wrong(probs, ws.y),
-            "recall": {k: round(v["recall"], 3) for k, v in per_class(ws.y, pred).items()},
-            "windows": len(ws)}
+    rep = evaluate(bundle.model_bytes, read_corpus(corpus), None, spec=bundle.spec,
+                   calibration=bundle.calibration, robustness=False, workers=2)
+    return {k: rep[k] for k in ("macro_f1_int8", "ece_int8", "confidently_wrong_share",
+                                "unfamiliar_share", "windows")} | {
+        "recall": {k: round(v["recall"], 3) for k, v in rep["per_class_int8"].items()}}
 
 
 def run(opts: BenchOptions) -> dict[str, Any]:

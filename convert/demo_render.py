@@ -18,12 +18,13 @@ import numpy as np
 
 from convert.synth import make_patient, synthesize
 from edge.demo import DEMO_LABELS, DEMO_SCRIPT, DEMO_WAV
-from edge.features import MelConfig, float_to_int16
+from edge.features import float_to_int16
+from edge.spec import DEFAULT_SPEC
 from edge.wavio import write_wav
 
 
 def render(out_wav: Path = DEMO_WAV, out_labels: Path = DEMO_LABELS, seed: int = 2026) -> None:
-    mel = MelConfig()
+    mel = DEFAULT_SPEC.mel  # a recording at the rate and scale new models train on
     rng = np.random.default_rng(seed)
     base = replace(make_patient(rng, mixture=False), mains_uv=8.0, noise_uv_rms=5.0)
     parts, rows, t = [], [], 0.0

@@ -27,10 +27,9 @@ from convert.dataset import (
     build_windows,
 )
 from edge.calibration import Calibration
-from edge.features import MelConfig
 from edge.labels import LABELS
 from edge.model import Classifier
-from edge.windows import WindowConfig
+from edge.spec import FrontEndSpec
 
 SNR_DB = (30.0, 20.0, 10.0, 5.0, 0.0)
 CONFIDENT = 0.8
@@ -132,15 +131,14 @@ def accuracy_by_discharge_snr(items: list[CorpusItem], ws: WindowSet,
 
 
 def evaluate(model: bytes, items: list[CorpusItem], out_dir: Path | None = None, *,
-             float_model=None, mel: MelConfig | None = None, win: WindowConfig | None = None,
+             float_model=None, spec: FrontEndSpec,
              robustness: bool = True, windows: WindowSet | None = None,
              workers: int = 1, calibration: Calibration | None = None) -> dict[str, Any]:
     """The report of ``model`` on ``items``. ``windows``: their clean windows, when the
     caller already has them (``build_windows(items)`` — the same windows) and evaluates
     several models on them. ``workers``: processes computing windows (the front end over
     every test condition dominates a report with robustness); results do not depend on it."""
-    mel = mel or MelConfig()
-    win = win or WindowConfig()
+    mel, win = spec.mel, spec.window
     clf = Classifier(model, list(LABELS))
     ws = windows if windows is not None else build_windows(items, mel, win, workers=workers)
     cal = calibration or Calibration()

@@ -21,8 +21,7 @@ from convert.train import RECIPE, RECIPE_AUGMENT, RECIPE_BIOSIM_PER_CLASS, Train
 from edge.calibration import Calibration
 from edge.console import Progress
 from edge.errors import InputError
-from edge.features import MelConfig
-from edge.windows import WindowConfig
+from edge.spec import DEFAULT_SPEC, FrontEndSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_KEY = ROOT / "keys" / "dev" / "nemg-dev.key"
@@ -40,14 +39,24 @@ def _checkpoint_file(path: Path) -> Path:
     return p
 
 
+def _checkpoint_spec(ckpt: Path) -> FrontEndSpec:
+    """The front end a checkpoint was trained on (its folder's training.json)."""
+    if not (ckpt.parent / "training.json").is_file():
+        raise InputError(f"{ckpt}: no training.json beside it, so the front end it was "
+                         "trained on is unknown")
+    return FrontEndSpec.load(ckpt)
+
+
 def quantize_checkpoint(checkpoint: Path, data: Path, out: Path, method: str, *,
                         qat_epochs: int = 3, seed: int = 0) -> dict[str, Any]:
     from convert.dataset import build_windows, split_by_recording
     from convert.model import load_checkpoint
     from convert.quantize import qat_finetune, representative, to_int8_tflite
 
-    mel, win = MelConfig(), WindowConfig()
-    model = load_checkpoint(_checkpoint_file(checkpoint))
+    ckpt = _checkpoint_file(checkpoint)
+    spec = _checkpoint_spec(ckpt)
+    mel, win = spec.mel, spec.window
+    model = load_checkpoint(ckpt)
     items = read_corpus(data)
     train_items, val_items = split_by_recording(items, 0.2, seed)
     calib = build_windows(train_items, mel, win)
@@ -63,24 +72,38 @@ def quantize_checkpoint(checkpoint: Path, data: Path, out: Path, method: str, *,
 
 
 def evaluate_model(model_path: Path, data: Path, out: Path | None,
-                   checkpoint: Path | None = None, robustness: bool = True) -> dict[str, Any]:
+                   checkpoint: Path | None = None, robustness: bool = True,
+                   front_end: Path | None = None) -> dict[str, Any]:
+    """A bundle is evaluated with its own front end and calibration; a bare .tflite with
+    its checkpoint's front end (or ``front_end``: a bundle, checkpoint or JSON spec)."""
     from convert.evaluate import evaluate
 
     if not model_path.is_file():
         raise InputError(f"{model_path}: no such file")
+    cal = None
+    spec = FrontEndSpec.load(front_end) if front_end is not None else None
     if model_path.suffix == ".nemg":
         from edge.bundle import Bundle
 
-        model = Bundle.read(model_path).model_bytes
+        b = Bundle.read(model_path)
+        model, cal = b.model_bytes, b.calibration
+        if spec is not None and spec != b.spec:
+            raise InputError(f"{model_path}: the bundle's front end is not --front-end's")
+        spec = b.spec
     else:
         model = model_path.read_bytes()
     fm = None
     if checkpoint is not None:
         from convert.model import load_checkpoint
 
-        fm = load_checkpoint(_checkpoint_file(checkpoint))
+        ckpt = _checkpoint_file(checkpoint)
+        fm = load_checkpoint(ckpt)
+        spec = spec or _checkpoint_spec(ckpt)
+    if spec is None:
+        raise InputError(f"{model_path}: a bare .tflite needs --checkpoint or --front-end to "
+                         "say which features it was trained on")
     return evaluate(model, read_corpus(data), out, float_model=fm, robustness=robustness,
-                    workers=WORKERS)
+                    workers=WORKERS, spec=spec, calibration=cal)
 
 
 def _generalisation_section(report: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -152,6 +175,12 @@ def model_card(report: dict[str, Any], meta: dict[str, Any]) -> str:
                  f"over the run{corpus}); ")
     arch_name = ARCH_NAMES.get(meta["arch"], meta["arch"])
     general = _generalisation_section(report, meta)
+    fe = meta["front_end"]
+    front_end = (f"{fe['classifier_window_s']:g} s windows\nof the box's fixed-point log-Mel "
+                 f"features ({fe['num_channels']} Mel bands of {fe['lower_band_limit_hz']:g}–"
+                 f"{fe['upper_band_limit_hz']:g} Hz,\n{fe['window_size_ms']:g} ms analysis "
+                 f"windows every {fe['window_step_ms']:g} ms at {fe['sample_rate_hz']:,} Hz; "
+                 f"a decision every\n{fe['decision_every_s']:g} s: the bundle's `front_end`)")
     pooling = " and average + maximum pooling" if meta.get("pool") == "avg_max" else ""
     return f"""# Model card: {meta['name']} {meta['version']}
 
@@ -161,10 +190,9 @@ a clinical box must trust only its organisation's own keys (see README).
 {general}
 ## What it is
 A {arch_name}{pooling} ({meta['params']} parameters,
-{report['model_bytes']} bytes as int8 TFLite, {meta['method'].upper()}) over 2.0 s windows
-of the box's fixed-point log-Mel features (198 frames × 40 Mel bands, 20 kHz, every
-0.5 s). Twelve classes: the seven pathological spontaneous discharges, end-plate,
-insertional and voluntary motor-unit activity, silence and artifact. Reproduce with
+{report['model_bytes']} bytes as int8 TFLite, {meta['method'].upper()}) over {front_end}.
+Twelve classes: the seven pathological spontaneous discharges, end-plate, insertional
+and voluntary motor-unit activity, silence and artifact. Reproduce with
 `make model` ({meta['minutes']:.1f} min here, 2 cores).
 
 ## Data
@@ -302,7 +330,7 @@ def calibrate(model: bytes, train_windows, val_windows) -> Calibration:
 
 def cross_simulator(out: Path, synth_train: Path, biosim_train: Path, test: dict, *,
                     epochs: int, seed: int, arch: str, width: float, pool: str,
-                    builder, resume: bool = False) -> dict[str, Any]:
+                    builder, spec: FrontEndSpec, resume: bool = False) -> dict[str, Any]:
     """Train on one simulator only, test on the other's held-out corpus (and its own),
     each direction with the same reduced recipe; PTQ int8, calibrated on the training
     simulator's own validation recordings (the test simulator is never seen)."""
@@ -318,7 +346,7 @@ def cross_simulator(out: Path, synth_train: Path, biosim_train: Path, test: dict
         cfg = TrainConfig(arch=arch, epochs=epochs, seed=seed, width=width, pool=pool,
                           patience=max(3, epochs // 3))
         ckpt = _trained(out / f"cross-{name}", resume, lambda d=data, n=name, c=cfg: train(
-            d, out / f"cross-{n}", c, aug=RECIPE_AUGMENT))
+            d, out / f"cross-{n}", c, spec, aug=RECIPE_AUGMENT))
         fm = load_checkpoint(ckpt)
         tr, va = split_by_recording(read_corpus(data), 0.2, seed)
         tr_w, va_w = builder.build(tr), builder.build(va)
@@ -327,7 +355,7 @@ def cross_simulator(out: Path, synth_train: Path, biosim_train: Path, test: dict
         row = {}
         for t in (other, name):
             rep = evaluate(q, test[t][0], None, float_model=fm, robustness=False,
-                           windows=test[t][1], workers=WORKERS, calibration=cal)
+                           windows=test[t][1], workers=WORKERS, calibration=cal, spec=spec)
             row[f"test_{t}"] = _generalisation_row(rep)
         res[f"train_{name}"] = row
         log(f"  {name} -> {other}: macro-F1 {row[f'test_{other}']['macro_f1_int8']:.3f} "
@@ -369,7 +397,8 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
 
     t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
-    mel, win = MelConfig(), WindowConfig()
+    spec = DEFAULT_SPEC  # what a new model trains on: every later stage reads it from here
+    mel, win = spec.mel, spec.window
     train_dir, test_dir = out / "corpus-train", out / "corpus-test"
     bio_train_dir, bio_test_dir = out / "corpus-biosim-train", out / "corpus-biosim-test"
     train_seed, test_seed = 11, 22
@@ -390,7 +419,7 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
     checkpoint = _trained(ckpt_dir, resume, lambda: train(
         train_dir, ckpt_dir, TrainConfig(arch=arch, epochs=epochs, seed=seed, width=width,
                                          pool=pool, fresh_share=fresh_share),
-        also=also, aug=RECIPE_AUGMENT))
+        spec, also=also, aug=RECIPE_AUGMENT))
     history = json.loads((ckpt_dir / "training.json").read_text())
     float_model = load_checkpoint(checkpoint)
     items = read_corpus(train_dir)
@@ -406,7 +435,8 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
         def report_on(model, items, windows, twin, robustness=False, out_dir=None,
                       calibration=None):
             return evaluate(model, items, out_dir, float_model=twin, robustness=robustness,
-                            windows=windows, workers=WORKERS, calibration=calibration)
+                            windows=windows, workers=WORKERS, calibration=calibration,
+                            spec=spec)
 
         log("[int8] post-training quantisation")
         ptq = to_int8_tflite(float_model, representative(calib, seed=seed))
@@ -452,7 +482,8 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
         if cross_epochs and biosim_per_class:
             report["cross_simulator"] = cross_simulator(
                 out, train_dir, bio_train_dir, test, epochs=cross_epochs, seed=seed,
-                arch=arch, width=width, pool=pool, builder=builder, resume=resume)
+                arch=arch, width=width, pool=pool, builder=builder, spec=spec,
+                resume=resume)
     report["ptq_macro_f1_int8"] = ptq_rep["macro_f1_int8"]
     report["qat_macro_f1_int8"] = qat_f1
     (out / "report" / "report.json").write_text(json.dumps(report, indent=1))
@@ -466,7 +497,7 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
                        cross_biosim_to_synth=cross["train_biosim"]["test_synth"]["macro_f1_int8"])
     log(f"[bundle] {bundle}")
     pack(bundle, model=chosen, key_path=key, name="nemg-default", version=version,
-         mel=mel, win=win, metrics=metrics, checkpoint=checkpoint.read_bytes(),
+         spec=spec, metrics=metrics, checkpoint=checkpoint.read_bytes(),
          development_key=True, calibration=cal,
          description="Default 12-class model trained on two simulators (development key)")
     meta = {"name": "nemg-default", "version": version, "arch": arch,
@@ -479,7 +510,7 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
             "biosim_test_per_class": biosim_test_per_class,
             "source_rate_share": RECIPE_AUGMENT.p_source_rate,
             "duration_s": duration_s, "ptq_f1": ptq_rep["macro_f1_int8"], "qat_f1": qat_f1,
-            "uncertain_threshold": 0.5}
+            "uncertain_threshold": 0.5, "front_end": spec.describe()}
     docs = docs or ROOT / "docs"
     docs.mkdir(parents=True, exist_ok=True)
     (docs / "model-card.md").write_text(model_card(report, meta))

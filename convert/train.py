@@ -20,6 +20,7 @@ from convert.dataset import FreshRecording, WindowBuilder, background_items, spl
 from edge.errors import ConfigError, InputError
 from edge.features import MelConfig
 from edge.labels import LABELS
+from edge.spec import DEFAULT_SPEC, FrontEndSpec
 from edge.windows import WindowConfig
 
 
@@ -198,16 +199,17 @@ class EpochRecordings:
         return out + self.also
 
 
-def train(data_dir: Path, out_dir: Path, config: TrainConfig, mel: MelConfig | None = None,
-          win: WindowConfig | None = None, items: list[CorpusItem] | None = None,
+def train(data_dir: Path, out_dir: Path, config: TrainConfig,
+          spec: FrontEndSpec | None = None, items: list[CorpusItem] | None = None,
           also: list[Path] | None = None, aug: AugmentConfig | None = None) -> TrainResult:
-    """``also``: more corpus folders (another simulator's, real recordings), split by
-    recording like the main one; their training recordings join every epoch as they are
-    and their validation recordings join the validation set (so the best checkpoint is
-    chosen on both)."""
+    """``spec``: the front end to train on (default :data:`edge.spec.DEFAULT_SPEC`; a
+    fine-tune keeps its bundle's, and refuses another). ``also``: more corpus folders
+    (another simulator's, real recordings), split by recording like the main one; their
+    training recordings join every epoch as they are and their validation recordings join
+    the validation set (so the best checkpoint is chosen on both)."""
     t_start = time.monotonic()
-    mel = mel or MelConfig()
-    win = win or WindowConfig()
+    spec = _spec_for(config, spec)
+    mel, win = spec.mel, spec.window
     out_dir.mkdir(parents=True, exist_ok=True)
     set_seeds(config.seed)
     items = items if items is not None else read_corpus(data_dir)
@@ -229,6 +231,20 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig, mel: MelConfig | N
         return _train(config, mel, win, epochs, val_items, builder, out_dir, t_start)
     finally:
         builder.close()
+
+
+def _spec_for(config: TrainConfig, spec: FrontEndSpec | None) -> FrontEndSpec:
+    """The front end of a run: a fine-tune's is its model's (a bundle or a checkpoint
+    with its training.json), which another ``spec`` may not replace."""
+    src = Path(config.init_from) if config.init_from else None
+    own = None
+    if src is not None and src.exists() and (src.suffix == ".nemg" or (
+            (src if src.is_dir() else src.parent) / "training.json").is_file()):
+        own = FrontEndSpec.load(src)
+    if own is not None and spec is not None and spec != own:
+        raise ConfigError(f"--init-from {src} was trained on another front end than "
+                          "--front-end gives: a fine-tune keeps its model's features")
+    return own or spec or DEFAULT_SPEC
 
 
 def _train(config: TrainConfig, mel: MelConfig, win: WindowConfig,
@@ -289,7 +305,7 @@ def _train(config: TrainConfig, mel: MelConfig, win: WindowConfig,
     result.seconds = time.monotonic() - t_start
     result.fresh_patients = len(result.history) * epochs.fresh_per_epoch if config.augment else 0
     (out_dir / "training.json").write_text(json.dumps({
-        "config": asdict(config), "mel_config": mel.to_dict(), "window": win.to_dict(),
+        "config": asdict(config), **FrontEndSpec(mel, win).to_manifest(),
         "labels": list(LABELS), "best_epoch": result.best_epoch,
         "best_val_loss": result.best_val_loss, "best_val_accuracy": result.best_val_accuracy,
         "seconds": result.seconds, "fresh_patients": result.fresh_patients,

@@ -39,6 +39,7 @@ import numpy as np
 from edge.calibration import Calibration
 from edge.errors import ConfigError, IntegrityError
 from edge.features import MelConfig, MelFrontEnd
+from edge.spec import FrontEndSpec
 from edge.windows import WindowConfig
 
 BUNDLE_FORMAT = 1
@@ -240,12 +241,17 @@ class Bundle:
         return list(self.manifest["labels"])
 
     @property
+    def spec(self) -> FrontEndSpec:
+        """The front end the model was trained on (:mod:`edge.spec`)."""
+        return FrontEndSpec.from_manifest(self.manifest)
+
+    @property
     def mel_config(self) -> MelConfig:
-        return MelConfig.from_dict(self.manifest["mel_config"])
+        return self.spec.mel
 
     @property
     def window_config(self) -> WindowConfig:
-        return WindowConfig(**self.manifest["window"])
+        return self.spec.window
 
     @property
     def calibration(self) -> Calibration:

@@ -138,6 +138,15 @@ class MelConfig:
         return cls(**d)
 
 
+def default_mel_config() -> MelConfig:
+    """The front end new models train on (:data:`edge.spec.DEFAULT_SPEC`): what a
+    front end built without a config computes (tests, benchmarks, test signals). A model's
+    own comes from its bundle."""
+    from edge.spec import DEFAULT_SPEC
+
+    return DEFAULT_SPEC.mel
+
+
 def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
     """HTK mel scale."""
     return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
@@ -343,7 +352,7 @@ class MelFrontEnd:
     block_frames = 256
 
     def __init__(self, config: MelConfig | None = None) -> None:
-        self.config = config or MelConfig()
+        self.config = config or default_mel_config()
         self.tables = _build_tables(self.config)
         self._pending = np.zeros(0, dtype=np.int16)
         self.samples_consumed = 0

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from edge.bench import BenchOptions, measure_interleaved
-from edge.features import MelConfig, MelFrontEnd
+from edge.features import MelFrontEnd, default_mel_config
 from edge.mel_reference import Float32MelBaseline, compare_to_reference, reference_log_mel_db
 from edge.testsignals import examination
 
 
 def run(opts: BenchOptions) -> dict[str, Any]:
-    config = MelConfig()
+    config = default_mel_config()
     seconds = 3.0 if opts.quick else 60.0
     x = examination(seconds, config, seed=1)
     fe = MelFrontEnd(config)

@@ -64,17 +64,19 @@ def bundles(tmp_path_factory):
     from edge.bundle import Bundle
 
     d = tmp_path_factory.mktemp("bundles")
-    model = Bundle.read(SHIPPED).model_bytes
+    shipped = Bundle.read(SHIPPED)
+    model, spec = shipped.model_bytes, shipped.spec
     out = {}
     for v in ("1.0.0", "1.1.0", "1.2.0", "0.9.0"):
         out[v] = d / f"m-{v}.nemg"
-        pack(out[v], model=model, key_path=DEV_KEY, name="nemg-test", version=v)
+        pack(out[v], model=model, key_path=DEV_KEY, name="nemg-test", version=v, spec=spec)
     out["other-board"] = d / "other-board.nemg"
     pack(out["other-board"], model=model, key_path=DEV_KEY, name="x", version="2.0.0",
-         boards=("ads1299-fe",))
+         boards=("ads1299-fe",), spec=spec)
     rogue_key, _ = generate_key(d / "rogue", "rogue")
     out["unknown-key"] = d / "rogue.nemg"
-    pack(out["unknown-key"], model=model, key_path=rogue_key, name="x", version="2.0.0")
+    pack(out["unknown-key"], model=model, key_path=rogue_key, name="x", version="2.0.0",
+         spec=spec)
     return out
 
 

@@ -38,7 +38,8 @@ def tiny(tmp_path_factory):
     bundle = out / "tiny.nemg"
     summary = make_default_model(out / "build", per_class=3, test_per_class=1, epochs=2,
                                  qat_epochs=1, duration_s=3.0, arch="cnn", version="0.1.0",
-                                 bundle=bundle, key=priv, docs=out / "docs")
+                                 bundle=bundle, key=priv, docs=out / "docs",
+                                 biosim_per_class=3, biosim_test_per_class=1, cross_epochs=1)
     return {"out": out, "bundle": bundle, "summary": summary, "priv": priv, "pub": pub,
             "trusted": key_dir}
 
@@ -65,6 +66,17 @@ def test_tiny_end_to_end_bundle_is_int8_loads_and_self_tests(tiny):
     assert 0 <= rep["ece_int8"] <= 1 and 0 <= rep["agreement"] <= 1
     assert set(rep["accuracy_vs_gain_db"]) == {"-20.0", "-10.0", "0.0", "10.0", "20.0"}
     assert rep["accuracy_vs_gain_db"]["0.0"] == rep["accuracy_int8"]  # the clean test itself
+    # generalisation: both simulators held out, and the two cross-simulator models
+    assert set(rep["held_out"]) == {"synth", "biosim"}
+    for train_on, test_on in (("synth", "biosim"), ("biosim", "synth")):
+        row = rep["cross_simulator"][f"train_{train_on}"][f"test_{test_on}"]
+        assert 0 <= row["macro_f1_int8"] <= 1 and set(row["recall"]) == set(LABELS)
+    # the front end and the calibration travel in the bundle
+    assert m["front_end"]["window_step_ms"] == 10.0 and m["front_end"]["sample_rate_hz"] == 20_000
+    assert b.calibration.temperature == rep["temperature"] > 0
+    assert len(b.calibration.summary_mean) == 2 * b.mel_config.num_mels
+    card = (tiny["out"] / "docs" / "model-card.md").read_text()
+    assert card.index("Generalisation first") < card.index("## Metrics")
 
 
 def _flip(name: str):
@@ -96,7 +108,7 @@ def test_unknown_key_and_truncated_file_are_refused(tiny, tmp_path):
     # signed by a key the store does not hold: the same refusal
     rogue = tmp_path / "rogue.nemg"
     pack(rogue, model=Bundle.read(tiny["bundle"]).model_bytes, key_path=other, name="x",
-         version="1.0.0")
+         version="1.0.0", spec=Bundle.read(tiny["bundle"]).spec)
     with pytest.raises(IntegrityError, match="unknown key"):
         Bundle.read(rogue).verify(trusted(tiny))
     data = tiny["bundle"].read_bytes()
@@ -130,8 +142,13 @@ def test_self_test_catches_scores_that_do_not_reproduce(tiny):
 def test_cli_pack_verify_inspect(tiny, tmp_path):
     tfl = tiny["out"] / "build" / "model-ptq.tflite"
     out = tmp_path / "cli.nemg"
+    ckpt = tiny["out"] / "build" / "checkpoint" / "model.h5"
     run_nemg("bundle", "pack", "--model", str(tfl), "--key", str(tiny["priv"]), "--name", "cli",
-             "--version", "1.2.3", "--out", str(out), check=True)
+             "--version", "1.2.3", "--out", str(out), "--checkpoint", str(ckpt), check=True)
+    assert Bundle.read(out).spec == Bundle.read(tiny["bundle"]).spec  # the checkpoint's
+    assert_one_line_error(run_nemg("bundle", "pack", "--model", str(tfl), "--key",
+                                   str(tiny["priv"]), "--name", "x", "--version", "1.0.0",
+                                   "--out", str(tmp_path / "y.nemg")), "--front-end")
     proc = run_nemg("bundle", "verify", str(out), "--trusted", str(tiny["trusted"]),
                     "--self-test", check=True)
     assert json.loads(proc.stdout)["self_test"]["windows"] == 3
@@ -141,7 +158,8 @@ def test_cli_pack_verify_inspect(tiny, tmp_path):
     assert_one_line_error(run_nemg("bundle", "verify", str(tmp_path / "nope.nemg")), "nope")
     assert_one_line_error(run_nemg("bundle", "pack", "--model", str(tfl), "--key",
                                    str(tiny["priv"]), "--name", "x", "--version", "one",
-                                   "--out", str(tmp_path / "x.nemg")), "not semantic")
+                                   "--out", str(tmp_path / "x.nemg"), "--front-end",
+                                   str(tiny["bundle"])), "not semantic")
 
 
 def test_window_labels_keep_the_dominant_discharge():

@@ -24,6 +24,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--version", required=True, help="MAJOR.MINOR.PATCH")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--checkpoint", type=Path, help="float .h5 to include for fine-tuning")
+    p.add_argument("--front-end", type=Path, metavar="BUNDLE_OR_SPEC",
+                   help="the front end the model was trained on (default: the training.json "
+                        "beside --checkpoint)")
     p.add_argument("--metrics", type=Path, help="evaluation report.json to include")
     p.add_argument("--boards", default=",".join(DEFAULT_BOARDS),
                    help="comma-separated compatible boards")
@@ -52,8 +55,14 @@ def run(args: argparse.Namespace) -> int:
             rep = json.loads(args.metrics.read_text())
             metrics = {k: rep[k] for k in ("macro_f1_int8", "macro_f1_float", "agreement",
                                            "accuracy_int8", "ece_int8", "windows") if k in rep}
+        from edge.spec import FrontEndSpec
+
+        src = args.front_end or args.checkpoint
+        if src is None:
+            raise InputError("say which front end the model was trained on: --front-end "
+                             "BUNDLE_OR_SPEC, or --checkpoint with its training.json")
         m = pack(args.out, model=args.model.read_bytes(), key_path=args.key, name=args.name,
-                 version=args.version, metrics=metrics,
+                 version=args.version, metrics=metrics, spec=FrontEndSpec.load(src),
                  checkpoint=args.checkpoint.read_bytes() if args.checkpoint else None,
                  boards=tuple(b.strip() for b in args.boards.split(",")),
                  uncertain_threshold=args.uncertain_threshold, development_key=args.dev)

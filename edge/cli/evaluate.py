@@ -12,6 +12,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="report folder")
     parser.add_argument("--checkpoint", type=Path,
                         help="float checkpoint, for float-vs-int8 agreement")
+    parser.add_argument("--front-end", type=Path, metavar="BUNDLE_OR_SPEC",
+                        help="a bare .tflite without --checkpoint: the front end it was "
+                             "trained on (a bundle bears its own)")
     parser.add_argument("--no-robustness", action="store_true",
                         help="skip accuracy vs SNR and gain")
 
@@ -22,8 +25,9 @@ def run(args: argparse.Namespace) -> int:
     from convert.pipeline import evaluate_model
 
     rep = evaluate_model(args.model, args.data, args.out, args.checkpoint,
-                         robustness=not args.no_robustness)
+                         robustness=not args.no_robustness, front_end=args.front_end)
     keys = ("macro_f1_int8", "macro_f1_float", "agreement", "accuracy_int8", "ece_int8",
+            "confidently_wrong_share", "unfamiliar_share",
             "model_bytes", "windows", "accuracy_by_background",
             "accuracy_by_discharge_snr")
     print(json.dumps({k: rep[k] for k in keys if k in rep} | {"report": str(args.out)}))

@@ -17,6 +17,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw", action="store_true", help="file is raw little-endian int16")
     parser.add_argument("--lsb", type=float, default=None,
                         help="float input: value of one int16 LSB in the file's unit")
+    parser.add_argument("--front-end", type=Path, metavar="BUNDLE_OR_SPEC",
+                        help="whose features: a bundle (.nemg), checkpoint or JSON spec "
+                             "(default: the box's model, as the pipeline computes them)")
     parser.add_argument("--compare", action="store_true",
                         help="also report the error against the float64 reference (JSON)")
 
@@ -57,16 +60,20 @@ def run(args: argparse.Namespace) -> int:
 
     from edge.errors import InputError
     from edge.features import MelFrontEnd
+    from edge.runtime import default_model_path
+    from edge.spec import FrontEndSpec
 
+    spec = FrontEndSpec.load(args.front_end or default_model_path())
     x = load_signal(args.path, args.raw, args.lsb)
-    fe = MelFrontEnd()
+    fe = MelFrontEnd(spec.mel)
     try:
         feats = fe.process(x)
     except InputError as exc:
         raise InputError(f"{args.path}: {exc}") from None
     if args.out:
         np.save(args.out, feats)
-    report = {"file": str(args.path), "samples": int(x.size), "frames": int(feats.shape[0]),
+    report = {"file": str(args.path), "front_end": spec.describe(),
+              "samples": int(x.size), "frames": int(feats.shape[0]),
               "num_mels": int(feats.shape[1]), "table_sha256": fe.table_digest}
     if args.compare:
         from edge.mel_reference import compare_to_reference

@@ -32,6 +32,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="with --init-from: convolution blocks kept frozen")
     parser.add_argument("--workers", type=int, default=2,
                         help="processes computing augmented windows (same result for any)")
+    parser.add_argument("--front-end", type=Path, metavar="BUNDLE_OR_SPEC",
+                        help="the front end to train on: a bundle (.nemg), a checkpoint or "
+                             "a JSON spec with mel_config and window (default: "
+                             "edge.spec.DEFAULT_SPEC, as make model; a fine-tune keeps its "
+                             "model's)")
     parser.add_argument("--also", type=Path, action="append", default=[], metavar="DIR",
                         help="another corpus (e.g. 'nemg data synth --simulator bio', or real "
                              "recordings) whose training recordings join every epoch and "
@@ -70,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
     from convert.train import RECIPE_AUGMENT
 
     aug = replace(RECIPE_AUGMENT, p_source_rate=args.source_rate_share)
-    r = train(args.data, args.out, cfg, also=args.also, aug=aug)
+    from edge.spec import FrontEndSpec
+
+    spec = FrontEndSpec.load(args.front_end) if args.front_end else None
+    r = train(args.data, args.out, cfg, spec, also=args.also, aug=aug)
     print(json.dumps({"checkpoint": str(r.checkpoint), "best_epoch": r.best_epoch,
                       "best_val_accuracy": r.best_val_accuracy, "seconds": r.seconds}))
     return 0
