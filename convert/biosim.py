@@ -190,6 +190,8 @@ class BioRecording:
     spans: list[tuple[float, float, str]]
     firings: list[Firing] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    units: dict[int, Any] = field(default_factory=dict)
+    """Voluntary units that fired (generator -> MotorUnit): see :func:`unit_potential`."""
 
 
 def _u(rng: np.random.Generator, lo_hi) -> float:
@@ -392,6 +394,9 @@ class Canvas:
         self.firings: list[Firing] = []
         self.info: dict[str, Any] = {}
         """What a generator drew that the corpus manifest should record."""
+        self.units: dict[int, MotorUnit] = {}
+        """Voluntary units that fired, by generator number (ground truth for MUAP
+        analysis: :func:`unit_potential`)."""
 
     def put(self, wave: np.ndarray, t_s: float, gain: float = 1.0) -> None:
         i = round(t_s * self.fs_sim)
@@ -425,6 +430,31 @@ def train(rng: np.random.Generator, rate_hz: float, cv: float, dur: float,
     return np.array(out)
 
 
+def amplifier_filters(fs: int, highpass_hz: float, lowpass_hz: float):
+    """The amplifier's filters (second-order sections): first-order high-pass, second-
+    order low-pass, applied in that order."""
+    from scipy import signal as sps
+
+    return (sps.butter(1, highpass_hz, "highpass", fs=fs, output="sos"),
+            sps.butter(2, lowpass_hz, "lowpass", fs=fs, output="sos"))
+
+
+def unit_potential(unit: MotorUnit, fs: int, amp: dict, pad_ms: float = 30.0) -> np.ndarray:
+    """The unit's potential as recorded (µV at ``fs``): every fibre at its mean arrival
+    (no jitter), through the amplifier's filters of ``amp`` (a recording's info), without
+    noise — the truth a MUAP analysis should measure."""
+    from scipy import signal as sps
+
+    v = unit.far
+    for w, delay in unit.near:
+        v = _add(v, np.concatenate([np.zeros(delay), w]))
+    v = np.concatenate([v, np.zeros(int(pad_ms * 1e-3 * fs * UPSAMPLE))])
+    n = v.size // UPSAMPLE
+    y = v[: n * UPSAMPLE].reshape(n, UPSAMPLE).mean(axis=1)
+    hp, lp = amplifier_filters(fs, amp["highpass_hz"], amp["lowpass_hz"])
+    return sps.sosfilt(lp, sps.sosfilt(hp, y))
+
+
 def amplifier(rng: np.random.Generator, x: np.ndarray, fs: int) -> tuple[np.ndarray, dict]:
     from scipy import signal as sps
 
@@ -436,8 +466,7 @@ def amplifier(rng: np.random.Generator, x: np.ndarray, fs: int) -> tuple[np.ndar
     y = x + rng.normal(0.0, noise, x.size)
     y += mains * (np.sin(2 * np.pi * f_mains * t + rng.uniform(0, 6.3))
                   + 0.3 * np.sin(2 * np.pi * 3 * f_mains * t + rng.uniform(0, 6.3)))
-    sos = sps.butter(1, hp, "highpass", fs=fs, output="sos")
-    sos2 = sps.butter(2, lp, "lowpass", fs=fs, output="sos")
+    sos, sos2 = amplifier_filters(fs, hp, lp)
     y = sps.sosfilt(sos2, sps.sosfilt(sos, y))
     return y, {"highpass_hz": hp, "lowpass_hz": lp, "noise_uv_rms": noise, "mains_uv": mains}
 
@@ -606,6 +635,7 @@ def voluntary(c: Canvas, needle: Needle, dur: float, excitation: float | None = 
                           pool=pool)
         if not unit.near and unit.far.size == 0:
             continue
+        c.units[i] = unit
         for t in train(c.rng, rate, _u(c.rng, v["isi_cv"]), dur):
             c.fire_unit(unit, float(t), i)
 
@@ -647,7 +677,21 @@ def simulate(label: str, *, fs: int = 20_000, duration_s: float = 4.0,
     GENERATORS[label](c, nd, duration_s)
     y, amp = amplifier(rng, c.to_fs(), fs)
     return BioRecording(label, fs, y, [(0.0, duration_s, label)], c.firings,
-                        {"needle": nd.kind, **c.info, **amp})
+                        {"needle": nd.kind, **c.info, **amp}, c.units)
+
+
+def simulate_contraction(*, fs: int = 10_000, duration_s: float = 8.0,
+                         rng: np.random.Generator, pool: str = "healthy",
+                         excitation: float = 2.0, needle: str = "concentric") -> BioRecording:
+    """A steady voluntary contraction of a healthy, myopathic or neurogenic muscle, with
+    its units (ground truth for MUAP analysis: who fired when, and what each looks like)."""
+    c = Canvas(rng, fs, duration_s)
+    nd = make_needle(rng, needle)
+    c.info["pool"] = pool
+    voluntary(c, nd, duration_s, excitation, pool=draw_pool(rng, pool))
+    y, amp = amplifier(rng, c.to_fs(), fs)
+    return BioRecording("motor_unit", fs, y, [(0.0, duration_s, "motor_unit")], c.firings,
+                        {"needle": nd.kind, **c.info, **amp}, c.units)
 
 
 # ---- a corpus on disk --------------------------------------------------------------------

@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, str] = {
     "real": "convert.real_bench:run",
     "crosssim": "convert.crosssim_bench:run",
     "resample": "edge.resample_bench:run",
+    "muap": "convert.muap_bench:run",
 }
 
 

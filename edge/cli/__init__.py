@@ -50,6 +50,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("run", "classify a front end live", "edge.cli.run"),
     Command("classify", "classify recording files with the live pipeline",
             "edge.cli.classify"),
+    Command("muap", "quantitative MUAP analysis of a voluntary contraction",
+            "edge.cli.muap"),
     Command("log", "list, show or export the event log", "edge.cli.log"),
     Command("info", "versions, TFLite runtime and platform of this installation",
             "edge.cli.info"),

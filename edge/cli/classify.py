@@ -236,7 +236,6 @@ def _write_result(path: Path, pipe_factory, args: argparse.Namespace, out: TextI
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.errors import NemgError
     from edge.pipeline import Pipeline
     from edge.runtime import load_verified
 
@@ -249,17 +248,25 @@ def run(args: argparse.Namespace) -> int:
     for path in args.paths:
         try:
             _write_result(path, lambda: Pipeline(bundle), args, sys.stdout)
-        except NemgError as exc:
-            msg = str(exc)
-            print(f"nemg: error: {msg if str(path) in msg else f'{path}: {msg}'}",
-                  file=sys.stderr, flush=True)
-            failed += 1
-        except Exception as exc:  # a bug on one file must not abort the others
-            if args.debug:
-                raise
-            from edge.cli import describe_exception
-
-            print(f"nemg: error: {path}: internal error ({describe_exception(exc)}); "
-                  "rerun with --debug for details", file=sys.stderr, flush=True)
-            failed += 1
+        except Exception as exc:  # one bad file never stops the others
+            failed += report_failure(path, exc, args.debug)
     return 2 if failed else 0
+
+
+def report_failure(path: Path, exc: Exception, debug: bool) -> int:
+    """One ``nemg: error:`` line naming the file (for a batch that goes on); 1. An
+    internal error is re-raised under ``--debug``."""
+    from edge.errors import NemgError
+
+    if isinstance(exc, NemgError):
+        msg = str(exc)
+        print(f"nemg: error: {msg if str(path) in msg else f'{path}: {msg}'}",
+              file=sys.stderr, flush=True)
+        return 1
+    if debug:
+        raise exc
+    from edge.cli import describe_exception
+
+    print(f"nemg: error: {path}: internal error ({describe_exception(exc)}); "
+          "rerun with --debug for details", file=sys.stderr, flush=True)
+    return 1

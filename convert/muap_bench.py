@@ -1,0 +1,199 @@
+"""``nemg bench muap``: the MUAP analysis against truth we did not write, and its speed.
+
+- **R00108** (EMGlab, K. McGill; ``../shared/data/real/``, not committed; skipped when
+  absent): a real biceps recording with an expert decomposition (8 units, 659 firings).
+  Units found vs annotated, and per expert unit the agreement of its firings with the unit
+  matched to it (one to one, best F1 first): a firing agrees when within ±0.5 ms of the
+  expert's once one constant offset per unit is allowed (the two fiducial points — our
+  spike peak, the expert's mark — differ by a fixed lag; searched within ±3 ms).
+- **Simulated units** (``convert.biosim.simulate_contraction``: healthy, myopathic and
+  neurogenic muscles, 10 kHz, concentric needle): firing agreement as above (offset
+  searched within ±8 ms: the wave travels from the end-plate to the needle first), and
+  for each matched unit the error of its measures against the unit's noiseless potential.
+  A unit is *findable* when its potential peaks ≥ 300 µV (smaller ones sit in the
+  background of the others).
+- **emgdb** (tibialis anterior; healthy, myopathy, neuropathy): the interpretation of each.
+- **Speed**: decomposition real-time factor on one core (R00108, or a simulated recording).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.bench import BenchOptions
+
+FINDABLE_UV = 300.0
+TOLERANCE_S = 0.5e-3
+
+
+def firing_agreement(found: np.ndarray, truth: np.ndarray, max_shift_s: float,
+                     tol_s: float = TOLERANCE_S) -> dict[str, float]:
+    """F1, sensitivity and PPV of ``found`` against ``truth`` (times in s) at the best
+    constant offset within ± ``max_shift_s`` (each truth firing matched once)."""
+    if not found.size or not truth.size:
+        return {"f1": 0.0, "sensitivity": 0.0, "ppv": 0.0, "offset_ms": 0.0}
+    best, shift = -1, 0.0
+    for sh in np.arange(-max_shift_s, max_shift_s + 1e-9, tol_s / 5):
+        m = _matched(found + sh, truth, tol_s)
+        if m > best:
+            best, shift = m, sh
+    return {"f1": 2 * best / (found.size + truth.size), "sensitivity": best / truth.size,
+            "ppv": best / found.size, "offset_ms": round(-shift * 1e3, 2)}
+
+
+def _matched(a: np.ndarray, b: np.ndarray, tol: float) -> int:
+    """Greedy one-to-one matches of sorted times within ``tol``."""
+    i = j = m = 0
+    while i < a.size and j < b.size:
+        d = a[i] - b[j]
+        if abs(d) <= tol:
+            m, i, j = m + 1, i + 1, j + 1
+        elif d < 0:
+            i += 1
+        else:
+            j += 1
+    return m
+
+
+def match_units(found: list[np.ndarray], truth: dict[Any, np.ndarray],
+                max_shift_s: float) -> dict[Any, tuple[int, dict]]:
+    """truth unit -> (found index, agreement), one to one, best F1 first."""
+    scores = [(firing_agreement(f, t, max_shift_s), i, k)
+              for i, f in enumerate(found) for k, t in truth.items()]
+    scores.sort(key=lambda s: -s[0]["f1"])
+    out: dict[Any, tuple[int, dict]] = {}
+    used: set[int] = set()
+    for agr, i, k in scores:
+        if agr["f1"] <= 0.3 or i in used or k in out:
+            continue
+        out[k] = (i, agr)
+        used.add(i)
+    return out
+
+
+def _r00108(data: Path) -> dict[str, Any] | None:
+    from convert.importers import load_recording
+    from edge.muap import decompose
+
+    hea = data / "R00108.hea"
+    eaf = data / "R00108.eaf"
+    if not (hea.is_file() and eaf.is_file()):
+        return None
+    rec = load_recording(hea)
+    truth = read_eaf(eaf)
+    units = decompose(rec.samples_uv, rec.sample_rate_hz)
+    m = match_units([u.firings_s for u in units], truth, 3e-3)
+    f1 = [m[k][1]["f1"] if k in m else 0.0 for k in truth]
+    return {"expert_units": len(truth), "expert_firings": int(sum(t.size for t in truth.values())),
+            "units_found": len(units), "expert_units_matched": len(m),
+            "median_firing_f1": float(np.median(f1)),
+            "per_unit": {str(k): {kk: round(v, 3) for kk, v in m[k][1].items()} if k in m
+                         else None for k in sorted(truth)}}
+
+
+def read_eaf(path: Path) -> dict[int, np.ndarray]:
+    """EMGlab annotation: unit -> sorted firing times (s) from ``time unit chan`` lines."""
+    text = path.read_text(encoding="ascii", errors="replace")
+    body = text.split("<emglab_spike_events>")[1].split("</emglab_spike_events>")[0]
+    out: dict[int, list[float]] = {}
+    for line in body.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and not line.lstrip().startswith("<"):
+            out.setdefault(int(float(parts[1])), []).append(float(parts[0]))
+    return {k: np.sort(np.array(v)) for k, v in sorted(out.items())}
+
+
+def _simulated(n_per_pool: int, seed: int = 4242) -> dict[str, Any]:
+    from convert.biosim import simulate_contraction, unit_potential
+    from edge.muap import decompose, measure
+
+    fs = 10_000
+    rows, findable, found_findable, f1s = [], 0, 0, []
+    for pool in ("healthy", "myopathic", "neurogenic"):
+        for k in range(n_per_pool):
+            rng = np.random.default_rng([seed, k, len(pool)])
+            rec = simulate_contraction(fs=fs, duration_s=8.0, rng=rng, pool=pool,
+                                       excitation=2.5)
+            truth_f = {g: np.array(sorted(f.t_s for f in rec.firings if f.generator == g))
+                       for g in rec.units}
+            # silence before, as a template window has (the potential starts at the
+            # end-plate discharge)
+            truth_v = {g: np.concatenate([np.zeros(fs // 50), unit_potential(u, fs, rec.info)])
+                       for g, u in rec.units.items()}
+            big = {g for g, v in truth_v.items() if np.ptp(v) >= FINDABLE_UV
+                   and truth_f[g].size >= 8}
+            units = decompose(rec.signal_uv, fs)
+            m = match_units([u.firings_s for u in units], {g: truth_f[g] for g in big}, 8e-3)
+            findable += len(big)
+            found_findable += len(m)
+            for g, (i, agr) in m.items():
+                f1s.append(agr["f1"])
+                got = measure(units[i].template_fine_uv, units[i].analysis_rate_hz,
+                              noise_uv=units[i].template_noise_uv)
+                want = measure(truth_v[g], fs)
+                rows.append({"pool": pool, "f1": agr["f1"],
+                             "amplitude_error": got["amplitude_uv"] / want["amplitude_uv"] - 1,
+                             "duration_error_ms": got["duration_ms"] - want["duration_ms"],
+                             "phases_exact": got["phases"] == want["phases"]})
+    amp = np.abs([r["amplitude_error"] for r in rows])
+    dur = np.abs([r["duration_error_ms"] for r in rows])
+    return {"recordings": 3 * n_per_pool, "findable_units": findable,
+            "findable_units_found": found_findable,
+            "median_firing_f1": float(np.median(f1s)) if f1s else 0.0,
+            "median_amplitude_error": float(np.median(amp)) if rows else None,
+            "median_duration_error_ms": float(np.median(dur)) if rows else None,
+            "phases_exact_share": float(np.mean([r["phases_exact"] for r in rows]))
+            if rows else None, "units_measured": len(rows)}
+
+
+def _emgdb(data: Path) -> dict[str, Any]:
+    from convert.importers import load_two_columns
+    from edge.muap import analyse
+
+    out = {}
+    for name, want in (("emg_healthy.txt", "normal"), ("emg_myopathy.txt", "myopathic"),
+                       ("emg_neuropathy.txt", "neurogenic")):
+        p = data / name
+        if not p.is_file():
+            continue
+        rec = load_two_columns(p, "mV")
+        res = analyse(rec.samples_uv, rec.sample_rate_hz, muscle="tibialis anterior")
+        out[name] = {"expected": want, "finding": res["interpretation"]["finding"],
+                     "units": res["summary"]["units"], "summary": res["summary"],
+                     "evidence": res["interpretation"]["evidence"]}
+    return out
+
+
+def run(opts: BenchOptions) -> dict[str, Any]:
+    from convert.real_bench import real_data_dir
+    from edge.bench import pin_to_one_cpu
+    from edge.muap import decompose
+
+    pin_to_one_cpu()
+    data = real_data_dir()
+    r108 = _r00108(data)
+    sim = _simulated(1 if opts.quick else 3)
+    emg = _emgdb(data)
+    if (data / "R00108.hea").is_file():
+        from convert.importers import load_recording
+
+        rec = load_recording(data / "R00108.hea")
+        x, fs = rec.samples_uv, rec.sample_rate_hz
+    else:
+        from convert.biosim import simulate_contraction
+
+        r = simulate_contraction(rng=np.random.default_rng(1))
+        x, fs = r.signal_uv, r.fs
+    times = []
+    for _ in range(1 if opts.quick else 3):
+        t0 = time.process_time()
+        decompose(x, fs)
+        times.append(time.process_time() - t0)
+    return {"r00108": r108 if r108 is not None else "skipped: ../shared/data/real/R00108.* "
+            "absent", "simulated": sim, "emgdb": emg,
+            "emgdb_correct": sum(v["finding"] == v["expected"] for v in emg.values()),
+            "decomposition_realtime_factor": x.size / fs / float(np.median(times))}

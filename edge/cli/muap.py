@@ -1,0 +1,108 @@
+"""``nemg muap FILE... [--muscle M] [--age A] [--json] [-o report.png]``: quantitative MUAP
+analysis of steady voluntary contractions (edge/muap.py).
+
+Any importer format and rate. Each file is analysed on its own: a bad one gets its own
+``nemg: error:`` line and the others go on. At most ``MAX_ANALYSED_S`` of a file are read
+(a needle site's contraction lasts 5–30 s; memory stays bounded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+MAX_ANALYSED_S = 60.0
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    parser.add_argument("--muscle", help="muscle examined (e.g. 'tibialis anterior'): its "
+                                         "reference values, where the repository has them")
+    parser.add_argument("--age", type=float, help="the patient's age in years")
+    parser.add_argument("--json", action="store_true", help="one JSON object per file")
+    parser.add_argument("--channel", help="channel index or name")
+    parser.add_argument("--scale-uv", type=float, metavar="UV",
+                        help="µV per sample unit for files that record no scale (amplitudes "
+                             "are the analysis: without it the scale is estimated)")
+    parser.add_argument("-o", "--out", type=Path, metavar="PNG",
+                        help="report picture (templates with their measures, firing raster, "
+                             "rates); with several files, the file's name is added")
+
+
+def load_uv(path: Path, channel=None, scale_uv: float | None = None):
+    """(µV samples at the file's own rate, rate, the ``input`` report)."""
+    from edge.cli.classify import _load_recording, _scale_used
+    from edge.fileio import check_regular
+
+    check_regular(path)
+    rec = _load_recording(path, channel)
+    report, _ = _scale_used(path, rec.scale_known, rec.assumed_unit_uv, scale_uv,
+                            lambda: rec.samples_uv / rec.assumed_unit_uv, rec.sample_rate_hz)
+    if "uv_per_unit" in report and report["scale"] != "assumed":
+        rec = rec.with_unit_uv(report["uv_per_unit"])
+    n = min(rec.samples_uv.size, int(MAX_ANALYSED_S * rec.sample_rate_hz))
+    if n < rec.samples_uv.size:
+        report["analysed_s"] = MAX_ANALYSED_S
+        print(f"nemg: note: {path}: the first {MAX_ANALYSED_S:g} s of "
+              f"{rec.duration_s:.0f} s analysed", file=sys.stderr, flush=True)
+    return rec.samples_uv[:n], rec.sample_rate_hz, {"sample_rate_hz": rec.sample_rate_hz,
+                                                     **report}
+
+
+def analyse_file(path: Path, *, muscle=None, age=None, channel=None,
+                 scale_uv: float | None = None) -> dict[str, Any]:
+    from edge.errors import InputError
+    from edge.muap import analyse
+
+    x, fs, report = load_uv(path, channel, scale_uv)
+    try:
+        res = analyse(x, fs, muscle=muscle, age=age)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    return {"file": str(path), "sample_rate_hz": fs, "duration_s": round(x.size / fs, 3),
+            "input": report, "muscle": muscle, "age": age, **res}
+
+
+def _text(res: dict[str, Any]) -> str:
+    s, i = res["summary"], res["interpretation"]
+    lines = [f"{res['file']}: {i['finding'].upper()} — {s['units']} unit(s), "
+             f"{res['duration_s']:.1f} s at {res['sample_rate_hz']:g} Hz"]
+    for u in res["units"]:
+        lines.append(f"  unit {u['id']:>2}: {u['amplitude_uv']:7.0f} µV  {u['duration_ms']:5.1f} ms"
+                     f"  {u['phases']} phases  {u['turns']:>2} turns  "
+                     f"{u['firing_rate_hz']:5.1f} Hz  ({len(u['firings_s'])} firings)")
+    if s["units"]:
+        lines.append(f"  mean {s['mean_amplitude_uv']:.0f} µV, {s['mean_duration_ms']:.1f} ms, "
+                     f"polyphasic {s['polyphasic_share']:.0%}, recruitment ratio "
+                     f"{s['recruitment_ratio']:g}")
+    lines += [f"  - {e}" for e in i["evidence"]]
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.cli.classify import report_failure
+
+    if args.scale_uv is not None and not 0 < args.scale_uv < float("inf"):
+        from edge.errors import ConfigError
+
+        raise ConfigError("--scale-uv must be a positive number of µV")
+    failed = 0
+    for path in args.paths:
+        try:
+            res = analyse_file(path, muscle=args.muscle, age=args.age, channel=args.channel,
+                               scale_uv=args.scale_uv)
+            if args.out:
+                from edge.muap_report import write_report
+
+                out = args.out if len(args.paths) == 1 else args.out.with_name(
+                    f"{args.out.stem}-{path.stem}{args.out.suffix}")
+                write_report(res, out)
+                res["report"] = str(out)
+            sys.stdout.write(json.dumps(res) + "\n" if args.json else _text(res))
+            sys.stdout.flush()
+        except Exception as exc:  # one bad file never stops the others
+            failed += report_failure(path, exc, args.debug)
+    return 2 if failed else 0

@@ -1,0 +1,587 @@
+"""Quantitative MUAP analysis on the box: decomposition of a steady voluntary contraction
+into motor units, and each unit's standard measures.
+
+Decomposition (deterministic for a given input; numpy only):
+
+1. **Sharpness**: a low-pass differentiator, ``y[n] = x[n+k] − x[n−k]`` with ``k`` ≈ 0.1 ms,
+   emphasises the fast main spike of each MUAP (from the fibres nearest the needle) over
+   the slow, shared components of distant units — as EMGlab (McGill et al. 2005) and the
+   multi-MUP analysers do.
+2. **Detection**: local maxima of ``|y|`` above ``detect_sigma`` × its noise (median
+   absolute deviation), one per ``dead_ms``.
+3. **Shapes into units**: each detection's segment of ``y`` around its peak; a unit is seeded
+   at the segment with the most neighbours within ``cluster_distance`` (squared distance in
+   units of the noise's, per sample) and takes every segment close to its median template;
+   repeated while a seed has ``min_seed`` neighbours. Deterministic, O(detections²).
+4. **Template matching with superpositions**: peel-off passes over the whole signal; at
+   each peak of the residual, the unit and lag (± ``max_lag_ms``) that remove the most
+   energy are subtracted when they remove at least half the template's own; the next pass
+   finds what the subtraction uncovered (resolvable superpositions). A unit cannot fire
+   twice within ``refractory_ms``.
+5. **Units kept**: at least ``min_rate_hz`` over the recording, and a regular train (the CV
+   of its inter-discharge intervals below ``max_isi_cv``): a steadily firing motor unit.
+
+Measures (:func:`measure`) are made on each unit's averaged wide-band template, with the
+definitions of Stålberg et al. 1986 (J Clin Neurophysiol 3:313) and Sonoo & Stålberg 1993
+(size index); see :data:`MEASURES`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.errors import InputError
+
+
+@dataclass(frozen=True)
+class DecompositionConfig:
+    """How a contraction is decomposed. Times in ms, independent of the file's rate."""
+
+    sharpness_ms: float = 0.1
+    """Half-span ``k`` of the differentiator (≥ 1 sample)."""
+    detect_sigma: float = 6.0
+    """Detection threshold in noise standard deviations of the differentiated signal."""
+    dead_ms: float = 1.0
+    """At most one detection per this span."""
+    segment_ms: tuple[float, float] = (-1.0, 1.5)
+    """Segment of the differentiated signal around each peak that identifies a unit."""
+    cluster_distance: float = 6.0
+    """Segments of one unit differ by noise alone: mean squared difference per sample ≤
+    this many noise variances (two noise realisations give 2)."""
+    min_seed: int = 8
+    """A unit needs at least this many clean discharges to be seeded."""
+    max_lag_ms: float = 0.5
+    """Template matching searches this far around each residual peak."""
+    refractory_ms: float = 20.0
+    """Shortest interval a unit fires at (motor neurones rarely exceed 50 Hz at steady
+    force)."""
+    passes: int = 3
+    """Peel-off passes (each resolves one more layer of superpositions)."""
+    lock_ms: float = 0.25
+    """Two units whose discharges keep one offset within this are one unit seen at two
+    of its spikes ..."""
+    lock_window_ms: float = 5.0
+    """... when that offset is shorter than this (a MUAP's spikes lie within a few ms)."""
+    min_rate_hz: float = 3.0
+    """A unit firing slower than this over the recording is not a steadily active unit."""
+    max_isi_cv: float = 0.6
+    """Regularity of a kept unit's train (after removing intervals over twice the median:
+    missed discharges)."""
+    max_cluster_segments: int = 3000
+    """Segments the shapes are learnt from, evenly spread over the recording (the
+    clustering is O(n²) in memory: 3000 segments need 72 MB; the matching sees all)."""
+    template_ms: tuple[float, float] = (-20.0, 20.0)
+    """Span of the wide-band template around each firing (holds a 30 ms neurogenic MUAP)."""
+
+
+@dataclass
+class Unit:
+    id: int
+    firings_s: np.ndarray
+    """Time of each discharge (the peak of its main spike in the sharpened signal), s."""
+    shape: np.ndarray
+    """Median segment of the sharpened signal at the analysis rate (matching template)."""
+    template_uv: np.ndarray
+    """Mean wide-band potential over the unit's discharges (µV, ``template_ms`` span) at
+    the file's rate."""
+    template_fine_uv: np.ndarray
+    """The same at the analysis rate (what the measures are made on)."""
+    analysis_rate_hz: float
+    template_noise_uv: float = 0.0
+    """Noise of the template: the spread of its discharges ÷ √(discharges)."""
+
+
+def sharpness(x: np.ndarray, fs: float, c: DecompositionConfig) -> np.ndarray:
+    k = max(1, round(c.sharpness_ms * 1e-3 * fs))
+    y = np.zeros_like(x, dtype=np.float64)
+    y[k:-k] = x[2 * k:] - x[: -2 * k]
+    return y
+
+
+def robust_sigma(y: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(y - np.median(y)))) or 1e-9
+
+
+def detect(y: np.ndarray, threshold: float, dead: int) -> np.ndarray:
+    """Local maxima of |y| above ``threshold``, strongest first within each ``dead`` span."""
+    a = np.abs(y)
+    cand = np.flatnonzero((a[1:-1] > threshold) & (a[1:-1] >= a[:-2]) & (a[1:-1] > a[2:])) + 1
+    if cand.size == 0:
+        return cand
+    order = cand[np.argsort(-a[cand], kind="stable")]
+    taken = np.zeros(a.size, bool)
+    keep = []
+    for i in order:
+        if not taken[max(0, i - dead): i + dead + 1].any():
+            keep.append(i)
+            taken[i] = True
+    return np.sort(np.array(keep, dtype=np.int64))
+
+
+def _segments(y: np.ndarray, idx: np.ndarray, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    ok = idx[(idx - a >= 0) & (idx + b < y.size)]
+    return ok, np.stack([y[i - a: i + b] for i in ok]) if ok.size else np.zeros((0, a + b))
+
+
+def cluster(segs: np.ndarray, sigma: float, c: DecompositionConfig) -> list[np.ndarray]:
+    """Indices of ``segs`` per unit (see the module doc, step 3)."""
+    if len(segs) == 0:
+        return []
+    n, L = segs.shape
+    sq = (segs**2).sum(axis=1)
+    d = (sq[:, None] + sq[None, :] - 2 * segs @ segs.T) / (L * sigma**2)
+    free = np.ones(n, bool)
+    units = []
+    while free.sum() >= c.min_seed:
+        near = (d < c.cluster_distance) & free[None, :] & free[:, None]
+        counts = near.sum(axis=1)
+        seed = int(np.argmax(counts))
+        if counts[seed] < c.min_seed:
+            break
+        tmpl = np.median(segs[near[seed]], axis=0)
+        dist = ((segs - tmpl) ** 2).mean(axis=1) / sigma**2
+        members = np.flatnonzero(free & (dist < c.cluster_distance / 2))
+        if members.size < c.min_seed:
+            free[near[seed]] = False  # a seed that does not hold together is not a unit
+            continue
+        units.append(members)
+        free[members] = False
+    return units
+
+
+def peel(y: np.ndarray, shapes: list[np.ndarray], a: int, threshold: float, dead: int,
+         max_lag: int, refractory: int, passes: int) -> list[list[int]]:
+    """Firings of each shape by template matching with peel-off (module doc, step 4)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    r = y.copy()
+    firings: list[list[int]] = [[] for _ in shapes]
+    if not shapes:
+        return firings
+    S = np.stack(shapes)  # [K, L]
+    L = S.shape[1]
+    energy = (S**2).sum(axis=1)
+    for _ in range(passes):
+        found = 0
+        for p in detect(r, threshold, dead):
+            lo = p - max_lag - a
+            if lo < 0 or lo + L + 2 * max_lag > r.size:
+                continue
+            H = sliding_window_view(r[lo: lo + L + 2 * max_lag], L)  # [lags, L]
+            gain = 2 * (H @ S.T) - energy[None, :]  # energy removed, per lag and unit
+            for flat in np.argsort(-gain, axis=None)[:4]:  # the best that is allowed
+                lag, k = divmod(int(flat), S.shape[0])
+                if gain[lag, k] < 0.5 * energy[k]:
+                    break
+                t = p - max_lag + lag
+                if any(abs(t - f) < refractory for f in firings[k]):
+                    continue
+                r[t - a: t - a + L] -= S[k]
+                firings[k].append(t)
+                found += 1
+                break
+        for f in firings:
+            f.sort()
+        if not found:
+            break
+    return firings
+
+
+def upsample(x: np.ndarray, factor: int) -> np.ndarray:
+    """Band-limited interpolation by an integer factor (FFT zero-padding): sub-sample
+    alignment of spikes recorded at 4–10 kHz."""
+    if factor == 1:
+        return x
+    n = x.size
+    X = np.fft.rfft(x)
+    Y = np.zeros(n * factor // 2 + 1, dtype=complex)
+    Y[: X.size] = X
+    if n % 2 == 0:
+        Y[X.size - 1] *= 0.5  # the Nyquist bin is shared by its two images
+    return np.fft.irfft(Y, n * factor) * factor
+
+
+#: Analysis rate at least this (spikes aligned to 25 µs).
+ANALYSIS_RATE_HZ = 40_000
+
+
+def _regular(f: np.ndarray, fs: float, c: DecompositionConfig, duration_s: float) -> bool:
+    if f.size / duration_s < c.min_rate_hz or f.size < 3:
+        return False
+    isi = np.diff(f) / fs
+    isi = isi[isi < 2 * np.median(isi)]
+    return isi.size >= 2 and float(isi.std() / isi.mean()) <= c.max_isi_cv
+
+
+def _shift_distance(s1: np.ndarray, s2: np.ndarray, max_lag: int) -> float:
+    """Smallest mean squared difference of two shapes over lags of ± ``max_lag``."""
+    L = s1.size
+    best = math.inf
+    for lag in range(-max_lag, max_lag + 1):
+        a, b = max(0, lag), min(L, L + lag)
+        if b - a < L // 2:
+            continue
+        best = min(best, float(((s1[a:b] - s2[a - lag: b - lag]) ** 2).mean()))
+    return best
+
+
+def merge_shapes(segs: np.ndarray, groups: list[np.ndarray], sigma: float,
+                 c: DecompositionConfig, max_lag: int) -> list[np.ndarray]:
+    """Groups whose median shapes differ by noise alone at some small lag are one unit
+    (the seeding splits a unit whose discharges vary with jitter and the background)."""
+    groups = [np.asarray(g) for g in groups]
+    merged = True
+    while merged and len(groups) > 1:
+        merged = False
+        shapes = [np.median(segs[g], axis=0) for g in groups]
+        pairs = sorted((_shift_distance(shapes[i], shapes[j], max_lag) / sigma**2, i, j)
+                       for i in range(len(groups)) for j in range(i + 1, len(groups)))
+        d, i, j = pairs[0]
+        if d < c.cluster_distance / 2:
+            groups[i] = np.concatenate([groups[i], groups[j]])
+            del groups[j]
+            merged = True
+    return groups
+
+
+def _time_locked(firings: list[list[int]], energy: list[float], tol: int,
+                 window: int) -> int | None:
+    """The unit to drop from the first pair whose trains are time-locked: most of the
+    sparser train's discharges at one fixed offset (± ``tol``) from the other's, within
+    ``window`` — two spikes of one MUAP. The weaker spike (smaller shape energy) goes:
+    a MUAP is identified by its main spike."""
+    for i in range(len(firings)):
+        for j in range(i + 1, len(firings)):
+            a, b = np.sort(firings[i]), np.sort(firings[j])
+            if a.size < 3 or b.size < 3:
+                continue
+            few, many = (a, b) if a.size <= b.size else (b, a)
+            k = np.clip(np.searchsorted(many, few), 1, many.size - 1)
+            near = np.where(np.abs(many[k] - few) < np.abs(many[k - 1] - few),
+                            many[k], many[k - 1]) - few
+            near = near[np.abs(near) <= window]
+            if near.size < few.size / 2:
+                continue
+            mode = np.median(near)
+            if np.mean(np.abs(near - mode) <= tol) * near.size >= few.size / 2:
+                return i if energy[i] < energy[j] else j
+    return None
+
+
+def decompose(x_uv: np.ndarray, fs: float,
+              config: DecompositionConfig | None = None) -> list[Unit]:
+    """Motor units of a steady contraction ``x_uv`` (µV at ``fs`` Hz), largest first.
+    Firing times are in seconds from the first sample; templates at the file's rate."""
+    c = config or DecompositionConfig()
+    up = max(1, math.ceil(ANALYSIS_RATE_HZ / fs))
+    x = upsample(np.asarray(x_uv, dtype=np.float64), up)
+    rate = fs * up
+    ms = rate / 1000.0
+    y = sharpness(x, rate, c)
+    sigma = robust_sigma(y)
+    thr, dead = c.detect_sigma * sigma, max(1, round(c.dead_ms * ms))
+    a, b = round(-c.segment_ms[0] * ms), round(c.segment_ms[1] * ms)
+    max_lag = max(1, round(c.max_lag_ms * ms))
+    idx, segs = _segments(y, detect(y, thr, dead), a, b)
+    if len(idx) > c.max_cluster_segments:
+        pick = np.linspace(0, len(idx) - 1, c.max_cluster_segments).round().astype(int)
+        idx, segs = idx[pick], segs[pick]
+    groups = merge_shapes(segs, cluster(segs, sigma, c), sigma, c, max_lag)
+    shapes = [np.median(segs[g], axis=0) for g in groups]
+    times = [list(idx[g]) for g in groups]
+    while True:  # another spike of a unit already found is not a unit
+        twin = _time_locked(times, [float(v @ v) for v in shapes], round(c.lock_ms * ms),
+                            round(c.lock_window_ms * ms))
+        if twin is None:
+            break
+        del shapes[twin], times[twin]
+    refractory = round(c.refractory_ms * ms)
+    firings = peel(y, shapes, a, thr, dead, max_lag, refractory, c.passes)
+    for _ in range(2):  # the matching can uncover a lock the detections hid
+        twin = _time_locked(firings, [float(v @ v) for v in shapes], round(c.lock_ms * ms),
+                            round(c.lock_window_ms * ms))
+        if twin is None:
+            break
+        del shapes[twin]
+        firings = peel(y, shapes, a, thr, dead, max_lag, refractory, c.passes)
+    duration = x.size / rate
+    kept = [(np.array(f, dtype=np.int64), s) for f, s in zip(firings, shapes, strict=True)
+            if _regular(np.array(f), rate, c, duration)]
+    ta, tb = round(-c.template_ms[0] * ms), round(c.template_ms[1] * ms)
+    units = []
+    for f, shape in kept:
+        ok = f[(f - ta >= 0) & (f + tb < x.size)]
+        segs_uv = np.stack([x[i - ta: i + tb] for i in ok]) if ok.size else np.zeros((1, ta + tb))
+        # the median: another unit's discharge overlapping a few of them does not enter
+        tmpl = np.median(segs_uv, axis=0)
+        noise = float(np.median(segs_uv.std(axis=0))) / math.sqrt(len(segs_uv))
+        units.append(Unit(0, f / rate, shape, tmpl[::up], tmpl, rate, noise))
+    units.sort(key=lambda u: -float(np.ptp(u.template_fine_uv)))
+    for i, u in enumerate(units, 1):
+        u.id = i
+    return units
+
+
+# ---- measures -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MeasureConfig:
+    """Criteria of the measures (Stålberg et al. 1986, J Clin Neurophysiol 3:313)."""
+
+    baseline_uv: float = 10.0
+    """Duration runs from the first to the last departure from baseline by more than this
+    (or 3× the template's own edge noise, whichever is larger)."""
+    turn_uv: float = 25.0
+    """A turn is a change of direction by at least this much on both sides."""
+    phase_uv: float = 20.0
+    """A phase must reach this far from baseline to count (noise crossings do not)."""
+    polyphasic_phases: int = 5
+    """Phases at which a MUAP is polyphasic (more than four)."""
+    quiet_ms: float = 3.0
+    """The MUAP ends where the template stays within the baseline band this long."""
+    smooth_ms: float = 0.5
+    """Moving average the onset and end are judged on (not the amplitude or phases)."""
+
+
+MEASURES = {
+    "amplitude_uv": "peak-to-peak of the template within its duration",
+    "duration_ms": "first to last departure from baseline (MeasureConfig.baseline_uv)",
+    "phases": "baseline crossings within the duration + 1, each phase ≥ phase_uv",
+    "turns": "changes of direction ≥ turn_uv on both sides",
+    "area_uv_ms": "integral of |template| over the duration",
+    "thickness_ms": "area ÷ amplitude (Nandedkar et al. 1988)",
+    "size_index": "2·log10(amplitude in mV) + thickness (Sonoo & Stålberg 1993)",
+    "onset_ms, end_ms": "where the duration starts and ends, from the template's start",
+}
+
+
+def _turns(v: np.ndarray, min_uv: float) -> int:
+    """Direction changes with ≥ ``min_uv`` excursions on both sides (hysteresis)."""
+    turns, direction = 0, 0
+    lo = hi = ext = float(v[0])
+    for s in v[1:]:
+        s = float(s)
+        if direction == 0:
+            lo, hi = min(lo, s), max(hi, s)
+            if s - lo >= min_uv:
+                direction, ext = 1, s
+            elif hi - s >= min_uv:
+                direction, ext = -1, s
+        elif (s - ext) * direction > 0:
+            ext = s  # still going the same way
+        elif abs(s - ext) >= min_uv:
+            turns += 1
+            direction, ext = -direction, s
+    return turns
+
+
+def _extent(v: np.ndarray, level: float, gap: int) -> tuple[int, int]:
+    """First and last sample above ``level`` reached from the main peak without a run of
+    ``gap`` samples below it: the MUAP, not a stray bump of the baseline."""
+    above = np.abs(v) > level
+    peak = int(np.argmax(np.abs(v)))
+    on = off = peak
+    quiet = 0
+    for i in range(peak - 1, -1, -1):
+        quiet = 0 if above[i] else quiet + 1
+        if quiet >= gap:
+            break
+        if above[i]:
+            on = i
+    quiet = 0
+    for i in range(peak + 1, v.size):
+        quiet = 0 if above[i] else quiet + 1
+        if quiet >= gap:
+            break
+        if above[i]:
+            off = i
+    return on, off
+
+
+def measure(template_uv: np.ndarray, fs: float, config: MeasureConfig | None = None,
+            noise_uv: float = 0.0) -> dict[str, float]:
+    """The measures of one averaged MUAP. ``noise_uv``: the template's own noise (the
+    spread of its discharges ÷ √n); the baseline criterion is at least 3× it."""
+    c = config or MeasureConfig()
+    v = np.asarray(template_uv, dtype=np.float64)
+    edge = max(1, v.size // 8)
+    # the baseline may differ before and after (a slow tail, the others' activity): a
+    # straight line between the two edges' medians
+    before, after = float(np.median(v[:edge])), float(np.median(v[-edge:]))
+    v = v - np.interp(np.arange(v.size), [edge / 2, v.size - edge / 2], [before, after])
+    # where the MUAP starts and ends is judged on the template smoothed over smooth_ms:
+    # its slow tails outlast the others' fast spikes that make the template's noise
+    k = max(1, round(c.smooth_ms * fs / 1000))
+    smooth = np.convolve(v, np.ones(k) / k, mode="same")
+    rest = np.concatenate([smooth[:edge], smooth[-edge:]])
+    level = max(c.baseline_uv, 3 * float(rest.std()), 3 * noise_uv / math.sqrt(k))
+    if not np.any(np.abs(smooth) > level):
+        return {"amplitude_uv": 0.0, "duration_ms": 0.0, "phases": 0, "turns": 0,
+                "area_uv_ms": 0.0, "thickness_ms": 0.0, "size_index": None,
+                "onset_ms": None, "end_ms": None}
+    on, off = _extent(smooth, level, max(1, round(c.quiet_ms * fs / 1000)))
+    w = v[on: off + 1]
+    amp = float(np.ptp(w))
+    ms = 1000.0 / fs
+    # phases: sign changes between excursions that reach phase_uv
+    signs = []
+    # phases last ≥ 1 ms: counted on the smoothed template, its own noise 3× below
+    ws = smooth[on: off + 1]
+    for s in np.sign(ws[np.abs(ws) >= max(c.phase_uv, level)]):
+        if not signs or s != signs[-1]:
+            signs.append(s)
+    area = float(np.abs(w).sum() * ms)
+    thick = area / amp if amp else 0.0
+    return {"amplitude_uv": round(amp, 1), "duration_ms": round((off - on + 1) * ms, 2),
+            "phases": len(signs), "turns": _turns(w, max(c.turn_uv, 3 * noise_uv)),
+            "area_uv_ms": round(area, 1), "thickness_ms": round(thick, 3),
+            "size_index": round(2 * math.log10(amp / 1000) + thick, 3) if amp else None,
+            "onset_ms": round(on * ms, 2), "end_ms": round(off * ms, 2)}
+
+
+def firing_stats(firings_s: np.ndarray) -> dict[str, float]:
+    """Mean firing rate (1 / mean interval, missed discharges — intervals over twice the
+    median — left out) and the intervals' coefficient of variation."""
+    isi = np.diff(np.asarray(firings_s))
+    if isi.size == 0:
+        return {"firing_rate_hz": 0.0, "isi_cv": float("nan")}
+    isi = isi[isi < 2 * np.median(isi)]
+    return {"firing_rate_hz": round(float(1 / isi.mean()), 2),
+            "isi_cv": round(float(isi.std() / isi.mean()), 3)}
+
+
+MIN_CONTRACTION_S = 2.0
+"""Shortest recording analysed: a unit at 8 Hz fires 16 times (the seeding needs 8)."""
+
+
+def check_contraction(x_uv: np.ndarray, fs: float, min_s: float = MIN_CONTRACTION_S) -> None:
+    """Refuse what cannot be decomposed honestly (too short, or clipped)."""
+    if x_uv.size / fs < min_s:
+        raise InputError(f"{x_uv.size / fs:.2f} s is too short for MUAP analysis "
+                         f"(need ≥ {min_s:g} s of steady contraction; 5–30 s is usual)")
+    peak = float(np.max(np.abs(x_uv)))
+    if peak > 0 and np.mean(np.abs(x_uv) >= 0.999 * peak) > 0.001:
+        raise InputError("the signal is clipped (0.1 % of samples at full scale): "
+                         "MUAP amplitudes would be wrong")
+
+
+def unit_dict(u: Unit, fs: float) -> dict:
+    """A unit as ``nemg muap --json`` writes it (``fs``: the file's rate)."""
+    return {"id": u.id, "firings_s": [round(float(t), 5) for t in u.firings_s],
+            **measure(u.template_fine_uv, u.analysis_rate_hz, noise_uv=u.template_noise_uv),
+            **firing_stats(u.firings_s),
+            "template_uv": [round(float(v), 1) for v in u.template_uv],
+            "template_rate_hz": fs}
+
+
+
+
+# ---- the site: summary and interpretation -------------------------------------------------
+REFERENCE_FILE = "muap_reference.json"
+MIN_UNITS = 3
+"""Fewer units than this: no interpretation (a site's mean needs several MUAPs)."""
+
+
+def reference_values(muscle: str | None) -> tuple[str, dict]:
+    """(name, limits) for ``muscle`` from ``edge/data/muap_reference.json``; the generic
+    limb limits when the muscle has no sourced entry."""
+    import json
+    from importlib import resources
+
+    table = json.loads(resources.files("edge").joinpath("data", REFERENCE_FILE).read_text())
+    key = (muscle or "").strip().lower().replace(" ", "_").replace("-", "_")
+    if key in table["muscles"]:
+        return key, {**table["muscles"][key], "recruitment": table["recruitment"]}
+    return "any", {**table["any"], "recruitment": table["recruitment"]}
+
+
+def summarize_site(units: list[dict]) -> dict:
+    """Mean measures over the units found, the polyphasic share and recruitment."""
+    if not units:
+        return {"units": 0}
+    rates = [u["firing_rate_hz"] for u in units]
+    return {
+        "units": len(units),
+        "mean_amplitude_uv": round(float(np.mean([u["amplitude_uv"] for u in units])), 1),
+        "mean_duration_ms": round(float(np.mean([u["duration_ms"] for u in units])), 2),
+        "polyphasic_share": round(float(np.mean([u["phases"] >= MeasureConfig.polyphasic_phases
+                                                 for u in units])), 3),
+        "mean_firing_rate_hz": round(float(np.mean(rates)), 2),
+        "max_firing_rate_hz": round(float(np.max(rates)), 2),
+        "recruitment_ratio": round(float(np.mean(rates)) / len(units), 2),
+    }
+
+
+FULL_BAND_RATE_HZ = 10_000
+"""Reference MUAP amplitudes are measured with the band a MUAP's spike needs (sampling
+≥ 10 kHz; a 5 kHz low-pass already lowers amplitudes: ../shared/reference/discharges.md).
+A file sampled slower under-reads amplitude: only a *high* amplitude is evidence then."""
+
+
+def interpret(summary: dict, muscle: str | None = None, age: float | None = None,
+              sample_rate_hz: float = FULL_BAND_RATE_HZ) -> dict:
+    """Within normal limits / neurogenic / myopathic / indeterminate, with the evidence,
+    never stronger than it: one mean outside its limit is named as such, conflicting
+    evidence or too few units give 'indeterminate'."""
+    name, ref = reference_values(muscle)
+    evidence: list[str] = []
+    narrow = sample_rate_hz < FULL_BAND_RATE_HZ
+    if name == "any" and muscle:
+        evidence.append(f"no sourced reference values for {muscle!r}: generic limb limits")
+    if age is not None:
+        evidence.append(f"age {age:g}: the reference values are not age-stratified")
+    n = summary.get("units", 0)
+    if n < MIN_UNITS:
+        return {"finding": "indeterminate", "reference": name,
+                "evidence": [*evidence, f"{n} unit(s) found: at least {MIN_UNITS} are needed"]}
+    neuro, myo = [], []
+    amp, dur, poly = (summary["mean_amplitude_uv"], summary["mean_duration_ms"],
+                      summary["polyphasic_share"])
+    (a_lo, a_hi), (d_lo, d_hi), (_, p_hi) = (ref["amplitude_uv"], ref["duration_ms"],
+                                             ref["polyphasic_share"])
+    if dur > d_hi:
+        neuro.append(f"mean duration {dur:g} ms above the upper limit {d_hi:g} ms")
+    if amp > a_hi:
+        neuro.append(f"mean amplitude {amp:g} µV above the upper limit {a_hi:g} µV")
+    if dur < d_lo:
+        myo.append(f"mean duration {dur:g} ms below the lower limit {d_lo:g} ms")
+    if amp < a_lo and narrow:
+        evidence.append(f"mean amplitude {amp:g} µV below {a_lo:g} µV not counted: at "
+                        f"{sample_rate_hz:g} Hz the MUAP's spike is cut, amplitude under-read")
+    elif amp < a_lo:
+        myo.append(f"mean amplitude {amp:g} µV below the lower limit {a_lo:g} µV")
+    ratio, reduced = summary["recruitment_ratio"], ref["recruitment"]["reduced_above"]
+    if ratio > reduced:
+        neuro.append(f"recruitment ratio {ratio:g} above {reduced:g}: few units firing fast")
+    if poly > p_hi:
+        (myo if dur <= d_hi else neuro).append(
+            f"polyphasic share {poly:.0%} above {p_hi:.0%}")
+    if neuro and myo:
+        finding = "indeterminate"
+        evidence += neuro + myo + ["neurogenic and myopathic signs together"]
+    elif neuro:
+        finding, evidence = "neurogenic", evidence + neuro
+    elif myo:
+        finding, evidence = "myopathic", evidence + myo
+    else:
+        finding = "normal"
+        evidence.append(f"mean amplitude {amp:g} µV, duration {dur:g} ms, polyphasic "
+                        f"{poly:.0%}, recruitment ratio {ratio:g}: within the limits")
+    return {"finding": finding, "reference": name, "evidence": evidence}
+
+
+def analyse(x_uv: np.ndarray, fs: float, *, muscle: str | None = None,
+            age: float | None = None, config: DecompositionConfig | None = None) -> dict:
+    """Decomposition, per-unit measures, the site summary and its interpretation."""
+    check_contraction(x_uv, fs)
+    units = [unit_dict(u, fs) for u in decompose(x_uv, fs, config)]
+    summary = summarize_site(units)
+    if not units:
+        interpretation = {"finding": "indeterminate", "reference": None,
+                          "evidence": ["no steadily firing motor unit found: is the muscle "
+                                       "contracting, and the needle in it?"]}
+    else:
+        interpretation = interpret(summary, muscle, age, fs)
+    return {"units": units, "summary": summary, "interpretation": interpretation}

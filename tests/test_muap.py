@@ -1,0 +1,166 @@
+"""Quantitative MUAP analysis (edge/muap.py, nemg muap): decomposition and every measure on
+simulated units with known truth (convert.biosim), the JSON schema, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import ROOT, assert_one_line_error, run_nemg
+
+from convert.biosim import simulate_contraction, unit_potential
+from convert.muap_bench import firing_agreement, match_units, read_eaf
+from edge.muap import analyse, decompose, interpret, measure, summarize_site
+from edge.wavio import write_wav
+
+FS = 10_000
+
+
+@pytest.fixture(scope="module")
+def contraction():
+    rec = simulate_contraction(fs=FS, duration_s=5.0, rng=np.random.default_rng([4242, 0, 7]),
+                               pool="healthy", excitation=2.5)
+    truth = {g: np.array(sorted(f.t_s for f in rec.firings if f.generator == g))
+             for g in rec.units}
+    potentials = {g: np.concatenate([np.zeros(FS // 50), unit_potential(u, FS, rec.info)])
+                  for g, u in rec.units.items()}
+    return rec, truth, potentials, decompose(rec.signal_uv, FS)
+
+
+def test_the_large_units_are_found_with_their_firings(contraction):
+    _, truth, potentials, units = contraction
+    big = {g for g, v in potentials.items() if np.ptp(v) >= 300 and truth[g].size >= 8}
+    assert len(big) >= 3
+    matched = match_units([u.firings_s for u in units], {g: truth[g] for g in big}, 8e-3)
+    assert len(matched) >= len(big) - 1
+    assert np.median([agr["f1"] for _, agr in matched.values()]) >= 0.8
+
+
+def test_the_measures_of_found_units_match_the_truth(contraction):
+    _, truth, potentials, units = contraction
+    matched = match_units([u.firings_s for u in units], truth, 8e-3)
+    for g, (i, agr) in matched.items():
+        if agr["f1"] < 0.8:
+            continue
+        got = measure(units[i].template_fine_uv, units[i].analysis_rate_hz,
+                      noise_uv=units[i].template_noise_uv)
+        want = measure(potentials[g], FS)
+        assert abs(got["amplitude_uv"] / want["amplitude_uv"] - 1) < 0.1
+        assert abs(got["duration_ms"] - want["duration_ms"]) < 2.5
+
+
+def test_decomposition_is_deterministic(contraction):
+    rec, *_, units = contraction
+    again = decompose(rec.signal_uv, FS)
+    assert [u.firings_s.tolist() for u in again] == [u.firings_s.tolist() for u in units]
+
+
+def _triphasic(fs=40_000, amp=800.0):
+    """A clean triphasic MUAP: +0.2, −1, +0.3 of ``amp`` over 6 ms, zero outside."""
+    t = np.arange(int(0.04 * fs)) / fs * 1000  # ms
+    v = np.zeros_like(t)
+    for centre, width, a in ((18.5, 0.6, 0.2 * amp), (20.0, 0.5, -amp), (21.6, 0.8, 0.3 * amp)):
+        v += a * np.exp(-0.5 * ((t - centre) / width) ** 2)
+    return v
+
+
+def test_measures_of_a_known_template():
+    v = _triphasic()
+    m = measure(v, 40_000)
+    assert m["amplitude_uv"] == pytest.approx(np.ptp(v), rel=1e-3)
+    assert m["phases"] == 3 and m["turns"] == 3  # three peaks, each a change of direction
+    assert 4.0 < m["duration_ms"] < 8.0  # 17–24 ms Gaussians above 10 µV
+    assert m["area_uv_ms"] > 0 and m["thickness_ms"] == pytest.approx(
+        m["area_uv_ms"] / m["amplitude_uv"], rel=1e-3)
+    assert measure(np.zeros(400), 40_000)["amplitude_uv"] == 0.0  # nothing there
+
+
+def _site(amp, dur, poly=0.0, units=6, rate=10.0):
+    n_poly = round(poly * units)
+    us = [{"amplitude_uv": amp, "duration_ms": dur, "phases": 6 if k < n_poly else 3,
+           "firing_rate_hz": rate} for k in range(units)]
+    return summarize_site(us)
+
+
+@pytest.mark.parametrize("site,finding", [
+    (_site(650, 9.5), "normal"),
+    (_site(650, 14.0), "neurogenic"),
+    (_site(1500, 10.0), "neurogenic"),
+    (_site(300, 6.0, poly=0.5), "myopathic"),
+    (_site(1500, 6.0), "indeterminate"),  # large and short: conflicting
+    (_site(650, 9.5, units=2), "indeterminate"),  # too few units
+])
+def test_the_interpretation_follows_the_evidence(site, finding):
+    out = interpret(site, "tibialis anterior", sample_rate_hz=20_000)
+    assert out["finding"] == finding and out["evidence"]
+    assert out["reference"] == "tibialis_anterior"
+
+
+def test_a_narrow_band_never_calls_a_small_amplitude_myopathic():
+    out = interpret(_site(300, 9.5), "tibialis anterior", sample_rate_hz=4000)
+    assert out["finding"] == "normal" and any("under-read" in e for e in out["evidence"])
+    unknown = interpret(_site(650, 9.5), "stapedius", sample_rate_hz=20_000)
+    assert unknown["reference"] == "any" and "no sourced reference" in unknown["evidence"][0]
+
+
+def test_nemg_muap_json_and_picture(contraction, tmp_path):
+    rec, *_ = contraction
+    wav = tmp_path / "site.wav"
+    write_wav(wav, np.round(rec.signal_uv / 0.5).astype(np.int16), FS, 0.5)
+    out = tmp_path / "report.png"
+    proc = run_nemg("muap", str(wav), "--muscle", "biceps", "--json", "-o", str(out),
+                    check=True)
+    res = json.loads(proc.stdout)
+    assert {"file", "sample_rate_hz", "duration_s", "units", "summary",
+            "interpretation"} <= set(res)
+    assert res["interpretation"]["finding"] in ("normal", "neurogenic", "myopathic",
+                                                "indeterminate")
+    u = res["units"][0]
+    for key in ("id", "firings_s", "amplitude_uv", "duration_ms", "phases", "turns",
+                "area_uv_ms", "firing_rate_hz", "template_uv", "template_rate_hz"):
+        assert key in u
+    assert u["template_rate_hz"] == FS and len(u["template_uv"]) == 400  # 40 ms
+    assert out.is_file() and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_input_gets_a_clear_answer_not_a_guess(tmp_path):
+    short = tmp_path / "short.wav"
+    write_wav(short, np.zeros(FS, np.int16), FS, 0.5)  # 1 s
+    quiet = tmp_path / "quiet.wav"
+    rng = np.random.default_rng(0)
+    write_wav(quiet, np.round(rng.normal(0, 8, 5 * FS)).astype(np.int16), FS, 0.5)
+    clipped = tmp_path / "clipped.wav"
+    write_wav(clipped, np.where(np.arange(5 * FS) % 50 < 5, 32767, 0).astype(np.int16), FS, 0.5)
+    proc = run_nemg("muap", str(short), str(quiet), str(clipped), "--json")
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("nemg: error:")]
+    assert len(errors) == 2 and "short.wav" in errors[0] and "too short" in errors[0]
+    assert "clipped.wav" in errors[1] and "clipped" in errors[1]
+    res = json.loads(proc.stdout)  # the quiet one is still analysed, and says what it found
+    assert res["file"].endswith("quiet.wav") and res["interpretation"]["finding"] == \
+        "indeterminate"
+    assert "Traceback" not in proc.stderr
+    assert_one_line_error(run_nemg("muap", str(tmp_path / "none.wav")), "none.wav")
+
+
+def test_the_committed_emgdb_excerpt_is_analysed():
+    res = analyse(*_excerpt(), muscle="tibialis anterior")
+    assert res["summary"]["units"] >= 1 and res["interpretation"]["evidence"]
+
+
+def _excerpt():
+    from convert.importers import load_two_columns
+
+    rec = load_two_columns(ROOT / "tests" / "data" / "emgdb_healthy_3s.txt", "mV")
+    return rec.samples_uv, rec.sample_rate_hz
+
+
+def test_agreement_counts_firings_at_one_offset(tmp_path):
+    truth = np.arange(0.1, 5, 0.1)
+    assert firing_agreement(truth + 0.002, truth, 3e-3)["f1"] == 1.0  # a fixed lag
+    half = firing_agreement(truth[::2] + 0.002, truth, 3e-3)
+    assert half["sensitivity"] == pytest.approx(0.5, abs=0.02) and half["ppv"] == 1.0
+    eaf = tmp_path / "x.eaf"
+    eaf.write_text("<emglab_spike_events>\n0.1 1 1\n0.2 2 1\n0.3 1 1\n</emglab_spike_events>")
+    assert {k: v.tolist() for k, v in read_eaf(eaf).items()} == {1: [0.1, 0.3], 2: [0.2]}
