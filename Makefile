@@ -38,7 +38,9 @@ lint: venv-dev
 bench: venv-dev
 	$(BIN)/nemg bench all --json
 
-## model: reproduce the shipped default bundle from scratch (synthesis → train → int8 → bundle)
+## model: a candidate default bundle from scratch (both simulators → train → int8 → calibration →
+## bundle + model card in build/model/); promote it to models/ only when nemg bench real and
+## crosssim say it is better (docs/generalisation.md)
 model: venv-dev
 	$(BIN)/python -m convert.pipeline --out build/model
 

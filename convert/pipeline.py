@@ -25,7 +25,11 @@ from edge.spec import DEFAULT_SPEC, FrontEndSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_KEY = ROOT / "keys" / "dev" / "nemg-dev.key"
-DEFAULT_BUNDLE = ROOT / "models" / "nemg-default.nemg"
+SHIPPED_BUNDLE = ROOT / "models" / "nemg-default.nemg"
+"""The shipped default. ``make model`` never writes it: it builds a candidate in its
+``--out`` folder, and a candidate is promoted here by hand, only once the checks on data
+it was not tuned to (``nemg bench real``, ``nemg bench crosssim``) say it is better —
+an in-house figure alone never ships a model (docs/generalisation.md)."""
 WORKERS = TrainConfig.workers
 """Processes computing windows outside training too (calibration, validation, test and
 every robustness condition): the front end, not the network, dominates those stages."""
@@ -256,12 +260,18 @@ Architecture choice (CNN with a temporal head vs CNN+GRU, accuracy per byte and 
   discharge (fasciculation) is ambiguous by construction.
 - **Amplitude is used.** The model was trained for ±6 dB of level error (needle type,
   calibration), not more: amplitude separates a fibrillation from a fasciculation or a
-  voluntary unit. The accuracy-vs-gain row above is the cost of a wrong scale — files that
-  record no µV scale need `nemg classify --scale-uv`, and a front end needs its board
-  file's µV/LSB. Sample rates other than 20 kHz without resampling, and multi-channel
-  montages, are outside what was trained.
-- An `uncertain` output (top probability below {meta['uncertain_threshold']}) is a feature:
-  the box says it does not know rather than guess.
+  voluntary unit. The accuracy-vs-gain row above is the cost of a wrong scale — a file
+  that records no µV scale is read at the scale its noise floor gives (`nemg classify`
+  says so; `--scale-uv` states it), and a front end needs its board file's µV/LSB.
+  Files at other rates are brought to the model's by the box's resampler (training read
+  {pct(meta.get('source_rate_share', 0))} of its recordings that way, from 4–16 kHz);
+  multi-channel montages are outside what was trained.
+- **Two simulators are still simulators.** The cross-simulator lines in the lead are the
+  honest measure of how far a simulator's lessons carry: a third kind of signal (a real
+  clinic's) may fare as badly. Check `nemg bench real` before trusting a new model.
+- An `uncertain` output (top probability below {meta['uncertain_threshold']}, after
+  temperature scaling, or a window unlike every training window's) is a feature: the box
+  says it does not know rather than guess.
 """
 
 
@@ -316,8 +326,17 @@ def _trained(out_dir: Path, resume: bool, run) -> Path:
     return run().checkpoint
 
 
-def calibrate(model: bytes, train_windows, val_windows) -> Calibration:
-    """Temperature and familiarity of an int8 model, fitted on validation windows."""
+CALIBRATION_AUGMENT_SEED = 90_210
+"""Seed of the augmented pass the familiarity is fitted on (not an epoch's)."""
+
+
+def calibrate(model: bytes, train_items, val_items, val_windows, spec: FrontEndSpec,
+              ) -> Calibration:
+    """Temperature and familiarity of an int8 model. The temperature is fitted on the
+    validation windows as they are; the familiarity on windows augmented as in training
+    (``RECIPE_AUGMENT``: other rates, filters, noise, mains, backgrounds): familiar is what
+    the model was trained on, not only what the simulators wrote."""
+    from convert.dataset import WindowBuilder, background_items
     from convert.evaluate import int8_probabilities, int8_scores
     from edge.calibration import fit_calibration
     from edge.labels import LABELS
@@ -325,7 +344,14 @@ def calibrate(model: bytes, train_windows, val_windows) -> Calibration:
 
     clf = Classifier(model, list(LABELS))
     probs = int8_probabilities(clf, int8_scores(clf, val_windows))
-    return fit_calibration(train_windows.x, val_windows.x, probs, val_windows.y)
+    with WindowBuilder(spec.mel, spec.window, aug=RECIPE_AUGMENT,
+                       background_items=background_items(train_items),
+                       workers=WORKERS) as b:
+        seen = b.build(train_items, augment_seed=CALIBRATION_AUGMENT_SEED)
+        seen_val = b.build(val_items, augment_seed=CALIBRATION_AUGMENT_SEED + 1)
+    cal = fit_calibration(seen.x, seen_val.x, probs, val_windows.y)
+    log(f"  temperature {cal.temperature:g}, unfamiliar above {cal.unfamiliar_above:g}")
+    return cal
 
 
 def cross_simulator(out: Path, synth_train: Path, biosim_train: Path, test: dict, *,
@@ -351,7 +377,7 @@ def cross_simulator(out: Path, synth_train: Path, biosim_train: Path, test: dict
         tr, va = split_by_recording(read_corpus(data), 0.2, seed)
         tr_w, va_w = builder.build(tr), builder.build(va)
         q = to_int8_tflite(fm, representative(tr_w, seed=seed))
-        cal = calibrate(q, tr_w, va_w)
+        cal = calibrate(q, tr, va, va_w, spec)
         row = {}
         for t in (other, name):
             rep = evaluate(q, test[t][0], None, float_model=fm, robustness=False,
@@ -397,6 +423,10 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
 
     t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
+    # a resumed run redoes the later stages only: the card keeps the full run's time
+    before = out / "summary.json"
+    full_minutes = (json.loads(before.read_text()).get("minutes") if resume and before.is_file()
+                    else None)
     spec = DEFAULT_SPEC  # what a new model trains on: every later stage reads it from here
     mel, win = spec.mel, spec.window
     train_dir, test_dir = out / "corpus-train", out / "corpus-test"
@@ -469,8 +499,7 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
         if qat is not None:
             (out / "model-qat.tflite").write_bytes(qat)
         log("[calibrate] temperature and familiarity on the validation recordings")
-        cal = calibrate(chosen, calib, val)
-        log(f"  temperature {cal.temperature:g}, unfamiliar above {cal.unfamiliar_above:g}")
+        cal = calibrate(chosen, tr + btr, va + bva, val, spec)
         log(f"[evaluate] {method.upper()} model on the held-out corpora (with robustness)")
         report = report_on(chosen, test_items, test["synth"][1], twin, robustness=True,
                            out_dir=out / "report", calibration=cal)
@@ -502,7 +531,7 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
          description="Default 12-class model trained on two simulators (development key)")
     meta = {"name": "nemg-default", "version": version, "arch": arch,
             "params": int(float_model.count_params()), "method": method,
-            "minutes": (time.monotonic() - t0) / 60, "train_seed": train_seed,
+            "minutes": full_minutes or (time.monotonic() - t0) / 60, "train_seed": train_seed,
             "test_seed": test_seed, "per_class": per_class, "test_per_class": test_per_class,
             "test_duration_s": test_duration_s, "pool": pool,
             "train_mixture_share": train_mixture_share, "fresh_share": fresh_share,
@@ -555,11 +584,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true",
                     help="keep the corpora and finished trainings already in --out and redo "
                          "every later stage (same result as a full run)")
-    ap.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
+    ap.add_argument("--bundle", type=Path,
+                    help="the candidate bundle (default: OUT/nemg-default.nemg; the shipped "
+                         f"{SHIPPED_BUNDLE.relative_to(ROOT)} is never overwritten by default)")
     ap.add_argument("--key", type=Path, default=DEV_KEY)
-    ap.add_argument("--docs", type=Path, default=ROOT / "docs",
-                    help="where the model card goes (default: the repository's docs/)")
+    ap.add_argument("--docs", type=Path,
+                    help="where the model card goes (default: OUT/docs)")
     a = ap.parse_args(argv)
+    a.bundle = a.bundle or a.out / "nemg-default.nemg"
+    a.docs = a.docs or a.out / "docs"
     from edge.console import filtered_stderr
 
     with filtered_stderr():  # TensorFlow's native start-up lines are not progress

@@ -74,17 +74,20 @@ def test_a_hostile_calibration_is_refused_not_applied(bad):
         Calibration.from_dict(bad, 40)
 
 
-def _resigned(tmp_path, calibration: dict):
-    """The shipped model re-signed with ``calibration`` in its manifest."""
+def _resigned(tmp_path, calibration: dict | None, name: str = "cal.nemg"):
+    """The shipped model re-signed with ``calibration`` in its manifest (None: none, as a
+    bundle from before calibration)."""
     from convert.bundle import load_private_key
 
     def change(m):
         man = json.loads(m["manifest.json"])
-        man["calibration"] = calibration
+        man.pop("calibration", None)
+        if calibration is not None:
+            man["calibration"] = calibration
         raw = json.dumps(man, indent=1, sort_keys=True).encode()
         m["manifest.json"], m["manifest.sig"] = raw, load_private_key(DEV_KEY).sign(raw)
 
-    return rewrite_bundle(SHIPPED, tmp_path / "cal.nemg", change)
+    return rewrite_bundle(SHIPPED, tmp_path / name, change)
 
 
 def test_the_pipeline_applies_the_bundles_calibration(tmp_path):
@@ -94,20 +97,23 @@ def test_the_pipeline_applies_the_bundles_calibration(tmp_path):
     from edge.testsignals import examination
 
     x = examination(8.0, Bundle.read(SHIPPED).mel_config, seed=3)
-    base = Pipeline(load_verified(SHIPPED)).push(x, 0)[0]
+    plain = load_verified(_resigned(tmp_path, None, "plain.nemg"))
+    assert plain.calibration == Calibration()  # a bundle from before: the identity
+    base = Pipeline(plain).push(x, 0)[0]
+    assert not any(w.unfamiliar for w in base)
     # familiarity centred far from every real window: all of them are unfamiliar
     far = {"temperature": 2.0, "summary_mean": [120.0] * 80, "summary_scale": [1.0] * 80,
            "unfamiliar_above": 3.0}
-    pipe = Pipeline(load_verified(_resigned(tmp_path, far)))
-    got = pipe.push(x, 0)[0]
+    got = Pipeline(load_verified(_resigned(tmp_path, far))).push(x, 0)[0]
     assert len(got) == len(base) > 0
     for a, b in zip(base, got, strict=True):
         assert b.unfamiliar and b.label == UNCERTAIN and b.smoothed_label == UNCERTAIN
         assert int(np.argmax(a.probabilities)) == int(np.argmax(b.probabilities))
         assert b.confidence <= a.confidence + 1e-9  # T = 2 softens
-    # and a bundle without one decides as before (older bundles keep working)
-    assert not any(w.unfamiliar for w in base)
-    assert math.isinf(Bundle.read(SHIPPED).calibration.unfamiliar_above)
+    # make model's candidate carries one it fitted
+    candidate = Bundle.read(SHIPPED.parent / "candidates" / "nemg-default-2.0.0.nemg")
+    assert candidate.calibration.temperature > 0
+    assert math.isfinite(candidate.calibration.unfamiliar_above)
 
 
 def test_a_signed_but_hostile_calibration_is_refused_at_verification(tmp_path):
