@@ -1,7 +1,8 @@
 """Quantitative MUAP analysis on the box: decomposition of a steady voluntary contraction
 into motor units, and each unit's standard measures.
 
-Decomposition (deterministic for a given input; numpy only):
+Decomposition (deterministic for a given input on one machine — float arithmetic, not the
+bit-exact contract of the features; numpy only):
 
 1. **Sharpness**: a low-pass differentiator, ``y[n] = x[n+k] − x[n−k]`` with ``k`` ≈ 0.1 ms,
    emphasises the fast main spike of each MUAP (from the fibres nearest the needle) over
@@ -85,7 +86,7 @@ class Unit:
     shape: np.ndarray
     """Median segment of the sharpened signal at the analysis rate (matching template)."""
     template_uv: np.ndarray
-    """Mean wide-band potential over the unit's discharges (µV, ``template_ms`` span) at
+    """Median wide-band potential over the unit's discharges (µV, ``template_ms`` span) at
     the file's rate."""
     template_fine_uv: np.ndarray
     """The same at the analysis rate (what the measures are made on)."""
