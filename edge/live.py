@@ -23,6 +23,7 @@ import numpy as np
 from edge.errors import ConfigError
 from edge.eventlog import EventLog, LogWriteError
 from edge.labels import PATHOLOGICAL, UNCERTAIN
+from edge.muap_live import MuapMonitor, MuapResult
 from edge.pipeline import Event, Pipeline, WindowResult, summarize
 from edge.resample import StreamResampler
 from edge.wavio import write_wav
@@ -68,6 +69,8 @@ class SessionState:
     link_note: str = "connecting"
     flags: Flag = Flag.NONE
     latencies: list[float] = field(default_factory=list)
+    muap: MuapResult | None = None
+    """The newest MUAP site summary (``--muap``)."""
 
 
 class PlainView:
@@ -80,6 +83,9 @@ class PlainView:
         tag = f"#{logged_id}" if logged_id is not None else ""
         if ev.kind == "gap":
             print(f"{ev.start_s:8.2f} s  GAP {ev.detail} {tag}", file=self.out, flush=True)
+        elif ev.kind == "muap":
+            print(f"{ev.start_s:8.2f}–{ev.end_s:.2f} s  MUAP {ev.label} {tag}", file=self.out,
+                  flush=True)
         else:
             mark = " [pathological]" if ev.label in PATHOLOGICAL else ""
             print(f"{ev.start_s:8.2f}–{ev.end_s:.2f} s  {ev.label:<20} {ev.confidence:.2f}"
@@ -133,7 +139,7 @@ class LiveSession:
     def __init__(self, pipeline: Pipeline, client: FrontEndClient, board: FrontEndProfile,
                  *, log: EventLog | None = None, view: PlainView | None = None,
                  capture_minutes: float = 0.0, capture_dir: Path | None = None,
-                 source: str = "") -> None:
+                 source: str = "", muap: MuapMonitor | None = None) -> None:
         check_board(pipeline, board)
         self.pipeline = pipeline
         self.client = client
@@ -147,6 +153,8 @@ class LiveSession:
         if board.sample_rate_hz != pipeline.fs:
             self.resampler = StreamResampler(board.sample_rate_hz, pipeline.fs)
         self.state = SessionState()
+        self.muap = muap
+        """MUAP analysis of voluntary stretches (None: off)."""
         self.source = source or client.link.port
         self.capture_dir = capture_dir
         n = int(capture_minutes * 60 * pipeline.fs)
@@ -256,6 +264,8 @@ class LiveSession:
         pcm = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending.clear()
         self._pending_n = 0
+        if self.muap is not None:
+            self.muap.push(pcm, self._pending_index)
         self._take(*self.pipeline.push(pcm, self._pending_index))
 
     def _take(self, results: list[WindowResult], events: list[Event]) -> None:
@@ -264,6 +274,13 @@ class LiveSession:
             self.state.windows.append(r)
             self.state.latencies.append(r.latency_s)
         self._emit(events)
+        if self.muap is not None and results:
+            r = results[-1]
+            label = self.pipeline.current_label or r.smoothed_label
+            site = self.muap.decided(label, r.start_sample, r.end_sample)
+            if site is not None:
+                self.state.muap = site
+                self._emit([self.muap.event(site)])
 
     def _emit(self, events: list[Event]) -> None:
         for ev in events:
@@ -335,6 +352,9 @@ class LiveSession:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "model": {"name": p.bundle.name, "version": p.bundle.version,
                       "sha256": p.bundle.sha256},
+            "muap": ([{"start_s": r.start_sample / p.fs, "end_s": r.end_sample / p.fs,
+                       "finding": r.finding, **r.summary} for r in self.muap.results]
+                     if self.muap is not None else None),
         }
 
     def screen_lines(self, s: SessionState, width: int, bar: int) -> list[str]:
@@ -342,7 +362,7 @@ class LiveSession:
         el = time.monotonic() - s.started
         rate = s.samples / el if el > 0 else 0.0
         head = f" nemg-edge · {p.bundle.name} {p.bundle.version} · {self.board.name}"
-        lines = [head.ljust(width, " "), ""]
+        lines = [head.ljust(width, " "), f"  {s.muap.line()}" if s.muap else ""]
         if s.last is None:
             lines += ["  listening…", ""]
             probs = np.zeros(len(p.labels))
@@ -361,7 +381,8 @@ class LiveSession:
             lines.append(f"  {lab:<20} {'█' * n}{'·' * (bar - n)} {pr:4.2f}")
         lines.append("  recent:")
         for ev in list(s.events)[-4:]:
-            what = ev.detail if ev.kind == "gap" else f"{ev.label} ({ev.confidence:.2f})"
+            what = (ev.detail if ev.kind == "gap" else f"MUAP: {ev.label}" if ev.kind == "muap"
+                    else f"{ev.label} ({ev.confidence:.2f})")
             lines.append(f"   {ev.start_s:7.1f}–{ev.end_s:7.1f} s  {what}")
         lines += [""] * (4 - min(4, len(s.events)))
         flags = [f.name.lower() for f in (Flag.CLIPPING, Flag.ELECTRODE_OFF) if s.flags & f]

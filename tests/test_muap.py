@@ -164,3 +164,40 @@ def test_agreement_counts_firings_at_one_offset(tmp_path):
     eaf = tmp_path / "x.eaf"
     eaf.write_text("<emglab_spike_events>\n0.1 1 1\n0.2 2 1\n0.3 1 1\n</emglab_spike_events>")
     assert {k: v.tolist() for k, v in read_eaf(eaf).items()} == {1: [0.1, 0.3], 2: [0.2]}
+
+
+def test_the_live_monitor_analyses_steady_voluntary_stretches_by_sample_index():
+    from edge.muap_live import MuapMonitor
+
+    fs = 20_000
+    rec = simulate_contraction(fs=fs, duration_s=10.0, rng=np.random.default_rng([4242, 1, 7]),
+                               pool="healthy", excitation=2.5)
+    pcm = np.clip(np.round(rec.signal_uv / 0.5), -32768, 32767).astype(np.int16)
+
+    def session(labels, blocks=10_000, jump_at=None):
+        mon = MuapMonitor(fs, 0.5, window_s=4.0)
+        got, index = [], 0
+        for k in range(0, pcm.size, blocks):
+            if jump_at is not None and k == jump_at:
+                index += 1000  # a gap: the stream resumes later
+            mon.push(pcm[k: k + blocks], index)
+            index += min(blocks, pcm.size - k)
+            end = index
+            r = mon.decided(labels(k), end - 2 * fs, end)
+            if r is not None:
+                got.append(r)
+        return got
+
+    steady = session(lambda k: "motor_unit")
+    assert [(r.start_sample, r.end_sample) for r in steady] == [(0, 80_000), (80_000, 160_000)]
+    assert steady[0].summary["units"] >= 2 and steady[0].finding in (
+        "normal", "neurogenic", "myopathic", "indeterminate")
+    # the same signal in other block sizes: the same analyses (keyed to samples, not time)
+    again = session(lambda k: "motor_unit", blocks=4_000)
+    assert [r.summary for r in again] == [r.summary for r in steady]
+    # another label in between, or a gap, starts the wait again
+    broken = session(lambda k: "fibrillation" if 60_000 <= k < 70_000 else "motor_unit")
+    assert [(r.start_sample, r.end_sample) for r in broken] == [(70_000, 150_000)]
+    assert len(session(lambda k: "motor_unit", jump_at=60_000)) == 1
+    ev = MuapMonitor(fs, 0.5).event(steady[0])
+    assert ev.kind == "muap" and ev.label == steady[0].finding and "summary" in ev.detail

@@ -20,6 +20,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--capture-minutes", type=float, default=0.0,
                         help="keep the last N minutes of raw signal (WAV beside the log)")
     parser.add_argument("--plain", action="store_true", help="line output, no live screen")
+    parser.add_argument("--no-muap", action="store_true",
+                        help="no MUAP analysis of steady voluntary stretches (by default one "
+                             "runs after every 8 s the classifier follows motor_unit)")
+    parser.add_argument("--muscle", help="muscle examined, for the MUAP reference values")
+    parser.add_argument("--age", type=float, help="the patient's age, recorded with them")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,9 +43,14 @@ def run(args: argparse.Namespace) -> int:
     link = SerialLink(args.port, baudrate=board.baudrate)
     link.open()
     client = FrontEndClient(link)
+    from edge.muap_live import MuapMonitor
+
+    muap = None if args.no_muap else MuapMonitor(pipe.fs, pipe.mel.uv_per_lsb,
+                                                 muscle=args.muscle, age=args.age)
     session = LiveSession(pipe, client, board, log=log, view=view,
                           capture_minutes=args.capture_minutes,
-                          capture_dir=(log.path.parent / "captures") if log else None)
+                          capture_dir=(log.path.parent / "captures") if log else None,
+                          muap=muap)
     summary = session.run(duration_s=args.duration)
     print(json.dumps(summary))
     return 0
