@@ -86,6 +86,8 @@ PARAMS: dict[str, dict[str, Any]] = {
         "min_rate_hz": 8.0, "peak_rate_hz": (25.0, 35.0), "gain_hz_per_unit": 1.0,
         "isi_cv": (0.1, 0.2),
         "excitation": (1.5, 8.0),  # low to moderate steady force (×first threshold)
+        "threshold_share": 0.3,  # a threshold contraction (the least force that brings
+        "threshold_excitation": (1.0, 1.5),  # in a unit): the first, smallest units only
         "unit_distance_mm": (0.2, 6.0),  # unit centre from the needle
     },
     # Whose muscle the voluntary recording is from. A clinic records patients: a box
@@ -643,7 +645,10 @@ def voluntary(c: Canvas, needle: Needle, dur: float, excitation: float | None = 
 def gen_motor_unit(c: Canvas, needle: Needle, dur: float) -> None:
     pool = draw_pool(c.rng)
     c.info["pool"] = pool.state
-    voluntary(c, needle, dur, pool=pool)
+    v = PARAMS["voluntary"]
+    excitation = (_u(c.rng, v["threshold_excitation"]) if c.rng.random() < v["threshold_share"]
+                  else None)
+    voluntary(c, needle, dur, excitation, pool=pool)
 
 
 def gen_silence(c: Canvas, needle: Needle, dur: float) -> None:

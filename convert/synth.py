@@ -108,6 +108,12 @@ PARAMS: dict[str, dict[str, Any]] = {
         "recruitment_interval_ms": (90.0, 19.0),  # next unit recruited at this interval
         "max_rate_hz": (12.0, 20.0), "interval_cv": (0.05, 0.2),
         "units": (1, 6),
+        # A threshold contraction: the examiner asks for the least force that brings in a
+        # unit, so one or two of the first (smallest) units fire near their onset rate,
+        # and a clinic's low-force MUAPs can be small: 100–600 µV peak (issue 17; size
+        # principle, Henneman 1957; onset rates, Milner-Brown et al. 1973)
+        "threshold_share": 0.3, "threshold_units": (1, 2),
+        "threshold_amplitude_uv": (100.0, 600.0),
     },
     "silence": {},
     "artifact": {
@@ -591,13 +597,16 @@ def _voluntary(rng, fs, n, p, units: int | None = None):
     dur = n / fs
     x = np.zeros(n)
     events = []
-    k = units or int(rng.integers(c["units"][0], c["units"][1] + 1))
+    threshold = units is None and rng.random() < c["threshold_share"]
+    span = c["threshold_units"] if threshold else c["units"]
+    k = units or int(rng.integers(span[0], span[1] + 1))
+    amplitude = c["threshold_amplitude_uv"] if threshold else c["amplitude_uv"]
     poly = _u(rng, c["polyphasic_share"])
     onset = 1.0 / (max(60.0, rng.normal(*c["onset_interval_ms"])) / 1e3)
     recruit = 1.0 / (max(50.0, rng.normal(*c["recruitment_interval_ms"])) / 1e3)
     t_rec = rng.uniform(0.0, 0.3)
     for u in range(k):
-        amp, d_ms = _u(rng, c["amplitude_uv"]), _u(rng, c["duration_ms"])
+        amp, d_ms = _u(rng, amplitude), _u(rng, c["duration_ms"])
         wave = muap(rng, fs, d_ms, amp, _phases(rng, poly, 3.0))
         max_rate = _u(rng, c["max_rate_hz"])
         cv = _u(rng, c["interval_cv"])

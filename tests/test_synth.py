@@ -199,7 +199,7 @@ def test_insertional_bursts_and_voluntary_units():
             assert 0.25 <= b - a <= 2.0 + 1e-6
         m = clean("motor_unit", seed)
         for evts in by_generator(m.events).values():
-            assert all(300 <= e.amplitude_uv <= 3000 and 2 <= e.duration_ms <= 15 for e in evts)
+            assert all(100 <= e.amplitude_uv <= 3000 and 2 <= e.duration_ms <= 15 for e in evts)
             if len(evts) > 5:
                 assert 4 <= 1 / np.median(intervals(evts)) <= 21
 
