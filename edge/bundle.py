@@ -221,8 +221,8 @@ class Bundle:
             if name not in listed:
                 raise IntegrityError(f"{self.source}: {name} is not covered by the signature")
         try:  # a signed manifest can still be malformed: refused here, not when running
-            _ = self.calibration
-        except (IntegrityError, KeyError, TypeError, ValueError) as exc:
+            _ = self.spec, self.calibration
+        except (ConfigError, IntegrityError, KeyError, TypeError, ValueError) as exc:
             raise IntegrityError(f"{self.source}: {exc}") from None
         self.verified = True
         return m

@@ -127,3 +127,18 @@ def test_a_signed_but_hostile_calibration_is_refused_at_verification(tmp_path):
         load_verified(bad)
     with pytest.raises(InstallRefused, match="temperature"):
         new_store(tmp_path).install(bad.read_bytes(), source="cal.nemg")
+
+
+def test_a_signed_but_malformed_front_end_is_refused_at_verification(tmp_path):
+    from convert.bundle import load_private_key
+    from edge.runtime import load_verified
+
+    def change(m):
+        man = json.loads(m["manifest.json"])
+        man["mel_config"]["num_mels"] = 0
+        raw = json.dumps(man, indent=1, sort_keys=True).encode()
+        m["manifest.json"], m["manifest.sig"] = raw, load_private_key(DEV_KEY).sign(raw)
+
+    bad = rewrite_bundle(SHIPPED, tmp_path / "fe.nemg", change)
+    with pytest.raises(IntegrityError, match=r"fe\.nemg: .*num_mels must be positive"):
+        load_verified(bad)
