@@ -24,6 +24,9 @@ from edge.pipeline import Event
 VOLUNTARY = "motor_unit"
 """The label after which a MUAP analysis is due (edge.labels.LABELS)."""
 
+DECISION_LAG_S = 5.0
+"""How far a decision may trail the newest sample pushed (a 2 s window, the batching)."""
+
 MUAP_WINDOW_S = 8.0
 """Seconds of steady voluntary activity one analysis needs (5–30 s is the clinical span;
 8 s hold 60+ discharges of a unit at 8 Hz)."""
@@ -57,6 +60,9 @@ class MuapMonitor:
                  muscle: str | None = None, age: float | None = None) -> None:
         self.fs, self.uv_per_lsb = fs, uv_per_lsb
         self.need = int(window_s * fs)
+        # decisions trail the newest samples by up to a classifier window and a batch:
+        # what an analysis needs must still be held when the decision arrives
+        self.keep = self.need + int(DECISION_LAG_S * fs)
         self.muscle, self.age = muscle, age
         self._blocks: deque[np.ndarray] = deque()
         self._held = 0
@@ -72,7 +78,7 @@ class MuapMonitor:
         self._blocks.append(np.asarray(pcm, dtype=np.int16))
         self._held += pcm.size
         self._end = index + pcm.size
-        while self._blocks and self._held - self._blocks[0].size >= self.need:
+        while self._blocks and self._held - self._blocks[0].size >= self.keep:
             self._held -= self._blocks.popleft().size
 
     def reset(self, index: int = 0) -> None:
@@ -92,7 +98,9 @@ class MuapMonitor:
         if self._since is None:
             self._since = window_start
         start = max(self._since, self._done_until)
-        if window_end - start < self.need or self._held < self.need or window_end > self._end:
+        first_held = self._end - self._held
+        if (window_end - start < self.need or window_end - self.need < first_held
+                or window_end > self._end):
             return None
         return self._analyse(window_end)
 

@@ -201,3 +201,46 @@ def test_the_live_monitor_analyses_steady_voluntary_stretches_by_sample_index():
     assert len(session(lambda k: "motor_unit", jump_at=60_000)) == 1
     ev = MuapMonitor(fs, 0.5).event(steady[0])
     assert ev.kind == "muap" and ev.label == steady[0].finding and "summary" in ev.detail
+
+
+def test_a_live_session_logs_a_muap_summary_of_a_steady_contraction(tmp_path):
+    """The whole path: a virtual front end plays a simulated contraction over a pty, the
+    classifier follows motor_unit, the monitor analyses it, the log records the summary."""
+    import io
+
+    from edge.eventlog import open_for_session
+    from edge.live import LiveSession, PlainView
+    from edge.muap_live import MuapMonitor
+    from edge.pipeline import Pipeline
+    from edge.runtime import load_verified
+    from edge.sources import open_source
+    from firmware_host.boards import get_frontend
+    from firmware_host.link import FrontEndClient, SerialLink
+    from firmware_host.virtual import VirtualFrontEnd
+
+    fe1 = get_frontend("nemg-fe1")
+    rec = simulate_contraction(fs=20_000, duration_s=16.0,
+                               rng=np.random.default_rng([4242, 2, 7]), pool="healthy",
+                               excitation=2.5)
+    wav = tmp_path / "contraction.wav"
+    write_wav(wav, np.clip(np.round(rec.signal_uv / 0.5), -32768, 32767).astype(np.int16),
+              20_000, 0.5)
+    log = open_for_session(tmp_path / "events.db")
+    out = io.StringIO()
+    pipe = Pipeline(load_verified())
+    with VirtualFrontEnd(fe1, open_source(str(wav), fe1, loop=False), fast=True,
+                         link_path=tmp_path / "ttyM") as vfe:
+        link = SerialLink(str(tmp_path / "ttyM"))
+        link.open()
+        session = LiveSession(pipe, FrontEndClient(link), fe1, log=log, view=PlainView(out),
+                              muap=MuapMonitor(pipe.fs, pipe.mel.uv_per_lsb, window_s=4.0,
+                                               muscle="biceps"))
+        summary = session.run(until=vfe.finished.is_set)
+    voluntary = [w for w in session.state.windows if w.smoothed_label == "motor_unit"]
+    assert len(voluntary) >= 0.8 * len(session.state.windows)  # the classifier's part
+    assert len(summary["muap"]) >= 2
+    assert all(m["units"] >= 1 for m in summary["muap"]), summary["muap"]
+    logged = [e for e in log.events(log.session_id) if e["kind"] == "muap"]
+    assert len(logged) == len(summary["muap"])
+    assert json.loads(logged[0]["detail"])["summary"]["units"] == summary["muap"][0]["units"]
+    assert "MUAP" in out.getvalue()
