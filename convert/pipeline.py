@@ -43,14 +43,6 @@ def _checkpoint_file(path: Path) -> Path:
     return p
 
 
-def _checkpoint_spec(ckpt: Path) -> FrontEndSpec:
-    """The front end a checkpoint was trained on (its folder's training.json)."""
-    if not (ckpt.parent / "training.json").is_file():
-        raise InputError(f"{ckpt}: no training.json beside it, so the front end it was "
-                         "trained on is unknown")
-    return FrontEndSpec.load(ckpt)
-
-
 def quantize_checkpoint(checkpoint: Path, data: Path, out: Path, method: str, *,
                         qat_epochs: int = 3, seed: int = 0) -> dict[str, Any]:
     from convert.dataset import build_windows, split_by_recording
@@ -58,7 +50,7 @@ def quantize_checkpoint(checkpoint: Path, data: Path, out: Path, method: str, *,
     from convert.quantize import qat_finetune, representative, to_int8_tflite
 
     ckpt = _checkpoint_file(checkpoint)
-    spec = _checkpoint_spec(ckpt)
+    spec = FrontEndSpec.load(ckpt)
     mel, win = spec.mel, spec.window
     model = load_checkpoint(ckpt)
     items = read_corpus(data)
@@ -102,7 +94,7 @@ def evaluate_model(model_path: Path, data: Path, out: Path | None,
 
         ckpt = _checkpoint_file(checkpoint)
         fm = load_checkpoint(ckpt)
-        spec = spec or _checkpoint_spec(ckpt)
+        spec = spec or FrontEndSpec.load(ckpt)
     if spec is None:
         raise InputError(f"{model_path}: a bare .tflite needs --checkpoint or --front-end to "
                          "say which features it was trained on")

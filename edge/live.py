@@ -274,10 +274,10 @@ class LiveSession:
             self.state.windows.append(r)
             self.state.latencies.append(r.latency_s)
         self._emit(events)
-        if self.muap is not None and results:
-            r = results[-1]
-            label = self.pipeline.current_label or r.smoothed_label
-            site = self.muap.decided(label, r.start_sample, r.end_sample)
+        if self.muap is None:
+            return
+        for r in results:  # every decision: a window called something else blocks
+            site = self.muap.decided(r.smoothed_label, r.start_sample, r.end_sample)
             if site is not None:
                 self.state.muap = site
                 self._emit([self.muap.event(site)])

@@ -88,8 +88,8 @@ class MuapMonitor:
         self._done_until = index
 
     def decided(self, label: str, window_start: int, window_end: int) -> MuapResult | None:
-        """After each decision: the label the events follow, and the window it was made
-        on. Returns a new site summary when one is due."""
+        """After each decision: its (smoothed) label and the window it was made on.
+        Returns a new site summary when one is due."""
         if label != VOLUNTARY:
             # nothing of a window called something else enters an analysis
             self._since = None

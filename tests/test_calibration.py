@@ -74,9 +74,9 @@ def test_a_hostile_calibration_is_refused_not_applied(bad):
         Calibration.from_dict(bad, 40)
 
 
-def _resigned(tmp_path, calibration: dict | None, name: str = "cal.nemg"):
+def _resigned(tmp_path, calibration: dict | None, name: str = "cal.nemg", edit=None):
     """The shipped model re-signed with ``calibration`` in its manifest (None: none, as a
-    bundle from before calibration)."""
+    bundle from before calibration), after ``edit(manifest)`` if given."""
     from convert.bundle import load_private_key
 
     def change(m):
@@ -84,6 +84,8 @@ def _resigned(tmp_path, calibration: dict | None, name: str = "cal.nemg"):
         man.pop("calibration", None)
         if calibration is not None:
             man["calibration"] = calibration
+        if edit is not None:
+            edit(man)
         raw = json.dumps(man, indent=1, sort_keys=True).encode()
         m["manifest.json"], m["manifest.sig"] = raw, load_private_key(DEV_KEY).sign(raw)
 
@@ -130,15 +132,9 @@ def test_a_signed_but_hostile_calibration_is_refused_at_verification(tmp_path):
 
 
 def test_a_signed_but_malformed_front_end_is_refused_at_verification(tmp_path):
-    from convert.bundle import load_private_key
     from edge.runtime import load_verified
 
-    def change(m):
-        man = json.loads(m["manifest.json"])
-        man["mel_config"]["num_mels"] = 0
-        raw = json.dumps(man, indent=1, sort_keys=True).encode()
-        m["manifest.json"], m["manifest.sig"] = raw, load_private_key(DEV_KEY).sign(raw)
-
-    bad = rewrite_bundle(SHIPPED, tmp_path / "fe.nemg", change)
+    bad = _resigned(tmp_path, None, "fe.nemg",
+                    edit=lambda man: man["mel_config"].__setitem__("num_mels", 0))
     with pytest.raises(IntegrityError, match=r"fe\.nemg: .*num_mels must be positive"):
         load_verified(bad)

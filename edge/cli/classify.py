@@ -108,11 +108,7 @@ def open_samples(path: Path, fs: int, uv_per_lsb: float, channel=None,
                 yield uv_to_int16(uv, uv_per_lsb)
 
         return _at_model_rate(path, wav_blocks, info.frames, rate, fs, report)
-    rec = _load_recording(path, channel)
-    report, _ = _scale_used(path, rec.scale_known, rec.assumed_unit_uv, scale_uv,
-                            lambda: rec.samples_uv / rec.assumed_unit_uv, rec.sample_rate_hz)
-    if "uv_per_unit" in report and report["scale"] != "assumed":
-        rec = rec.with_unit_uv(report["uv_per_unit"])
+    rec, report = scaled_recording(path, channel, scale_uv)
     x = rec.to_int16(uv_per_lsb)
     step = BLOCK_S * int(rec.sample_rate_hz)
     return _at_model_rate(path, lambda: (x[i : i + step] for i in range(0, x.size, step)),
@@ -141,6 +137,17 @@ def _at_model_rate(path: Path, blocks: Callable[[], Iterator[np.ndarray]], n: in
 
     return SampleStream(output_length(n, rate, fs), info, resampled)
 
+
+
+def scaled_recording(path: Path, channel=None, scale_uv: float | None = None):
+    """(any importer format's recording at the µV scale used, the ``input`` report's scale
+    entries): the file's own scale, ``scale_uv``, or the one its noise floor gives."""
+    rec = _load_recording(path, channel)
+    report, _ = _scale_used(path, rec.scale_known, rec.assumed_unit_uv, scale_uv,
+                            lambda: rec.samples_uv / rec.assumed_unit_uv, rec.sample_rate_hz)
+    if "uv_per_unit" in report and report["scale"] != "assumed":
+        rec = rec.with_unit_uv(report["uv_per_unit"])
+    return rec, report
 
 
 def _load_recording(path: Path, channel):

@@ -34,15 +34,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def load_uv(path: Path, channel=None, scale_uv: float | None = None):
     """(µV samples at the file's own rate, rate, the ``input`` report)."""
-    from edge.cli.classify import _load_recording, _scale_used
+    from edge.cli.classify import scaled_recording
     from edge.fileio import check_regular
 
     check_regular(path)
-    rec = _load_recording(path, channel)
-    report, _ = _scale_used(path, rec.scale_known, rec.assumed_unit_uv, scale_uv,
-                            lambda: rec.samples_uv / rec.assumed_unit_uv, rec.sample_rate_hz)
-    if "uv_per_unit" in report and report["scale"] != "assumed":
-        rec = rec.with_unit_uv(report["uv_per_unit"])
+    rec, report = scaled_recording(path, channel, scale_uv)
     n = min(rec.samples_uv.size, int(MAX_ANALYSED_S * rec.sample_rate_hz))
     if n < rec.samples_uv.size:
         report["analysed_s"] = MAX_ANALYSED_S
