@@ -55,8 +55,12 @@ def score(windows: list[WindowResult]) -> list[dict]:
 
 
 def run_demo(*, fast: bool = False, model: Path | None = None, plain: bool = False,
-             out: TextIO = sys.stdout, log_path: Path | None = None) -> dict:
-    """``log_path``: the event log the session is recorded in (None: not recorded)."""
+             out: TextIO = sys.stdout, log_path: Path | None = None,
+             web: str | None = None, web_token: str | None = None,
+             linger: bool = False) -> dict:
+    """``log_path``: the event log the session is recorded in (None: not recorded).
+    ``web``: also serve the bedside page there; ``linger``: keep serving it after the
+    examination, for review and corrections, until interrupted."""
     from edge.eventlog import open_for_session
     from edge.live import LiveSession, PlainView, TerminalView, use_terminal_view
     from edge.pipeline import Pipeline
@@ -82,6 +86,13 @@ def run_demo(*, fast: bool = False, model: Path | None = None, plain: bool = Fal
     total = len(source)
     view = TerminalView(out) if (use_terminal_view(out) and not plain) else PlainView(out)
     log = open_for_session(log_path) if log_path else None
+    screen = None
+    if web:
+        from edge.web import start_web
+
+        screen, view = start_web(web, token=web_token, log_path=log.path if log else None,
+                                 inner=view)
+        print(f"bedside page on {screen.url}", file=sys.stderr, flush=True)
     session = LiveSession(Pipeline(bundle), FrontEndClient(link, reconnect=False), board,
                           view=view, log=log, source="demo")
     done = threading.Event()
@@ -95,6 +106,8 @@ def run_demo(*, fast: bool = False, model: Path | None = None, plain: bool = Fal
         summary = session.run(until=finished)
     finally:
         vfe.stop()
+        if screen is not None and not linger:
+            screen.stop()
     rows = score(session.state.windows)
     ok = sum(r["ok"] for r in rows)
     print("\nscripted segment          heard                 windows", file=out)
@@ -106,4 +119,13 @@ def run_demo(*, fast: bool = False, model: Path | None = None, plain: bool = Fal
           f"p50 {summary['decision_latency_ms_p50']:.1f} ms", file=out, flush=True)
     summary["segments"] = rows
     summary["segments_correct"] = ok
+    if screen is not None and linger:
+        print(f"the page stays on {screen.url} for review and corrections; Ctrl-C stops it",
+              file=out, flush=True)
+        try:
+            screen.stopping.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            screen.stop()
     return summary

@@ -3,6 +3,11 @@
 SQLite in WAL mode with ``synchronous=FULL``: each event is its own committed transaction,
 and an event is reported as logged only after its commit returned, so a power cut or
 SIGKILL loses nothing that was reported. Queried by ``nemg log list|show|export``.
+
+Clinicians' corrections (the bedside screen, :mod:`edge.web`) go into their own table: the
+event they judge, the label they gave (or their confirmation of the model's), the model's
+answer, and the raw canonical int16 samples of that stretch. ``nemg log export --dataset``
+turns them into a corpus folder that ``nemg train --init-from`` fine-tunes on.
 """
 
 from __future__ import annotations
@@ -11,13 +16,31 @@ import csv
 import json
 import sqlite3
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edge.errors import ConfigError, InputError, NemgError
+from edge.labels import check_label
 from edge.paths import default_db  # noqa: F401  (the log's default path, re-exported)
 from edge.pipeline import Event
+from edge.wavio import write_wav
+
+
+@dataclass(frozen=True)
+class HeldSamples:
+    """The raw samples of a stretch, as far as the box still held them."""
+
+    samples: np.ndarray
+    """Canonical int16 at the model's rate; lost samples are zeros."""
+    start_sample: int
+    """Stream index of ``samples[0]``."""
+    lost: int
+    """Samples of the stretch not in ``samples`` or zero-filled in it (gaps, or older
+    than the box keeps)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -46,7 +69,31 @@ CREATE TABLE IF NOT EXISTS events (
   logged_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_session ON events(session_id);
+CREATE TABLE IF NOT EXISTS corrections (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  event_id INTEGER NOT NULL REFERENCES events(id),
+  session_id INTEGER NOT NULL REFERENCES sessions(id),
+  label TEXT NOT NULL,
+  confirmed INTEGER NOT NULL,
+  model_label TEXT NOT NULL,
+  model_confidence REAL NOT NULL,
+  start_sample INTEGER NOT NULL,
+  end_sample INTEGER NOT NULL,
+  sample_rate_hz INTEGER NOT NULL,
+  uv_per_lsb REAL NOT NULL,
+  samples BLOB,
+  samples_start INTEGER,
+  samples_lost INTEGER NOT NULL,
+  made_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS corrections_session ON corrections(session_id);
 """
+
+CORRECTION_COLUMNS = ("id", "event_id", "session_id", "label", "confirmed", "model_label",
+                      "model_confidence", "start_sample", "end_sample", "sample_rate_hz",
+                      "uv_per_lsb", "samples_start", "samples_lost", "made_at")
+"""A correction as queries return it (the samples themselves only by
+:meth:`EventLog.correction_samples`)."""
 
 EVENT_COLUMNS = ("id", "session_id", "kind", "label", "start_sample", "end_sample", "start_s",
                  "end_s", "confidence", "windows", "detail", "logged_at")
@@ -98,6 +145,34 @@ class EventLog:
              event.start_s, event.end_s, event.confidence, event.windows, event.detail, _now()))
         return int(cur.lastrowid)
 
+    def correct(self, event_id: int, label: str, *, held: HeldSamples | None,
+                sample_rate_hz: int, uv_per_lsb: float) -> int:
+        """A clinician's judgement of label event ``event_id``: ``label`` (one of
+        :data:`edge.labels.LABELS`), the same as the model's for a confirmation. ``held``:
+        the raw samples of the stretch the box still holds (None: none any more). Returns
+        the correction's id once it is durable."""
+        row = self.db.execute("SELECT session_id, kind, label, confidence, start_sample, "
+                              "end_sample FROM events WHERE id = ?", (event_id,)).fetchone()
+        if row is None:
+            raise InputError(f"no event {event_id} in {self.path}")
+        session_id, kind, model_label, confidence, a, b = row
+        if kind != "label":
+            raise InputError(f"event {event_id} is a {kind}, not a label to correct")
+        check_label(label, f"correction of event {event_id}")
+        blob = start = None
+        lost = b - a
+        if held is not None:
+            blob, start = held.samples.astype("<i2").tobytes(), held.start_sample
+            lost = held.lost
+        cur = self._write(
+            "INSERT INTO corrections (event_id, session_id, label, confirmed, model_label, "
+            "model_confidence, start_sample, end_sample, sample_rate_hz, uv_per_lsb, "
+            "samples, samples_start, samples_lost, made_at) VALUES "
+            "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (event_id, session_id, label, int(label == model_label), model_label, confidence,
+             a, b, int(sample_rate_hz), float(uv_per_lsb), blob, start, int(lost), _now()))
+        return int(cur.lastrowid)
+
     def end_session(self, summary: dict[str, Any]) -> None:
         if self.session_id is not None:
             self._write("UPDATE sessions SET ended = ?, summary = ? WHERE id = ?",
@@ -122,6 +197,60 @@ class EventLog:
         rows = self.db.execute(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE "
                                "session_id = ? ORDER BY id", (session_id,)).fetchall()
         return [dict(zip(EVENT_COLUMNS, r, strict=True)) for r in rows]
+
+    def session(self, session_id: int) -> dict[str, Any]:
+        for s in self.sessions():
+            if s["id"] == session_id:
+                return s
+        raise InputError(f"no session {session_id} in {self.path}")
+
+    def corrections(self, session_id: int | None = None) -> list[dict[str, Any]]:
+        """Corrections, oldest first (of one session, or all)."""
+        where, params = ("WHERE session_id = ?", (session_id,)) if session_id else ("", ())
+        rows = self.db.execute(f"SELECT {', '.join(CORRECTION_COLUMNS)} FROM corrections "
+                               f"{where} ORDER BY id", params).fetchall()
+        return [dict(zip(CORRECTION_COLUMNS, r, strict=True)) for r in rows]
+
+    def correction_samples(self, correction_id: int) -> np.ndarray | None:
+        row = self.db.execute("SELECT samples FROM corrections WHERE id = ?",
+                              (correction_id,)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return np.frombuffer(row[0], dtype="<i2").astype(np.int16)
+
+    def export_dataset(self, out: Path, session_id: int | None = None) -> dict[str, int]:
+        """The corrections as a corpus folder (``wav/*.wav`` + ``labels.csv``, the format
+        ``nemg train --data`` reads): one recording per judged event, the newest judgement
+        of it labelling the whole file. Events whose samples the box no longer held are
+        counted, not written."""
+        newest: dict[int, dict[str, Any]] = {}
+        for c in self.corrections(session_id):
+            newest[c["event_id"]] = c  # a later judgement of the same event replaces it
+        written = without_samples = 0
+        rows = []
+        try:
+            (out / "wav").mkdir(parents=True, exist_ok=True)
+            for c in newest.values():
+                pcm = self.correction_samples(c["id"])
+                if pcm is None or pcm.size == 0:
+                    without_samples += 1
+                    continue
+                name = f"wav/session{c['session_id']}-event{c['event_id']}.wav"
+                write_wav(out / name, pcm, c["sample_rate_hz"], c["uv_per_lsb"])
+                rows.append((name, 0.0, round(pcm.size / c["sample_rate_hz"], 4), c["label"],
+                             c["model_label"], c["confirmed"], c["session_id"],
+                             c["event_id"]))
+                written += 1
+            with (out / "labels.csv").open("w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["file", "start_s", "end_s", "label", "model_label", "confirmed",
+                            "session_id", "event_id"])
+                w.writerows(rows)
+        except OSError as exc:
+            raise ConfigError(f"dataset {out}: {exc.strerror or exc}") from None
+        return {"recordings": written, "without_samples": without_samples,
+                "corrected": sum(1 for c in newest.values() if not c["confirmed"]),
+                "confirmed": sum(1 for c in newest.values() if c["confirmed"])}
 
     def export_csv(self, session_id: int | None, out=sys.stdout) -> int:
         ids = [session_id] if session_id is not None else [s["id"] for s in self.sessions()]

@@ -79,6 +79,15 @@ class PlainView:
     def __init__(self, out: TextIO = sys.stdout) -> None:
         self.out = out
 
+    def attach(self, session: LiveSession) -> None:
+        """Called once, when the session starts."""
+
+    def samples(self, pcm: np.ndarray, index: int) -> None:
+        """Canonical samples at the model's rate as they arrive (stream ``index``)."""
+
+    def features(self, frames: np.ndarray, end_index: int) -> None:
+        """New int8 feature frames; the last one ends at stream ``end_index``."""
+
     def event(self, ev: Event, logged_id: int | None) -> None:
         tag = f"#{logged_id}" if logged_id is not None else ""
         if ev.kind == "gap":
@@ -153,6 +162,7 @@ class LiveSession:
         if board.sample_rate_hz != pipeline.fs:
             self.resampler = StreamResampler(board.sample_rate_hz, pipeline.fs)
         self.state = SessionState()
+        self.view.attach(self)
         self.muap = muap
         """MUAP analysis of voluntary stretches (None: off)."""
         self.source = source or client.link.port
@@ -191,6 +201,7 @@ class LiveSession:
                 elif isinstance(ev, Gap):
                     self._end_segment()
                     self._take(*p.lost(self._at_model_rate(ev.lost), ev.reason))
+                    self._show_features()
                 elif isinstance(ev, LinkEvent):
                     self.state.link_note = ev.state
                     self.view.link(ev)
@@ -217,6 +228,7 @@ class LiveSession:
             pcm = self.resampler.push(pcm)
             index = self._model_index
             self._model_index += pcm.size
+        self.view.samples(pcm, index)
         self._append(pcm, index)
         if self._pending_n >= self.pipeline.samples_needed():
             self._push()
@@ -267,6 +279,12 @@ class LiveSession:
         if self.muap is not None:
             self.muap.push(pcm, self._pending_index)
         self._take(*self.pipeline.push(pcm, self._pending_index))
+        self._show_features()
+
+    def _show_features(self) -> None:
+        frames = self.pipeline.take_frames()
+        if frames.size:
+            self.view.features(frames, self.pipeline.next_index)
 
     def _take(self, results: list[WindowResult], events: list[Event]) -> None:
         for r in results:
@@ -357,25 +375,38 @@ class LiveSession:
                      if self.muap is not None else None),
         }
 
+    def shown_decision(self, s: SessionState) -> tuple[str, float, np.ndarray] | None:
+        """What every screen shows as the finding: the label the event log is following,
+        and the mean smoothed probabilities of its stretch so far — the confidence its event
+        records — as both the headline's figure and the bars, so the two cannot disagree.
+        None before the first decision."""
+        followed = self.pipeline.followed()
+        if s.last is None or followed is None:
+            return None
+        lab, probs, _ = followed
+        conf = float(probs[self.pipeline.labels.index(lab)] if lab in self.pipeline.labels
+                     else probs.max())
+        return lab, conf, probs
+
     def screen_lines(self, s: SessionState, width: int, bar: int) -> list[str]:
         p, c = self.pipeline, self.client
         el = time.monotonic() - s.started
         rate = s.samples / el if el > 0 else 0.0
         head = f" nemg-edge · {p.bundle.name} {p.bundle.version} · {self.board.name}"
         lines = [head.ljust(width, " "), f"  {s.muap.line()}" if s.muap else ""]
-        if s.last is None:
+        shown = self.shown_decision(s)
+        if shown is None:
             lines += ["  listening…", ""]
             probs = np.zeros(len(p.labels))
         else:
-            # One decision on screen: the label the event log is following, its smoothed
-            # confidence and the smoothed bars behind it (not the last raw window).
-            lab = p.current_label or s.last.smoothed_label
-            probs = s.last.smoothed_probabilities
-            conf = probs[p.labels.index(lab)] if lab in p.labels else probs.max()
+            lab, conf, probs = shown
             tag = "  PATHOLOGICAL" if lab in PATHOLOGICAL else ""
+            nxt = p.pending()
             lines += [f"  NOW: {lab.upper().replace('_', ' ')}{tag}",
                       f"  at {s.last.end_s:7.1f} s · window {s.last.index} · "
-                      f"confidence {conf:.2f}"]
+                      f"confidence {conf:.2f}"
+                      + (f" · changing? {nxt[0]} ({nxt[1]}/{p.min_event_windows})"
+                         if nxt else "")]
         for lab, pr in zip(p.labels, probs, strict=True):
             n = round(pr * bar)
             lines.append(f"  {lab:<20} {'█' * n}{'·' * (bar - n)} {pr:4.2f}")
@@ -389,11 +420,18 @@ class LiveSession:
         lines.append(f"  link {s.link_note} · {rate / 1000:5.1f} kS/s · CRC err "
                      f"{c.stats.crc_errors} · gaps {p.gaps} ({p.samples_lost} lost) · "
                      f"{' '.join(flags) or 'ok'}")
-        if s.last is not None and (p.current_label or s.last.smoothed_label) == UNCERTAIN:
-            lines.append("  (uncertain: unlike anything the model was trained on)"
-                         if s.last.unfamiliar else
-                         "  (uncertain: below the model's confidence threshold)")
+        why = self.uncertain_reason(s)
+        if why:
+            lines.append(f"  (uncertain: {why})")
         return lines
+
+    def uncertain_reason(self, s: SessionState) -> str | None:
+        """Why the finding shown is 'uncertain' (None: it is not)."""
+        shown = self.shown_decision(s)
+        if shown is None or shown[0] != UNCERTAIN:
+            return None
+        return ("unlike anything the model was trained on" if s.last.unfamiliar
+                else "below the model's confidence threshold")
 
 
 def use_terminal_view(stream: TextIO) -> bool:

@@ -149,12 +149,16 @@ class Pipeline:
         self._run: _OpenRun | None = None
         self._candidate: _OpenRun | None = None  # a new label not yet held long enough
         self._last_label: str | None = None
+        self._last_followed: tuple[str, np.ndarray, int] | None = None
         self.windows_done = 0
         self.samples_in = 0
         self.gaps = 0
         self.samples_lost = 0
         self.gaps_concealed = 0
         """Gaps zero-filled (also counted in ``gaps`` and ``samples_lost``)."""
+        self.keep_frames = False
+        """Keep each new feature frame for :meth:`take_frames` (a screen's spectrogram)."""
+        self._kept: list[np.ndarray] = []
 
     # ---- input ------------------------------------------------------------------------
     def push(self, samples: np.ndarray, index: int | None = None
@@ -176,6 +180,8 @@ class Pipeline:
         self.samples_in += samples.size
         self._next_index += samples.size
         new = self.front_end.push(samples)
+        if new.size and self.keep_frames:
+            self._kept.append(new)
         if new.size:
             self._frames = np.concatenate([self._frames, new]) if self._frames.size else new
         results: list[WindowResult] = []
@@ -190,6 +196,15 @@ class Pipeline:
             self._frames = self._frames[drop:]
             self._frames_dropped += drop
         return results, events
+
+    def take_frames(self) -> np.ndarray:
+        """The int8 feature frames computed since the last call (``keep_frames``): exactly
+        what the model's windows are cut from."""
+        if not self._kept:
+            return np.zeros((0, self.mel.num_mels), np.int8)
+        out = np.concatenate(self._kept) if len(self._kept) > 1 else self._kept[0]
+        self._kept.clear()
+        return out
 
     def samples_needed(self) -> int:
         """Samples still to arrive before the next window can be decided. A live caller
@@ -317,10 +332,30 @@ class Pipeline:
         end = r.end_sample if until is None else until
         self._last_label = r.label
         mean = r.smooth_sum / r.windows
+        self._last_followed = (r.label, mean, r.windows)
         conf = float(mean[self.labels.index(r.label)] if r.label in self.labels
                      else mean.max())
         return [Event("label", r.label, r.start_sample, end, r.start_sample / self.fs,
                       end / self.fs, conf, r.windows)]
+
+    @property
+    def next_index(self) -> int:
+        """Stream index of the next sample expected (one past everything pushed or lost)."""
+        return self._next_index
+
+    def followed(self) -> tuple[str, np.ndarray, int] | None:
+        """The stretch the events follow: (its label, the mean of its windows' smoothed
+        probabilities so far, its windows) — what its event will record. Once the stream
+        ended (or a gap closed it): the last event's. None before the first window."""
+        r = self._run
+        if r is not None and r.windows:
+            return r.label, r.smooth_sum / r.windows, r.windows
+        return self._last_followed
+
+    def pending(self) -> tuple[str, int] | None:
+        """A new label not yet held for ``min_event_windows``: (label, windows so far)."""
+        c = self._candidate
+        return (c.label, c.windows) if c is not None else None
 
     @property
     def current_label(self) -> str | None:

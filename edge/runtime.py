@@ -32,6 +32,24 @@ def default_model_path() -> Path:
     return SHIPPED_MODEL
 
 
+def on_trial(path: Path | None) -> bool:
+    """Whether the model at ``path`` (None: the default) is the store's active model still
+    on trial (installed, not yet confirmed)."""
+    store_root = os.environ.get("NEMG_STORE")
+    if not store_root:
+        return False
+    from edge.errors import NemgError
+    from edge.store import ModelStore
+
+    try:
+        store = ModelStore(Path(store_root))
+        active = store.active_path()
+        p = path or default_model_path()
+        return active is not None and p.resolve() == active.resolve() and store.status().trial
+    except (NemgError, OSError):
+        return False
+
+
 def load_verified(path: Path | None = None, trusted: Path | None = None,
                   self_test: bool = True, num_threads: int = 1) -> Bundle:
     """Read, verify (signature, hashes) and self-test (golden vectors) a bundle."""

@@ -13,12 +13,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log", type=Path, help="event log to record the session in "
                         "(default $NEMG_LOG_DB or ~/.local/share/nemg/events.db)")
     parser.add_argument("--no-log", action="store_true", help="do not record the session")
+    from edge.cli.run import add_web_options
+
+    add_web_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from edge.demo import run_demo
     from edge.paths import default_db
 
     run_demo(fast=args.fast, model=args.model, plain=args.plain,
-             log_path=None if args.no_log else args.log or default_db())
+             log_path=None if args.no_log else args.log or default_db(),
+             web=args.web, web_token=args.web_token,
+             linger=bool(args.web) and sys.stdin.isatty())
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "runs after every 8 s the classifier follows motor_unit)")
     parser.add_argument("--muscle", help="muscle examined, for the MUAP reference values")
     parser.add_argument("--age", type=float, help="the patient's age, recorded with them")
+    add_web_options(parser)
+
+
+def add_web_options(parser: argparse.ArgumentParser) -> None:
+    from edge.web import DEFAULT_LISTEN
+
+    parser.add_argument("--web", nargs="?", const=DEFAULT_LISTEN, metavar="HOST:PORT",
+                        help=f"also serve the bedside page (default {DEFAULT_LISTEN}: this "
+                             "box's own screen; another address needs --web-token)")
+    parser.add_argument("--web-token", default=os.environ.get("NEMG_WEB_TOKEN"),
+                        metavar="TOKEN",
+                        help="the page's token when --web listens on a network (default "
+                             "$NEMG_WEB_TOKEN); open the page once as /?token=TOKEN")
+
+
+def open_web(args: argparse.Namespace, view, log_path: Path | None, model: Path | None,
+             out=sys.stderr):
+    """(server or None, the view the session uses)."""
+    if not args.web:
+        return None, view
+    from edge.runtime import on_trial
+    from edge.web import start_web
+
+    screen, web_view = start_web(args.web, token=args.web_token, log_path=log_path,
+                                 inner=view, trial=on_trial(model))
+    print(f"bedside page on {screen.url}", file=out, flush=True)
+    return screen, web_view
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,10 +75,15 @@ def run(args: argparse.Namespace) -> int:
 
     muap = None if args.no_muap else MuapMonitor(pipe.fs, pipe.mel.uv_per_lsb,
                                                  muscle=args.muscle, age=args.age)
-    session = LiveSession(pipe, client, board, log=log, view=view,
-                          capture_minutes=args.capture_minutes,
-                          capture_dir=(log.path.parent / "captures") if log else None,
-                          muap=muap)
-    summary = session.run(duration_s=args.duration)
+    screen, view = open_web(args, view, log.path if log else None, args.model)
+    try:
+        session = LiveSession(pipe, client, board, log=log, view=view,
+                              capture_minutes=args.capture_minutes,
+                              capture_dir=(log.path.parent / "captures") if log else None,
+                              muap=muap)
+        summary = session.run(duration_s=args.duration)
+    finally:
+        if screen is not None:
+            screen.stop()
     print(json.dumps(summary))
     return 0

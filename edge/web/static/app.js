@@ -1,0 +1,414 @@
+// The bedside page. No framework, no network but the box: one Server-Sent Events stream
+// (/api/stream) brings the samples, the int8 features and the panels' state; corrections
+// go back by POST /api/corrections. window.nemg exposes the page's own measurements
+// (latency from a sample reaching the box to the frame that draws it, frames drawn, audio)
+// for `nemg bench web` and the browser tests.
+"use strict";
+
+const SWEEPS_MS = [10, 20, 50, 100, 200, 500, 1000];        // per division, 10 divisions
+const SENS_UV = [20, 50, 100, 200, 500, 1000, 2000, 5000];  // per division, 8 divisions
+const H_DIVS = 10, V_DIVS = 8;
+const RING_S = 12;              // seconds of trace held (one 1 s/div sweep and its erase bar)
+const SPECTRO_FRAMES = 1000;    // 10 s of 10 ms feature frames
+const AUDIO_LEAD_S = 0.03;      // scheduled this far ahead of the audio clock
+const AUDIO_MAX_LEAD_S = 0.12;  // further ahead than this, playback restarts (latency bound)
+const FADE_S = 0.003;           // ramps at the edges of a run: silence, not clicks, at a gap
+
+const $ = (id) => document.getElementById(id);
+const nice = (label) => label.replace(/_/g, " ");
+const stats = {
+  started: performance.now(), messages: 0, frames: 0, latencies: [], drawn: 0,
+  audio: { chunks: 0, restarts: 0, latencies: [] },
+};
+window.nemg = { stats, state: null };
+
+let state = null;
+let fs = 20000;
+let pendingArrival = null;   // newest sample's arrival (ms since epoch) not yet drawn
+let dirtyTrace = false;
+let dirtySpectro = false;
+let lastMessage = performance.now();
+
+// ---- samples: a ring indexed by the stream's sample index -----------------------------------
+class Ring {
+  constructor(n) { this.resize(n); }
+  resize(n) { this.n = n; this.buf = new Float32Array(n).fill(NaN); this.head = -1; }
+  put(index, values) {
+    if (this.head >= 0 && index > this.head + 1) {          // a gap: nothing drawn there
+      for (let i = Math.max(this.head + 1, index - this.n); i < index; i++) this.buf[i % this.n] = NaN;
+    }
+    if (index + values.length - 1 <= this.head) return;       // already have it
+    for (let k = 0; k < values.length; k++) this.buf[(index + k) % this.n] = values[k];
+    this.head = Math.max(this.head, index + values.length - 1);
+  }
+  get(i) { return (i > this.head || i <= this.head - this.n || i < 0) ? NaN : this.buf[i % this.n]; }
+}
+const ring = new Ring(RING_S * fs);
+
+function int16From(b64) {
+  const bin = atob(b64);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return new Int16Array(bytes.buffer);
+}
+function int8From(b64) {
+  const bin = atob(b64);
+  const out = new Int8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = (bin.charCodeAt(i) << 24) >> 24;
+  return out;
+}
+
+// ---- the sweeping trace ------------------------------------------------------------------------
+const trace = $("trace");
+function fitCanvas(c) {
+  const r = c.getBoundingClientRect();
+  const w = Math.max(50, Math.round(r.width)), h = Math.max(30, Math.round(r.height));
+  if (c.width !== w || c.height !== h) { c.width = w; c.height = h; return true; }
+  return false;
+}
+function drawTrace() {
+  fitCanvas(trace);
+  const g = trace.getContext("2d");
+  const W = trace.width, H = trace.height;
+  g.fillStyle = "#05080a"; g.fillRect(0, 0, W, H);
+  g.strokeStyle = "#1d3a2a"; g.lineWidth = 1; g.beginPath();
+  for (let i = 1; i < H_DIVS; i++) { const x = Math.round(i * W / H_DIVS) + .5; g.moveTo(x, 0); g.lineTo(x, H); }
+  for (let i = 1; i < V_DIVS; i++) { const y = Math.round(i * H / V_DIVS) + .5; g.moveTo(0, y); g.lineTo(W, y); }
+  g.stroke();
+  const msDiv = +$("sweep").value, uvDiv = +$("sens").value;
+  g.fillStyle = "#5f7f6a"; g.font = "11px sans-serif";
+  g.fillText(`${msDiv} ms/div · ${uvDiv >= 1000 ? uvDiv / 1000 + " mV" : uvDiv + " µV"}/div`, 6, 13);
+  if (ring.head < 0 || !state) return;
+  const sweepN = Math.round(msDiv * H_DIVS / 1000 * fs);
+  const head = ring.head;
+  const sweepStart = head - (head % sweepN);
+  const pos = Math.floor((head % sweepN) / sweepN * W);
+  const erase = Math.max(4, Math.round(W / 60));
+  const lsbPerPx = (uvDiv / state.uv_per_lsb) / (H / V_DIVS);
+  const mid = H / 2;
+  g.strokeStyle = "#7cf29a"; g.lineWidth = 1.2; g.beginPath();
+  let pen = false;
+  for (let x = 0; x < W; x++) {
+    if (x > pos && x <= pos + erase) { pen = false; continue; }   // the erase bar ahead of the beam
+    const base = x <= pos ? sweepStart : sweepStart - sweepN;
+    const a = base + Math.floor(x * sweepN / W), b = Math.max(a + 1, base + Math.floor((x + 1) * sweepN / W));
+    let lo = Infinity, hi = -Infinity;
+    const step = Math.max(1, Math.floor((b - a) / 400));        // bounded work per column
+    for (let i = a; i < b; i += step) { const v = ring.get(i); if (v < lo) lo = v; if (v > hi) hi = v; }
+    if (lo === Infinity) { pen = false; continue; }              // a gap or before the start
+    const y1 = Math.max(0, Math.min(H, mid - hi / lsbPerPx)), y2 = Math.max(0, Math.min(H, mid - lo / lsbPerPx));
+    if (!pen) { g.moveTo(x + .5, y1); pen = true; } else g.lineTo(x + .5, y1);
+    if (y2 !== y1) g.lineTo(x + .5, y2);
+  }
+  g.stroke();
+}
+
+// ---- the spectrogram of the model's int8 features -------------------------------------------
+const spectro = $("spectrogram");
+const specImg = document.createElement("canvas");
+specImg.width = SPECTRO_FRAMES; specImg.height = 40;
+const STOPS = [[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21], [250, 193, 39], [252, 255, 164]];
+const PALETTE = new Uint8ClampedArray(256 * 3);
+for (let i = 0; i < 256; i++) {
+  const t = i / 255 * (STOPS.length - 1), k = Math.min(STOPS.length - 2, Math.floor(t)), f = t - k;
+  for (let c = 0; c < 3; c++) PALETTE[i * 3 + c] = STOPS[k][c] + (STOPS[k + 1][c] - STOPS[k][c]) * f;
+}
+function addFrames(nFrames, values) {
+  const mels = values.length / nFrames;
+  if (specImg.height !== mels) { specImg.height = mels; }
+  const g = specImg.getContext("2d");
+  const n = Math.min(nFrames, SPECTRO_FRAMES);
+  g.drawImage(specImg, -n, 0);
+  const img = g.createImageData(n, mels);
+  for (let f = 0; f < n; f++) {
+    const src = (nFrames - n + f) * mels;
+    for (let m = 0; m < mels; m++) {
+      const v = values[src + m] + 128, o = ((mels - 1 - m) * n + f) * 4;   // low Mel bands at the bottom
+      img.data[o] = PALETTE[v * 3]; img.data[o + 1] = PALETTE[v * 3 + 1]; img.data[o + 2] = PALETTE[v * 3 + 2]; img.data[o + 3] = 255;
+    }
+  }
+  g.putImageData(img, SPECTRO_FRAMES - n, 0);
+  dirtySpectro = true;
+}
+function drawSpectro() {
+  fitCanvas(spectro);
+  const g = spectro.getContext("2d");
+  g.imageSmoothingEnabled = false;
+  g.drawImage(specImg, 0, 0, spectro.width, spectro.height);
+}
+
+// ---- sound ---------------------------------------------------------------------------------------
+const audio = {
+  ctx: null, vol: null, run: null, next: 0, expected: null, muted: false,
+  start() {
+    if (!this.ctx) {
+      this.ctx = new AudioContext({ latencyHint: "interactive" });
+      this.vol = this.ctx.createGain(); this.run = this.ctx.createGain();
+      this.run.connect(this.vol); this.vol.connect(this.ctx.destination);
+      this.setVolume();
+    }
+    return this.ctx.resume();
+  },
+  stop() { if (this.ctx) this.ctx.suspend(); },
+  playing() { return !!this.ctx && this.ctx.state === "running" && !this.muted; },
+  setVolume() {
+    if (!this.vol) return;
+    const v = +$("volume").value / 100;
+    this.vol.gain.value = this.muted ? 0 : Math.pow(v, 2) * 4;
+  },
+  push(index, pcm, netDelayMs) {
+    const end = index + pcm.length;
+    if (!this.playing()) { this.expected = end; return; }
+    const ctx = this.ctx, now = ctx.currentTime, rate = fs;
+    const contiguous = this.expected === index;
+    const restart = !contiguous || this.next < now + 0.002 || this.next > now + AUDIO_MAX_LEAD_S;
+    if (restart) {
+      const g = this.run.gain;
+      if (this.next > now + FADE_S) {                 // fade out what is already scheduled
+        g.cancelScheduledValues(now);
+        g.setValueAtTime(1, this.next - FADE_S); g.linearRampToValueAtTime(0, this.next);
+      }
+      this.next = Math.max(this.next, now + AUDIO_LEAD_S);   // a gap's silence is the time it took
+      if (this.next > now + AUDIO_MAX_LEAD_S) this.next = now + AUDIO_LEAD_S;
+      g.setValueAtTime(0, this.next); g.linearRampToValueAtTime(1, this.next + FADE_S);
+      stats.audio.restarts++;
+    }
+    const buf = ctx.createBuffer(1, pcm.length, rate);
+    const d = buf.getChannelData(0);
+    for (let i = 0; i < pcm.length; i++) d[i] = pcm[i] / 8192;    // 4 mV full scale at volume 1
+    const src = ctx.createBufferSource();
+    src.buffer = buf; src.connect(this.run); src.start(this.next);
+    const out = (ctx.outputLatency || ctx.baseLatency || 0);
+    stats.audio.latencies.push(netDelayMs + (this.next - now + out) * 1000);
+    if (stats.audio.latencies.length > 2000) stats.audio.latencies.splice(0, 1000);
+    stats.audio.chunks++;
+    this.next += pcm.length / rate;
+    this.expected = end;
+  },
+};
+
+// ---- panels --------------------------------------------------------------------------------------
+function fmtS(x) { return x.toFixed(1); }
+function buildBars() {
+  const box = $("bars"); box.textContent = "";
+  for (const lab of state.labels) {
+    const patho = state.pathological_labels.includes(lab);
+    const n = document.createElement("span"); n.className = "name" + (patho ? " patho" : ""); n.textContent = nice(lab);
+    const t = document.createElement("span"); t.className = "track";
+    const f = document.createElement("span"); f.className = "fill" + (patho ? " patho" : ""); f.style.width = "0%"; f.dataset.label = lab;
+    t.appendChild(f);
+    const v = document.createElement("span"); v.className = "val"; v.textContent = "–";
+    box.append(n, t, v);
+  }
+}
+function render(st) {
+  const first = !state || state.labels.join() !== st.labels.join();
+  state = st; window.nemg.state = st;
+  if (st.sample_rate_hz !== fs) { fs = st.sample_rate_hz; ring.resize(RING_S * fs); }
+  if (first) buildBars();
+  $("model").textContent = `${st.model.name} ${st.model.version} · ${st.board}`;
+  $("trial").hidden = !st.model.trial;
+  const L = st.link;
+  const flags = L.flags.length ? " · " + L.flags.join(" ").toUpperCase() : "";
+  const logNote = !st.logging ? " · NOT RECORDED" : (L.logging_stopped ? " · LOG STOPPED" : "");
+  $("link").textContent = `${st.live ? L.state : "session ended"} · ${(L.rate_sps / 1000).toFixed(1)} kS/s · CRC err ${L.crc_errors} · gaps ${L.gaps} (${L.samples_lost} lost)${flags}${logNote}`;
+  $("link").className = "link" + ((L.state !== "streaming" && st.live) || L.flags.length || L.crc_errors || L.gaps || !st.logging || L.logging_stopped ? " bad" : "");
+  const d = st.decision, box = $("finding");
+  if (!d) {
+    $("finding-label").textContent = st.live ? "listening…" : "no decision";
+    $("finding-detail").textContent = ""; box.className = "finding uncertain";
+  } else {
+    const unc = d.label === "uncertain";
+    $("finding-label").textContent = nice(d.label).toUpperCase() + (d.pathological ? "  · PATHOLOGICAL" : "");
+    const next = d.pending ? ` · changing? ${nice(d.pending.label)} (${d.pending.windows}/${d.pending.needed})` : "";
+    $("finding-detail").textContent = (unc ? `uncertain: ${d.uncertain_reason}` :
+      `confidence ${d.confidence.toFixed(2)} · at ${fmtS(d.at_s)} s · window ${d.window}`) + next;
+    box.className = "finding " + (unc ? "uncertain" : d.pathological ? "patho" : "normal");
+    box.dataset.label = d.label;
+    const fills = $("bars").querySelectorAll(".fill"), vals = $("bars").querySelectorAll(".val");
+    d.probabilities.forEach((p, i) => {
+      fills[i].style.width = (p * 100).toFixed(1) + "%";
+      fills[i].classList.toggle("shown", st.labels[i] === d.label);
+      vals[i].textContent = p.toFixed(2);
+    });
+  }
+  const m = st.muap, mb = $("muap");
+  mb.hidden = !m;
+  if (m) {
+    mb.textContent = "";
+    const b = document.createElement("b"); b.textContent = `MUAP ${fmtS(m.start_s)}–${fmtS(m.end_s)} s: ${m.finding}`;
+    const p = document.createElement("div"); p.textContent = m.line;
+    mb.append(b, p);
+    for (const e of m.evidence.slice(0, 3)) { const q = document.createElement("div"); q.textContent = "· " + e; mb.appendChild(q); }
+  }
+  renderEvents(st.events);
+}
+const judged = new Map();   // event id -> text of this page's judgement
+function eventText(ev) {
+  if (ev.kind === "gap") return `gap: ${ev.detail}`;
+  if (ev.kind === "muap") return `MUAP: ${ev.label}`;
+  return `${nice(ev.label)} (${ev.confidence.toFixed(2)})${ev.pathological ? " ⚠" : ""}`;
+}
+function renderEvents(events) {
+  const ol = $("events"); ol.textContent = "";
+  for (const ev of [...events].reverse()) {
+    const li = document.createElement("li");
+    li.className = [ev.kind, ev.pathological ? "patho" : "", ev.correctable ? "correctable" : ""].join(" ");
+    if (ev.id != null) li.dataset.event = ev.id;
+    const t = document.createElement("span"); t.className = "t"; t.textContent = `${fmtS(ev.start_s)}–${fmtS(ev.end_s)} s`;
+    const l = document.createElement("span"); l.className = "l"; l.textContent = eventText(ev);
+    li.append(t, l);
+    if (judged.has(ev.id)) { const j = document.createElement("span"); j.className = "j"; j.textContent = judged.get(ev.id); li.appendChild(j); }
+    if (ev.correctable) li.addEventListener("click", () => openJudge(ev));
+    ol.appendChild(li);
+  }
+}
+
+// ---- corrections ---------------------------------------------------------------------------------
+let judging = null;
+function openJudge(ev) {
+  judging = ev;
+  $("judge-what").textContent = `${fmtS(ev.start_s)}–${fmtS(ev.end_s)} s: the model said ${nice(ev.label).toUpperCase()} (${ev.confidence.toFixed(2)}). Was it?`;
+  const grid = $("judge-labels"); grid.textContent = "";
+  for (const lab of state.labels) {
+    const b = document.createElement("button"); b.type = "button"; b.textContent = nice(lab); b.dataset.label = lab;
+    if (state.pathological_labels.includes(lab)) b.classList.add("patho");
+    b.disabled = lab === ev.label;
+    b.addEventListener("click", () => sendJudgement(lab));
+    grid.appendChild(b);
+  }
+  $("judge").hidden = false;
+}
+async function sendJudgement(label) {
+  const ev = judging; $("judge").hidden = true; judging = null;
+  if (!ev) return;
+  try {
+    const r = await fetch("/api/corrections", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ event_id: ev.id, label }) });
+    const body = await r.json();
+    if (!r.ok) throw new Error(body.error || r.statusText);
+    const what = label === "confirm" ? "✓ confirmed" : `→ ${nice(label)}`;
+    judged.set(ev.id, what);
+    toast(`${what}: saved${body.samples_saved ? ` with ${body.seconds_saved.toFixed(1)} s of signal` : " (signal no longer held)"}`);
+    if (state) renderEvents(state.events);
+    if (!$("review").hidden && currentSession) showSession(currentSession);
+  } catch (e) { toast(`not saved: ${e.message}`); }
+}
+$("judge-confirm").addEventListener("click", () => sendJudgement("confirm"));
+$("judge-cancel").addEventListener("click", () => { $("judge").hidden = true; judging = null; });
+let toastTimer = null;
+function toast(text) {
+  const t = $("toast"); t.textContent = text; t.hidden = false;
+  clearTimeout(toastTimer); toastTimer = setTimeout(() => { t.hidden = true; }, 3500);
+}
+
+// ---- review ----------------------------------------------------------------------------------------
+let currentSession = null;
+async function getJSON(url) {
+  const r = await fetch(url); const body = await r.json();
+  if (!r.ok) throw new Error(body.error || r.statusText);
+  return body;
+}
+function cells(tr, values) { for (const v of values) { const td = document.createElement("td"); td.textContent = v; tr.appendChild(td); } }
+async function showSessions() {
+  const tb = $("sessions").querySelector("tbody"); tb.textContent = "";
+  let list;
+  try { list = await getJSON("/api/sessions"); } catch (e) { const tr = document.createElement("tr"); cells(tr, [e.message]); tb.appendChild(tr); return; }
+  for (const s of list) {
+    const tr = document.createElement("tr"); tr.dataset.session = s.id;
+    cells(tr, [s.id, (s.started || "").replace("T", " ").slice(0, 19), s.signal_seconds != null ? `${s.signal_seconds.toFixed(0)} s` : "…",
+      s.finding ? nice(s.finding) : (s.ended ? "–" : "running"), s.events, s.corrections]);
+    tr.addEventListener("click", () => showSession(s.id));
+    tb.appendChild(tr);
+  }
+}
+async function showSession(id) {
+  currentSession = id;
+  for (const tr of $("sessions").querySelectorAll("tbody tr")) tr.classList.toggle("on", +tr.dataset.session === id);
+  const data = await getJSON(`/api/sessions/${id}`);
+  const s = data.session;
+  $("session-title").textContent = `Session ${id} · ${s.model_name} ${s.model_version} · ${s.source}`;
+  const a = $("session-csv"); a.href = `/api/sessions/${id}/events.csv`; a.hidden = false;
+  const latest = new Map();
+  for (const c of data.corrections) latest.set(c.event_id, c);
+  const tb = $("session-events").querySelector("tbody"); tb.textContent = "";
+  for (const ev of data.events) {
+    const tr = document.createElement("tr"); tr.dataset.event = ev.id;
+    const c = latest.get(ev.id);
+    cells(tr, [`${fmtS(ev.start_s)}–${fmtS(ev.end_s)}`, ev.kind, ev.kind === "gap" ? ev.detail : nice(ev.label),
+      ev.kind === "label" ? ev.confidence.toFixed(2) : "", c ? (c.confirmed ? "✓ confirmed" : `→ ${nice(c.label)}`) : ""]);
+    const td = document.createElement("td");
+    if (ev.kind === "label") {
+      const b = document.createElement("button"); b.type = "button"; b.textContent = "judge";
+      b.addEventListener("click", () => openJudge({ ...ev, pathological: false, correctable: true }));
+      td.appendChild(b);
+    }
+    tr.appendChild(td); tb.appendChild(tr);
+  }
+}
+function showTab(which) {
+  $("live").hidden = which !== "live"; $("review").hidden = which !== "review";
+  $("tab-live").classList.toggle("on", which === "live"); $("tab-review").classList.toggle("on", which === "review");
+  if (which === "review") showSessions();
+}
+$("tab-live").addEventListener("click", () => showTab("live"));
+$("tab-review").addEventListener("click", () => showTab("review"));
+
+// ---- controls --------------------------------------------------------------------------------------
+function options(sel, values, fmt, chosen) {
+  for (const v of values) { const o = document.createElement("option"); o.value = v; o.textContent = fmt(v); o.selected = v === chosen; sel.appendChild(o); }
+  sel.addEventListener("change", () => { dirtyTrace = true; });
+}
+options($("sweep"), SWEEPS_MS, (v) => v >= 1000 ? `${v / 1000} s/div` : `${v} ms/div`, 100);
+options($("sens"), SENS_UV, (v) => v >= 1000 ? `${v / 1000} mV/div` : `${v} µV/div`, 200);
+$("listen").addEventListener("click", async () => {
+  const on = $("listen").getAttribute("aria-pressed") !== "true";
+  if (on) await audio.start(); else audio.stop();
+  $("listen").setAttribute("aria-pressed", String(on));
+  $("listen").textContent = on ? "Listening" : "Listen";
+  $("mute").disabled = !on;
+});
+$("mute").addEventListener("click", () => {
+  audio.muted = !audio.muted; audio.setVolume();
+  $("mute").setAttribute("aria-pressed", String(audio.muted));
+});
+$("volume").addEventListener("input", () => audio.setVolume());
+
+// ---- the stream --------------------------------------------------------------------------------
+function onMessage(msg) {
+  stats.messages++;
+  lastMessage = performance.now();
+  if (msg.state) render(msg.state);
+  const net = Math.max(0, Date.now() - (msg.arrived ?? Date.now()));
+  for (const [index, b64] of msg.chunks || []) {
+    const pcm = int16From(b64);
+    ring.put(index, pcm);
+    audio.push(index, pcm, net);
+    dirtyTrace = true;
+  }
+  if (msg.arrived) pendingArrival = msg.arrived;
+  for (const [, n, b64] of msg.frames || []) addFrames(n, int8From(b64));
+}
+function connect() {
+  const es = new EventSource("/api/stream");
+  es.onmessage = (e) => onMessage(JSON.parse(e.data));
+  es.onerror = () => { /* EventSource reconnects by itself; the stale banner says so */ };
+}
+function frame() {
+  let drew = false;
+  if (dirtyTrace) { drawTrace(); dirtyTrace = false; drew = true; }
+  if (dirtySpectro) { drawSpectro(); dirtySpectro = false; drew = true; }
+  if (drew) {
+    stats.frames++;
+    if (pendingArrival != null) {
+      stats.latencies.push(Date.now() - pendingArrival);
+      if (stats.latencies.length > 5000) stats.latencies.splice(0, 2500);
+      pendingArrival = null;
+    }
+  }
+  $("stale").hidden = !(state && state.live) || performance.now() - lastMessage < 1500;
+  requestAnimationFrame(frame);
+}
+window.addEventListener("resize", () => { dirtyTrace = true; dirtySpectro = true; });
+connect();
+requestAnimationFrame(frame);
