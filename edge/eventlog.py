@@ -222,11 +222,11 @@ class EventLog:
         """The corrections as a corpus folder (``wav/*.wav`` + ``labels.csv``, the format
         ``nemg train --data`` reads): one recording per judged event, the newest judgement
         of it labelling the whole file. Events whose samples the box no longer held are
-        counted, not written."""
+        counted, not written. Returns the counts of what was written."""
         newest: dict[int, dict[str, Any]] = {}
         for c in self.corrections(session_id):
             newest[c["event_id"]] = c  # a later judgement of the same event replaces it
-        written = without_samples = 0
+        written = without_samples = confirmed = 0
         rows = []
         try:
             (out / "wav").mkdir(parents=True, exist_ok=True)
@@ -241,6 +241,7 @@ class EventLog:
                              c["model_label"], c["confirmed"], c["session_id"],
                              c["event_id"]))
                 written += 1
+                confirmed += int(bool(c["confirmed"]))
             with (out / "labels.csv").open("w", newline="") as f:
                 w = csv.writer(f)
                 w.writerow(["file", "start_s", "end_s", "label", "model_label", "confirmed",
@@ -249,8 +250,7 @@ class EventLog:
         except OSError as exc:
             raise ConfigError(f"dataset {out}: {exc.strerror or exc}") from None
         return {"recordings": written, "without_samples": without_samples,
-                "corrected": sum(1 for c in newest.values() if not c["confirmed"]),
-                "confirmed": sum(1 for c in newest.values() if c["confirmed"])}
+                "corrected": written - confirmed, "confirmed": confirmed}
 
     def export_csv(self, session_id: int | None, out=sys.stdout) -> int:
         ids = [session_id] if session_id is not None else [s["id"] for s in self.sessions()]

@@ -21,9 +21,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from edge.cli.run import check_web
     from edge.demo import run_demo
     from edge.paths import default_db
 
+    check_web(args)
     run_demo(fast=args.fast, model=args.model, plain=args.plain,
              log_path=None if args.no_log else args.log or default_db(),
              web=args.web, web_token=args.web_token,

@@ -14,9 +14,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("list", help="sessions")
     s = sub.add_parser("show", help="events of a session")
     s.add_argument("session", type=int)
-    e = sub.add_parser("export", help="events as CSV")
+    e = sub.add_parser("export", help="events as CSV, or clinicians' corrections as a "
+                                      "training corpus")
     e.add_argument("session", type=int, nargs="?", help="one session (default: all)")
-    e.add_argument("--csv", action="store_true", help="CSV (the only format; for clarity)")
+    how = e.add_mutually_exclusive_group()
+    how.add_argument("--csv", action="store_true", help="events as CSV on stdout (default)")
+    how.add_argument("--dataset", type=Path, metavar="DIR",
+                     help="the corrections and confirmations made on the bedside page, with "
+                          "their raw samples, as a corpus folder (wav/ + labels.csv) that "
+                          "'nemg train --data DIR --init-from MODEL' fine-tunes on")
     option_anywhere(parser, list(sub.choices.values()), "--db", type=Path, default=None,
                     help="event log (default $NEMG_LOG_DB or ~/.local/share/nemg/events.db)")
 
@@ -32,9 +38,25 @@ def run(args: argparse.Namespace) -> int:
             print(f"{s['id']:>4}  {s['started']}  {s['events']:>4} events  {finding:<20} "
                   f"{s['model_name']} {s['model_version']}  {s['source']}")
     elif args.action == "show":
+        judged = {c["event_id"]: c for c in log.corrections(args.session)}
         for ev in log.events(args.session):
+            c = judged.get(ev["id"])
+            mark = "" if c is None else "  [confirmed]" if c["confirmed"] else \
+                f"  [corrected: {c['label']}]"
             print(f"{ev['start_s']:8.2f}–{ev['end_s']:8.2f} s  {ev['kind']:<5} "
-                  f"{ev['label']:<20} {ev['confidence']:.2f}  {ev['detail'] or ''}")
+                  f"{ev['label']:<20} {ev['confidence']:.2f}  {ev['detail'] or ''}{mark}")
+    elif args.dataset is not None:
+        if args.session is not None:
+            log.session(args.session)  # "no session N" before a folder is made
+        n = log.export_dataset(args.dataset, args.session)
+        print(f"{args.dataset}: {n['recordings']} recordings ({n['corrected']} corrected, "
+              f"{n['confirmed']} confirmed)"
+              + (f"; {n['without_samples']} judged after the box no longer held their "
+                 "samples, not written" if n["without_samples"] else ""))
+        if n["recordings"] == 0:
+            from edge.errors import InputError
+
+            raise InputError(f"{args.dataset}: no corrections with samples to export")
     else:
         import sys
 

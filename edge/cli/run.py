@@ -41,6 +41,15 @@ def add_web_options(parser: argparse.ArgumentParser) -> None:
                              "$NEMG_WEB_TOKEN); open the page once as /?token=TOKEN")
 
 
+def check_web(args: argparse.Namespace) -> None:
+    """Refuse a network page without a token before anything is opened."""
+    args.web_token = args.web_token or None  # NEMG_WEB_TOKEN="" is no token
+    if args.web:
+        from edge.web.server import check_token, parse_listen
+
+        check_token(parse_listen(args.web)[0], args.web_token)
+
+
 def open_web(args: argparse.Namespace, view, log_path: Path | None, model: Path | None,
              out=sys.stderr):
     """(server or None, the view the session uses)."""
@@ -63,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from firmware_host.boards import get_frontend
     from firmware_host.link import FrontEndClient, SerialLink
 
+    check_web(args)
     board = get_frontend(args.board)
     bundle = load_verified(args.model, args.trusted, num_threads=args.threads)
     pipe = Pipeline(bundle, num_threads=args.threads)

@@ -1,0 +1,291 @@
+"""The bedside page: its hub and server (no browser), then the page itself in a real
+headless Chromium (Debian's, driven by Playwright) on a live session from the virtual front
+end. Screenshots at 800×480 and 1920×1080 are left in ``$NEMG_TEST_ARTIFACTS`` (default
+``build/test-artifacts``)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.errors import ConfigError
+from edge.eventlog import EventLog
+from edge.web.hub import WebHub, _merge
+from edge.web.rig import LiveRig, browser, browser_missing, offline_page
+from edge.web.server import WebScreen, check_token, parse_listen
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = Path(os.environ.get("NEMG_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts"))
+DEMO_WAV = ROOT / "edge" / "data" / "demo-exam.wav"
+
+
+def excerpt(tmp_path: Path, start_s: float, end_s: float) -> tuple[Path, np.ndarray]:
+    """A stretch of the demo examination as its own file (and its samples)."""
+    from edge.wavio import read_wav, write_wav
+
+    w = read_wav(DEMO_WAV)
+    pcm = np.asarray(w.samples[:, 0], dtype=np.int16)[int(start_s * w.sample_rate_hz):
+                                                int(end_s * w.sample_rate_hz)]
+    path = tmp_path / "excerpt.wav"
+    write_wav(path, pcm, w.sample_rate_hz, 0.5)
+    return path, pcm
+
+
+def request(screen: WebScreen, method: str, path: str, body: bytes | None = None,
+            headers: dict | None = None) -> tuple[int, dict | str]:
+    c = http.client.HTTPConnection("127.0.0.1", screen.port, timeout=10)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read().decode()
+    c.close()
+    try:
+        return r.status, json.loads(data)
+    except ValueError:
+        return r.status, data
+
+
+# ---- the hub and the server ---------------------------------------------------------------
+def test_the_hub_holds_a_bounded_stretch_and_cuts_it_with_its_gaps():
+    hub = WebHub(hold_s=1.0)
+    hub.configure(1000, 10)
+    for k in range(30):  # 3 s of 100-sample chunks, chunk 12 lost
+        if k != 12:
+            hub.add_samples(np.full(100, k, np.int16), k * 100)
+    assert sum(c.pcm.size for c in hub._chunks) <= 1000 + 100  # bounded by hold_s
+    held = hub.held(2500, 2800)
+    assert held.start_sample == 2500 and held.lost == 0
+    assert held.samples.tolist() == [25] * 100 + [26] * 100 + [27] * 100
+    assert hub.held(0, 500) is None  # older than what is held
+    hub2 = WebHub()
+    hub2.configure(1000, 10)
+    for k in range(20):
+        if k != 12:
+            hub2.add_samples(np.full(100, k, np.int16), k * 100)
+    held = hub2.held(1100, 1400)
+    assert held.lost == 100 and held.samples[100:200].tolist() == [0] * 100
+    runs = _merge(list(hub2._chunks))
+    assert [r[0] for r in runs] == [0, 1300]  # a gap starts a new run
+
+
+def test_listen_addresses_and_tokens():
+    assert parse_listen("127.0.0.1:8080") == ("127.0.0.1", 8080)
+    assert parse_listen(":9000") == ("127.0.0.1", 9000)
+    assert parse_listen("[::1]:8081") == ("::1", 8081)
+    with pytest.raises(ConfigError, match="port"):
+        parse_listen("box:http")
+    assert check_token("127.0.0.1", None) is None
+    with pytest.raises(ConfigError, match="--web-token"):
+        check_token("0.0.0.0", None)
+    with pytest.raises(ConfigError, match="16 characters"):
+        check_token("0.0.0.0", "short")
+
+
+def _logged_event(tmp_path: Path) -> tuple[Path, int, int]:
+    from edge.pipeline import Event
+
+    log = EventLog(tmp_path / "events.db")
+    sid = log.start_session("test", "nemg-fe1", {"name": "m", "version": "1"})
+    eid = log.log(Event("label", "fibrillation", 1000, 3000, 0.05, 0.15, 0.9, 3))
+    gid = log.log(Event("gap", "gap", 3000, 3100, 0.15, 0.155, 0.0, 0, "lost"))
+    log.close()
+    return tmp_path / "events.db", sid, eid, gid
+
+
+def test_the_server_refuses_what_it_must(tmp_path):
+    db, sid, eid, gid = _logged_event(tmp_path)
+    hub = WebHub()
+    hub.configure(20000, 200)
+    with WebScreen(hub, listen="127.0.0.1:0", log_path=db) as screen:
+        post = {"Content-Type": "application/json"}
+        for path in ("/api/model", "/api/store", "/api/flash", "/api/model/rollback"):
+            assert request(screen, "POST", path, b"{}", post)[0] == 404
+        assert request(screen, "PUT", "/api/corrections", b"{}", post)[0] == 501
+        assert request(screen, "GET", "/etc/passwd")[0] == 404
+        assert request(screen, "GET", "/api/state", headers={"Host": "evil.example:80"})[0] \
+            == 403  # a rebound DNS name
+        status, body = request(screen, "POST", "/api/corrections",
+                               json.dumps({"event_id": eid, "label": "fibrilation"}).encode(),
+                               post)
+        assert status == 400 and "label" in body["error"]
+        assert request(screen, "POST", "/api/corrections", b"x" * 5000, post)[0] == 413
+        assert request(screen, "POST", "/api/corrections", b"[1]", post)[0] == 400
+        assert request(screen, "POST", "/api/corrections", b"{}", {})[0] == 415
+        assert request(screen, "POST", "/api/corrections",
+                       json.dumps({"event_id": eid, "label": "confirm"}).encode(),
+                       {**post, "Origin": "http://evil.example"})[0] == 403
+        status, body = request(screen, "POST", "/api/corrections",
+                               json.dumps({"event_id": gid, "label": "silence"}).encode(), post)
+        assert status == 400 and "gap" in body["error"]
+        status, body = request(screen, "POST", "/api/corrections",
+                               json.dumps({"event_id": eid, "label": "confirm"}).encode(), post)
+        assert status == 201 and body["samples_saved"] is False  # not this session's
+        assert request(screen, "GET", "/api/sessions/99")[0] == 404
+        status, csv_text = request(screen, "GET", f"/api/sessions/{sid}/events.csv")
+        assert status == 200 and "fibrillation" in csv_text
+    log = EventLog(db)
+    (c,) = log.corrections(sid)
+    assert c["confirmed"] == 1 and c["label"] == "fibrillation" and c["samples_lost"] == 2000
+
+
+def test_a_network_listener_needs_its_token(tmp_path):
+    db, *_ = _logged_event(tmp_path)
+    hub = WebHub()
+    token = "a-long-enough-secret"
+    with WebScreen(hub, listen="0.0.0.0:0", log_path=db, token=token) as screen:
+        assert request(screen, "GET", "/")[0] == 401
+        assert request(screen, "GET", "/api/sessions")[0] == 401
+        assert request(screen, "GET", "/?token=wrong-but-long-enough")[0] == 401
+        c = http.client.HTTPConnection("127.0.0.1", screen.port, timeout=10)
+        c.request("GET", f"/?token={token}")
+        r = c.getresponse()
+        r.read()
+        cookie = r.getheader("Set-Cookie").split(";")[0]
+        assert r.status == 200 and cookie == f"nemg_token={token}"
+        assert request(screen, "GET", "/api/sessions", headers={"Cookie": cookie})[0] == 200
+
+
+def test_nemg_run_refuses_a_network_page_without_a_token():
+    from conftest import assert_one_line_error, run_nemg
+
+    proc = run_nemg("run", "--port", "/dev/null-not-a-port", "--no-log", "--web", "0.0.0.0:0",
+                    env={"NEMG_WEB_TOKEN": ""})
+    assert_one_line_error(proc, "--web-token")
+
+
+def test_the_web_layer_cannot_reach_the_store_or_the_flash_path():
+    """The page reads, and writes only corrections: nothing under edge/web imports the
+    model store, the flash path or the bundle writer."""
+    import ast
+
+    for f in (ROOT / "edge" / "web").glob("*.py"):
+        tree = ast.parse(f.read_text())
+        names = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
+            {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not {m for m in names if m and (m.startswith("edge.store") or "flash" in m
+                                                or m.startswith("convert"))}, f
+
+
+# ---- corrections become a corpus -------------------------------------------------------------
+def test_corrections_with_their_samples_export_as_a_corpus(tmp_path):
+    from conftest import run_nemg
+
+    from convert.corpus import read_corpus
+    from edge.eventlog import HeldSamples
+    from edge.pipeline import Event
+    from edge.wavio import read_wav
+
+    log = EventLog(tmp_path / "events.db")
+    sid = log.start_session("test", "nemg-fe1", {"name": "m", "version": "1"})
+    rng = np.random.default_rng(5)
+    pcm = rng.integers(-2000, 2000, 60_000).astype(np.int16)
+    e1 = log.log(Event("label", "fibrillation", 0, 60_000, 0.0, 3.0, 0.9, 5))
+    e2 = log.log(Event("label", "silence", 60_000, 120_000, 3.0, 6.0, 0.8, 5))
+    e3 = log.log(Event("label", "myotonic", 120_000, 180_000, 6.0, 9.0, 0.7, 5))
+    log.correct(e1, "end_plate", held=HeldSamples(pcm, 0, 0), sample_rate_hz=20000,
+                uv_per_lsb=0.5)
+    log.correct(e1, "positive_sharp_wave", held=HeldSamples(pcm, 0, 0), sample_rate_hz=20000,
+                uv_per_lsb=0.5)  # a second thought replaces the first
+    log.correct(e2, "silence", held=HeldSamples(pcm[:40_000], 60_000, 20_000),
+                sample_rate_hz=20000, uv_per_lsb=0.5)
+    log.correct(e3, "myotonic", held=None, sample_rate_hz=20000, uv_per_lsb=0.5)
+    log.close()
+    proc = run_nemg("log", "export", "--dataset", str(tmp_path / "ds"), "--db",
+                    str(tmp_path / "events.db"), check=True)
+    assert "2 recordings (1 corrected, 1 confirmed); 1 judged after" in proc.stdout
+    items = {i.path.name: i for i in read_corpus(tmp_path / "ds")}
+    first = items[f"session{sid}-event{e1}.wav"]
+    assert first.label == "positive_sharp_wave"
+    assert np.array_equal(read_wav(first.path).samples[:, 0], pcm)  # the raw samples, unchanged
+    assert items[f"session{sid}-event{e2}.wav"].label == "silence"
+    shown = run_nemg("log", "show", str(sid), "--db", str(tmp_path / "events.db"), check=True)
+    assert "[corrected: positive_sharp_wave]" in shown.stdout
+    assert "[confirmed]" in shown.stdout
+
+
+# ---- the page in a real browser -----------------------------------------------------------------
+needs_browser = pytest.mark.skipif(browser_missing() is not None,
+                                   reason=f"browser tests skipped: {browser_missing()}")
+
+
+def _wait(page, expr: str, timeout_s: float = 60.0):
+    page.wait_for_function(expr, timeout=timeout_s * 1000)
+
+
+@needs_browser
+@pytest.mark.slow
+def test_the_page_follows_a_live_session_and_its_corrections_reach_the_dataset(tmp_path):
+    from convert.corpus import read_corpus
+    from edge.wavio import read_wav
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    wav, pcm = excerpt(tmp_path, 4.0, 16.0)  # insertional, then fibrillation (demo script)
+    with LiveRig(wav, tmp_path) as rig, browser() as b:
+        big, foreign_big = offline_page(b, rig.url, width=1920, height=1080)
+        small, foreign_small = offline_page(b, rig.url, width=800, height=480)
+        for page in (big, small):
+            _wait(page, "window.nemg.state && window.nemg.state.decision !== undefined")
+        # it updates: messages arrive and the trace advances while the signal plays
+        _wait(big, "window.nemg.stats.messages > 20 && window.nemg.stats.frames > 10")
+        # the sound starts only when asked
+        assert big.evaluate("window.nemg.stats.audio.chunks") == 0
+        big.click("#listen")
+        _wait(big, "window.nemg.stats.audio.chunks > 5")
+        assert big.get_attribute("#listen", "aria-pressed") == "true"
+        _wait(small, "window.nemg.state.signal_s > 8")
+        for page, name in ((big, "1920x1080"), (small, "800x480")):
+            page.screenshot(path=str(ARTIFACTS / f"bedside-{name}.png"))
+        summary = rig.wait()
+        _wait(big, "window.nemg.state && window.nemg.state.live === false")
+        log = EventLog(rig.log_path)
+        sid = summary and log.sessions()[-1]["id"]
+        labels = [e for e in log.events(sid) if e["kind"] == "label"]
+        assert labels, "the session logged no label event"
+        # the headline is the finding the event log records, with its figure
+        last = labels[-1]
+        headline = big.inner_text("#finding-label")
+        assert headline.startswith(last["label"].upper().replace("_", " ")), headline
+        assert f"confidence {last['confidence']:.2f}" in big.inner_text("#finding-detail")
+        shown = big.evaluate("window.nemg.state.decision")
+        assert shown["label"] == last["label"]
+        assert abs(shown["confidence"] - last["confidence"]) < 1e-6
+        # a correction made by clicking lands in the log, with the stretch's raw samples
+        target = labels[0]
+        new_label = "positive_sharp_wave" if target["label"] != "positive_sharp_wave" \
+            else "fibrillation"
+        big.click(f"#events li[data-event='{target['id']}']")
+        big.click(f"#judge-labels button[data-label='{new_label}']")
+        _wait(big, "!document.getElementById('toast').hidden", 10)
+        assert "saved with" in big.inner_text("#toast")
+        big.click(f"#events li[data-event='{labels[-1]['id']}']")
+        big.click("#judge-confirm")
+        _wait(big, f"document.querySelector(\"#events li[data-event='{labels[-1]['id']}'] "
+                   ".j\") !== null", 10)
+        # the review shows it
+        big.click("#tab-review")
+        big.click(f"#sessions tr[data-session='{sid}']")
+        _wait(big, f"document.querySelector(\"#session-events tr[data-event='{target['id']}']"
+                   "\") !== null", 10)
+        assert new_label.replace("_", " ") in \
+            big.inner_text(f"#session-events tr[data-event='{target['id']}']")
+        big.screenshot(path=str(ARTIFACTS / "bedside-review-1920x1080.png"))
+        assert foreign_big == [] and foreign_small == []  # it never left the box
+    corr = {c["event_id"]: c for c in log.corrections(sid)}
+    assert corr[target["id"]]["label"] == new_label and not corr[target["id"]]["confirmed"]
+    assert corr[labels[-1]["id"]]["confirmed"] == 1
+    saved = log.correction_samples(corr[target["id"]]["id"])
+    a = corr[target["id"]]["samples_start"]
+    assert corr[target["id"]]["samples_lost"] == 0
+    assert np.array_equal(saved, pcm[a:a + saved.size])  # what the front end played
+    assert saved.size == target["end_sample"] - target["start_sample"]
+    n = log.export_dataset(tmp_path / "ds", sid)
+    log.close()
+    assert n["recordings"] == 2 and n["corrected"] == 1 and n["confirmed"] == 1
+    items = {i.path.name: i for i in read_corpus(tmp_path / "ds")}
+    item = items[f"session{sid}-event{target['id']}.wav"]
+    assert item.label == new_label
+    assert np.array_equal(read_wav(item.path).samples[:, 0], saved)
