@@ -94,3 +94,12 @@ def installed(store, path, **kw):
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say plainly when the bedside page's browser tests did not run, and why."""
+    from edge.web.rig import browser_missing
+
+    why = browser_missing()
+    if why is not None:
+        terminalreporter.write_sep("!", f"browser tests were SKIPPED: {why}", yellow=True)

@@ -16,24 +16,16 @@ import pytest
 from edge.errors import ConfigError
 from edge.eventlog import EventLog
 from edge.web.hub import WebHub, _merge
-from edge.web.rig import LiveRig, browser, browser_missing, offline_page
+from edge.web.rig import LiveRig, browser, browser_missing, demo_excerpt, offline_page
 from edge.web.server import WebScreen, check_token, parse_listen
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("NEMG_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts"))
-DEMO_WAV = ROOT / "edge" / "data" / "demo-exam.wav"
 
 
 def excerpt(tmp_path: Path, start_s: float, end_s: float) -> tuple[Path, np.ndarray]:
     """A stretch of the demo examination as its own file (and its samples)."""
-    from edge.wavio import read_wav, write_wav
-
-    w = read_wav(DEMO_WAV)
-    pcm = np.asarray(w.samples[:, 0], dtype=np.int16)[int(start_s * w.sample_rate_hz):
-                                                int(end_s * w.sample_rate_hz)]
-    path = tmp_path / "excerpt.wav"
-    write_wav(path, pcm, w.sample_rate_hz, 0.5)
-    return path, pcm
+    return demo_excerpt(tmp_path / "excerpt.wav", start_s, end_s)
 
 
 def request(screen: WebScreen, method: str, path: str, body: bytes | None = None,
@@ -289,3 +281,17 @@ def test_the_page_follows_a_live_session_and_its_corrections_reach_the_dataset(t
     item = items[f"session{sid}-event{target['id']}.wav"]
     assert item.label == new_label
     assert np.array_equal(read_wav(item.path).samples[:, 0], saved)
+
+
+@needs_browser
+def test_nemg_bench_web_reports_the_page_side_figures():
+    """The figures themselves are the benchmark's; here only that each is measured."""
+    from conftest import run_nemg
+
+    out = json.loads(run_nemg("bench", "web", "--quick", "--json", check=True,
+                              timeout=300).stdout)
+    assert out["benchmark"] == "web" and out["foreign_requests"] == 0
+    for key in ("latency_ms_p50", "latency_ms_p95", "audio_latency_ms_p50", "frames_per_s",
+                "server_cpu_s_per_signal_s", "session_cpu_s_per_signal_s"):
+        assert out[key] is not None and out[key] > 0, (key, out)
+    assert out["latency_ms_p95"] >= out["latency_ms_p50"]

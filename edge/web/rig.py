@@ -15,6 +15,7 @@ import io
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,8 @@ class LiveRig:
                  model: Path | None = None) -> None:
         self.wav, self.tmp, self.fast, self.model = wav, tmp, fast, model
         self.summary: dict | None = None
+        self.session_cpu_s = 0.0
+        """Thread CPU time of the live session (front end to events, and feeding the hub)."""
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
 
@@ -150,7 +153,9 @@ class LiveRig:
         try:
             self.session = make_session()
             self._ready.set()
+            t = time.thread_time()
             self.summary = self.session.run(until=self._finished)
+            self.session_cpu_s = time.thread_time() - t
         except BaseException as exc:  # reported by wait()
             self.error = exc
         finally:
@@ -175,3 +180,18 @@ class LiveRig:
         if self._thread is not None:
             self._thread.join(10)
         self.screen.stop()
+
+
+def demo_excerpt(path: Path, start_s: float, end_s: float):
+    """A stretch of the demo examination (edge/data/demo-exam.wav) written to ``path``:
+    (the path, its canonical int16 samples)."""
+    import numpy as np
+
+    from edge.demo import DEMO_WAV
+    from edge.wavio import read_wav, write_wav
+
+    w = read_wav(DEMO_WAV)
+    fs = w.sample_rate_hz
+    pcm = np.asarray(w.samples[int(start_s * fs):int(end_s * fs), 0], dtype=np.int16)
+    write_wav(path, pcm, fs, 0.5)
+    return path, pcm
