@@ -215,7 +215,10 @@ def train(data_dir: Path, out_dir: Path, config: TrainConfig,
     items = items if items is not None else read_corpus(data_dir)
     train_items, val_items = split_by_recording(items, config.val_fraction, config.seed)
     if not train_items or not val_items:
-        raise InputError(f"{data_dir}: too few recordings to split (need ≥ 2 per class)")
+        raise InputError(f"{data_dir}: too few recordings to hold some out for validation "
+                         "(the split is by recording: at least one class needs 2 or more; "
+                         f"here {len(items)} recordings of {len({i.label for i in items})} "
+                         "classes)")
     also_train: list[CorpusItem] = []
     for d in also or []:
         a_train, a_val = split_by_recording(read_corpus(d), config.val_fraction, config.seed)

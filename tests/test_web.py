@@ -295,3 +295,32 @@ def test_nemg_bench_web_reports_the_page_side_figures():
                 "server_cpu_s_per_signal_s", "session_cpu_s_per_signal_s"):
         assert out[key] is not None and out[key] > 0, (key, out)
     assert out["latency_ms_p95"] >= out["latency_ms_p50"]
+
+
+@pytest.mark.slow
+def test_an_exported_dataset_fine_tunes_the_shipped_model_directly(tmp_path):
+    """Judgements of a session (each scripted stretch of the demo examination, judged in
+    two halves) → nemg log export --dataset → nemg train --init-from, unchanged."""
+    from conftest import SHIPPED, run_nemg
+
+    from edge.demo import segments
+    from edge.eventlog import HeldSamples
+    from edge.pipeline import Event
+
+    _, pcm = excerpt(tmp_path, 0.0, 61.0)
+    log = EventLog(tmp_path / "events.db")
+    log.start_session("test", "nemg-fe1", {"name": "m", "version": "1"})
+    for a, b, label in segments():
+        mid = (a + b) / 2
+        for x, y in ((a, mid), (mid, b)):
+            i, j = int(x * 20_000), int(y * 20_000)
+            eid = log.log(Event("label", label, i, j, x, y, 0.8, 5))
+            log.correct(eid, label, held=HeldSamples(pcm[i:j], i, 0), sample_rate_hz=20_000,
+                        uv_per_lsb=0.5)
+    log.close()
+    run_nemg("log", "export", "--dataset", str(tmp_path / "ds"), "--db",
+             str(tmp_path / "events.db"), check=True)
+    proc = run_nemg("train", "--data", str(tmp_path / "ds"), "--init-from", str(SHIPPED),
+                    "--out", str(tmp_path / "ckpt"), "--epochs", "1", check=True, timeout=300)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (tmp_path / "ckpt" / "model.h5").is_file() and result["best_epoch"] == 1
