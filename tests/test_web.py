@@ -324,3 +324,30 @@ def test_an_exported_dataset_fine_tunes_the_shipped_model_directly(tmp_path):
                     "--out", str(tmp_path / "ckpt"), "--epochs", "1", check=True, timeout=300)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (tmp_path / "ckpt" / "model.h5").is_file() and result["best_epoch"] == 1
+
+
+@needs_browser
+def test_lost_frames_are_silence_on_the_page_and_counted_as_the_log_counts_them(tmp_path):
+    """2 % of the front end's frames dropped (seeded, keyed to frames): the sound starts
+    each run after a gap with a ramp instead of joining the samples across it, and the
+    page's gap count is the log's."""
+    from firmware_host.virtual import Faults
+
+    wav, _ = excerpt(tmp_path, 20.0, 28.0)
+    with LiveRig(wav, tmp_path, faults=Faults(drop_rate=0.02, seed=3)) as rig, \
+            browser() as b:
+        page, foreign = offline_page(b, rig.url, width=1024, height=600)
+        _wait(page, "window.nemg.stats.messages > 0")
+        page.click("#listen")
+        summary = rig.wait()
+        _wait(page, "window.nemg.state && window.nemg.state.live === false")
+        stats = page.evaluate("window.nemg.stats.audio")
+        link = page.inner_text("#link")
+        log = EventLog(rig.log_path)
+        sid = log.sessions()[-1]["id"]
+        gaps = [e for e in log.events(sid) if e["kind"] == "gap"]
+        log.close()
+    assert summary["gaps"] > 0 and len(gaps) == summary["gaps"]
+    assert f"gaps {summary['gaps']} ({summary['samples_lost']} lost)" in link
+    assert stats["chunks"] > 0 and stats["gaps"] > 0  # every one a fade, not a join
+    assert foreign == []

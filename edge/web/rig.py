@@ -96,8 +96,10 @@ class LiveRig:
     ``tmp/events.db``. Use as a context manager; :meth:`wait` returns the summary."""
 
     def __init__(self, wav: Path, tmp: Path, *, fast: bool = False,
-                 model: Path | None = None) -> None:
+                 model: Path | None = None, faults: Any = None) -> None:
+        """``faults``: a :class:`firmware_host.virtual.Faults` for the front end."""
         self.wav, self.tmp, self.fast, self.model = wav, tmp, fast, model
+        self.faults = faults
         self.summary: dict | None = None
         self.session_cpu_s = 0.0
         """Thread CPU time of the live session (front end to events, and feeding the hub)."""
@@ -123,7 +125,7 @@ class LiveRig:
         self.screen, view = start_web("127.0.0.1:0", token=None, log_path=self.log_path,
                                       inner=PlainView(self.out))
         self.hub = self.screen.hub
-        self.vfe = VirtualFrontEnd(board, source, fast=self.fast,
+        self.vfe = VirtualFrontEnd(board, source, fast=self.fast, faults=self.faults,
                                    link_path=self.tmp / "ttyWEB")
         self.vfe.start()
         link = SerialLink(self.vfe.path, baudrate=board.baudrate)
@@ -146,7 +148,11 @@ class LiveRig:
         return self.screen.url
 
     def _finished(self) -> bool:
-        return (self.vfe.finished.is_set() and self.session.state.samples >= self.total) \
+        """Played to its end and every sample sent accounted for (heard, or lost in a
+        gap a later frame announced)."""
+        heard = self.session.state.samples + self.session.pipeline.samples_lost
+        return (self.vfe.finished.is_set()
+                and heard >= self.vfe.stats.sent_until - self.vfe.source_origin) \
             or self.vfe.error is not None
 
     def _run(self, make_session) -> None:

@@ -18,7 +18,7 @@ const $ = (id) => document.getElementById(id);
 const nice = (label) => label.replace(/_/g, " ");
 const stats = {
   started: performance.now(), messages: 0, frames: 0, latencies: [], drawn: 0,
-  audio: { chunks: 0, restarts: 0, latencies: [] },
+  audio: { chunks: 0, restarts: 0, gaps: 0, latencies: [] },
 };
 window.nemg = { stats, state: null };
 
@@ -172,6 +172,7 @@ const audio = {
       if (this.next > now + AUDIO_MAX_LEAD_S) this.next = now + AUDIO_LEAD_S;
       g.setValueAtTime(0, this.next); g.linearRampToValueAtTime(1, this.next + FADE_S);
       stats.audio.restarts++;
+      if (!contiguous && this.expected !== null) stats.audio.gaps++;   // samples lost on the way
     }
     const buf = ctx.createBuffer(1, pcm.length, rate);
     const d = buf.getChannelData(0);
