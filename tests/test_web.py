@@ -351,3 +351,26 @@ def test_lost_frames_are_silence_on_the_page_and_counted_as_the_log_counts_them(
     assert f"gaps {summary['gaps']} ({summary['samples_lost']} lost)" in link
     assert stats["chunks"] > 0 and stats["gaps"] > 0  # every one a fade, not a join
     assert foreign == []
+
+
+@needs_browser
+def test_the_muap_panel_shows_the_summary_the_log_records(tmp_path):
+    from convert.biosim import simulate_contraction
+    from edge.wavio import write_wav
+
+    rec = simulate_contraction(fs=20_000, duration_s=12.0,
+                               rng=np.random.default_rng([4242, 2, 7]), pool="healthy",
+                               excitation=2.5)
+    wav = tmp_path / "contraction.wav"
+    write_wav(wav, np.clip(np.round(rec.signal_uv / 0.5), -32768, 32767).astype(np.int16),
+              20_000, 0.5)
+    with LiveRig(wav, tmp_path, fast=True, muap_window_s=4.0) as rig, browser() as b:
+        summary = rig.wait()
+        page, _ = offline_page(b, rig.url, width=800, height=480)
+        _wait(page, "window.nemg.state && window.nemg.state.live === false")
+        panel = page.inner_text("#muap")
+        page.screenshot(path=str(ARTIFACTS / "bedside-muap-800x480.png"))
+    assert summary["muap"], "no MUAP analysis ran"
+    last = summary["muap"][-1]
+    assert page is not None and f"{last['finding']}" in panel
+    assert f"{last['units']} units" in panel

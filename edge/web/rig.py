@@ -96,10 +96,13 @@ class LiveRig:
     ``tmp/events.db``. Use as a context manager; :meth:`wait` returns the summary."""
 
     def __init__(self, wav: Path, tmp: Path, *, fast: bool = False,
-                 model: Path | None = None, faults: Any = None) -> None:
-        """``faults``: a :class:`firmware_host.virtual.Faults` for the front end."""
+                 model: Path | None = None, faults: Any = None,
+                 muap_window_s: float | None = None) -> None:
+        """``faults``: a :class:`firmware_host.virtual.Faults` for the front end;
+        ``muap_window_s``: run the live MUAP analysis with this window (None: off)."""
         self.wav, self.tmp, self.fast, self.model = wav, tmp, fast, model
         self.faults = faults
+        self.muap_window_s = muap_window_s
         self.summary: dict | None = None
         self.session_cpu_s = 0.0
         """Thread CPU time of the live session (front end to events, and feeding the hub)."""
@@ -131,10 +134,17 @@ class LiveRig:
         link = SerialLink(self.vfe.path, baudrate=board.baudrate)
         link.open()
         pipeline = Pipeline(load_verified(self.model))
+        muap = None
+        if self.muap_window_s is not None:
+            from edge.muap_live import MuapMonitor
+
+            muap = MuapMonitor(pipeline.fs, pipeline.mel.uv_per_lsb,
+                               window_s=self.muap_window_s)
 
         def session() -> LiveSession:  # built in its thread: SQLite connections stay in theirs
             return LiveSession(pipeline, FrontEndClient(link, reconnect=False), board,
-                               log=EventLog(self.log_path), view=view, source="web-rig")
+                               log=EventLog(self.log_path), view=view, source="web-rig",
+                               muap=muap)
 
         self._thread = threading.Thread(target=self._run, args=(session,), name="live-rig",
                                         daemon=True)
