@@ -374,3 +374,26 @@ def test_the_muap_panel_shows_the_summary_the_log_records(tmp_path):
     last = summary["muap"][-1]
     assert page is not None and f"{last['finding']}" in panel
     assert f"{last['units']} units" in panel
+
+
+def test_a_page_that_fell_behind_gets_a_bounded_backlog_and_streams_are_bounded(tmp_path):
+    from edge.web.hub import MAX_BACKLOG_S
+    from edge.web.server import MAX_STREAMS
+
+    hub = WebHub()
+    hub.configure(20_000, 200)
+    for k in range(3000):  # 30 s of 10 ms chunks
+        hub.add_samples(np.zeros(200, np.int16), k * 200)
+    msg = hub.since(0, 0, -1)
+    runs = msg["chunks"]
+    assert len(runs) == 1 and runs[0][0] == 3000 * 200 - int(MAX_BACKLOG_S * 20_000)
+    with WebScreen(hub, listen="127.0.0.1:0") as screen:
+        conns = []
+        for _ in range(MAX_STREAMS):
+            c = http.client.HTTPConnection("127.0.0.1", screen.port, timeout=10)
+            c.request("GET", "/api/stream")
+            assert c.getresponse().status == 200
+            conns.append(c)
+        assert request(screen, "GET", "/api/stream")[0] == 503
+        for c in conns:
+            c.close()

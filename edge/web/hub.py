@@ -43,6 +43,10 @@ STATE_INTERVAL_S = 0.05
 """The decision panel's state is rebuilt at most this often (the session's view is called
 for every 10 ms frame)."""
 
+MAX_BACKLOG_S = 2.0
+"""A page that fell behind (a hidden tab, a slow link) is sent at most this much of what it
+missed: the screen and the sound are about now, and one message stays small."""
+
 RECENT_EVENTS = 30
 """Events the page lists (older ones are in the review)."""
 
@@ -149,7 +153,12 @@ class WebHub:
         if not self._chunks or self._chunks[-1].seq <= seq:
             return []
         first = self._chunks[0].seq
-        return list(self._chunks)[max(0, seq + 1 - first):]
+        out = list(self._chunks)[max(0, seq + 1 - first):]
+        budget, k = int(MAX_BACKLOG_S * self.fs), len(out)
+        while k > 0 and budget > 0:
+            k -= 1
+            budget -= out[k].pcm.size
+        return out[k:]
 
     def held(self, start: int, end: int, max_s: float = MAX_CORRECTION_S) -> HeldSamples | None:
         """The raw samples of stream ``[start, end)`` (at most its first ``max_s``) as far as

@@ -48,6 +48,8 @@ TICK_S = 0.05
 KEEPALIVE_S = 10.0
 MAX_BODY = 4096
 MIN_TOKEN = 16
+MAX_STREAMS = 8
+"""Pages streaming at once (each holds a thread); one more is told to wait."""
 CONFIRM = "confirm"
 ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),
           "/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -112,6 +114,7 @@ class WebScreen:
         """Thread CPU time of the stream threads (``nemg bench web``)."""
         self.stopping = threading.Event()
         self._cpu_lock = threading.Lock()
+        self.streams = threading.BoundedSemaphore(MAX_STREAMS)
         try:
             self.httpd = _Server((self.host, port), _Handler)
         except OSError as exc:
@@ -302,7 +305,13 @@ class _Handler(BaseHTTPRequestHandler):
                 body = resources.files("edge.web").joinpath("static", name).read_bytes()
                 self._send(200, body, ctype, extra)
             elif path == "/api/stream":
-                self._stream()
+                if not self.screen.streams.acquire(blocking=False):
+                    raise _HttpError(HTTPStatus.SERVICE_UNAVAILABLE,
+                                     f"{MAX_STREAMS} pages are already watching this box")
+                try:
+                    self._stream()
+                finally:
+                    self.screen.streams.release()
             elif path == "/api/state":
                 self._json(self.screen.hub.state)
             elif path == "/api/sessions":
