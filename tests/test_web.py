@@ -397,3 +397,20 @@ def test_a_page_that_fell_behind_gets_a_bounded_backlog_and_streams_are_bounded(
         assert request(screen, "GET", "/api/stream")[0] == 503
         for c in conns:
             c.close()
+
+
+def test_the_page_says_when_the_model_is_on_trial(tmp_path, bundles, monkeypatch):
+    """The header's ON TRIAL comes from the store: a model installed and not yet
+    confirmed is on trial; once confirmed, or for a model outside the store, it is not."""
+    from conftest import installed, new_store
+
+    from edge.runtime import on_trial
+
+    store = new_store(tmp_path)
+    installed(store, bundles["1.0.0"])
+    monkeypatch.setenv("NEMG_STORE", str(store.root))
+    monkeypatch.delenv("NEMG_MODEL", raising=False)
+    assert store.status().trial and on_trial(None) and on_trial(store.active_path())
+    assert not on_trial(bundles["1.1.0"])  # --model outside the store
+    store.confirm()
+    assert not on_trial(None)
