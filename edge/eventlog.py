@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ConfigError, InputError, NemgError
-from edge.labels import check_label
+from edge.labels import UNCERTAIN, check_label
 from edge.paths import default_db  # noqa: F401  (the log's default path, re-exported)
 from edge.pipeline import Event
 from edge.wavio import write_wav
@@ -158,6 +158,9 @@ class EventLog:
         session_id, kind, model_label, confidence, a, b = row
         if kind != "label":
             raise InputError(f"event {event_id} is a {kind}, not a label to correct")
+        if label == UNCERTAIN:
+            raise InputError(f"event {event_id}: 'uncertain' is no label to train on; give "
+                             "the one it was")
         check_label(label, f"correction of event {event_id}")
         blob = start = None
         lost = b - a

@@ -84,12 +84,13 @@ def _logged_event(tmp_path: Path) -> tuple[Path, int, int]:
     sid = log.start_session("test", "nemg-fe1", {"name": "m", "version": "1"})
     eid = log.log(Event("label", "fibrillation", 1000, 3000, 0.05, 0.15, 0.9, 3))
     gid = log.log(Event("gap", "gap", 3000, 3100, 0.15, 0.155, 0.0, 0, "lost"))
+    uid = log.log(Event("label", "uncertain", 3100, 9100, 0.155, 0.455, 0.4, 3))
     log.close()
-    return tmp_path / "events.db", sid, eid, gid
+    return tmp_path / "events.db", sid, eid, gid, uid
 
 
 def test_the_server_refuses_what_it_must(tmp_path):
-    db, sid, eid, gid = _logged_event(tmp_path)
+    db, sid, eid, gid, uid = _logged_event(tmp_path)
     hub = WebHub()
     hub.configure(20000, 200)
     with WebScreen(hub, listen="127.0.0.1:0", log_path=db) as screen:
@@ -114,13 +115,20 @@ def test_the_server_refuses_what_it_must(tmp_path):
                                json.dumps({"event_id": gid, "label": "silence"}).encode(), post)
         assert status == 400 and "gap" in body["error"]
         status, body = request(screen, "POST", "/api/corrections",
+                               json.dumps({"event_id": uid, "label": "confirm"}).encode(), post)
+        assert status == 400 and "give the one it was" in body["error"]
+        status, _ = request(screen, "POST", "/api/corrections",
+                            json.dumps({"event_id": uid, "label": "silence"}).encode(), post)
+        assert status == 201
+        status, body = request(screen, "POST", "/api/corrections",
                                json.dumps({"event_id": eid, "label": "confirm"}).encode(), post)
         assert status == 201 and body["samples_saved"] is False  # not this session's
         assert request(screen, "GET", "/api/sessions/99")[0] == 404
         status, csv_text = request(screen, "GET", f"/api/sessions/{sid}/events.csv")
         assert status == 200 and "fibrillation" in csv_text
     log = EventLog(db)
-    (c,) = log.corrections(sid)
+    u, c = log.corrections(sid)  # in the order they were made
+    assert u["label"] == "silence" and u["model_label"] == "uncertain" and not u["confirmed"]
     assert c["confirmed"] == 1 and c["label"] == "fibrillation" and c["samples_lost"] == 2000
 
 

@@ -278,6 +278,7 @@ function openJudge(ev) {
     b.addEventListener("click", () => sendJudgement(lab));
     grid.appendChild(b);
   }
+  $("judge-confirm").disabled = ev.label === "uncertain";   // the model gave no label to confirm
   $("judge").hidden = false;
 }
 async function sendJudgement(label) {
