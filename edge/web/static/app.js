@@ -11,7 +11,7 @@ const H_DIVS = 10, V_DIVS = 8;
 const RING_S = 12;              // seconds of trace held (one 1 s/div sweep and its erase bar)
 const SPECTRO_FRAMES = 1000;    // 10 s of 10 ms feature frames
 const AUDIO_LEAD_S = 0.03;      // scheduled this far ahead of the audio clock
-const AUDIO_MAX_LEAD_S = 0.12;  // further ahead than this, playback restarts (latency bound)
+const AUDIO_MAX_LEAD_S = 0.08;  // further ahead than this, playback restarts (latency bound)
 const FADE_S = 0.003;           // ramps at the edges of a run: silence, not clicks, at a gap
 
 const $ = (id) => document.getElementById(id);
