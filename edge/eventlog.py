@@ -151,11 +151,9 @@ class EventLog:
         :data:`edge.labels.LABELS`), the same as the model's for a confirmation. ``held``:
         the raw samples of the stretch the box still holds (None: none any more). Returns
         the correction's id once it is durable."""
-        row = self.db.execute("SELECT session_id, kind, label, confidence, start_sample, "
-                              "end_sample FROM events WHERE id = ?", (event_id,)).fetchone()
-        if row is None:
-            raise InputError(f"no event {event_id} in {self.path}")
-        session_id, kind, model_label, confidence, a, b = row
+        ev = self.event(event_id)
+        session_id, kind, model_label = ev["session_id"], ev["kind"], ev["label"]
+        confidence, a, b = ev["confidence"], ev["start_sample"], ev["end_sample"]
         if kind != "label":
             raise InputError(f"event {event_id} is a {kind}, not a label to correct")
         if label == UNCERTAIN:
@@ -200,6 +198,13 @@ class EventLog:
         rows = self.db.execute(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE "
                                "session_id = ? ORDER BY id", (session_id,)).fetchall()
         return [dict(zip(EVENT_COLUMNS, r, strict=True)) for r in rows]
+
+    def event(self, event_id: int) -> dict[str, Any]:
+        row = self.db.execute(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE id = ?",
+                              (event_id,)).fetchone()
+        if row is None:
+            raise InputError(f"no event {event_id} in {self.path}")
+        return dict(zip(EVENT_COLUMNS, row, strict=True))
 
     def session(self, session_id: int) -> dict[str, Any]:
         for s in self.sessions():

@@ -148,7 +148,6 @@ class Pipeline:
         self._recent: deque[np.ndarray] = deque(maxlen=max(1, self.smoothing))
         self._run: _OpenRun | None = None
         self._candidate: _OpenRun | None = None  # a new label not yet held long enough
-        self._last_label: str | None = None
         self._last_followed: tuple[str, np.ndarray, int] | None = None
         self.windows_done = 0
         self.samples_in = 0
@@ -330,7 +329,6 @@ class Pipeline:
         if until is None:
             self._candidate = None
         end = r.end_sample if until is None else until
-        self._last_label = r.label
         mean = r.smooth_sum / r.windows
         self._last_followed = (r.label, mean, r.windows)
         conf = float(mean[self.labels.index(r.label)] if r.label in self.labels
@@ -361,7 +359,8 @@ class Pipeline:
     def current_label(self) -> str | None:
         """The label the events follow: the open run's, or once the stream has ended (or a
         gap closed it), the last event's. What a screen shows as the finding."""
-        return self._run.label if self._run else self._last_label
+        followed = self.followed()
+        return followed[0] if followed is not None else None
 
 
 def summarize(windows: list[WindowResult], min_share: float = 0.2) -> dict:

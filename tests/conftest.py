@@ -91,6 +91,22 @@ def installed(store, path, **kw):
     return store.install(path.read_bytes(), source=path.name, **kw)
 
 
+def contraction_wav(path: Path, duration_s: float) -> Path:
+    """A simulated steady healthy contraction (biosim, 20 kHz) written as a WAV the virtual
+    front end plays: what the live MUAP tests record."""
+    import numpy as np
+
+    from convert.biosim import simulate_contraction
+    from edge.wavio import write_wav
+
+    rec = simulate_contraction(fs=20_000, duration_s=duration_s,
+                               rng=np.random.default_rng([4242, 2, 7]), pool="healthy",
+                               excitation=2.5)
+    write_wav(path, np.clip(np.round(rec.signal_uv / 0.5), -32768, 32767).astype(np.int16),
+              20_000, 0.5)
+    return path
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

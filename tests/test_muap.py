@@ -208,6 +208,8 @@ def test_a_live_session_logs_a_muap_summary_of_a_steady_contraction(tmp_path):
     classifier follows motor_unit, the monitor analyses it, the log records the summary."""
     import io
 
+    from conftest import contraction_wav
+
     from edge.eventlog import open_for_session
     from edge.live import LiveSession, PlainView
     from edge.muap_live import MuapMonitor
@@ -219,12 +221,7 @@ def test_a_live_session_logs_a_muap_summary_of_a_steady_contraction(tmp_path):
     from firmware_host.virtual import VirtualFrontEnd
 
     fe1 = get_frontend("nemg-fe1")
-    rec = simulate_contraction(fs=20_000, duration_s=16.0,
-                               rng=np.random.default_rng([4242, 2, 7]), pool="healthy",
-                               excitation=2.5)
-    wav = tmp_path / "contraction.wav"
-    write_wav(wav, np.clip(np.round(rec.signal_uv / 0.5), -32768, 32767).astype(np.int16),
-              20_000, 0.5)
+    wav = contraction_wav(tmp_path / "contraction.wav", 16.0)
     log = open_for_session(tmp_path / "events.db")
     out = io.StringIO()
     pipe = Pipeline(load_verified())

@@ -124,6 +124,9 @@ def test_the_server_refuses_what_it_must(tmp_path):
                                json.dumps({"event_id": eid, "label": "confirm"}).encode(), post)
         assert status == 201 and body["samples_saved"] is False  # not this session's
         assert request(screen, "GET", "/api/sessions/99")[0] == 404
+        assert request(screen, "POST", "/api/corrections",
+                       json.dumps({"event_id": 999, "label": "confirm"}).encode(), post)[0] \
+            == 404
         status, csv_text = request(screen, "GET", f"/api/sessions/{sid}/events.csv")
         assert status == 200 and "fibrillation" in csv_text
     log = EventLog(db)
@@ -363,15 +366,9 @@ def test_lost_frames_are_silence_on_the_page_and_counted_as_the_log_counts_them(
 
 @needs_browser
 def test_the_muap_panel_shows_the_summary_the_log_records(tmp_path):
-    from convert.biosim import simulate_contraction
-    from edge.wavio import write_wav
+    from conftest import contraction_wav
 
-    rec = simulate_contraction(fs=20_000, duration_s=12.0,
-                               rng=np.random.default_rng([4242, 2, 7]), pool="healthy",
-                               excitation=2.5)
-    wav = tmp_path / "contraction.wav"
-    write_wav(wav, np.clip(np.round(rec.signal_uv / 0.5), -32768, 32767).astype(np.int16),
-              20_000, 0.5)
+    wav = contraction_wav(tmp_path / "contraction.wav", 12.0)
     with LiveRig(wav, tmp_path, fast=True, muap_window_s=4.0) as rig, browser() as b:
         summary = rig.wait()
         page, _ = offline_page(b, rig.url, width=800, height=480)

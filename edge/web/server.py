@@ -168,13 +168,14 @@ class WebScreen:
                              "need {\"event_id\": N, \"label\": a label or \"confirm\"}")
         log = self.open_log()
         try:
-            row = log.db.execute("SELECT session_id, label, start_sample, end_sample "
-                                 "FROM events WHERE id = ?", (event_id,)).fetchone()
-            if row is None:
-                raise _HttpError(HTTPStatus.NOT_FOUND, f"no event {event_id}")
-            session_id, model_label, a, b = row
-            held = self.hub.held(a, b) if session_id == self.hub.session_id else None
-            cid = log.correct(event_id, model_label if label == CONFIRM else label, held=held,
+            try:
+                ev = log.event(event_id)
+            except NemgError as exc:
+                raise _HttpError(HTTPStatus.NOT_FOUND, str(exc)) from None
+            # the stretch's samples, if it is this session's and still held
+            held = self.hub.held(ev["start_sample"], ev["end_sample"]) \
+                if ev["session_id"] == self.hub.session_id else None
+            cid = log.correct(event_id, ev["label"] if label == CONFIRM else label, held=held,
                               sample_rate_hz=self.hub.fs or 0,
                               uv_per_lsb=float(self.hub.state.get("uv_per_lsb") or 0.0))
             return {"id": cid, "event_id": event_id, "samples_saved": held is not None,
