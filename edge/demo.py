@@ -91,8 +91,7 @@ def run_demo(*, fast: bool = False, model: Path | None = None, plain: bool = Fal
         from edge.web import start_web
 
         screen, view = start_web(web, token=web_token, log_path=log.path if log else None,
-                                 inner=view)
-        print(f"bedside page on {screen.url}", file=sys.stderr, flush=True)
+                                 inner=view, announce=sys.stderr)
     session = LiveSession(Pipeline(bundle), FrontEndClient(link, reconnect=False), board,
                           view=view, log=log, source="demo")
     done = threading.Event()

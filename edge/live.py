@@ -72,6 +72,15 @@ class SessionState:
     muap: MuapResult | None = None
     """The newest MUAP site summary (``--muap``)."""
 
+    def rate_sps(self) -> float:
+        """Samples per second received since the session started (wall clock)."""
+        el = time.monotonic() - self.started
+        return self.samples / el if el > 0 else 0.0
+
+    def flag_names(self) -> list[str]:
+        """The front end's status flags seen so far that a screen shows."""
+        return [f.name.lower() for f in (Flag.CLIPPING, Flag.ELECTRODE_OFF) if self.flags & f]
+
 
 class PlainView:
     """For pipes and logs: one line per event."""
@@ -390,8 +399,7 @@ class LiveSession:
 
     def screen_lines(self, s: SessionState, width: int, bar: int) -> list[str]:
         p, c = self.pipeline, self.client
-        el = time.monotonic() - s.started
-        rate = s.samples / el if el > 0 else 0.0
+        rate = s.rate_sps()
         head = f" nemg-edge · {p.bundle.name} {p.bundle.version} · {self.board.name}"
         lines = [head.ljust(width, " "), f"  {s.muap.line()}" if s.muap else ""]
         shown = self.shown_decision(s)
@@ -416,7 +424,7 @@ class LiveSession:
                     else f"{ev.label} ({ev.confidence:.2f})")
             lines.append(f"   {ev.start_s:7.1f}–{ev.end_s:7.1f} s  {what}")
         lines += [""] * (4 - min(4, len(s.events)))
-        flags = [f.name.lower() for f in (Flag.CLIPPING, Flag.ELECTRODE_OFF) if s.flags & f]
+        flags = s.flag_names()
         lines.append(f"  link {s.link_note} · {rate / 1000:5.1f} kS/s · CRC err "
                      f"{c.stats.crc_errors} · gaps {p.gaps} ({p.samples_lost} lost) · "
                      f"{' '.join(flags) or 'ok'}")

@@ -58,10 +58,8 @@ def open_web(args: argparse.Namespace, view, log_path: Path | None, model: Path 
     from edge.runtime import on_trial
     from edge.web import start_web
 
-    screen, web_view = start_web(args.web, token=args.web_token, log_path=log_path,
-                                 inner=view, trial=on_trial(model))
-    print(f"bedside page on {screen.url}", file=out, flush=True)
-    return screen, web_view
+    return start_web(args.web, token=args.web_token, log_path=log_path, inner=view,
+                     trial=on_trial(model), announce=out)
 
 
 def run(args: argparse.Namespace) -> int:

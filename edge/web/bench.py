@@ -56,24 +56,21 @@ def run(opts: BenchOptions) -> dict[str, Any]:
     seconds = 6.0 if opts.quick else 20.0
     with tempfile.TemporaryDirectory() as tmp:
         wav, _ = demo_excerpt(Path(tmp) / "bench.wav", 4.0, 4.0 + seconds)
-        with _children_on_every_cpu():
-            b_ctx = browser()
-            b = b_ctx.__enter__()
-        try:
-            with LiveRig(wav, Path(tmp)) as rig:
-                page, foreign = offline_page(b, rig.url, width=1920, height=1080)
-                page.wait_for_function("window.nemg.stats.messages > 0", timeout=30_000)
-                page.click("#listen")
-                t0 = page.evaluate("performance.now()")
-                frames0 = page.evaluate("window.nemg.stats.frames")
-                page.evaluate("window.nemg.stats.latencies.length = 0")
-                summary = rig.wait(seconds * 4 + 60)
-                stats = page.evaluate("window.nemg.stats")
-                t1 = page.evaluate("performance.now()")
-                web_cpu = rig.screen.cpu_s + rig.hub.cpu_s
-                session_cpu = rig.session_cpu_s - rig.hub.cpu_s
-        finally:
-            b_ctx.__exit__(None, None, None)
+        with contextlib.ExitStack() as stack:
+            with _children_on_every_cpu():
+                b = stack.enter_context(browser())
+            rig = stack.enter_context(LiveRig(wav, Path(tmp)))
+            page, foreign = offline_page(b, rig.url, width=1920, height=1080)
+            page.wait_for_function("window.nemg.stats.messages > 0", timeout=30_000)
+            page.click("#listen")
+            t0 = page.evaluate("performance.now()")
+            frames0 = page.evaluate("window.nemg.stats.frames")
+            page.evaluate("window.nemg.stats.latencies.length = 0")
+            summary = rig.wait(seconds * 4 + 60)
+            stats = page.evaluate("window.nemg.stats")
+            t1 = page.evaluate("performance.now()")
+            web_cpu = rig.screen.cpu_s + rig.hub.cpu_s
+            session_cpu = rig.session_cpu_s - rig.hub.cpu_s
     signal_s = summary["signal_seconds"]
     lat = stats["latencies"]
     alat = stats["audio"]["latencies"]

@@ -23,7 +23,6 @@ from edge.labels import PATHOLOGICAL
 from edge.live import PlainView, SessionState
 from edge.pipeline import Event
 from firmware_host.link import LinkEvent
-from firmware_host.protocol import Flag
 
 if TYPE_CHECKING:
     from edge.live import LiveSession
@@ -265,7 +264,7 @@ class WebView(PlainView):
         if state.last is not None:
             self._last_window = state.last.index
         self.hub.session_id = session.log.session_id if session.log else None
-        self.hub.set_state(self.snapshot(state, session, live=not force))
+        self.hub.set_state(self.snapshot(state, session, live=True))
         self.hub.cpu_s += time.thread_time() - t
 
     def close(self) -> None:
@@ -277,7 +276,6 @@ class WebView(PlainView):
     # ---- the page's state ---------------------------------------------------------------------
     def snapshot(self, s: SessionState, session: LiveSession, *, live: bool) -> dict[str, Any]:
         p, c = session.pipeline, session.client
-        el = time.monotonic() - s.started
         shown = session.shown_decision(s)
         decision = None
         if shown is not None:
@@ -291,7 +289,6 @@ class WebView(PlainView):
                         "pending": None if nxt is None else {
                             "label": nxt[0], "windows": nxt[1],
                             "needed": p.min_event_windows}}
-        flags = [f.name.lower() for f in (Flag.CLIPPING, Flag.ELECTRODE_OFF) if s.flags & f]
         b = p.bundle
         return {
             "live": live,
@@ -306,9 +303,9 @@ class WebView(PlainView):
             "pathological_labels": sorted(PATHOLOGICAL & set(p.labels)),
             "decision": decision,
             "events": list(self._events),
-            "link": {"state": s.link_note, "rate_sps": s.samples / el if el > 0 else 0.0,
+            "link": {"state": s.link_note, "rate_sps": s.rate_sps(),
                      "crc_errors": c.stats.crc_errors, "gaps": p.gaps,
-                     "samples_lost": p.samples_lost, "flags": flags,
+                     "samples_lost": p.samples_lost, "flags": s.flag_names(),
                      "logging_stopped": session.log_stopped},
             "signal_s": s.samples / p.fs,
             "muap": None if s.muap is None else {
