@@ -76,6 +76,31 @@ def test_measures_of_a_known_template():
     assert measure(np.zeros(400), 40_000)["amplitude_uv"] == 0.0  # nothing there
 
 
+def test_duration_is_the_units_not_the_amplifiers_high_pass(contraction):
+    """The same unit through a 2 Hz and a 20 Hz high-pass (both clinical settings): the
+    20 Hz filter leaves a slow tail after the MUAP's net area; the slope criterion keeps
+    it out of the duration. Without it (slope 0) the tail adds over a millisecond."""
+    from dataclasses import replace
+
+    from edge.muap import MeasureConfig
+
+    rec = contraction[0]
+    amplitude_only = replace(MeasureConfig(), slope_uv_per_ms=0.0)
+    gaps = {True: [], False: []}
+    for u in rec.units.values():
+        v2, v20 = (np.concatenate([np.zeros(FS // 50),
+                                   unit_potential(u, FS, {**rec.info, "highpass_hz": hp})])
+                   for hp in (2.0, 20.0))
+        if np.ptp(v2) < 300:
+            continue
+        for slope, cfg in ((True, None), (False, amplitude_only)):
+            gaps[slope].append(measure(v20, FS, cfg)["duration_ms"]
+                               - measure(v2, FS, cfg)["duration_ms"])
+    assert len(gaps[True]) >= 3
+    assert np.median(np.abs(gaps[True])) <= 0.7
+    assert np.median(np.abs(gaps[True])) < np.median(np.abs(gaps[False]))
+
+
 def _site(amp, dur, poly=0.0, units=6, rate=10.0):
     n_poly = round(poly * units)
     us = [{"amplitude_uv": amp, "duration_ms": dur, "phases": 6 if k < n_poly else 3,
