@@ -55,20 +55,27 @@ def classify_recording(rec, bundle) -> dict[str, Any]:
     from edge.labels import PATHOLOGICAL
     from edge.pipeline import Pipeline, summarize
     from edge.resample import resample_int16
+    from edge.rest_check import RestCheck
 
     pipe = Pipeline(bundle)  # the box's path: int16 at the file's rate, then resampled
     x = resample_int16(rec.to_int16(pipe.mel.uv_per_lsb), rec.sample_rate_hz, pipe.fs)
     windows = pipe.push(x, 0)[0]
+    rest = RestCheck(pipe.fs, pipe.mel.uv_per_lsb)  # what ``nemg classify`` adds beside it
+    rest.feed(x, 0, windows)
     labels = Counter(w.label for w in windows)
     n = max(1, len(windows))
+    finding = summarize(windows)["label"]
+    caveat = rest.caveat(finding)
     return {"windows": len(windows), "motor_unit_share": labels["motor_unit"] / n,
             "pathological_share": sum(v for k, v in labels.items() if k in PATHOLOGICAL) / n,
-            "labels": dict(labels.most_common()), "finding": summarize(windows)["label"]}
+            "labels": dict(labels.most_common()), "finding": finding,
+            "caveat": caveat["text"] if caveat else None}
 
 
 def run(opts: BenchOptions) -> dict[str, Any]:
     from dataclasses import replace
 
+    from edge.labels import PATHOLOGICAL
     from edge.recording import estimate_unit_uv
     from edge.runtime import load_verified
 
@@ -99,6 +106,9 @@ def run(opts: BenchOptions) -> dict[str, Any]:
             t["motor_unit"] += round(r["motor_unit_share"] * r["windows"])
             t["pathological"] += round(r["pathological_share"] * r["windows"])
             t["files_motor_unit"] += r["finding"] == "motor_unit"
+            t["files_pathological"] += r["finding"] in PATHOLOGICAL
+            t["files_pathological_with_caveat"] += r["finding"] in PATHOLOGICAL and bool(
+                r["caveat"])
             t["files"] += 1
     out: dict[str, Any] = {"model": f"{bundle.name} {bundle.version}",
                            "files_read": totals[0]["files"]}
@@ -109,5 +119,8 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         out[f"files_called_motor_unit{key}"] = t["files_motor_unit"]
         out[f"motor_unit_window_share{key}"] = t["motor_unit"] / n
         out[f"pathological_window_share{key}"] = t["pathological"] / n
+        out[f"pathological_findings{key}"] = t["files_pathological"]
+        out[f"pathological_findings_with_voluntary_caveat{key}"] = \
+            t["files_pathological_with_caveat"]
     out["files"] = files
     return out

@@ -177,6 +177,7 @@ def classify_file(pipe_factory, path: Path, channel=None, scale_uv: float | None
     (bounded memory), or, without it, into the returned ``windows`` list."""
     from edge.errors import InputError
     from edge.pipeline import summarize
+    from edge.rest_check import RestCheck
 
     pipe = pipe_factory()
     stream = open_samples(path, pipe.fs, pipe.mel.uv_per_lsb, channel, scale_uv)
@@ -187,9 +188,12 @@ def classify_file(pipe_factory, path: Path, channel=None, scale_uv: float | None
     windows: list[dict] = []
     emit = on_window or windows.append
     decisions: list[_Decision] = []
+    rest = RestCheck(pipe.fs, pipe.mel.uv_per_lsb)
     index = 0
     for block in stream.blocks():
-        for w in pipe.push(block, index)[0]:
+        results = pipe.push(block, index)[0]
+        rest.feed(block, index, results)
+        for w in results:
             decisions.append(_Decision(w.label, w.confidence))
             emit({"start_s": round(w.start_s, 4), "end_s": round(w.end_s, 4),
                   "label": w.label, "confidence": round(w.confidence, 4),
@@ -200,6 +204,10 @@ def classify_file(pipe_factory, path: Path, channel=None, scale_uv: float | None
         index += block.size
     pipe.flush()
     b = pipe.bundle
+    summary = summarize(decisions)
+    caveat = rest.caveat(summary["label"])
+    if caveat:
+        summary["caveat"] = caveat
     return {
         "file": str(path),
         "sample_rate_hz": pipe.fs,
@@ -207,7 +215,7 @@ def classify_file(pipe_factory, path: Path, channel=None, scale_uv: float | None
         "model": {"name": b.name, "version": b.version, "sha256": b.sha256},
         "input": stream.input,
         "windows": windows,
-        "summary": summarize(decisions),
+        "summary": summary,
     }
 
 
@@ -238,6 +246,8 @@ def _write_result(path: Path, pipe_factory, args: argparse.Namespace, out: TextI
             out.write(f"{res['file']}: {s['label']} ({s['confidence']:.2f})"
                       f"{'  PATHOLOGICAL' if s['pathological'] else ''} — "
                       f"{res['duration_s']:.1f} s, {count[0]} windows\n")
+            if "caveat" in s:
+                out.write(f"  caveat: {s['caveat']['text']}\n")
             shutil.copyfileobj(spool, out)
         out.flush()
 
