@@ -14,7 +14,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -26,6 +26,7 @@ from edge.labels import PATHOLOGICAL, UNCERTAIN
 from edge.muap_live import MuapMonitor, MuapResult
 from edge.pipeline import Event, Pipeline, WindowResult, summarize
 from edge.resample import StreamResampler
+from edge.rest_check import RestCheck
 from edge.wavio import write_wav
 from firmware_host.boards import FrontEndProfile
 from firmware_host.link import FrontEndClient, LinkEvent
@@ -106,8 +107,9 @@ class PlainView:
                   flush=True)
         else:
             mark = " [pathological]" if ev.label in PATHOLOGICAL else ""
+            note = f" ({ev.detail})" if ev.detail else ""
             print(f"{ev.start_s:8.2f}–{ev.end_s:.2f} s  {ev.label:<20} {ev.confidence:.2f}"
-                  f"{mark} {tag}", file=self.out, flush=True)
+                  f"{mark} {tag}{note}", file=self.out, flush=True)
 
     def link(self, ev: LinkEvent) -> None:
         """A link change, so a pipe or journal shows a pulled cable or a hung device."""
@@ -171,6 +173,8 @@ class LiveSession:
         if board.sample_rate_hz != pipeline.fs:
             self.resampler = StreamResampler(board.sample_rate_hz, pipeline.fs)
         self.state = SessionState()
+        self.rest = RestCheck(pipeline.fs, pipeline.mel.uv_per_lsb)
+        """Is the muscle at rest while abnormal spontaneous activity is called?"""
         self.view.attach(self)
         self.muap = muap
         """MUAP analysis of voluntary stretches (None: off)."""
@@ -287,7 +291,9 @@ class LiveSession:
         self._pending_n = 0
         if self.muap is not None:
             self.muap.push(pcm, self._pending_index)
-        self._take(*self.pipeline.push(pcm, self._pending_index))
+        results, events = self.pipeline.push(pcm, self._pending_index)
+        self.rest.feed(pcm, self._pending_index, results)
+        self._take(results, events)
         self._show_features()
 
     def _show_features(self) -> None:
@@ -311,6 +317,10 @@ class LiveSession:
 
     def _emit(self, events: list[Event]) -> None:
         for ev in events:
+            if ev.kind == "label" and ev.label in PATHOLOGICAL:
+                cav = self.rest.caveat(ev.label, since=ev.start_sample, until=ev.end_sample)
+                if cav is not None:
+                    ev = replace(ev, detail=f"caveat: {cav['text']}")
             logged_id = self._to_log("log", ev)  # durable before shown
             if logged_id is not None:
                 self.logged.append(logged_id)
@@ -431,7 +441,25 @@ class LiveSession:
         why = self.uncertain_reason(s)
         if why:
             lines.append(f"  (uncertain: {why})")
+        cav = self.caveat(s)
+        if cav:
+            lines.append(f"  caveat: {cav}")
         return lines
+
+    def caveat(self, s: SessionState) -> str | None:
+        """The caveat beside the finding shown: voluntary activity in the stretch being
+        followed, while it is called abnormal spontaneous activity (None: none)."""
+        shown = self.shown_decision(s)
+        if shown is None or shown[0] not in PATHOLOGICAL:
+            return None
+        since, until = self.pipeline.followed_since, None
+        if since is None:  # the stream ended, or a gap closed it: its event's stretch
+            last = next((e for e in reversed(s.events) if e.kind == "label"), None)
+            if last is None or last.label != shown[0]:
+                return None
+            since, until = last.start_sample, last.end_sample
+        cav = self.rest.caveat(shown[0], since=since, until=until)
+        return cav["text"] if cav else None
 
     def uncertain_reason(self, s: SessionState) -> str | None:
         """Why the finding shown is 'uncertain' (None: it is not)."""

@@ -350,6 +350,11 @@ class Pipeline:
             return r.label, r.smooth_sum / r.windows, r.windows
         return self._last_followed
 
+    @property
+    def followed_since(self) -> int | None:
+        """Stream index where the open stretch the events follow began (None: none open)."""
+        return self._run.start_sample if self._run is not None else None
+
     def pending(self) -> tuple[str, int] | None:
         """A new label not yet held for ``min_event_windows``: (label, windows so far)."""
         c = self._candidate

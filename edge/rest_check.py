@@ -65,8 +65,8 @@ class RestCheck:
 
     fs: int
     uv_per_lsb: float
-    checks: dict[str, list[list[float]]] = field(default_factory=dict)
-    """label -> the voluntary-rate units of each stretch checked."""
+    checks: dict[str, list[tuple[int, list[float]]]] = field(default_factory=dict)
+    """label -> (stream index the stretch ends at, its units' voluntary rates) per check."""
     _tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
     _tail_start: int = 0
     _last_end: int = -(1 << 62)
@@ -92,16 +92,19 @@ class RestCheck:
             if a < 0 or end - self._tail_start > buf.size:
                 continue  # the stretch is not all here (the stream's start, or a gap)
             x = buf[a: end - self._tail_start].astype(np.float64) * self.uv_per_lsb
-            self.checks.setdefault(w.label, []).append(voluntary_rates(x, self.fs))
+            self.checks.setdefault(w.label, []).append((end, voluntary_rates(x, self.fs)))
             self._last_end = end
         keep = min(buf.size, self.stretch)
         self._tail = buf[buf.size - keep:].copy()
         self._tail_start = start + block.size - keep
 
-    def caveat(self, label: str) -> dict | None:
-        """The caveat for a finding of ``label``: most of its stretches checked hold a
-        contraction. None when they do not, or nothing was checked."""
-        done = self.checks.get(label, [])
+    def caveat(self, label: str, since: int | None = None,
+               until: int | None = None) -> dict | None:
+        """The caveat for a finding of ``label``: most of its stretches checked (those
+        ending after ``since`` and at most at ``until``, stream indices) hold a
+        contraction. None when they do not, or too little was checked."""
+        done = [rates for end, rates in self.checks.get(label, [])
+                if (since is None or end > since) and (until is None or end <= until)]
         busy = [r for r in done if len(r) >= MIN_VOLUNTARY_UNITS]
         if len(done) < MIN_STRETCHES or 2 * len(busy) <= len(done):
             return None
@@ -110,7 +113,7 @@ class RestCheck:
         return {"kind": "voluntary_activity", "stretches_checked": len(done),
                 "stretches_contracting": len(busy), "units": units,
                 "rates_hz": [round(min(rates), 1), round(max(rates), 1)],
-                "text": f"voluntary activity present ({units} units firing "
-                        f"{min(rates):.0f}–{max(rates):.0f} Hz in {len(busy)} of {len(done)} "
-                        f"stretches checked): spontaneous activity is judged at rest, this "
+                "text": f"voluntary activity present ({units} units at "
+                        f"{min(rates):.0f}–{max(rates):.0f} Hz, {len(busy)} of {len(done)} "
+                        f"stretches): judge spontaneous activity at rest; this "
                         f"{label.replace('_', ' ')} call is not reliable"}

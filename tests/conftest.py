@@ -107,6 +107,22 @@ def contraction_wav(path: Path, duration_s: float) -> Path:
     return path
 
 
+def low_voluntary_wav(path: Path) -> Path:
+    """The committed emgdb excerpt (healthy voluntary activity) four times over, at
+    −12 dB and 20 kHz: what the shipped model calls fibrillation (docs/generalisation.md)."""
+    import numpy as np
+
+    from convert.importers import load_two_columns
+    from edge.recording import uv_to_int16
+    from edge.resample import resample_int16
+    from edge.wavio import write_wav
+
+    rec = load_two_columns(ROOT / "tests" / "data" / "emgdb_healthy_3s.txt", "mV")
+    x = uv_to_int16(np.tile(rec.samples_uv, 4) * 10 ** (-12 / 20), 0.5)
+    write_wav(path, resample_int16(x, round(rec.sample_rate_hz), 20_000), 20_000, 0.5)
+    return path
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

@@ -72,6 +72,13 @@ def test_one_stretch_is_not_enough(contraction_uv):
     assert len(rest.checks["fibrillation"]) == 1 and rest.caveat("fibrillation") is None
 
 
+def test_a_caveat_covers_only_the_stretches_asked_for(contraction_uv):
+    rest = _check(contraction_uv, "fibrillation")
+    ends = [end for end, _ in rest.checks["fibrillation"]]
+    assert rest.caveat("fibrillation", since=ends[0], until=ends[-1]) is not None  # 2 of 3
+    assert rest.caveat("fibrillation", since=ends[1]) is None  # one stretch is not enough
+
+
 def test_nemg_classify_puts_the_caveat_beside_an_unchanged_label(tmp_path):
     """The committed emgdb excerpt (healthy voluntary activity) at −12 dB, 12 s: the
     shipped model calls it fibrillation (the failure of docs/generalisation.md); the
@@ -98,3 +105,49 @@ def test_nemg_classify_puts_the_caveat_beside_an_unchanged_label(tmp_path):
     pipe = Pipeline(load_verified())
     plain = [w.label for w in pipe.push(load_samples(wav, pipe.fs, pipe.mel.uv_per_lsb))[0]]
     assert [w["label"] for w in res["windows"]] == plain
+
+
+def test_a_live_session_logs_the_caveat_with_the_event(tmp_path):
+    """Live, over a pty: the same low-level healthy excerpt played by a virtual front
+    end. The fibrillation event the log records carries the caveat, and so does the
+    screen while the stretch is followed."""
+    import io
+
+    from conftest import low_voluntary_wav
+
+    from edge.eventlog import open_for_session
+    from edge.live import LiveSession, PlainView
+    from edge.pipeline import Pipeline
+    from edge.runtime import load_verified
+    from edge.sources import open_source
+    from firmware_host.boards import get_frontend
+    from firmware_host.link import FrontEndClient, SerialLink
+    from firmware_host.virtual import VirtualFrontEnd
+
+    wav = low_voluntary_wav(tmp_path / "healthy_low_20k.wav")
+    fe1 = get_frontend("nemg-fe1")
+    log = open_for_session(tmp_path / "events.db")
+    out = io.StringIO()
+    pipe = Pipeline(load_verified())
+    shown: list[str | None] = []
+
+    class Watching(PlainView):
+        """Notes what the screens would show beside the finding as samples arrive."""
+
+        def attach(self, session):
+            self.session = session
+
+        def samples(self, pcm, index):
+            shown.append(self.session.caveat(self.session.state))
+
+    with VirtualFrontEnd(fe1, open_source(str(wav), fe1, loop=False), fast=True,
+                         link_path=tmp_path / "ttyR") as vfe:
+        link = SerialLink(str(tmp_path / "ttyR"))
+        link.open()
+        session = LiveSession(pipe, FrontEndClient(link), fe1, log=log, view=Watching(out))
+        session.run(until=vfe.finished.is_set)
+    fib = [e for e in log.events(log.session_id)
+           if e["kind"] == "label" and e["label"] == "fibrillation"]
+    assert fib and all("caveat: voluntary activity present" in e["detail"] for e in fib)
+    assert "caveat: voluntary activity present" in out.getvalue()
+    assert any(c and "voluntary activity present" in c for c in shown)

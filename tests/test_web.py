@@ -381,6 +381,30 @@ def test_the_muap_panel_shows_the_summary_the_log_records(tmp_path):
     assert f"{last['units']} units" in panel
 
 
+@needs_browser
+def test_the_page_puts_the_caveat_beside_a_call_made_during_a_contraction(tmp_path):
+    """Healthy voluntary activity at a low level (the committed emgdb excerpt, −12 dB):
+    the model calls it fibrillation; the page says the muscle was not at rest, as the
+    log's event does."""
+    from conftest import low_voluntary_wav
+
+    wav = low_voluntary_wav(tmp_path / "healthy_low.wav")
+    with LiveRig(wav, tmp_path, fast=True) as rig, browser() as b:
+        rig.wait()
+        page, _ = offline_page(b, rig.url, width=800, height=480)
+        _wait(page, "window.nemg.state && window.nemg.state.live === false")
+        label = page.inner_text("#finding-label")
+        caveat = page.inner_text("#finding-caveat") if page.is_visible("#finding-caveat") else ""
+        page.screenshot(path=str(ARTIFACTS / "bedside-caveat-800x480.png"))
+        log = EventLog(rig.log_path)
+        logged = [e for e in log.events(log.sessions()[-1]["id"])
+                  if e["kind"] == "label" and e["label"] == "fibrillation"]
+        log.close()
+    assert "FIBRILLATION" in label
+    assert "voluntary activity present" in caveat
+    assert logged and caveat.lstrip("⚠ ") in logged[-1]["detail"]
+
+
 def test_a_page_that_fell_behind_gets_a_bounded_backlog_and_streams_are_bounded(tmp_path):
     from edge.web.hub import MAX_BACKLOG_S
     from edge.web.server import MAX_STREAMS

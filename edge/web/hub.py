@@ -283,7 +283,8 @@ class WebView(PlainView):
             reason = session.uncertain_reason(s)
             nxt = p.pending()
             decision = {"label": lab, "confidence": conf, "pathological": lab in PATHOLOGICAL,
-                        "uncertain_reason": reason, "at_s": s.last.end_s,
+                        "uncertain_reason": reason, "caveat": session.caveat(s),
+                        "at_s": s.last.end_s,
                         "window": s.last.index,
                         "probabilities": [round(float(x), 4) for x in probs],
                         "pending": None if nxt is None else {

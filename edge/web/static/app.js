@@ -218,6 +218,7 @@ function render(st) {
   if (!d) {
     $("finding-label").textContent = st.live ? "listening…" : "no decision";
     $("finding-detail").textContent = ""; box.className = "finding uncertain";
+    $("finding-caveat").hidden = true;
   } else {
     const unc = d.label === "uncertain";
     $("finding-label").textContent = nice(d.label).toUpperCase() + (d.pathological ? "  · PATHOLOGICAL" : "");
@@ -225,6 +226,8 @@ function render(st) {
     $("finding-detail").textContent = (unc ? `uncertain: ${d.uncertain_reason}` :
       `confidence ${d.confidence.toFixed(2)} · at ${fmtS(d.at_s)} s · window ${d.window}`) + next;
     box.className = "finding " + (unc ? "uncertain" : d.pathological ? "patho" : "normal");
+    $("finding-caveat").hidden = !d.caveat;
+    $("finding-caveat").textContent = d.caveat ? `⚠ ${d.caveat}` : "";
     box.dataset.label = d.label;
     const fills = $("bars").querySelectorAll(".fill"), vals = $("bars").querySelectorAll(".val");
     d.probabilities.forEach((p, i) => {
