@@ -193,7 +193,20 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         t0 = time.process_time()
         decompose(x, fs)
         times.append(time.process_time() - t0)
+    from convert.biosim import simulate_contraction
+    from edge.rest_check import STRETCH_S, voluntary_rates
+
+    # the rest check's worst case: a contraction called abnormal, checked at the model rate
+    busy = simulate_contraction(fs=20_000, duration_s=STRETCH_S, pool="healthy",
+                                excitation=3.0, rng=np.random.default_rng([5, 2])).signal_uv
+    check = []
+    for _ in range(1 if opts.quick else 3):
+        t0 = time.process_time()
+        voluntary_rates(busy, 20_000)
+        check.append(time.process_time() - t0)
     return {"r00108": r108 if r108 is not None else "skipped: ../shared/data/real/R00108.* "
             "absent", "simulated": sim, "emgdb": emg,
+            "rest_check_s_per_stretch": float(np.median(check)),
+            "rest_check_realtime_factor": STRETCH_S / float(np.median(check)),
             "emgdb_correct": sum(v["finding"] == v["expected"] for v in emg.values()),
             "decomposition_realtime_factor": x.size / fs / float(np.median(times))}
