@@ -173,7 +173,7 @@ class LiveSession:
         if board.sample_rate_hz != pipeline.fs:
             self.resampler = StreamResampler(board.sample_rate_hz, pipeline.fs)
         self.state = SessionState()
-        self.rest = RestCheck(pipeline.fs, pipeline.mel.uv_per_lsb)
+        self.rest = RestCheck(pipeline.fs, pipeline.mel.uv_per_lsb, max_checks=None)
         """Is the muscle at rest while abnormal spontaneous activity is called?"""
         self.view.attach(self)
         self.muap = muap

@@ -21,6 +21,7 @@ tenth of that.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,7 +52,11 @@ MIN_STRETCHES = 2
 decompose into four "units" — 1 in 25 simulated CRD or myotonic recordings did)."""
 
 MAX_CHECKS = 20
-"""Checks per file at most (bounded CPU on an hours-long recording)."""
+"""Checks per file at most (bounded CPU on an hours-long recording; a live session has
+no such cap: it keeps checking, and remembers the last :data:`KEEP_CHECKS`)."""
+
+KEEP_CHECKS = 64
+"""Checks remembered per label (bounded memory in a session of hours)."""
 
 
 def voluntary_rates(x_uv: np.ndarray, fs: float) -> list[float]:
@@ -70,8 +75,13 @@ class RestCheck:
 
     fs: int
     uv_per_lsb: float
-    checks: dict[str, list[tuple[int, list[float]]]] = field(default_factory=dict)
-    """label -> (stream index the stretch ends at, its units' voluntary rates) per check."""
+    max_checks: int | None = MAX_CHECKS
+    """Checks at most over the whole stream (None: no cap, as live)."""
+    checks: dict[str, deque[tuple[int, list[float]]]] = field(default_factory=dict)
+    """label -> (stream index the stretch ends at, its units' voluntary rates) per check,
+    the last :data:`KEEP_CHECKS`."""
+    made: int = 0
+    """Checks made so far."""
     _tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
     _tail_start: int = 0
     _last_end: int = -(1 << 62)
@@ -91,14 +101,16 @@ class RestCheck:
         for w in windows:
             end = w.end_sample
             if (w.label not in CHECKED_LABELS or end - self._last_end < self.stretch
-                    or sum(len(v) for v in self.checks.values()) >= MAX_CHECKS):
+                    or (self.max_checks is not None and self.made >= self.max_checks)):
                 continue
             a = end - self.stretch - self._tail_start
             if a < 0 or end - self._tail_start > buf.size:
                 continue  # the stretch is not all here (the stream's start, or a gap)
             x = buf[a: end - self._tail_start].astype(np.float64) * self.uv_per_lsb
-            self.checks.setdefault(w.label, []).append((end, voluntary_rates(x, self.fs)))
+            self.checks.setdefault(w.label, deque(maxlen=KEEP_CHECKS)).append(
+                (end, voluntary_rates(x, self.fs)))
             self._last_end = end
+            self.made += 1
         keep = min(buf.size, self.stretch)
         self._tail = buf[buf.size - keep:].copy()
         self._tail_start = start + block.size - keep

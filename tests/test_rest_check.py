@@ -72,6 +72,22 @@ def test_one_stretch_is_not_enough(contraction_uv):
     assert len(rest.checks["fibrillation"]) == 1 and rest.caveat("fibrillation") is None
 
 
+def test_a_file_is_checked_a_bounded_number_of_times_a_session_without_end():
+    from edge.rest_check import KEEP_CHECKS
+
+    x = np.zeros(round(3 * STRETCH_S * FS), np.int16)  # quiet: each check is quick
+    calls = _windows("fibrillation", 600)  # 300 s of calls, the same 9 s fed over and over
+    capped = RestCheck(FS, UV_PER_LSB, max_checks=2)
+    live = RestCheck(FS, UV_PER_LSB, max_checks=None)
+    for a in range(0, calls[-1].end_sample, x.size):
+        ws = [w for w in calls if a < w.end_sample <= a + x.size]
+        capped.feed(x, a, ws)
+        live.feed(x, a, ws)
+    assert capped.made == 2 and sum(len(v) for v in capped.checks.values()) == 2
+    assert live.made > KEEP_CHECKS and len(live.checks["fibrillation"]) == KEEP_CHECKS
+    assert live.caveat("fibrillation") is None  # nothing fires in silence
+
+
 def test_a_caveat_covers_only_the_stretches_asked_for(contraction_uv):
     rest = _check(contraction_uv, "fibrillation")
     ends = [end for end, _ in rest.checks["fibrillation"]]
