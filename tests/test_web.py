@@ -395,6 +395,7 @@ def test_the_page_puts_the_caveat_beside_a_call_made_during_a_contraction(tmp_pa
         _wait(page, "window.nemg.state && window.nemg.state.live === false")
         label = page.inner_text("#finding-label")
         caveat = page.inner_text("#finding-caveat") if page.is_visible("#finding-caveat") else ""
+        recent = page.inner_text("#events")
         page.screenshot(path=str(ARTIFACTS / "bedside-caveat-800x480.png"))
         log = EventLog(rig.log_path)
         logged = [e for e in log.events(log.sessions()[-1]["id"])
@@ -402,6 +403,7 @@ def test_the_page_puts_the_caveat_beside_a_call_made_during_a_contraction(tmp_pa
         log.close()
     assert "FIBRILLATION" in label
     assert "voluntary activity present" in caveat
+    assert "fibrillation (0." in recent.lower() and "not at rest?" in recent
     assert logged and caveat.lstrip("⚠ ") in logged[-1]["detail"]
 
 

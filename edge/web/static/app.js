@@ -251,8 +251,10 @@ const judged = new Map();   // event id -> text of this page's judgement
 function eventText(ev) {
   if (ev.kind === "gap") return `gap: ${ev.detail}`;
   if (ev.kind === "muap") return `MUAP: ${ev.label}`;
-  return `${nice(ev.label)} (${ev.confidence.toFixed(2)})${ev.pathological ? " ⚠" : ""}`;
+  return `${nice(ev.label)} (${ev.confidence.toFixed(2)})${ev.pathological ? " ⚠" : ""}${notAtRest(ev)}`;
 }
+// the rest check's caveat (edge/rest_check.py) travels in a label event's detail
+const notAtRest = (ev) => (ev.detail || "").startsWith("caveat:") ? " · not at rest?" : "";
 function renderEvents(events) {
   const ol = $("events"); ol.textContent = "";
   for (const ev of [...events].reverse()) {
@@ -272,7 +274,8 @@ function renderEvents(events) {
 let judging = null;
 function openJudge(ev) {
   judging = ev;
-  $("judge-what").textContent = `${fmtS(ev.start_s)}–${fmtS(ev.end_s)} s: the model said ${nice(ev.label).toUpperCase()} (${ev.confidence.toFixed(2)}). Was it?`;
+  $("judge-what").textContent = `${fmtS(ev.start_s)}–${fmtS(ev.end_s)} s: the model said ${nice(ev.label).toUpperCase()} (${ev.confidence.toFixed(2)}). Was it?` +
+    ((ev.detail || "").startsWith("caveat:") ? ` (The box noted ${ev.detail.slice(9)}.)` : "");
   const grid = $("judge-labels"); grid.textContent = "";
   for (const lab of state.labels) {
     const b = document.createElement("button"); b.type = "button"; b.textContent = nice(lab); b.dataset.label = lab;
@@ -340,7 +343,7 @@ async function showSession(id) {
   for (const ev of data.events) {
     const tr = document.createElement("tr"); tr.dataset.event = ev.id;
     const c = latest.get(ev.id);
-    cells(tr, [`${fmtS(ev.start_s)}–${fmtS(ev.end_s)}`, ev.kind, ev.kind === "gap" ? ev.detail : nice(ev.label),
+    cells(tr, [`${fmtS(ev.start_s)}–${fmtS(ev.end_s)}`, ev.kind, ev.kind === "gap" ? ev.detail : nice(ev.label) + notAtRest(ev),
       ev.kind === "label" ? ev.confidence.toFixed(2) : "", c ? (c.confirmed ? "✓ confirmed" : `→ ${nice(c.label)}`) : ""]);
     const td = document.createElement("td");
     if (ev.kind === "label") {
