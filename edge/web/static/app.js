@@ -251,7 +251,7 @@ const judged = new Map();   // event id -> text of this page's judgement
 function eventText(ev) {
   if (ev.kind === "gap") return `gap: ${ev.detail}`;
   if (ev.kind === "muap") return `MUAP: ${ev.label}`;
-  return `${nice(ev.label)} (${ev.confidence.toFixed(2)})${ev.pathological ? " ⚠" : ""}${notAtRest(ev)}`;
+  return `${nice(ev.label)} (${ev.confidence.toFixed(2)})${ev.pathological ? " ⚠" : ""}`;
 }
 // the rest check's caveat (edge/rest_check.py) travels in a label event's detail
 const notAtRest = (ev) => (ev.detail || "").startsWith("caveat:") ? " · not at rest?" : "";
@@ -264,6 +264,7 @@ function renderEvents(events) {
     const t = document.createElement("span"); t.className = "t"; t.textContent = `${fmtS(ev.start_s)}–${fmtS(ev.end_s)} s`;
     const l = document.createElement("span"); l.className = "l"; l.textContent = eventText(ev);
     li.append(t, l);
+    if (notAtRest(ev)) { const c = document.createElement("span"); c.className = "c"; c.textContent = "not at rest? (voluntary activity present)"; li.appendChild(c); }
     if (judged.has(ev.id)) { const j = document.createElement("span"); j.className = "j"; j.textContent = judged.get(ev.id); li.appendChild(j); }
     if (ev.correctable) li.addEventListener("click", () => openJudge(ev));
     ol.appendChild(li);
