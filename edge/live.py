@@ -26,7 +26,7 @@ from edge.labels import PATHOLOGICAL, UNCERTAIN
 from edge.muap_live import MuapMonitor, MuapResult
 from edge.pipeline import Event, Pipeline, WindowResult, summarize
 from edge.resample import StreamResampler
-from edge.rest_check import RestCheck
+from edge.rest_check import DETAIL_PREFIX, RestCheck
 from edge.wavio import write_wav
 from firmware_host.boards import FrontEndProfile
 from firmware_host.link import FrontEndClient, LinkEvent
@@ -320,7 +320,7 @@ class LiveSession:
             if ev.kind == "label" and ev.label in PATHOLOGICAL:
                 cav = self.rest.caveat(ev.label, since=ev.start_sample, until=ev.end_sample)
                 if cav is not None:
-                    ev = replace(ev, detail=f"caveat: {cav['text']}")
+                    ev = replace(ev, detail=DETAIL_PREFIX + cav["text"])
             logged_id = self._to_log("log", ev)  # durable before shown
             if logged_id is not None:
                 self.logged.append(logged_id)

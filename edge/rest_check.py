@@ -58,6 +58,9 @@ no such cap: it keeps checking, and remembers the last :data:`KEEP_CHECKS`)."""
 KEEP_CHECKS = 64
 """Checks remembered per label (bounded memory in a session of hours)."""
 
+DETAIL_PREFIX = "caveat: "
+"""How a label event's ``detail`` carries the caveat's text (the event log, the page)."""
+
 
 def voluntary_rates(x_uv: np.ndarray, fs: float) -> list[float]:
     """Firing rates (Hz) of the units in ``x_uv`` that fire at voluntary rates."""

@@ -107,9 +107,10 @@ def contraction_wav(path: Path, duration_s: float) -> Path:
     return path
 
 
-def low_voluntary_wav(path: Path) -> Path:
+def low_voluntary_wav(path: Path, rate_hz: int | None = 20_000) -> Path:
     """The committed emgdb excerpt (healthy voluntary activity) four times over, at
-    −12 dB and 20 kHz: what the shipped model calls fibrillation (docs/generalisation.md)."""
+    −12 dB: what the shipped model calls fibrillation (docs/generalisation.md). At
+    ``rate_hz`` (None: the excerpt's own 4 kHz)."""
     import numpy as np
 
     from convert.importers import load_two_columns
@@ -119,7 +120,11 @@ def low_voluntary_wav(path: Path) -> Path:
 
     rec = load_two_columns(ROOT / "tests" / "data" / "emgdb_healthy_3s.txt", "mV")
     x = uv_to_int16(np.tile(rec.samples_uv, 4) * 10 ** (-12 / 20), 0.5)
-    write_wav(path, resample_int16(x, round(rec.sample_rate_hz), 20_000), 20_000, 0.5)
+    own = round(rec.sample_rate_hz)
+    if rate_hz is None:
+        write_wav(path, x, own, 0.5)
+    else:
+        write_wav(path, resample_int16(x, own, rate_hz), rate_hz, 0.5)
     return path
 
 

@@ -8,13 +8,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_nemg
+from conftest import low_voluntary_wav, run_nemg
 
 from convert.biosim import simulate_contraction
 from convert.synth import synthesize
 from edge.recording import uv_to_int16
 from edge.rest_check import MIN_VOLUNTARY_UNITS, STRETCH_S, RestCheck
-from edge.wavio import write_wav
 
 FS = 20_000
 UV_PER_LSB = 0.5
@@ -99,12 +98,8 @@ def test_nemg_classify_puts_the_caveat_beside_an_unchanged_label(tmp_path):
     """The committed emgdb excerpt (healthy voluntary activity) at −12 dB, 12 s: the
     shipped model calls it fibrillation (the failure of docs/generalisation.md); the
     caveat says why not to trust that, and every window's label is what it was."""
-    from convert.importers import load_two_columns
 
-    rec = load_two_columns(ROOT / "tests" / "data" / "emgdb_healthy_3s.txt", "mV")
-    x = np.tile(rec.samples_uv, 4) * 10 ** (-12 / 20)
-    wav = tmp_path / "healthy_low.wav"
-    write_wav(wav, uv_to_int16(x, UV_PER_LSB), round(rec.sample_rate_hz), UV_PER_LSB)
+    wav = low_voluntary_wav(tmp_path / "healthy_low.wav", rate_hz=None)  # read as a 4 kHz file
     proc = run_nemg("classify", str(wav), "--json")
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)
@@ -128,8 +123,6 @@ def test_a_live_session_logs_the_caveat_with_the_event(tmp_path):
     end. The fibrillation event the log records carries the caveat, and so does the
     screen while the stretch is followed."""
     import io
-
-    from conftest import low_voluntary_wav
 
     from edge.eventlog import open_for_session
     from edge.live import LiveSession, PlainView

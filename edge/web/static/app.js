@@ -253,8 +253,8 @@ function eventText(ev) {
   if (ev.kind === "muap") return `MUAP: ${ev.label}`;
   return `${nice(ev.label)} (${ev.confidence.toFixed(2)})${ev.pathological ? " ⚠" : ""}`;
 }
-// the rest check's caveat (edge/rest_check.py) travels in a label event's detail
-const notAtRest = (ev) => (ev.detail || "").startsWith("caveat:") ? " · not at rest?" : "";
+// the rest check's caveat travels in a label event's detail (edge/rest_check.DETAIL_PREFIX)
+const caveatOf = (ev) => (ev.detail || "").startsWith("caveat: ") ? ev.detail.slice(8) : "";
 function renderEvents(events) {
   const ol = $("events"); ol.textContent = "";
   for (const ev of [...events].reverse()) {
@@ -264,7 +264,7 @@ function renderEvents(events) {
     const t = document.createElement("span"); t.className = "t"; t.textContent = `${fmtS(ev.start_s)}–${fmtS(ev.end_s)} s`;
     const l = document.createElement("span"); l.className = "l"; l.textContent = eventText(ev);
     li.append(t, l);
-    if (notAtRest(ev)) { const c = document.createElement("span"); c.className = "c"; c.textContent = "not at rest? (voluntary activity present)"; li.appendChild(c); }
+    if (caveatOf(ev)) { const c = document.createElement("span"); c.className = "c"; c.textContent = "not at rest? (voluntary activity present)"; li.appendChild(c); }
     if (judged.has(ev.id)) { const j = document.createElement("span"); j.className = "j"; j.textContent = judged.get(ev.id); li.appendChild(j); }
     if (ev.correctable) li.addEventListener("click", () => openJudge(ev));
     ol.appendChild(li);
@@ -276,7 +276,7 @@ let judging = null;
 function openJudge(ev) {
   judging = ev;
   $("judge-what").textContent = `${fmtS(ev.start_s)}–${fmtS(ev.end_s)} s: the model said ${nice(ev.label).toUpperCase()} (${ev.confidence.toFixed(2)}). Was it?` +
-    ((ev.detail || "").startsWith("caveat:") ? ` (The box noted ${ev.detail.slice(9)}.)` : "");
+    (caveatOf(ev) ? ` (The box noted ${caveatOf(ev)}.)` : "");
   const grid = $("judge-labels"); grid.textContent = "";
   for (const lab of state.labels) {
     const b = document.createElement("button"); b.type = "button"; b.textContent = nice(lab); b.dataset.label = lab;
@@ -344,7 +344,7 @@ async function showSession(id) {
   for (const ev of data.events) {
     const tr = document.createElement("tr"); tr.dataset.event = ev.id;
     const c = latest.get(ev.id);
-    cells(tr, [`${fmtS(ev.start_s)}–${fmtS(ev.end_s)}`, ev.kind, ev.kind === "gap" ? ev.detail : nice(ev.label) + notAtRest(ev),
+    cells(tr, [`${fmtS(ev.start_s)}–${fmtS(ev.end_s)}`, ev.kind, ev.kind === "gap" ? ev.detail : nice(ev.label) + (caveatOf(ev) ? " · not at rest?" : ""),
       ev.kind === "label" ? ev.confidence.toFixed(2) : "", c ? (c.confirmed ? "✓ confirmed" : `→ ${nice(c.label)}`) : ""]);
     const td = document.createElement("td");
     if (ev.kind === "label") {
