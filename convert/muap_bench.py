@@ -194,11 +194,14 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         decompose(x, fs)
         times.append(time.process_time() - t0)
     from convert.biosim import simulate_contraction
+    from edge.features import MelConfig
+    from edge.recording import uv_to_int16
     from edge.rest_check import STRETCH_S, voluntary_rates
 
     # the rest check's worst case: a contraction called abnormal, checked at the model rate
-    busy = simulate_contraction(fs=20_000, duration_s=STRETCH_S, pool="healthy",
-                                excitation=3.0, rng=np.random.default_rng([5, 2])).signal_uv
+    busy = uv_to_int16(simulate_contraction(
+        fs=20_000, duration_s=STRETCH_S, pool="healthy", excitation=3.0,
+        rng=np.random.default_rng([5, 2])).signal_uv, MelConfig().uv_per_lsb)
     check = []
     for _ in range(1 if opts.quick else 3):
         t0 = time.process_time()

@@ -49,27 +49,24 @@ def load_real(path: Path, how: str):
     return load_recording(path) if how == "wfdb" else load_two_columns(path, how)
 
 
-def classify_recording(rec, bundle) -> dict[str, Any]:
-    """Window labels of a recording through the box's pipeline at the model's rate (as
-    ``nemg classify`` reads it)."""
+def classify_recording(rec, bundle, rest_check: bool = True) -> dict[str, Any]:
+    """Window labels of a recording through the box's pipeline at the model rate (as
+    ``nemg classify`` reads it); ``rest_check=False``: the model's labels alone."""
     from edge.labels import PATHOLOGICAL
     from edge.pipeline import Pipeline, summarize
     from edge.resample import resample_int16
-    from edge.rest_check import RestCheck
 
-    pipe = Pipeline(bundle)  # the box's path: int16 at the file's rate, then resampled
+    pipe = Pipeline(bundle, rest_check=rest_check)  # int16 at the file's rate, resampled
     x = resample_int16(rec.to_int16(pipe.mel.uv_per_lsb), rec.sample_rate_hz, pipe.fs)
     windows = pipe.push(x, 0)[0]
-    rest = RestCheck(pipe.fs, pipe.mel.uv_per_lsb)  # what ``nemg classify`` adds beside it
-    rest.feed(x, 0, windows)
     labels = Counter(w.label for w in windows)
     n = max(1, len(windows))
-    finding = summarize(windows)["label"]
-    caveat = rest.caveat(finding)
+    note = pipe.rest.note() if pipe.rest is not None else None
     return {"windows": len(windows), "motor_unit_share": labels["motor_unit"] / n,
             "pathological_share": sum(v for k, v in labels.items() if k in PATHOLOGICAL) / n,
-            "labels": dict(labels.most_common()), "finding": finding,
-            "caveat": caveat["text"] if caveat else None}
+            "labels": dict(labels.most_common()), "finding": summarize(windows)["label"],
+            "withheld_not_at_rest": sum(w.contracting for w in windows),
+            "caveat": note["text"] if note else None}
 
 
 def run(opts: BenchOptions) -> dict[str, Any]:
@@ -96,7 +93,11 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         gains = {db: 10 ** (db / 20) for db in LEVELS_DB}
         gains["estimated"] = estimate_unit_uv(rec.samples_uv, rec.sample_rate_hz) or 1.0
         for db, gain in gains.items():
-            r = classify_recording(replace(rec, samples_uv=rec.samples_uv * gain), bundle)
+            scaled = replace(rec, samples_uv=rec.samples_uv * gain)
+            r = classify_recording(scaled, bundle)
+            alone = classify_recording(scaled, bundle, rest_check=False)
+            r["model_alone"] = {k: alone[k] for k in ("finding", "labels",
+                                                      "pathological_share")}
             key = db if isinstance(db, str) else f"{db:+d}_db" if db else "recorded"
             files[name][key] = r
             if db == "estimated":
@@ -105,10 +106,11 @@ def run(opts: BenchOptions) -> dict[str, Any]:
             t["windows"] += r["windows"]
             t["motor_unit"] += round(r["motor_unit_share"] * r["windows"])
             t["pathological"] += round(r["pathological_share"] * r["windows"])
+            t["withheld"] += r["withheld_not_at_rest"]
             t["files_motor_unit"] += r["finding"] == "motor_unit"
             t["files_pathological"] += r["finding"] in PATHOLOGICAL
-            t["files_pathological_with_caveat"] += r["finding"] in PATHOLOGICAL and bool(
-                r["caveat"])
+            t["pathological_alone"] += round(alone["pathological_share"] * alone["windows"])
+            t["files_motor_unit_alone"] += alone["finding"] == "motor_unit"
             t["files"] += 1
     out: dict[str, Any] = {"model": f"{bundle.name} {bundle.version}",
                            "files_read": totals[0]["files"]}
@@ -120,7 +122,9 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         out[f"motor_unit_window_share{key}"] = t["motor_unit"] / n
         out[f"pathological_window_share{key}"] = t["pathological"] / n
         out[f"pathological_findings{key}"] = t["files_pathological"]
-        out[f"pathological_findings_with_voluntary_caveat{key}"] = \
-            t["files_pathological_with_caveat"]
+        out[f"windows_withheld_not_at_rest{key}"] = t["withheld"] / n
+        # the model's labels without the rest check (edge/rest_check.py): what it adds
+        out[f"files_called_motor_unit_model_alone{key}"] = t["files_motor_unit_alone"]
+        out[f"pathological_window_share_model_alone{key}"] = t["pathological_alone"] / n
     out["files"] = files
     return out

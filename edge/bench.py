@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, str] = {
     "crosssim": "convert.crosssim_bench:run",
     "resample": "edge.resample_bench:run",
     "muap": "convert.muap_bench:run",
+    "rest": "convert.rest_bench:run",
     "web": "edge.web.bench:run",
 }
 

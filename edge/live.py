@@ -26,7 +26,7 @@ from edge.labels import PATHOLOGICAL, UNCERTAIN
 from edge.muap_live import MuapMonitor, MuapResult
 from edge.pipeline import Event, Pipeline, WindowResult, summarize
 from edge.resample import StreamResampler
-from edge.rest_check import DETAIL_PREFIX, RestCheck
+from edge.rest_check import DETAIL_PREFIX
 from edge.wavio import write_wav
 from firmware_host.boards import FrontEndProfile
 from firmware_host.link import FrontEndClient, LinkEvent
@@ -173,8 +173,6 @@ class LiveSession:
         if board.sample_rate_hz != pipeline.fs:
             self.resampler = StreamResampler(board.sample_rate_hz, pipeline.fs)
         self.state = SessionState()
-        self.rest = RestCheck(pipeline.fs, pipeline.mel.uv_per_lsb, max_checks=None)
-        """Is the muscle at rest while abnormal spontaneous activity is called?"""
         self.view.attach(self)
         self.muap = muap
         """MUAP analysis of voluntary stretches (None: off)."""
@@ -292,7 +290,6 @@ class LiveSession:
         if self.muap is not None:
             self.muap.push(pcm, self._pending_index)
         results, events = self.pipeline.push(pcm, self._pending_index)
-        self.rest.feed(pcm, self._pending_index, results)
         self._take(results, events)
         self._show_features()
 
@@ -317,8 +314,8 @@ class LiveSession:
 
     def _emit(self, events: list[Event]) -> None:
         for ev in events:
-            if ev.kind == "label" and ev.label in PATHOLOGICAL:
-                cav = self.rest.caveat(ev.label, since=ev.start_sample, until=ev.end_sample)
+            if ev.kind == "label" and (ev.label in PATHOLOGICAL or ev.label == UNCERTAIN):
+                cav = self._rest_note(ev.start_sample, ev.end_sample)
                 if cav is not None:
                     ev = replace(ev, detail=DETAIL_PREFIX + cav["text"])
             logged_id = self._to_log("log", ev)  # durable before shown
@@ -446,11 +443,16 @@ class LiveSession:
             lines.append(f"  caveat: {cav}")
         return lines
 
+    def _rest_note(self, since: int, until: int | None) -> dict | None:
+        rest = self.pipeline.rest
+        return rest.note(since=since, until=until) if rest is not None else None
+
     def caveat(self, s: SessionState) -> str | None:
-        """The caveat beside the finding shown: voluntary activity in the stretch being
-        followed, while it is called abnormal spontaneous activity (None: none)."""
+        """The rest check's note beside the finding shown, while it is abnormal
+        spontaneous activity or 'uncertain': calls withheld in the stretch being followed
+        because the muscle was contracting (None: none)."""
         shown = self.shown_decision(s)
-        if shown is None or shown[0] not in PATHOLOGICAL:
+        if shown is None or not (shown[0] in PATHOLOGICAL or shown[0] == UNCERTAIN):
             return None
         since, until = self.pipeline.followed_since, None
         if since is None:  # the stream ended, or a gap closed it: its event's stretch
@@ -458,7 +460,7 @@ class LiveSession:
             if last is None or last.label != shown[0]:
                 return None
             since, until = last.start_sample, last.end_sample
-        cav = self.rest.caveat(shown[0], since=since, until=until)
+        cav = self._rest_note(since, until)
         return cav["text"] if cav else None
 
     def uncertain_reason(self, s: SessionState) -> str | None:
@@ -466,8 +468,11 @@ class LiveSession:
         shown = self.shown_decision(s)
         if shown is None or shown[0] != UNCERTAIN:
             return None
-        return ("unlike anything the model was trained on" if s.last.unfamiliar
-                else "below the model's confidence threshold")
+        if s.last.unfamiliar:
+            return "unlike anything the model was trained on"
+        if s.last.contracting:
+            return "the muscle is not at rest (voluntary units firing)"
+        return "below the model's confidence threshold"
 
 
 def use_terminal_view(stream: TextIO) -> bool:

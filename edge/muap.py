@@ -93,6 +93,9 @@ class Unit:
     analysis_rate_hz: float
     template_noise_uv: float = 0.0
     """Noise of the template: the spread of its discharges ÷ √(discharges)."""
+    firings: np.ndarray | None = None
+    """The discharges as sample indices at the analysis rate (exact: what integer rules
+    are decided on)."""
 
 
 def sharpness(x: np.ndarray, fs: float, c: DecompositionConfig) -> np.ndarray:
@@ -133,7 +136,7 @@ def cluster(segs: np.ndarray, sigma: float, c: DecompositionConfig) -> list[np.n
         return []
     n, L = segs.shape
     sq = (segs**2).sum(axis=1)
-    d = (sq[:, None] + sq[None, :] - 2 * segs @ segs.T) / (L * sigma**2)
+    d = (sq[:, None] + sq[None, :] - 2 * segs @ segs.T) / (L * (sigma * sigma))
     free = np.ones(n, bool)
     units = []
     while free.sum() >= c.min_seed:
@@ -143,7 +146,7 @@ def cluster(segs: np.ndarray, sigma: float, c: DecompositionConfig) -> list[np.n
         if counts[seed] < c.min_seed:
             break
         tmpl = np.median(segs[near[seed]], axis=0)
-        dist = ((segs - tmpl) ** 2).mean(axis=1) / sigma**2
+        dist = ((segs - tmpl) ** 2).mean(axis=1) / (sigma * sigma)
         members = np.flatnonzero(free & (dist < c.cluster_distance / 2))
         if members.size < c.min_seed:
             free[near[seed]] = False  # a seed that does not hold together is not a unit
@@ -173,7 +176,7 @@ def peel(y: np.ndarray, shapes: list[np.ndarray], a: int, threshold: float, dead
                 continue
             H = sliding_window_view(r[lo: lo + L + 2 * max_lag], L)  # [lags, L]
             gain = 2 * (H @ S.T) - energy[None, :]  # energy removed, per lag and unit
-            for flat in np.argsort(-gain, axis=None)[:4]:  # the best that is allowed
+            for flat in np.argsort(-gain, axis=None, kind="stable")[:4]:  # the best allowed
                 lag, k = divmod(int(flat), S.shape[0])
                 if gain[lag, k] < 0.5 * energy[k]:
                     break
@@ -209,12 +212,17 @@ def upsample(x: np.ndarray, factor: int) -> np.ndarray:
 ANALYSIS_RATE_HZ = 40_000
 
 
-def _regular(f: np.ndarray, fs: float, c: DecompositionConfig, duration_s: float) -> bool:
+def _regular(f: np.ndarray, c: DecompositionConfig, duration_s: float) -> bool:
+    """A steady train: ``f`` (sample indices) at ``min_rate_hz`` or more, its intervals'
+    CV at most ``max_isi_cv`` — decided in integers (the CV is the same in samples)."""
     if f.size / duration_s < c.min_rate_hz or f.size < 3:
         return False
-    isi = np.diff(f) / fs
+    isi = np.diff(f)
     isi = isi[isi < 2 * np.median(isi)]
-    return isi.size >= 2 and float(isi.std() / isi.mean()) <= c.max_isi_cv
+    n, s1, s2 = isi.size, int(isi.sum()), int((isi * isi).sum())
+    # CV² = (n·Σisi² − (Σisi)²) / (Σisi)², compared exactly
+    cv_pct = round(100 * c.max_isi_cv)
+    return n >= 2 and 10_000 * (n * s2 - s1 * s1) <= cv_pct * cv_pct * s1 * s1
 
 
 def _shift_distance(s1: np.ndarray, s2: np.ndarray, max_lag: int) -> float:
@@ -238,7 +246,7 @@ def merge_shapes(segs: np.ndarray, groups: list[np.ndarray], sigma: float,
     while merged and len(groups) > 1:
         merged = False
         shapes = [np.median(segs[g], axis=0) for g in groups]
-        pairs = sorted((_shift_distance(shapes[i], shapes[j], max_lag) / sigma**2, i, j)
+        pairs = sorted((_shift_distance(shapes[i], shapes[j], max_lag) / (sigma * sigma), i, j)
                        for i in range(len(groups)) for j in range(i + 1, len(groups)))
         d, i, j = pairs[0]
         if d < c.cluster_distance / 2:
@@ -248,7 +256,7 @@ def merge_shapes(segs: np.ndarray, groups: list[np.ndarray], sigma: float,
     return groups
 
 
-def _time_locked(firings: list[list[int]], energy: list[float], tol: int,
+def time_locked(firings: list[list[int]], energy: list[float], tol: int,
                  window: int) -> int | None:
     """The unit to drop from the first pair whose trains are time-locked: most of the
     sparser train's discharges at one fixed offset (± ``tol``) from the other's, within
@@ -272,12 +280,22 @@ def _time_locked(firings: list[list[int]], energy: list[float], tol: int,
     return None
 
 
-def decompose(x_uv: np.ndarray, fs: float,
-              config: DecompositionConfig | None = None) -> list[Unit]:
+def decompose(x_uv: np.ndarray, fs: float, config: DecompositionConfig | None = None, *,
+              exact: bool = False) -> list[Unit]:
     """Motor units of a steady contraction ``x_uv`` (µV at ``fs`` Hz), largest first.
-    Firing times are in seconds from the first sample; templates at the file's rate."""
+    Firing times are in seconds from the first sample; templates at the file's rate.
+
+    ``exact``: ``x_uv`` is integer samples (any scale: every rule is relative to the
+    noise), analysed at ``fs`` without upsampling, and the units and their firings are the
+    same on every IEEE-754 machine. Every value the decisions rest on is then an integer or
+    a half or quarter integer far below 2⁵⁰ (a median of integers is one), so every sum is
+    exact in any order (BLAS, SIMD); the only roundings are single multiplications and
+    divisions, correctly rounded everywhere; no FFT, no transcendental function, stable
+    sorts only. What the box's labels may depend on (:mod:`edge.rest_check`)."""
     c = config or DecompositionConfig()
-    up = max(1, math.ceil(ANALYSIS_RATE_HZ / fs))
+    if exact and not np.issubdtype(np.asarray(x_uv).dtype, np.integer):
+        raise TypeError("an exact decomposition takes integer samples")
+    up = 1 if exact else max(1, math.ceil(ANALYSIS_RATE_HZ / fs))
     x = upsample(np.asarray(x_uv, dtype=np.float64), up)
     rate = fs * up
     ms = rate / 1000.0
@@ -294,7 +312,7 @@ def decompose(x_uv: np.ndarray, fs: float,
     shapes = [np.median(segs[g], axis=0) for g in groups]
     times = [list(idx[g]) for g in groups]
     while True:  # another spike of a unit already found is not a unit
-        twin = _time_locked(times, [float(v @ v) for v in shapes], round(c.lock_ms * ms),
+        twin = time_locked(times, [float(v @ v) for v in shapes], round(c.lock_ms * ms),
                             round(c.lock_window_ms * ms))
         if twin is None:
             break
@@ -302,7 +320,7 @@ def decompose(x_uv: np.ndarray, fs: float,
     refractory = round(c.refractory_ms * ms)
     firings = peel(y, shapes, a, thr, dead, max_lag, refractory, c.passes)
     for _ in range(2):  # the matching can uncover a lock the detections hid
-        twin = _time_locked(firings, [float(v @ v) for v in shapes], round(c.lock_ms * ms),
+        twin = time_locked(firings, [float(v @ v) for v in shapes], round(c.lock_ms * ms),
                             round(c.lock_window_ms * ms))
         if twin is None:
             break
@@ -310,7 +328,7 @@ def decompose(x_uv: np.ndarray, fs: float,
         firings = peel(y, shapes, a, thr, dead, max_lag, refractory, c.passes)
     duration = x.size / rate
     kept = [(np.array(f, dtype=np.int64), s) for f, s in zip(firings, shapes, strict=True)
-            if _regular(np.array(f), rate, c, duration)]
+            if _regular(np.array(f, dtype=np.int64), c, duration)]
     ta, tb = round(-c.template_ms[0] * ms), round(c.template_ms[1] * ms)
     units = []
     for f, shape in kept:
@@ -319,7 +337,7 @@ def decompose(x_uv: np.ndarray, fs: float,
         # the median: another unit's discharge overlapping a few of them does not enter
         tmpl = np.median(segs_uv, axis=0)
         noise = float(np.median(segs_uv.std(axis=0))) / math.sqrt(len(segs_uv))
-        units.append(Unit(0, f / rate, shape, tmpl[::up], tmpl, rate, noise))
+        units.append(Unit(0, f / rate, shape, tmpl[::up], tmpl, rate, noise, f))
     units.sort(key=lambda u: -float(np.ptp(u.template_fine_uv)))
     for i, u in enumerate(units, 1):
         u.id = i

@@ -30,6 +30,7 @@ from edge.errors import ConfigError
 from edge.features import MelFrontEnd
 from edge.labels import PATHOLOGICAL, UNCERTAIN
 from edge.model import Classifier
+from edge.rest_check import CHECKED_LABELS, RestCheck
 
 MIN_EVENT_WINDOWS = 3
 """Windows a new smoothed label must hold before it becomes an event (1.5 s at a 0.5 s
@@ -67,6 +68,10 @@ class WindowResult:
     """Samples of the window that were lost and zero-filled (0: all of it was heard)."""
     unfamiliar: bool = False
     """Its spectrum is unlike the model's training windows (:mod:`edge.calibration`): the
+    label is 'uncertain' and the window carries no weight in the smoothing."""
+    contracting: bool = False
+    """Its top class is abnormal spontaneous activity, but several units fire at voluntary
+    rates in the stretch it ends (:mod:`edge.rest_check`): the muscle is not at rest, the
     label is 'uncertain' and the window carries no weight in the smoothing."""
 
 
@@ -117,7 +122,8 @@ class Pipeline:
     def __init__(self, bundle: Bundle, *, num_threads: int = 1,
                  uncertain_threshold: float | None = None,
                  smoothing_windows: int | None = None,
-                 max_concealed_gap_ms: float = MAX_CONCEALED_GAP_MS) -> None:
+                 max_concealed_gap_ms: float = MAX_CONCEALED_GAP_MS,
+                 rest_check: bool = True) -> None:
         if not bundle.verified:
             raise ConfigError("the pipeline only runs verified bundles")
         m = bundle.manifest
@@ -140,6 +146,9 @@ class Pipeline:
         """Longest loss in samples that is concealed rather than closing the window."""
         self._concealed_spans: deque[tuple[int, int]] = deque()  # stream [start, end)
         self.front_end = MelFrontEnd(self.mel)
+        self.rest = RestCheck(self.fs, self.win.samples(self.mel)) if rest_check else None
+        """Withholds calls of spontaneous activity during a contraction (None: off, the
+        model's labels alone — for measuring what the check adds)."""
         self._frames = np.zeros((0, self.mel.num_mels), dtype=np.int8)
         self._frames_dropped = 0  # frames of this segment already slid out of the buffer
         self._segment_start = 0  # stream index where the current segment began
@@ -177,6 +186,8 @@ class Pipeline:
             else:
                 events += self.gap(lost, "index jump")
         self.samples_in += samples.size
+        if self.rest is not None:
+            self.rest.push(samples, self._next_index)
         self._next_index += samples.size
         new = self.front_end.push(samples)
         if new.size and self.keep_frames:
@@ -190,6 +201,8 @@ class Pipeline:
             window = self._frames[a : a + w.frames]
             results.append(self._decide(window, t_in, events))
             self._next_window += w.hop_frames
+        if self.rest is not None:
+            self.rest.trim()
         drop = self._next_window - self._frames_dropped  # frames no window needs any more
         if drop > 0:
             self._frames = self._frames[drop:]
@@ -262,29 +275,40 @@ class Pipeline:
         self._segment_start = self._next_index
         self._recent.clear()
         self._concealed_spans.clear()
+        if self.rest is not None:
+            self.rest.reset(self._next_index)
 
     def _decide(self, window: np.ndarray, t_in: float, events: list[Event]) -> WindowResult:
         scores = self.classifier.invoke_int8(window)
         probs = self.calibration.probabilities(self.classifier.probabilities(scores))
         top = int(np.argmax(probs))
         conf = float(probs[top])
-        unfamiliar = self.calibration.unfamiliar(window)
-        label = self.labels[top] if conf >= self.threshold and not unfamiliar else UNCERTAIN
-        # an answer on a window unlike any trained is no evidence for or against a label
-        self._recent.append(np.full(probs.size, 1.0 / probs.size) if unfamiliar else probs)
-        smooth = np.mean(self._recent, axis=0)
-        s_top = int(np.argmax(smooth))
-        smoothed = self.labels[s_top] if smooth[s_top] >= self.threshold else UNCERTAIN
         hop = self.mel.hop_length
         start = self._segment_start + self._next_window * hop
         end = start + self.win.samples(self.mel)
+        unfamiliar = self.calibration.unfamiliar(window)
+        contracting = False
+        if self.rest is not None and not unfamiliar and self.labels[top] in CHECKED_LABELS:
+            check = self.rest.check(end)
+            contracting = check is not None and check.contracting
+            if contracting:
+                self.rest.withheld[self.labels[top]] += 1
+        confident = conf >= self.threshold and not unfamiliar and not contracting
+        label = self.labels[top] if confident else UNCERTAIN
+        # an answer on a window unlike any trained, or on a contraction that it calls
+        # spontaneous activity, is no evidence for or against a label
+        self._recent.append(np.full(probs.size, 1.0 / probs.size)
+                            if unfamiliar or contracting else probs)
+        smooth = np.mean(self._recent, axis=0)
+        s_top = int(np.argmax(smooth))
+        smoothed = self.labels[s_top] if smooth[s_top] >= self.threshold else UNCERTAIN
         spans = self._concealed_spans
         while spans and spans[0][1] <= start:  # windows only move forward
             spans.popleft()
         concealed = sum(max(0, min(b, end) - max(a, start)) for a, b in spans)
         res = WindowResult(self.windows_done, start, end, start / self.fs, end / self.fs,
                            label, conf, probs, smoothed, smooth, time.perf_counter() - t_in,
-                           concealed, unfamiliar)
+                           concealed, unfamiliar, contracting)
         self.windows_done += 1
         self._follow(smoothed, smooth, start, end, events)
         return res
@@ -372,8 +396,12 @@ def summarize(windows: list[WindowResult], min_share: float = 0.2) -> dict:
     """A file's dominant finding: the most frequent pathological label if it holds at
     least ``min_share`` of the confident windows (and 2 windows), else the most frequent
     label. Abnormal activity in a fifth of an examination is the finding, even when
-    silence fills the rest."""
+    silence fills the rest. Windows withheld because the muscle was contracting
+    (``contracting``) are 'uncertain', yet they are heard: when they outnumber the most
+    frequent label, the finding is 'uncertain' (not at rest), not what a few other
+    windows said."""
     confident = [w for w in windows if w.label != UNCERTAIN]
+    withheld = sum(bool(getattr(w, "contracting", False)) for w in windows)
     if not confident:
         return {"label": UNCERTAIN, "confidence": 0.0, "pathological": False}
     counts: dict[str, int] = {}
@@ -384,7 +412,10 @@ def summarize(windows: list[WindowResult], min_share: float = 0.2) -> dict:
         lab = max(patho, key=patho.get)
         if patho[lab] >= max(2, min_share * len(confident)):
             return _finding(lab, confident)
-    return _finding(max(counts, key=counts.get), confident)
+    top = max(counts, key=counts.get)
+    if withheld > counts[top]:
+        return {"label": UNCERTAIN, "confidence": 0.0, "pathological": False}
+    return _finding(top, confident)
 
 
 def _finding(label: str, windows: list[WindowResult]) -> dict:

@@ -1,32 +1,36 @@
-"""Is the muscle at rest? A second opinion on a call of abnormal spontaneous activity.
+"""Is the muscle at rest? Calls of abnormal spontaneous activity made during a contraction
+are withheld.
 
-Spontaneous activity is judged with the muscle at rest. Several motor units firing at
-voluntary rates mean it is contracting, and then a call of spontaneous activity is most
-often voluntary MUAPs misread (real recordings of healthy muscles are called fibrillation
-at a low level, CRD at 10 kHz: see docs/generalisation.md). Stretches of the signal called
-one of :data:`CHECKED_LABELS` are decomposed (:func:`edge.muap.decompose`) and the units
-firing at voluntary rates counted; when most of the stretches checked hold a contraction,
-the file's finding carries a caveat.
+Spontaneous activity is judged with the muscle at rest. Several motor units firing
+independently at voluntary rates mean it is contracting, and then a call of spontaneous
+activity is most often voluntary MUAPs misread (real recordings of healthy muscles are
+called fibrillation at a low level, CRD at 10 kHz: see docs/generalisation.md). So before
+a window whose top class is one of :data:`CHECKED_LABELS` is labelled, the stretch of
+signal ending with it is decomposed (:func:`edge.muap.decompose`, ``exact=True``) and the
+independent units firing at voluntary rates counted; at :data:`MIN_VOLUNTARY_UNITS` or
+more, the window is labelled ``uncertain`` (``WindowResult.contracting``), carries no
+weight in the smoothing, and the finding says why.
 
-The decomposition is float arithmetic (deterministic on one machine, not bit-exact across
-machines), so the check **never changes a window's label or the finding's label** — those
-stay the bit-exact output of the fixed-point path. It adds a caveat beside them.
-Keyed to sample indices: the same windows give the same checks whatever the block size.
-Cost: a 3 s stretch of a contraction takes 0.1–0.2 s of one workstation core (``nemg
-bench muap``: ``rest_check_realtime_factor``), run in the live session's own thread like
-the MUAP monitor's analyses — on a Pi 4 expect decisions to pause for most of a second
-every 3 s while a contraction is being called abnormal; a true fibrillation costs a
-tenth of that.
+**Bit-exact.** The decomposition runs on the box's own int16 samples at the model rate in
+its exact mode (integer and dyadic arithmetic only: the same units on every IEEE-754
+machine), and every rule here is an integer comparison, so the label stays the same on
+every box for the same input. Keyed to sample indices: which stretches are checked
+depends only on the stream and the model's outputs, never on block sizes or time.
+
+Cost: about 30 ms of one workstation core per 3 s stretch (``nemg bench muap``:
+``rest_check_realtime_factor``), at most one check per :data:`RECHECK_S` of signal, and
+only while abnormal activity is the top class.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from edge.labels import PATHOLOGICAL
+from edge.muap import DecompositionConfig, decompose, time_locked
 
 #: Calls a contraction undermines: every abnormal spontaneous discharge is judged at rest.
 #: (End-plate activity, a normal finding, is not checked: its irregular spikes decompose
@@ -36,104 +40,150 @@ CHECKED_LABELS = PATHOLOGICAL
 STRETCH_S = 3.0
 """Seconds decomposed per check: a unit at 5 Hz fires 15 times (the seeding needs 8)."""
 
-VOLUNTARY_RATE_HZ = (5.0, 30.0)
+MIN_STRETCH_S = 2.0
+"""Shortest stretch checked by default (the first windows of a stream or after a gap);
+the pipeline checks down to one window's length (``RestCheck.min_stretch``)."""
+
+RECHECK_S = 1.0
+"""A check stands for the windows ending within this after it (bounded CPU: two windows
+per check at a 0.5 s hop)."""
+
+VOLUNTARY_RATE_HZ = (5, 30)
 """Firing rates of voluntarily active units, from recruitment onset (about 5 Hz, Petajan
 1991) to a moderate contraction."""
 
-MIN_VOLUNTARY_UNITS = 4
-"""Units at voluntary rates that make a stretch a contraction. Chosen on simulation alone:
-the smallest count at which none of 168 simulated recordings of abnormal spontaneous
-activity (each class of :data:`CHECKED_LABELS`, 12 from each of ``convert.synth`` and
-``convert.biosim``, 12 s, four stretches each) gets the caveat (at 3, four CRD and PSW
-recordings did). Not tuned on any real recording."""
+LOCK_WINDOW_MS = 100.0
+"""Units whose discharges keep one offset (± ``DecompositionConfig.lock_ms``) within this
+are one generator: the fibres of a complex repetitive discharge fire time-locked in a loop
+(complexes up to 100 ms); independent motor units do not."""
 
-MIN_STRETCHES = 2
-"""Stretches checked before a caveat is given (one 3 s stretch of a discharge can
-decompose into four "units" — 1 in 25 simulated CRD or myotonic recordings did)."""
+MIN_VOLUNTARY_UNITS = 5
+"""Independent units at voluntary rates that make a stretch a contraction. Chosen on
+simulation alone: the smallest count at which at most 1 % of 3 s stretches of abnormal
+spontaneous activity are withheld — 672 stretches (each class of :data:`CHECKED_LABELS`,
+12 recordings of 12 s from each of ``convert.synth`` and ``convert.biosim``, seed 77):
+5 were (0.7 %; at 4, 2.1 %). On a held-out draw (seed 78) 2 of 672 (0.3 %), and 36 of 96
+stretches of simulated voluntary recordings were recognised (those holding fewer units
+give nothing to go on). Not tuned on any real recording."""
 
-MAX_CHECKS = 20
-"""Checks per file at most (bounded CPU on an hours-long recording; a live session has
-no such cap: it keeps checking, and remembers the last :data:`KEEP_CHECKS`)."""
+MAX_CHECK_SEGMENTS = 1500
+"""Spikes the shapes are learnt from per check (bounds a check's memory and time on the
+box: the clustering is O(n²); the matching still sees every spike)."""
 
 KEEP_CHECKS = 64
-"""Checks remembered per label (bounded memory in a session of hours)."""
+"""Checks remembered (bounded memory in a session of hours)."""
 
 DETAIL_PREFIX = "caveat: "
-"""How a label event's ``detail`` carries the caveat's text (the event log, the page)."""
+"""How an event's ``detail`` carries the rest check's note (the event log, the page)."""
 
 
-def voluntary_rates(x_uv: np.ndarray, fs: float) -> list[float]:
-    """Firing rates (Hz) of the units in ``x_uv`` that fire at voluntary rates."""
-    from edge.muap import decompose, firing_stats
-
+def voluntary_rates(samples: np.ndarray, fs: int) -> list[float]:
+    """Firing rates (Hz) of the independent units of int16 ``samples`` that fire at
+    voluntary rates. Which units count is decided in integers (bit-exact); the rates
+    themselves are for people to read."""
+    c = DecompositionConfig(max_cluster_segments=MAX_CHECK_SEGMENTS)
+    units = decompose(samples, fs, c, exact=True)
+    trains = [u.firings for u in units]
+    energy = [float(u.shape @ u.shape) for u in units]
+    tol, window = round(c.lock_ms * fs / 1000), round(LOCK_WINDOW_MS * fs / 1000)
+    while (twin := time_locked(trains, energy, tol, window)) is not None:
+        del trains[twin], energy[twin]
     lo, hi = VOLUNTARY_RATE_HZ
-    rates = [firing_stats(u.firings_s)["firing_rate_hz"] for u in decompose(x_uv, fs)]
-    return [r for r in rates if lo <= r <= hi]
+    rates = []
+    for f in trains:
+        isi = np.diff(f)
+        isi = isi[isi < 2 * np.median(isi)] if isi.size else isi
+        n, total = isi.size, int(isi.sum())
+        if n and lo * total <= fs * n <= hi * total:  # lo ≤ fs / mean interval ≤ hi
+            rates.append(fs * n / total)
+    return rates
+
+
+@dataclass(frozen=True)
+class Check:
+    """One stretch decomposed."""
+
+    end: int
+    """Stream index one past the stretch's last sample."""
+    rates_hz: tuple[float, ...]
+    """Firing rates of its independent units at voluntary rates."""
+
+    @property
+    def contracting(self) -> bool:
+        return len(self.rates_hz) >= MIN_VOLUNTARY_UNITS
 
 
 @dataclass
 class RestCheck:
-    """Fed the stream's blocks and the windows decided on them (:meth:`feed`); then
-    :meth:`caveat` for the file's finding."""
+    """Fed the stream's samples (:meth:`push`), asked about each window whose top class is
+    checked (:meth:`check`), trimmed after (:meth:`trim`). Remembers what it found for the
+    notes (:meth:`note`)."""
 
     fs: int
-    uv_per_lsb: float
-    max_checks: int | None = MAX_CHECKS
-    """Checks at most over the whole stream (None: no cap, as live)."""
-    checks: dict[str, deque[tuple[int, list[float]]]] = field(default_factory=dict)
-    """label -> (stream index the stretch ends at, its units' voluntary rates) per check,
-    the last :data:`KEEP_CHECKS`."""
+    min_stretch: int = 0
+    """Shortest stretch checked, samples (0: :data:`MIN_STRETCH_S`)."""
+    checks: deque[Check] = field(default_factory=lambda: deque(maxlen=KEEP_CHECKS))
+    withheld: Counter[str] = field(default_factory=Counter)
+    """Top class -> windows withheld (labelled 'uncertain') because of a contraction."""
     made: int = 0
     """Checks made so far."""
     _tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
     _tail_start: int = 0
-    _last_end: int = -(1 << 62)
 
     @property
     def stretch(self) -> int:
         return round(STRETCH_S * self.fs)
 
-    def feed(self, block: np.ndarray, start: int, windows) -> None:
-        """``block``: int16 samples from stream index ``start``; ``windows``: the
-        pipeline's results from that push (each with ``label`` and ``end_sample``). A
-        window of a checked label ending a full stretch after the last check is checked
-        on the stretch that ends with it."""
-        if start != self._tail_start + self._tail.size:  # a gap: nothing before it counts
-            self._tail, self._tail_start = np.zeros(0, np.int16), start
-        buf = np.concatenate([self._tail, block]) if self._tail.size else block
-        for w in windows:
-            end = w.end_sample
-            if (w.label not in CHECKED_LABELS or end - self._last_end < self.stretch
-                    or (self.max_checks is not None and self.made >= self.max_checks)):
-                continue
-            a = end - self.stretch - self._tail_start
-            if a < 0 or end - self._tail_start > buf.size:
-                continue  # the stretch is not all here (the stream's start, or a gap)
-            x = buf[a: end - self._tail_start].astype(np.float64) * self.uv_per_lsb
-            self.checks.setdefault(w.label, deque(maxlen=KEEP_CHECKS)).append(
-                (end, voluntary_rates(x, self.fs)))
-            self._last_end = end
-            self.made += 1
-        keep = min(buf.size, self.stretch)
-        self._tail = buf[buf.size - keep:].copy()
-        self._tail_start = start + block.size - keep
+    def reset(self, start: int) -> None:
+        """A new segment begins at stream index ``start`` (nothing before a gap counts)."""
+        self._tail, self._tail_start = np.zeros(0, np.int16), start
 
-    def caveat(self, label: str, since: int | None = None,
-               until: int | None = None) -> dict | None:
-        """The caveat for a finding of ``label``: most of its stretches checked (those
-        ending after ``since`` and at most at ``until``, stream indices) hold a
-        contraction. None when they do not, or too little was checked."""
-        done = [rates for end, rates in self.checks.get(label, [])
-                if (since is None or end > since) and (until is None or end <= until)]
-        busy = [r for r in done if len(r) >= MIN_VOLUNTARY_UNITS]
-        if len(done) < MIN_STRETCHES or 2 * len(busy) <= len(done):
+    def push(self, samples: np.ndarray, start: int) -> None:
+        """Contiguous int16 ``samples`` from stream index ``start``, held until
+        :meth:`trim` (the windows decided on them may end anywhere in them)."""
+        if start != self._tail_start + self._tail.size:
+            self.reset(start)
+        self._tail = np.concatenate([self._tail, samples]) if self._tail.size else samples
+
+    def trim(self) -> None:
+        """Keep only the segment's last :data:`STRETCH_S` (after a push's windows)."""
+        drop = self._tail.size - self.stretch
+        if drop > 0:
+            self._tail = self._tail[drop:].copy()
+            self._tail_start += drop
+
+    def check(self, end: int) -> Check | None:
+        """The check that stands for a window ending at stream index ``end``: the last one
+        if it ended within :data:`RECHECK_S` before, else a new one on the stretch ending
+        at ``end``. None when less than ``min_stretch`` of it is here."""
+        last = self.checks[-1] if self.checks else None
+        if last is not None and 0 <= end - last.end < round(RECHECK_S * self.fs):
+            return last
+        a = max(self._tail_start, end - self.stretch)
+        shortest = self.min_stretch or round(MIN_STRETCH_S * self.fs)
+        if end > self._tail_start + self._tail.size or end - a < shortest:
             return None
-        rates = [r for units in busy for r in units]
-        units = int(np.median([len(u) for u in busy]))
-        return {"kind": "voluntary_activity", "stretches_checked": len(done),
-                "stretches_contracting": len(busy), "units": units,
+        x = self._tail[a - self._tail_start: end - self._tail_start]
+        chk = Check(end, tuple(voluntary_rates(x, self.fs)))
+        self.checks.append(chk)
+        self.made += 1
+        return chk
+
+    def note(self, since: int | None = None, until: int | None = None) -> dict | None:
+        """What the check found in contracting stretches ending after ``since`` and at
+        most at ``until`` (stream indices), with the windows withheld so far; None when
+        none was contracting."""
+        busy = [c for c in self.checks if c.contracting
+                and (since is None or c.end > since) and (until is None or c.end <= until)]
+        if not busy:
+            return None
+        rates = [r for c in busy for r in c.rates_hz]
+        units = int(np.median([len(c.rates_hz) for c in busy]))
+        calls = " or ".join(lab.replace("_", " ") for lab, _ in self.withheld.most_common(2))
+        return {"kind": "voluntary_activity", "units": units,
                 "rates_hz": [round(min(rates), 1), round(max(rates), 1)],
-                "text": f"voluntary activity present ({units} units at "
-                        f"{min(rates):.0f}–{max(rates):.0f} Hz, {len(busy)} of {len(done)} "
-                        f"stretches): judge spontaneous activity at rest; this "
-                        f"{label.replace('_', ' ')} call is not reliable"}
+                "windows_withheld": dict(self.withheld),
+                "text": f"not at rest: {units} units firing at {min(rates):.0f}–"
+                        f"{max(rates):.0f} Hz (voluntary activity); "
+                        f"{'calls of ' + calls if calls else 'calls'} withheld — "
+                        f"judge spontaneous activity at rest"}

@@ -107,24 +107,28 @@ def contraction_wav(path: Path, duration_s: float) -> Path:
     return path
 
 
-def low_voluntary_wav(path: Path, rate_hz: int | None = 20_000) -> Path:
-    """The committed emgdb excerpt (healthy voluntary activity) four times over, at
-    −12 dB: what the shipped model calls fibrillation (docs/generalisation.md). At
-    ``rate_hz`` (None: the excerpt's own 4 kHz)."""
+def small_contraction():
+    """A myopathic muscle's steady contraction, small (peaks of a few hundred µV), 10 s of
+    int16 at the model rate: the shipped model alone calls it positive sharp waves (the
+    failure of docs/generalisation.md); the rest check withholds those calls."""
     import numpy as np
 
-    from convert.importers import load_two_columns
+    from convert.biosim import simulate_contraction
+    from edge.features import MelConfig
     from edge.recording import uv_to_int16
-    from edge.resample import resample_int16
+
+    cfg = MelConfig()
+    rec = simulate_contraction(fs=cfg.sample_rate_hz, duration_s=10.0, pool="myopathic",
+                               excitation=2.0, rng=np.random.default_rng([5, 2]))
+    return uv_to_int16(rec.signal_uv * 0.125, cfg.uv_per_lsb)
+
+
+def small_contraction_wav(path: Path) -> Path:
+    from edge.features import MelConfig
     from edge.wavio import write_wav
 
-    rec = load_two_columns(ROOT / "tests" / "data" / "emgdb_healthy_3s.txt", "mV")
-    x = uv_to_int16(np.tile(rec.samples_uv, 4) * 10 ** (-12 / 20), 0.5)
-    own = round(rec.sample_rate_hz)
-    if rate_hz is None:
-        write_wav(path, x, own, 0.5)
-    else:
-        write_wav(path, resample_int16(x, own, rate_hz), rate_hz, 0.5)
+    cfg = MelConfig()
+    write_wav(path, small_contraction(), cfg.sample_rate_hz, cfg.uv_per_lsb)
     return path
 
 

@@ -40,3 +40,22 @@ def test_the_real_recordings_benchmark_reports_every_file_and_level():
     for f in out["files"].values():  # read, or skipped cleanly where shared/ is absent
         assert "skipped" in f or {"recorded", "-6_db", "-12_db"} <= set(f)
     assert 0 <= out["pathological_window_share_at_-12_db"] <= 1
+    # what the rest check adds is reported beside the model's own labels
+    for level in ("", "_at_-6_db", "_unscaled_estimated"):
+        assert 0 <= out[f"windows_withheld_not_at_rest{level}"] <= 1
+        assert out[f"pathological_window_share{level}"] <= \
+            out[f"pathological_window_share_model_alone{level}"]
+
+
+def test_the_rest_check_benchmark_reports_its_choice_and_its_cost():
+    """The count of units is chosen on the first simulated draw alone, and the shipped
+    check is what that choice gives (quick: one recording per class, figures not
+    meaningful, the structure is)."""
+    proc = run_nemg("bench", "rest", "--quick", "--json", check=True, timeout=300)
+    out = json.loads(proc.stdout)
+    assert set(out["choice_draw"]) == set(out["held_out_draw"]) == {"3", "4", "5", "6"}
+    row = out["held_out_draw"][str(out["shipped_min_units"])]
+    assert 0 <= row["abnormal_stretches_withheld"] <= 1
+    p = out["held_out_pipeline"]
+    assert p["abnormal_files"] == 7 * 2  # every checked class, both simulators
+    assert p["abnormal_window_recall_with_check"] <= p["abnormal_window_recall_model_alone"]

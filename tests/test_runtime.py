@@ -196,7 +196,8 @@ def test_classify_json_schema_and_bad_files(bundle, exam_wav, tmp_path):
     assert set(r["model"]) == {"name", "version", "sha256"}
     assert set(r["summary"]) == {"label", "confidence", "pathological"}
     w = r["windows"][0]
-    assert set(w) == {"start_s", "end_s", "label", "confidence", "unfamiliar", "probabilities"}
+    assert set(w) == {"start_s", "end_s", "label", "confidence", "unfamiliar", "contracting",
+                      "probabilities"}
     assert abs(sum(w["probabilities"].values()) - 1) < 0.01
 
 

@@ -382,28 +382,30 @@ def test_the_muap_panel_shows_the_summary_the_log_records(tmp_path):
 
 
 @needs_browser
-def test_the_page_puts_the_caveat_beside_a_call_made_during_a_contraction(tmp_path):
-    """Healthy voluntary activity at a low level (the committed emgdb excerpt, −12 dB):
-    the model calls it fibrillation; the page says the muscle was not at rest, as the
-    log's event does."""
-    from conftest import low_voluntary_wav
+def test_the_page_says_why_calls_made_during_a_contraction_were_withheld(tmp_path):
+    """A small contraction the model alone calls positive sharp waves: the page shows
+    'uncertain' with the rest check's note (not at rest, how many units at what rates),
+    as the log's event does."""
+    from conftest import small_contraction_wav
 
-    wav = low_voluntary_wav(tmp_path / "healthy_low.wav")
+    wav = small_contraction_wav(tmp_path / "contraction_low.wav")
     with LiveRig(wav, tmp_path, fast=True) as rig, browser() as b:
         rig.wait()
         page, _ = offline_page(b, rig.url, width=800, height=480)
         _wait(page, "window.nemg.state && window.nemg.state.live === false")
         label = page.inner_text("#finding-label")
+        detail = page.inner_text("#finding-detail")
         caveat = page.inner_text("#finding-caveat") if page.is_visible("#finding-caveat") else ""
         recent = page.inner_text("#events")
         page.screenshot(path=str(ARTIFACTS / "bedside-caveat-800x480.png"))
         log = EventLog(rig.log_path)
         logged = [e for e in log.events(log.sessions()[-1]["id"])
-                  if e["kind"] == "label" and e["label"] == "fibrillation"]
+                  if e["kind"] == "label" and e["label"] == "uncertain"]
         log.close()
-    assert "FIBRILLATION" in label
-    assert "voluntary activity present" in caveat
-    assert "fibrillation (0." in recent.lower() and "not at rest?" in recent
+    assert "UNCERTAIN" in label and "PATHOLOGICAL" not in label
+    assert "not at rest" in detail
+    assert "not at rest" in caveat and "units firing at" in caveat
+    assert "not at rest: calls withheld" in recent
     assert logged and caveat.lstrip("⚠ ") in logged[-1]["detail"]
 
 

@@ -169,6 +169,7 @@ class _Decision(NamedTuple):
 
     label: str
     confidence: float
+    contracting: bool
 
 
 def classify_file(pipe_factory, path: Path, channel=None, scale_uv: float | None = None,
@@ -177,7 +178,6 @@ def classify_file(pipe_factory, path: Path, channel=None, scale_uv: float | None
     (bounded memory), or, without it, into the returned ``windows`` list."""
     from edge.errors import InputError
     from edge.pipeline import summarize
-    from edge.rest_check import RestCheck
 
     pipe = pipe_factory()
     stream = open_samples(path, pipe.fs, pipe.mel.uv_per_lsb, channel, scale_uv)
@@ -188,16 +188,14 @@ def classify_file(pipe_factory, path: Path, channel=None, scale_uv: float | None
     windows: list[dict] = []
     emit = on_window or windows.append
     decisions: list[_Decision] = []
-    rest = RestCheck(pipe.fs, pipe.mel.uv_per_lsb)
     index = 0
     for block in stream.blocks():
         results = pipe.push(block, index)[0]
-        rest.feed(block, index, results)
         for w in results:
-            decisions.append(_Decision(w.label, w.confidence))
+            decisions.append(_Decision(w.label, w.confidence, w.contracting))
             emit({"start_s": round(w.start_s, 4), "end_s": round(w.end_s, 4),
                   "label": w.label, "confidence": round(w.confidence, 4),
-                  "unfamiliar": w.unfamiliar,
+                  "unfamiliar": w.unfamiliar, "contracting": w.contracting,
                   "probabilities": {lab: round(float(p), 4)
                                     for lab, p in zip(pipe.labels, w.probabilities,
                                                       strict=True)}})
@@ -205,7 +203,7 @@ def classify_file(pipe_factory, path: Path, channel=None, scale_uv: float | None
     pipe.flush()
     b = pipe.bundle
     summary = summarize(decisions)
-    caveat = rest.caveat(summary["label"])
+    caveat = pipe.rest.note() if pipe.rest is not None else None
     if caveat:
         summary["caveat"] = caveat
     return {

@@ -253,7 +253,7 @@ function eventText(ev) {
   if (ev.kind === "muap") return `MUAP: ${ev.label}`;
   return `${nice(ev.label)} (${ev.confidence.toFixed(2)})${ev.pathological ? " ⚠" : ""}`;
 }
-// the rest check's caveat travels in a label event's detail (edge/rest_check.DETAIL_PREFIX)
+// the rest check's note travels in a label event's detail (edge/rest_check.DETAIL_PREFIX)
 const caveatOf = (ev) => (ev.detail || "").startsWith("caveat: ") ? ev.detail.slice(8) : "";
 function renderEvents(events) {
   const ol = $("events"); ol.textContent = "";
@@ -264,7 +264,7 @@ function renderEvents(events) {
     const t = document.createElement("span"); t.className = "t"; t.textContent = `${fmtS(ev.start_s)}–${fmtS(ev.end_s)} s`;
     const l = document.createElement("span"); l.className = "l"; l.textContent = eventText(ev);
     li.append(t, l);
-    if (caveatOf(ev)) { const c = document.createElement("span"); c.className = "c"; c.textContent = "not at rest? (voluntary activity present)"; li.appendChild(c); }
+    if (caveatOf(ev)) { const c = document.createElement("span"); c.className = "c"; c.textContent = "not at rest: calls withheld (voluntary activity)"; li.appendChild(c); }
     if (judged.has(ev.id)) { const j = document.createElement("span"); j.className = "j"; j.textContent = judged.get(ev.id); li.appendChild(j); }
     if (ev.correctable) li.addEventListener("click", () => openJudge(ev));
     ol.appendChild(li);
@@ -344,7 +344,7 @@ async function showSession(id) {
   for (const ev of data.events) {
     const tr = document.createElement("tr"); tr.dataset.event = ev.id;
     const c = latest.get(ev.id);
-    cells(tr, [`${fmtS(ev.start_s)}–${fmtS(ev.end_s)}`, ev.kind, ev.kind === "gap" ? ev.detail : nice(ev.label) + (caveatOf(ev) ? " · not at rest?" : ""),
+    cells(tr, [`${fmtS(ev.start_s)}–${fmtS(ev.end_s)}`, ev.kind, ev.kind === "gap" ? ev.detail : nice(ev.label) + (caveatOf(ev) ? " · not at rest" : ""),
       ev.kind === "label" ? ev.confidence.toFixed(2) : "", c ? (c.confirmed ? "✓ confirmed" : `→ ${nice(c.label)}`) : ""]);
     const td = document.createElement("td");
     if (ev.kind === "label") {

@@ -1,0 +1,55 @@
+"""Regenerate the rest check's golden vectors. Only when the exact decomposition changes ON
+PURPOSE: the box's labels depend on it, on every box alike.
+
+    python tests/golden/make_rest_check_golden.py --force
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from convert.importers import load_two_columns
+from edge.features import MelConfig
+from edge.muap import decompose
+from edge.resample import resample_int16
+from edge.rest_check import voluntary_rates
+
+OUT = Path(__file__).with_name("rest_check_emgdb.json")
+EXCERPT = Path(__file__).parents[1] / "data" / "emgdb_healthy_3s.txt"
+
+
+def golden_input() -> np.ndarray:
+    """The committed emgdb excerpt as the box holds it: int16 at the canonical scale,
+    brought to the model rate by the box's resampler (bit-exact, with its own goldens)."""
+    cfg = MelConfig()
+    rec = load_two_columns(EXCERPT, "mV")
+    return resample_int16(rec.to_int16(cfg.uv_per_lsb), round(rec.sample_rate_hz),
+                          cfg.sample_rate_hz)
+
+
+def golden() -> dict:
+    x, fs = golden_input(), MelConfig().sample_rate_hz
+    units = decompose(x, fs, exact=True)
+    return {"sample_rate_hz": fs, "samples": int(x.size),
+            "firings": [[int(i) for i in u.firings] for u in units],
+            "voluntary_rates_hz": voluntary_rates(x, fs)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--force", action="store_true")
+    if not ap.parse_args().force and OUT.exists():
+        print(f"{OUT} exists; pass --force to overwrite (read the docstring first)")
+        return 1
+    OUT.write_text(json.dumps(golden(), indent=1) + "\n")
+    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
