@@ -111,6 +111,7 @@ def run(opts: BenchOptions) -> dict[str, Any]:
             t["files_pathological"] += r["finding"] in PATHOLOGICAL
             t["pathological_alone"] += round(alone["pathological_share"] * alone["windows"])
             t["files_motor_unit_alone"] += alone["finding"] == "motor_unit"
+            t["files_pathological_alone"] += alone["finding"] in PATHOLOGICAL
             t["files"] += 1
     out: dict[str, Any] = {"model": f"{bundle.name} {bundle.version}",
                            "files_read": totals[0]["files"]}
@@ -126,5 +127,6 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         # the model's labels without the rest check (edge/rest_check.py): what it adds
         out[f"files_called_motor_unit_model_alone{key}"] = t["files_motor_unit_alone"]
         out[f"pathological_window_share_model_alone{key}"] = t["pathological_alone"] / n
+        out[f"pathological_findings_model_alone{key}"] = t["files_pathological_alone"]
     out["files"] = files
     return out

@@ -397,9 +397,9 @@ def summarize(windows: list[WindowResult], min_share: float = 0.2) -> dict:
     least ``min_share`` of the confident windows (and 2 windows), else the most frequent
     label. Abnormal activity in a fifth of an examination is the finding, even when
     silence fills the rest. Windows withheld because the muscle was contracting
-    (``contracting``) are 'uncertain', yet they are heard: when they outnumber the most
-    frequent label, the finding is 'uncertain' (not at rest), not what a few other
-    windows said."""
+    (``contracting``) are 'uncertain', yet they are heard, as silence is: they count in
+    that fifth's whole, and when they outnumber the most frequent label the finding is
+    'uncertain' (not at rest), not what a few other windows said."""
     confident = [w for w in windows if w.label != UNCERTAIN]
     withheld = sum(bool(getattr(w, "contracting", False)) for w in windows)
     if not confident:
@@ -410,7 +410,7 @@ def summarize(windows: list[WindowResult], min_share: float = 0.2) -> dict:
     patho = {lab: n for lab, n in counts.items() if lab in PATHOLOGICAL}
     if patho:
         lab = max(patho, key=patho.get)
-        if patho[lab] >= max(2, min_share * len(confident)):
+        if patho[lab] >= max(2, min_share * (len(confident) + withheld)):
             return _finding(lab, confident)
     top = max(counts, key=counts.get)
     if withheld > counts[top]:

@@ -218,3 +218,18 @@ def test_a_live_session_logs_why_it_withheld_calls(tmp_path):
     assert noted and noted[0]["label"] == UNCERTAIN
     assert "caveat: not at rest" in out.getvalue()
     assert any(c and "not at rest" in c for c in shown)
+
+
+def test_a_files_finding_counts_the_withheld_windows_as_heard():
+    """Withheld windows are part of the examination, as silence is: two abnormal calls
+    among many withheld ones are not the finding; a fifth of the examination still is."""
+    from types import SimpleNamespace as W
+
+    from edge.pipeline import summarize
+
+    held = [W(label=UNCERTAIN, confidence=0.1, contracting=True)] * 13
+    psw = [W(label="positive_sharp_wave", confidence=0.9, contracting=False)] * 2
+    assert summarize(held + psw)["label"] == UNCERTAIN
+    assert summarize(psw)["label"] == "positive_sharp_wave"  # at rest, two calls are
+    quiet = [W(label="silence", confidence=0.9, contracting=False)] * 5
+    assert summarize(held[:3] + psw + quiet)["label"] == "positive_sharp_wave"  # 2 ≥ 10/5
