@@ -179,3 +179,6 @@ def test_the_cross_simulator_benchmark_scores_both_conditions():
                 "ece_int8_biosim"):
         assert 0 <= out[key] <= 1
     assert out["scaled"]["windows"] == out["unscaled_estimated"]["windows"] == 2 * 12 * 5
+    box, alone = out["box"]["box"], out["box"]["alone"]  # the whole pipeline, with and without
+    assert box["confidently_wrong_share"] <= alone["confidently_wrong_share"]  # the rest check
+    assert 0 <= out["box_voluntary_windows_called_pathological_biosim"] <= 1
