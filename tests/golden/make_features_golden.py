@@ -6,7 +6,6 @@ every shipped model was trained on the old bits, so a change here needs a new mo
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -37,10 +36,9 @@ def golden_inputs(config: MelConfig) -> dict[str, np.ndarray]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--force", action="store_true")
-    if not ap.parse_args().force and OUT.exists():
-        print(f"{OUT} exists; pass --force to overwrite (read the docstring first)")
+    from overwrite import may_write  # beside this script
+
+    if not may_write(OUT):
         return 1
     config = MelConfig()
     fe = MelFrontEnd(config)

@@ -6,7 +6,6 @@ PURPOSE: the box's labels depend on it, on every box alike.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -41,10 +40,9 @@ def golden() -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--force", action="store_true")
-    if not ap.parse_args().force and OUT.exists():
-        print(f"{OUT} exists; pass --force to overwrite (read the docstring first)")
+    from overwrite import may_write  # beside this script
+
+    if not may_write(OUT):
         return 1
     OUT.write_text(json.dumps(golden(), indent=1) + "\n")
     print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
