@@ -138,3 +138,28 @@ def test_a_signed_but_malformed_front_end_is_refused_at_verification(tmp_path):
                     edit=lambda man: man["mel_config"].__setitem__("num_mels", 0))
     with pytest.raises(IntegrityError, match=r"fe\.nemg: .*num_mels must be positive"):
         load_verified(bad)
+
+
+def test_nemg_bundle_calibrate_refits_the_shipped_model_and_changes_only_its_calibration(
+        tmp_path):
+    """One recording per class of each simulator (the shipped bundle uses 20): the new
+    bundle verifies, holds the same model bit for bit, and carries what was fitted."""
+    from conftest import assert_one_line_error, run_nemg
+
+    from edge.bundle import Bundle
+    from edge.runtime import load_verified
+
+    out = tmp_path / "recalibrated.nemg"
+    proc = run_nemg("bundle", "calibrate", str(SHIPPED), "--key", str(DEV_KEY), "--version",
+                    "9.9.9", "--out", str(out), "--per-class", "1", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    said = json.loads(proc.stdout.splitlines()[-1])
+    new, old = load_verified(out), Bundle.read(SHIPPED)
+    assert new.version == "9.9.9" and new.model_bytes == old.model_bytes
+    assert new.members["golden.npz"] == old.members["golden.npz"]
+    assert math.isfinite(new.calibration.unfamiliar_above)
+    assert new.calibration.temperature == said["temperature"] > 0
+    assert new.manifest["metrics"]["calibration_validation"]["per_class"] == 1
+    assert_one_line_error(run_nemg("bundle", "calibrate", str(tmp_path / "nope.nemg"),
+                                   "--key", str(DEV_KEY), "--version", "1.0.0",
+                                   "--out", str(tmp_path / "x.nemg")), "nope.nemg")

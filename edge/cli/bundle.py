@@ -32,6 +32,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="comma-separated compatible boards")
     p.add_argument("--uncertain-threshold", type=float, default=0.5)
     p.add_argument("--dev", action="store_true", help="mark as signed with a development key")
+    c = sub.add_parser("calibrate", help="refit a bundle's temperature and familiarity check "
+                                         "on validation recordings of both simulators "
+                                         "(workstation; the model is unchanged)")
+    c.add_argument("bundle", type=Path)
+    c.add_argument("--key", type=Path, required=True, help="Ed25519 private key (PEM)")
+    c.add_argument("--version", required=True, help="MAJOR.MINOR.PATCH of the new bundle")
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--per-class", type=int, default=None,
+                   help="validation recordings per class and simulator (default 20)")
     v = sub.add_parser("verify", help="check signature, hashes and (optionally) golden vectors")
     v.add_argument("bundle", type=Path)
     v.add_argument("--trusted", type=Path,
@@ -68,6 +77,15 @@ def run(args: argparse.Namespace) -> int:
                  uncertain_threshold=args.uncertain_threshold, development_key=args.dev)
         print(json.dumps({"bundle": str(args.out), "name": m["name"], "version": m["version"],
                           "key_id": m["key_id"]}))
+        return 0
+    if args.action == "calibrate":
+        from convert.recalibrate import PER_CLASS, recalibrate
+
+        if not args.bundle.is_file():
+            raise InputError(f"{args.bundle}: no such file")
+        print(json.dumps(recalibrate(args.bundle, args.out, key_path=args.key,
+                                     version=args.version,
+                                     per_class=args.per_class or PER_CLASS)))
         return 0
     b = Bundle.read(args.bundle)
     if args.action == "inspect":
