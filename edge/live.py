@@ -26,7 +26,7 @@ from edge.labels import PATHOLOGICAL, UNCERTAIN
 from edge.muap_live import MuapMonitor, MuapResult
 from edge.pipeline import Event, Pipeline, WindowResult, summarize
 from edge.resample import StreamResampler
-from edge.rest_check import DETAIL_PREFIX
+from edge.rest_check import DETAIL_PREFIX, NOTED_LABELS
 from edge.wavio import write_wav
 from firmware_host.boards import FrontEndProfile
 from firmware_host.link import FrontEndClient, LinkEvent
@@ -314,7 +314,7 @@ class LiveSession:
 
     def _emit(self, events: list[Event]) -> None:
         for ev in events:
-            if ev.kind == "label" and (ev.label in PATHOLOGICAL or ev.label == UNCERTAIN):
+            if ev.kind == "label" and ev.label in NOTED_LABELS:
                 cav = self._rest_note(ev.start_sample, ev.end_sample)
                 if cav is not None:
                     ev = replace(ev, detail=DETAIL_PREFIX + cav["text"])
@@ -452,7 +452,7 @@ class LiveSession:
         spontaneous activity or 'uncertain': calls withheld in the stretch being followed
         because the muscle was contracting (None: none)."""
         shown = self.shown_decision(s)
-        if shown is None or not (shown[0] in PATHOLOGICAL or shown[0] == UNCERTAIN):
+        if shown is None or shown[0] not in NOTED_LABELS:
             return None
         since, until = self.pipeline.followed_since, None
         if since is None:  # the stream ended, or a gap closed it: its event's stretch

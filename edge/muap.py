@@ -212,13 +212,19 @@ def upsample(x: np.ndarray, factor: int) -> np.ndarray:
 ANALYSIS_RATE_HZ = 40_000
 
 
+def steady_intervals(firings: np.ndarray) -> np.ndarray:
+    """Intervals between successive discharges, those over twice the median (missed
+    discharges) left out. In the firings' own unit: integers stay integers."""
+    isi = np.diff(np.asarray(firings))
+    return isi[isi < 2 * np.median(isi)] if isi.size else isi
+
+
 def _regular(f: np.ndarray, c: DecompositionConfig, duration_s: float) -> bool:
     """A steady train: ``f`` (sample indices) at ``min_rate_hz`` or more, its intervals'
     CV at most ``max_isi_cv`` — decided in integers (the CV is the same in samples)."""
     if f.size / duration_s < c.min_rate_hz or f.size < 3:
         return False
-    isi = np.diff(f)
-    isi = isi[isi < 2 * np.median(isi)]
+    isi = steady_intervals(f)
     n, s1, s2 = isi.size, int(isi.sum()), int((isi * isi).sum())
     # CV² = (n·Σisi² − (Σisi)²) / (Σisi)², compared exactly
     cv_pct = round(100 * c.max_isi_cv)
@@ -487,10 +493,9 @@ def measure(template_uv: np.ndarray, fs: float, config: MeasureConfig | None = N
 def firing_stats(firings_s: np.ndarray) -> dict[str, float]:
     """Mean firing rate (1 / mean interval, missed discharges — intervals over twice the
     median — left out) and the intervals' coefficient of variation."""
-    isi = np.diff(np.asarray(firings_s))
-    if isi.size == 0:
+    if len(firings_s) < 2:
         return {"firing_rate_hz": 0.0, "isi_cv": float("nan")}
-    isi = isi[isi < 2 * np.median(isi)]
+    isi = steady_intervals(firings_s)
     return {"firing_rate_hz": round(float(1 / isi.mean()), 2),
             "isi_cv": round(float(isi.std() / isi.mean()), 3)}
 

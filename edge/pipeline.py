@@ -30,7 +30,7 @@ from edge.errors import ConfigError
 from edge.features import MelFrontEnd
 from edge.labels import PATHOLOGICAL, UNCERTAIN
 from edge.model import Classifier
-from edge.rest_check import CHECKED_LABELS, RestCheck
+from edge.rest_check import RestCheck
 
 MIN_EVENT_WINDOWS = 3
 """Windows a new smoothed label must hold before it becomes an event (1.5 s at a 0.5 s
@@ -287,12 +287,8 @@ class Pipeline:
         start = self._segment_start + self._next_window * hop
         end = start + self.win.samples(self.mel)
         unfamiliar = self.calibration.unfamiliar(window)
-        contracting = False
-        if self.rest is not None and not unfamiliar and self.labels[top] in CHECKED_LABELS:
-            check = self.rest.check(end)
-            contracting = check is not None and check.contracting
-            if contracting:
-                self.rest.withheld[self.labels[top]] += 1
+        contracting = (self.rest is not None and not unfamiliar
+                       and self.rest.withholds(self.labels[top], end))
         confident = conf >= self.threshold and not unfamiliar and not contracting
         label = self.labels[top] if confident else UNCERTAIN
         # an answer on a window unlike any trained, or on a contraction that it calls

@@ -17,7 +17,8 @@ machine), and every rule here is an integer comparison, so the label stays the s
 every box for the same input. Keyed to sample indices: which stretches are checked
 depends only on the stream and the model's outputs, never on block sizes or time.
 
-Cost: about 30 ms of one workstation core per 3 s stretch (``nemg bench muap``:
+Cost: 14–21 ms of one workstation core per 3 s stretch (``nemg bench rest``:
+``check_s_per_stretch``; a busy contraction 50 ms, ``nemg bench muap``:
 ``rest_check_realtime_factor``), at most one check per :data:`RECHECK_S` of signal, and
 only while abnormal activity is the top class.
 """
@@ -29,13 +30,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.labels import PATHOLOGICAL
-from edge.muap import DecompositionConfig, decompose, time_locked
+from edge.labels import PATHOLOGICAL, UNCERTAIN
+from edge.muap import DecompositionConfig, decompose, steady_intervals, time_locked
 
 #: Calls a contraction undermines: every abnormal spontaneous discharge is judged at rest.
 #: (End-plate activity, a normal finding, is not checked: its irregular spikes decompose
 #: into several "units".)
 CHECKED_LABELS = PATHOLOGICAL
+
+#: Findings that carry the rest check's note: a call it let through, or 'uncertain'
+#: (what it withheld becomes).
+NOTED_LABELS = PATHOLOGICAL | {UNCERTAIN}
 
 STRETCH_S = 3.0
 """Seconds decomposed per check: a unit at 5 Hz fires 15 times (the seeding needs 8)."""
@@ -91,8 +96,7 @@ def voluntary_rates(samples: np.ndarray, fs: int) -> list[float]:
     lo, hi = VOLUNTARY_RATE_HZ
     rates = []
     for f in trains:
-        isi = np.diff(f)
-        isi = isi[isi < 2 * np.median(isi)] if isi.size else isi
+        isi = steady_intervals(f)
         n, total = isi.size, int(isi.sum())
         if n and lo * total <= fs * n <= hi * total:  # lo ≤ fs / mean interval ≤ hi
             rates.append(fs * n / total)
@@ -168,6 +172,18 @@ class RestCheck:
         self.checks.append(chk)
         self.made += 1
         return chk
+
+    def withholds(self, label: str, end: int) -> bool:
+        """Whether a window whose top class is ``label``, ending at stream index ``end``,
+        is withheld: ``label`` is checked and its stretch holds a contraction (counted in
+        :attr:`withheld`)."""
+        if label not in CHECKED_LABELS:
+            return False
+        check = self.check(end)
+        if check is None or not check.contracting:
+            return False
+        self.withheld[label] += 1
+        return True
 
     def note(self, since: int | None = None, until: int | None = None) -> dict | None:
         """What the check found in contracting stretches ending after ``since`` and at
