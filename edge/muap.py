@@ -29,7 +29,9 @@ definitions of Stålberg et al. 1986 (J Clin Neurophysiol 3:313) and Sonoo & St�
 
 from __future__ import annotations
 
+import bisect
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,19 +112,42 @@ def robust_sigma(y: np.ndarray) -> float:
 
 
 def detect(y: np.ndarray, threshold: float, dead: int) -> np.ndarray:
-    """Local maxima of |y| above ``threshold``, strongest first within each ``dead`` span."""
+    """Local maxima of |y| above ``threshold``, strongest first within each ``dead`` span:
+    greedy non-maximum suppression (a candidate is kept unless a stronger one — or an
+    equal one earlier in the signal — was kept within ``dead`` samples)."""
     a = np.abs(y)
     cand = np.flatnonzero((a[1:-1] > threshold) & (a[1:-1] >= a[:-2]) & (a[1:-1] > a[2:])) + 1
     if cand.size == 0:
-        return cand
-    order = cand[np.argsort(-a[cand], kind="stable")]
-    taken = np.zeros(a.size, bool)
-    keep = []
-    for i in order:
-        if not taken[max(0, i - dead): i + dead + 1].any():
-            keep.append(i)
-            taken[i] = True
-    return np.sort(np.array(keep, dtype=np.int64))
+        return cand.astype(np.int64)
+    # rank in the greedy order: strongest first, ties in signal order (a stable sort)
+    rank = np.empty(cand.size, np.int64)
+    rank[np.argsort(-a[cand], kind="stable")] = np.arange(cand.size)
+    return _suppress(cand.astype(np.int64), rank, dead)
+
+
+def _suppress(pos: np.ndarray, rank: np.ndarray, dead: int) -> np.ndarray:
+    """Greedy suppression of sorted positions ``pos`` in ``rank`` order, in rounds: a
+    candidate ranked first among the remaining ones within ± ``dead`` is kept by the greedy
+    pass too (nothing before it in that order is near), and every remaining candidate near
+    a kept one is suppressed by it; the rest go to the next round. Same result as the
+    one-at-a-time loop, in whole-array steps."""
+    kept = []
+    while pos.size:
+        first = np.ones(pos.size, bool)
+        for k in range(1, pos.size):  # neighbours k places away, while any is near
+            near = pos[k:] - pos[:-k] <= dead
+            if not near.any():
+                break
+            first[:-k] &= ~(near & (rank[k:] < rank[:-k]))
+            first[k:] &= ~(near & (rank[:-k] < rank[k:]))
+        won = pos[first]
+        kept.append(won)
+        j = np.searchsorted(won, pos)  # the nearest kept candidate on either side
+        right = np.where(j < won.size, won[np.minimum(j, won.size - 1)] - pos, dead + 1)
+        left = np.where(j > 0, pos - won[np.maximum(j - 1, 0)], dead + 1)
+        rest = (right > dead) & (left > dead)
+        pos, rank = pos[rest], rank[rest]
+    return np.sort(np.concatenate(kept)) if kept else np.zeros(0, np.int64)
 
 
 def _segments(y: np.ndarray, idx: np.ndarray, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
@@ -137,58 +162,94 @@ def cluster(segs: np.ndarray, sigma: float, c: DecompositionConfig) -> list[np.n
     n, L = segs.shape
     sq = (segs**2).sum(axis=1)
     d = (sq[:, None] + sq[None, :] - 2 * segs @ segs.T) / (L * (sigma * sigma))
+    close = d < c.cluster_distance
+    close_of = np.ascontiguousarray(close.T)  # row j: the segments j is close to
     free = np.ones(n, bool)
+    # each free segment's free neighbours, kept up to date as segments are taken
+    counts = close.sum(axis=1)
     units = []
     while free.sum() >= c.min_seed:
-        near = (d < c.cluster_distance) & free[None, :] & free[:, None]
-        counts = near.sum(axis=1)
-        seed = int(np.argmax(counts))
-        if counts[seed] < c.min_seed:
+        seed = int(np.argmax(np.where(free, counts, 0)))
+        if not free[seed] or counts[seed] < c.min_seed:
             break
-        tmpl = np.median(segs[near[seed]], axis=0)
+        near = close[seed] & free
+        tmpl = np.median(segs[near], axis=0)
         dist = ((segs - tmpl) ** 2).mean(axis=1) / (sigma * sigma)
         members = np.flatnonzero(free & (dist < c.cluster_distance / 2))
-        if members.size < c.min_seed:
-            free[near[seed]] = False  # a seed that does not hold together is not a unit
-            continue
-        units.append(members)
-        free[members] = False
+        taken = near if members.size < c.min_seed else members
+        free[taken] = False
+        counts -= close_of[taken].sum(axis=0)
+        if members.size >= c.min_seed:
+            units.append(members)
+        # (a seed that does not hold together is not a unit: its neighbours are let go)
     return units
+
+
+def _best_first(g: np.ndarray, n: int) -> Iterator[int]:
+    """Indices of ``g``'s ``n`` largest, best first, ties in index order (a stable sort
+    of −g), sorted only if more than the first is asked for."""
+    yield int(g.argmax())
+    yield from np.argsort(-g, kind="stable")[1:n].tolist()
 
 
 def peel(y: np.ndarray, shapes: list[np.ndarray], a: int, threshold: float, dead: int,
          max_lag: int, refractory: int, passes: int) -> list[list[int]]:
-    """Firings of each shape by template matching with peel-off (module doc, step 4)."""
-    from numpy.lib.stride_tricks import sliding_window_view
+    """Firings of each shape by template matching with peel-off (module doc, step 4).
 
+    Each pass takes the residual's peaks in signal order; at each, the unit and lag that
+    remove the most energy. The gains of all a pass's peaks are computed in one product
+    up front, and a peak's again only where an earlier subtraction of the pass reached
+    its span: the same values, peak by peak, as computing each on the current residual."""
     r = y.copy()
     firings: list[list[int]] = [[] for _ in shapes]
     if not shapes:
         return firings
     S = np.stack(shapes)  # [K, L]
-    L = S.shape[1]
+    K, L = S.shape
     energy = (S**2).sum(axis=1)
+    span = L + 2 * max_lag  # the residual a peak's matching reads
+    lags = np.arange(2 * max_lag + 1)[:, None] + np.arange(L)[None, :]  # [lags, L]
+    half = 0.5 * energy
+
+    def gains(lo: np.ndarray) -> np.ndarray:  # energy removed, per peak, lag and unit
+        return 2 * (r[lo[:, None, None] + lags] @ S.T) - energy
+
+    def gains_at(lo: int) -> np.ndarray:  # one peak's, on the residual as it is now
+        return (2 * (r[lo + lags] @ S.T) - energy).ravel()
+
     for _ in range(passes):
         found = 0
-        for p in detect(r, threshold, dead):
-            lo = p - max_lag - a
-            if lo < 0 or lo + L + 2 * max_lag > r.size:
-                continue
-            H = sliding_window_view(r[lo: lo + L + 2 * max_lag], L)  # [lags, L]
-            gain = 2 * (H @ S.T) - energy[None, :]  # energy removed, per lag and unit
-            for flat in np.argsort(-gain, axis=None, kind="stable")[:4]:  # the best allowed
-                lag, k = divmod(int(flat), S.shape[0])
-                if gain[lag, k] < 0.5 * energy[k]:
+        peaks = detect(r, threshold, dead)
+        lo = peaks - max_lag - a
+        ok = (lo >= 0) & (lo + span <= r.size)
+        peaks, lo = peaks[ok], lo[ok]
+        if peaks.size == 0:
+            break
+        g_all = gains(lo).reshape(peaks.size, -1)
+        best = g_all.argmax(axis=1)
+        worth = g_all[np.arange(peaks.size), best] >= half[best % K]
+        changed_until = -1  # the residual differs from g_all's below this index
+        for i, p in enumerate(peaks.tolist()):
+            if lo[i] < changed_until:
+                g = gains_at(int(lo[i]))
+            elif worth[i]:
+                g = g_all[i]
+            else:
+                continue  # its best match removes too little: nothing to take
+            for flat in _best_first(g, 4):  # the best allowed
+                lag, k = divmod(int(flat), K)
+                if g[flat] < half[k]:
                     break
                 t = p - max_lag + lag
-                if any(abs(t - f) < refractory for f in firings[k]):
+                f = firings[k]
+                j = bisect.bisect_left(f, t)
+                if (j < len(f) and f[j] - t < refractory) or (j and t - f[j - 1] < refractory):
                     continue
                 r[t - a: t - a + L] -= S[k]
-                firings[k].append(t)
+                f.insert(j, t)
+                changed_until = max(changed_until, t - a + L)
                 found += 1
                 break
-        for f in firings:
-            f.sort()
         if not found:
             break
     return firings
@@ -239,26 +300,41 @@ def _shift_distance(s1: np.ndarray, s2: np.ndarray, max_lag: int) -> float:
         a, b = max(0, lag), min(L, L + lag)
         if b - a < L // 2:
             continue
-        best = min(best, float(((s1[a:b] - s2[a - lag: b - lag]) ** 2).mean()))
+        d = s1[a:b] - s2[a - lag: b - lag]
+        best = min(best, float(np.add.reduce(d * d) / d.size))  # the mean, as .mean() sums
     return best
 
 
 def merge_shapes(segs: np.ndarray, groups: list[np.ndarray], sigma: float,
                  c: DecompositionConfig, max_lag: int) -> list[np.ndarray]:
     """Groups whose median shapes differ by noise alone at some small lag are one unit
-    (the seeding splits a unit whose discharges vary with jitter and the background)."""
+    (the seeding splits a unit whose discharges vary with jitter and the background).
+    The closest pair merges first (ties: the lowest indices), until none is close; only
+    the merged group's distances are computed again."""
     groups = [np.asarray(g) for g in groups]
-    merged = True
-    while merged and len(groups) > 1:
-        merged = False
-        shapes = [np.median(segs[g], axis=0) for g in groups]
-        pairs = sorted((_shift_distance(shapes[i], shapes[j], max_lag) / (sigma * sigma), i, j)
-                       for i in range(len(groups)) for j in range(i + 1, len(groups)))
-        d, i, j = pairs[0]
-        if d < c.cluster_distance / 2:
-            groups[i] = np.concatenate([groups[i], groups[j]])
-            del groups[j]
-            merged = True
+    if len(groups) < 2:
+        return groups
+    shapes = [np.median(segs[g], axis=0) for g in groups]
+    var = sigma * sigma
+
+    def row(i: int) -> np.ndarray:  # distances of group i to every group after it
+        out = np.full(len(groups), np.inf)
+        for j in range(i + 1, len(groups)):
+            out[j] = _shift_distance(shapes[i], shapes[j], max_lag) / var
+        return out
+
+    dist = np.array([row(i) for i in range(len(groups))])
+    while len(groups) > 1:
+        i, j = divmod(int(np.argmin(dist)), len(groups))  # row-major: lowest i, then j
+        if not dist[i, j] < c.cluster_distance / 2:
+            break
+        groups[i] = np.concatenate([groups[i], groups[j]])
+        shapes[i] = np.median(segs[groups[i]], axis=0)
+        del groups[j], shapes[j]
+        dist = np.delete(np.delete(dist, j, axis=0), j, axis=1)
+        dist[i] = row(i)
+        for h in range(i):
+            dist[h, i] = _shift_distance(shapes[h], shapes[i], max_lag) / var
     return groups
 
 
@@ -287,7 +363,7 @@ def time_locked(firings: list[list[int]], energy: list[float], tol: int,
 
 
 def decompose(x_uv: np.ndarray, fs: float, config: DecompositionConfig | None = None, *,
-              exact: bool = False) -> list[Unit]:
+              exact: bool = False, stop_below: int = 0) -> list[Unit]:
     """Motor units of a steady contraction ``x_uv`` (µV at ``fs`` Hz), largest first.
     Firing times are in seconds from the first sample; templates at the file's rate.
 
@@ -297,7 +373,12 @@ def decompose(x_uv: np.ndarray, fs: float, config: DecompositionConfig | None = 
     a half or quarter integer far below 2⁵⁰ (a median of integers is one), so every sum is
     exact in any order (BLAS, SIMD); the only roundings are single multiplications and
     divisions, correctly rounded everywhere; no FFT, no transcendental function, stable
-    sorts only. What the box's labels may depend on (:mod:`edge.rest_check`)."""
+    sorts only. What the box's labels may depend on (:mod:`edge.rest_check`).
+
+    ``stop_below``: the caller asks only whether this many units fire. As soon as fewer
+    candidates than that remain (too few detections to seed them, too few shapes), no
+    units are returned and the rest of the work is skipped; otherwise the result is the
+    same as without it."""
     c = config or DecompositionConfig()
     if exact and not np.issubdtype(np.asarray(x_uv).dtype, np.integer):
         raise TypeError("an exact decomposition takes integer samples")
@@ -314,7 +395,12 @@ def decompose(x_uv: np.ndarray, fs: float, config: DecompositionConfig | None = 
     if len(idx) > c.max_cluster_segments:
         pick = np.linspace(0, len(idx) - 1, c.max_cluster_segments).round().astype(int)
         idx, segs = idx[pick], segs[pick]
-    groups = merge_shapes(segs, cluster(segs, sigma, c), sigma, c, max_lag)
+    if len(idx) < stop_below * c.min_seed:  # every unit is seeded by min_seed of them
+        return []
+    groups = cluster(segs, sigma, c)
+    if len(groups) < stop_below:  # merging and the checks below only remove units
+        return []
+    groups = merge_shapes(segs, groups, sigma, c, max_lag)
     shapes = [np.median(segs[g], axis=0) for g in groups]
     times = [list(idx[g]) for g in groups]
     while True:  # another spike of a unit already found is not a unit
@@ -323,6 +409,8 @@ def decompose(x_uv: np.ndarray, fs: float, config: DecompositionConfig | None = 
         if twin is None:
             break
         del shapes[twin], times[twin]
+    if len(shapes) < stop_below:
+        return []
     refractory = round(c.refractory_ms * ms)
     firings = peel(y, shapes, a, thr, dead, max_lag, refractory, c.passes)
     for _ in range(2):  # the matching can uncover a lock the detections hid

@@ -82,12 +82,14 @@ DETAIL_PREFIX = "caveat: "
 """How an event's ``detail`` carries the rest check's note (the event log, the page)."""
 
 
-def voluntary_rates(samples: np.ndarray, fs: int) -> list[float]:
+def voluntary_rates(samples: np.ndarray, fs: int, *, at_least: int = 0) -> list[float]:
     """Firing rates (Hz) of the independent units of int16 ``samples`` that fire at
     voluntary rates. Which units count is decided in integers (bit-exact); the rates
-    themselves are for people to read."""
+    themselves are for people to read. ``at_least``: the caller asks only whether this
+    many fire; none are returned once it is clear that fewer do (much less work on most
+    stretches of spontaneous activity)."""
     c = DecompositionConfig(max_cluster_segments=MAX_CHECK_SEGMENTS)
-    units = decompose(samples, fs, c, exact=True)
+    units = decompose(samples, fs, c, exact=True, stop_below=at_least)
     trains = [u.firings for u in units]
     energy = [float(u.shape @ u.shape) for u in units]
     tol, window = round(c.lock_ms * fs / 1000), round(LOCK_WINDOW_MS * fs / 1000)
@@ -110,7 +112,8 @@ class Check:
     end: int
     """Stream index one past the stretch's last sample."""
     rates_hz: tuple[float, ...]
-    """Firing rates of its independent units at voluntary rates."""
+    """Firing rates of its independent units at voluntary rates (none when fewer than
+    :data:`MIN_VOLUNTARY_UNITS` fire: only a contraction's are shown)."""
 
     @property
     def contracting(self) -> bool:
@@ -168,7 +171,8 @@ class RestCheck:
         if end > self._tail_start + self._tail.size or end - a < shortest:
             return None
         x = self._tail[a - self._tail_start: end - self._tail_start]
-        chk = Check(end, tuple(voluntary_rates(x, self.fs)))
+        rates = voluntary_rates(x, self.fs, at_least=MIN_VOLUNTARY_UNITS)
+        chk = Check(end, tuple(rates) if len(rates) >= MIN_VOLUNTARY_UNITS else ())
         self.checks.append(chk)
         self.made += 1
         return chk
