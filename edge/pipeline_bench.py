@@ -20,12 +20,13 @@ from typing import Any
 from edge.bench import BenchOptions
 
 CHILD = r"""
-import json, os, resource, sys, time
+import json, os, sys, time
 cpu = int(sys.argv[2])
 if hasattr(os, "sched_setaffinity"):
     os.sched_setaffinity(0, {cpu})
 from edge.live import LiveSession, PlainView
 from edge.pipeline import Pipeline
+from edge.procmem import peak_rss_mb
 from edge.runtime import load_verified
 from firmware_host.boards import get_frontend
 from firmware_host.link import FrontEndClient, SerialLink
@@ -41,7 +42,7 @@ c0, w0 = time.process_time(), time.perf_counter()
 s = session.run(until=lambda: session.state.samples >= need)
 cpu_s, wall_s = time.process_time() - c0, time.perf_counter() - w0
 s.update(cpu_s=cpu_s, wall_s=wall_s,
-         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+         peak_rss_mb=peak_rss_mb(),
          tf_loaded="tensorflow" in sys.modules)
 print(json.dumps(s))
 """
@@ -98,12 +99,12 @@ def coverage_under_loss(drop_rate: float, seconds: float, seed: int = 0) -> dict
 LONG_FILE_CHILD = r"""
 import os, sys
 from edge.cli import main
+from edge.procmem import peak_rss_mb
 with open(os.devnull, "w") as out:
     sys.stdout = out
     rc = main(["classify", "--json", sys.argv[1]])
     sys.stdout = sys.__stdout__
-hwm = next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM"))
-print(rc, hwm / 1024)
+print(rc, peak_rss_mb())
 """
 
 
