@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import sys
 import time
 from collections import deque
@@ -23,8 +22,9 @@ import numpy as np
 from edge.errors import ConfigError
 from edge.eventlog import EventLog, LogWriteError
 from edge.labels import PATHOLOGICAL, UNCERTAIN
-from edge.muap_live import MuapMonitor, MuapResult
-from edge.pipeline import Event, Pipeline, WindowResult, summarize
+from edge.muap_live import MuapMonitor, MuapResult, MuapWorker
+from edge.pipeline import Event, Pipeline, WindowResult, WindowTally
+from edge.procmem import peak_rss_mb
 from edge.resample import StreamResampler
 from edge.rest_check import DETAIL_PREFIX, NOTED_LABELS
 from edge.wavio import write_wav
@@ -58,6 +58,12 @@ def check_board(pipeline: Pipeline, board: FrontEndProfile) -> None:
         raise ConfigError(f"model {b.name} {b.version}: {why}")
 
 
+KEEP_WINDOWS = 1200
+"""Window results a session holds for its screens and callers: the last 10 minutes at a
+0.5 s hop. Memory does not grow with a session's length; its finding counts every window
+(:class:`~edge.pipeline.WindowTally`)."""
+
+
 @dataclass
 class SessionState:
     """What the view shows."""
@@ -65,11 +71,15 @@ class SessionState:
     started: float = field(default_factory=time.monotonic)
     last: WindowResult | None = None
     events: deque = field(default_factory=lambda: deque(maxlen=6))
-    windows: list[WindowResult] = field(default_factory=list)
+    windows: deque[WindowResult] = field(default_factory=lambda: deque(maxlen=KEEP_WINDOWS))
+    """The last :data:`KEEP_WINDOWS` decisions."""
+    tally: WindowTally = field(default_factory=WindowTally)
+    """Every decision's part in the session's finding."""
     samples: int = 0
     link_note: str = "connecting"
     flags: Flag = Flag.NONE
-    latencies: list[float] = field(default_factory=list)
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=KEEP_WINDOWS))
+    """Decision latencies (s) of the last :data:`KEEP_WINDOWS` windows."""
     muap: MuapResult | None = None
     """The newest MUAP site summary (``--muap``)."""
 
@@ -176,6 +186,7 @@ class LiveSession:
         self.view.attach(self)
         self.muap = muap
         """MUAP analysis of voluntary stretches (None: off)."""
+        self._muap_worker: MuapWorker | None = None  # its thread, while the session runs
         self.source = source or client.link.port
         self.capture_dir = capture_dir
         n = int(capture_minutes * 60 * pipeline.fs)
@@ -200,6 +211,8 @@ class LiveSession:
         end = None if duration_s is None else time.monotonic() + duration_s
         self.client.start()
         self.state.link_note = "streaming"
+        if self.muap is not None:
+            self._muap_worker = MuapWorker(self.muap)
         try:
             self._check_device()
             for ev in self.client.events():
@@ -224,6 +237,9 @@ class LiveSession:
         finally:
             self._end_segment()
             self._emit(p.flush())
+            if self._muap_worker is not None:  # every due analysis, before the summary
+                self._muap_done(self._muap_worker.drain())
+                self._muap_worker = None
             summary = self.summary()
             self._to_log("end_session", summary)
             self.view.update(self.state, self, force=True)  # the final state, always
@@ -302,15 +318,27 @@ class LiveSession:
         for r in results:
             self.state.last = r
             self.state.windows.append(r)
+            self.state.tally.add(r)
             self.state.latencies.append(r.latency_s)
         self._emit(events)
         if self.muap is None:
             return
         for r in results:  # every decision: a window called something else blocks
-            site = self.muap.decided(r.smoothed_label, r.start_sample, r.end_sample)
-            if site is not None:
-                self.state.muap = site
-                self._emit([self.muap.event(site)])
+            due = self.muap.due(r.smoothed_label, r.start_sample, r.end_sample)
+            if due is None:
+                continue
+            if self._muap_worker is not None:
+                self._muap_worker.submit(due)
+            else:
+                self._muap_done([self.muap.analyse(due)])
+        if self._muap_worker is not None:
+            self._muap_done(self._muap_worker.ready())
+
+    def _muap_done(self, sites: list[MuapResult]) -> None:
+        """Finished MUAP analyses: shown and logged as events."""
+        for site in sites:
+            self.state.muap = self.muap.record(site)
+            self._emit([self.muap.event(site)])
 
     def _emit(self, events: list[Event]) -> None:
         for ev in events:
@@ -368,7 +396,7 @@ class LiveSession:
     def summary(self) -> dict:
         p, c = self.pipeline, self.client
         lat = np.array(self.state.latencies) * 1000 if self.state.latencies else np.zeros(1)
-        finding = summarize(self.state.windows)
+        finding = self.state.tally.finding()
         return {
             "seconds": time.monotonic() - self.state.started,
             "signal_seconds": self.state.samples / p.fs,
@@ -383,7 +411,7 @@ class LiveSession:
             "logging_stopped": self.log_stopped,
             "decision_latency_ms_p50": float(np.percentile(lat, 50)),
             "decision_latency_ms_p95": float(np.percentile(lat, 95)),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": peak_rss_mb(),
             "model": {"name": p.bundle.name, "version": p.bundle.version,
                       "sha256": p.bundle.sha256},
             "muap": ([{"start_s": r.start_sample / p.fs, "end_s": r.end_sample / p.fs,

@@ -5,15 +5,17 @@ event log and on the screen — the electromyographer's voluntary-activity step,
 the needle is still in the muscle.
 
 What is analysed is keyed to the stream's sample indices, never to the clock: the same
-signal gives the same summaries on any machine speed. The analysis runs in the session's
-own thread, so a window of ``window_s`` costs about ``window_s / 20`` s of processing on a
-Pi 4 core (``nemg bench muap``: decomposition ≥ 20× real time) — the front end's buffer
-holds that.
+signal gives the same summaries on any machine speed. Which stretch is due is decided in
+the session's thread (:meth:`MuapMonitor.due`); the analysis itself (about ``window_s / 20``
+s of a Pi 4 core: ``nemg bench muap``) runs on a :class:`MuapWorker` thread, so decisions do
+not wait for it; its summary becomes an event when it is done.
 """
 
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from collections import deque
 from dataclasses import dataclass
 
@@ -30,6 +32,23 @@ DECISION_LAG_S = 5.0
 MUAP_WINDOW_S = 8.0
 """Seconds of steady voluntary activity one analysis needs (5–30 s is the clinical span;
 8 s hold 60+ discharges of a unit at 8 Hz)."""
+
+KEEP_RESULTS = 100
+"""Site summaries a session holds (the event log keeps every one)."""
+
+MAX_PENDING = 2
+"""Stretches waiting for the worker; a session that gets further ahead (a file played
+faster than real time) waits for it rather than drop one: memory stays bounded, and the
+same signal gives the same summaries."""
+
+
+@dataclass(frozen=True)
+class MuapStretch:
+    """A stretch due for analysis: stream indices and its samples in µV."""
+
+    start_sample: int
+    end_sample: int
+    uv: np.ndarray
 
 
 @dataclass
@@ -69,7 +88,7 @@ class MuapMonitor:
         self._end = 0  # stream index one past the newest sample held
         self._since: int | None = None  # where the current motor_unit stretch began
         self._done_until = 0  # analysed (or ruled out) up to here
-        self.results: list[MuapResult] = []
+        self.results: deque[MuapResult] = deque(maxlen=KEEP_RESULTS)
 
     def push(self, pcm: np.ndarray, index: int) -> None:
         """Samples at stream ``index`` (contiguous with the last push, or a new segment)."""
@@ -89,7 +108,17 @@ class MuapMonitor:
 
     def decided(self, label: str, window_start: int, window_end: int) -> MuapResult | None:
         """After each decision: its (smoothed) label and the window it was made on.
-        Returns a new site summary when one is due."""
+        Analyses a stretch when one is due, here and now, and returns its site summary
+        (what :class:`MuapWorker` does on its own thread)."""
+        due = self.due(label, window_start, window_end)
+        if due is None:
+            return None
+        return self.record(self.analyse(due))
+
+    def due(self, label: str, window_start: int, window_end: int) -> MuapStretch | None:
+        """After each decision: its (smoothed) label and the window it was made on.
+        Returns the stretch to analyse when one is due (a copy: the caller may hand it to
+        another thread)."""
         if label != VOLUNTARY:
             # nothing of a window called something else enters an analysis
             self._since = None
@@ -102,28 +131,79 @@ class MuapMonitor:
         if (window_end - start < self.need or window_end - self.need < first_held
                 or window_end > self._end):
             return None
-        return self._analyse(window_end)
+        x = np.concatenate(list(self._blocks))
+        x = x[x.size - self.need - (self._end - window_end): x.size - (self._end - window_end)]
+        self._done_until = window_end
+        return MuapStretch(window_end - self.need, window_end,
+                           x.astype(np.float64) * self.uv_per_lsb)
 
-    def _analyse(self, end: int) -> MuapResult:
+    def analyse(self, s: MuapStretch) -> MuapResult:
+        """The site summary of a due stretch (no state of the monitor is touched)."""
         from edge.errors import InputError
         from edge.muap import analyse
 
-        x = np.concatenate(list(self._blocks))
-        x = x[x.size - self.need - (self._end - end): x.size - (self._end - end)]
-        uv = x.astype(np.float64) * self.uv_per_lsb
-        start = end - self.need
-        self._done_until = end
         try:
-            res = analyse(uv, self.fs, muscle=self.muscle, age=self.age)
-            out = MuapResult(start, end, res["interpretation"]["finding"], res["summary"],
-                             res["interpretation"]["evidence"])
+            res = analyse(s.uv, self.fs, muscle=self.muscle, age=self.age)
+            return MuapResult(s.start_sample, s.end_sample, res["interpretation"]["finding"],
+                              res["summary"], res["interpretation"]["evidence"])
         except InputError as exc:  # clipping: say so, do not guess
-            out = MuapResult(start, end, "indeterminate", {"units": 0}, [str(exc)])
-        self.results.append(out)
-        return out
+            return MuapResult(s.start_sample, s.end_sample, "indeterminate", {"units": 0},
+                              [str(exc)])
+
+    def record(self, r: MuapResult) -> MuapResult:
+        """Keep a finished summary (the last :data:`KEEP_RESULTS`)."""
+        self.results.append(r)
+        return r
 
     def event(self, r: MuapResult) -> Event:
         """The summary as an event-log entry (kind ``muap``, label = the finding)."""
         return Event("muap", r.finding, r.start_sample, r.end_sample, r.start_sample / self.fs,
                      r.end_sample / self.fs, 0.0, 0,
                      json.dumps({"summary": r.summary, "evidence": r.evidence}))
+
+
+class MuapWorker:
+    """Analyses due stretches on its own thread, in the order they were due."""
+
+    def __init__(self, monitor: MuapMonitor) -> None:
+        self.monitor = monitor
+        self._jobs: queue.Queue[MuapStretch | None] = queue.Queue(maxsize=MAX_PENDING)
+        self._done: list[MuapResult] = []
+        self._lock = threading.Lock()
+        self._failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="nemg-muap", daemon=True)
+        self._thread.start()
+
+    def submit(self, stretch: MuapStretch) -> None:
+        """Queue a stretch (waits while :data:`MAX_PENDING` are queued)."""
+        if self._failed is not None:
+            raise self._failed
+        self._jobs.put(stretch)
+
+    def ready(self) -> list[MuapResult]:
+        """Summaries finished since the last call, in order (re-raises a worker's crash)."""
+        with self._lock:
+            if self._failed is not None:
+                raise self._failed
+            out, self._done = self._done, []
+        return out
+
+    def drain(self) -> list[MuapResult]:
+        """Wait for every queued stretch, stop the thread, and return what is left."""
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+        return self.ready()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if self._failed is not None:
+                continue  # after a crash the queue is only emptied: submit never hangs
+            try:
+                r = self.monitor.analyse(job)
+            except BaseException as exc:  # reported to the session thread, not lost
+                with self._lock:
+                    self._failed = exc
+                continue
+            with self._lock:
+                self._done.append(r)

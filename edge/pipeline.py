@@ -20,8 +20,9 @@ with it, almost none (``nemg bench pipeline``: ``window_coverage_at_1pct_frame_l
 from __future__ import annotations
 
 import time
-from collections import deque
-from dataclasses import dataclass
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -388,32 +389,52 @@ class Pipeline:
         return followed[0] if followed is not None else None
 
 
-def summarize(windows: list[WindowResult], min_share: float = 0.2) -> dict:
-    """A file's dominant finding: the most frequent pathological label if it holds at
-    least ``min_share`` of the confident windows (and 2 windows), else the most frequent
-    label. Abnormal activity in a fifth of an examination is the finding, even when
-    silence fills the rest. Windows withheld because the muscle was contracting
-    (``contracting``) are 'uncertain', yet they are heard, as silence is: they count in
-    that fifth's whole, and when they outnumber the most frequent label the finding is
-    'uncertain' (not at rest), not what a few other windows said."""
-    confident = [w for w in windows if w.label != UNCERTAIN]
-    withheld = sum(bool(getattr(w, "contracting", False)) for w in windows)
-    if not confident:
-        return {"label": UNCERTAIN, "confidence": 0.0, "pathological": False}
-    counts: dict[str, int] = {}
-    for w in confident:
-        counts[w.label] = counts.get(w.label, 0) + 1
-    patho = {lab: n for lab, n in counts.items() if lab in PATHOLOGICAL}
-    if patho:
-        lab = max(patho, key=patho.get)
-        if patho[lab] >= max(2, min_share * (len(confident) + withheld)):
-            return _finding(lab, confident)
-    top = max(counts, key=counts.get)
-    if withheld > counts[top]:
-        return {"label": UNCERTAIN, "confidence": 0.0, "pathological": False}
-    return _finding(top, confident)
+@dataclass
+class WindowTally:
+    """What a file's or a session's finding needs of its windows, in memory that does not
+    grow with their number: each confident label's windows and summed confidence, and the
+    windows withheld because the muscle was contracting."""
+
+    windows: Counter[str] = field(default_factory=Counter)
+    confidence: dict[str, float] = field(default_factory=dict)
+    withheld: int = 0
+
+    def add(self, w: WindowResult) -> None:
+        """One decided window (anything with ``label``, ``confidence``, ``contracting``)."""
+        self.withheld += bool(getattr(w, "contracting", False))
+        if w.label != UNCERTAIN:
+            self.windows[w.label] += 1
+            self.confidence[w.label] = self.confidence.get(w.label, 0.0) + w.confidence
+
+    def finding(self, min_share: float = 0.2) -> dict:
+        """A dominant finding: the most frequent pathological label if it holds at least
+        ``min_share`` of the confident windows (and 2 windows), else the most frequent
+        label. Abnormal activity in a fifth of an examination is the finding, even when
+        silence fills the rest. Windows withheld because the muscle was contracting are
+        'uncertain', yet they are heard, as silence is: they count in that fifth's whole,
+        and when they outnumber the most frequent label the finding is 'uncertain' (not
+        at rest), not what a few other windows said."""
+        counts, total = self.windows, sum(self.windows.values())
+        if not total:
+            return {"label": UNCERTAIN, "confidence": 0.0, "pathological": False}
+        patho = {lab: n for lab, n in counts.items() if lab in PATHOLOGICAL}
+        if patho:
+            lab = max(patho, key=patho.get)
+            if patho[lab] >= max(2, min_share * (total + self.withheld)):
+                return self._of(lab)
+        top = max(counts, key=counts.get)
+        if self.withheld > counts[top]:
+            return {"label": UNCERTAIN, "confidence": 0.0, "pathological": False}
+        return self._of(top)
+
+    def _of(self, label: str) -> dict:
+        return {"label": label, "confidence": self.confidence[label] / self.windows[label],
+                "pathological": label in PATHOLOGICAL}
 
 
-def _finding(label: str, windows: list[WindowResult]) -> dict:
-    conf = float(np.mean([w.confidence for w in windows if w.label == label]))
-    return {"label": label, "confidence": conf, "pathological": label in PATHOLOGICAL}
+def summarize(windows: Iterable[WindowResult], min_share: float = 0.2) -> dict:
+    """A file's dominant finding (:meth:`WindowTally.finding`) from its windows."""
+    tally = WindowTally()
+    for w in windows:
+        tally.add(w)
+    return tally.finding(min_share)

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -164,20 +164,12 @@ def load_samples(path: Path, fs: int, uv_per_lsb: float, channel=None,
     return np.concatenate(parts) if parts else np.zeros(0, np.int16)
 
 
-class _Decision(NamedTuple):
-    """What the file's finding needs of a window (kept for every window; small)."""
-
-    label: str
-    confidence: float
-    contracting: bool
-
-
 def classify_file(pipe_factory, path: Path, channel=None, scale_uv: float | None = None,
                   on_window: Callable[[dict], None] | None = None) -> dict:
     """Classify one file. Each window's result goes to ``on_window`` as it is decided
     (bounded memory), or, without it, into the returned ``windows`` list."""
     from edge.errors import InputError
-    from edge.pipeline import summarize
+    from edge.pipeline import WindowTally
 
     pipe = pipe_factory()
     stream = open_samples(path, pipe.fs, pipe.mel.uv_per_lsb, channel, scale_uv)
@@ -187,12 +179,12 @@ def classify_file(pipe_factory, path: Path, channel=None, scale_uv: float | None
                          f"{need / pipe.fs:.1f} s analysis window")
     windows: list[dict] = []
     emit = on_window or windows.append
-    decisions: list[_Decision] = []
+    tally = WindowTally()  # the finding's figures, not every window
     index = 0
     for block in stream.blocks():
         results = pipe.push(block, index)[0]
         for w in results:
-            decisions.append(_Decision(w.label, w.confidence, w.contracting))
+            tally.add(w)
             emit({"start_s": round(w.start_s, 4), "end_s": round(w.end_s, 4),
                   "label": w.label, "confidence": round(w.confidence, 4),
                   "unfamiliar": w.unfamiliar, "contracting": w.contracting,
@@ -202,7 +194,7 @@ def classify_file(pipe_factory, path: Path, channel=None, scale_uv: float | None
         index += block.size
     pipe.flush()
     b = pipe.bundle
-    summary = summarize(decisions)
+    summary = tally.finding()
     caveat = pipe.rest.note() if pipe.rest is not None else None
     if caveat:
         summary["caveat"] = caveat
