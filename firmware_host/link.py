@@ -19,8 +19,9 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 import serial
 
 from firmware_host.protocol import (
@@ -134,6 +135,29 @@ class LinkEvent:
 Event = Samples | Gap | LinkEvent
 
 
+def _coalesce(events: list[Samples | Gap]) -> list[Samples | Gap]:
+    """Runs of Samples that continue each other with the same flags, as one Samples."""
+    out: list[Samples | Gap] = []
+    run: list[Samples] = []
+
+    def close() -> None:
+        if run:
+            out.append(run[0] if len(run) == 1 else replace(
+                run[0], values=np.concatenate([r.values for r in run])))
+            run.clear()
+
+    for ev in events:
+        if not (isinstance(ev, Samples) and run and ev.flags == run[0].flags
+                and ev.index == run[-1].index + run[-1].values.size):
+            close()
+        if isinstance(ev, Samples):
+            run.append(ev)
+        else:
+            out.append(ev)
+    close()
+    return out
+
+
 class FrontEndClient:
     """Commands and a sample stream over a :class:`SerialLink`."""
 
@@ -169,11 +193,14 @@ class FrontEndClient:
         self._seq = (self._seq + 1) & 0xFFFF
 
     def _pump(self) -> None:
-        """Read once; route replies aside and turn samples into pending events."""
+        """Read once; route replies aside and turn samples into pending events (the frames
+        of one read that continue each other with the same flags as one block: one event
+        per read, not per 10 ms frame, when the host is catching up)."""
+        new: list[Samples | Gap] = []
         for frame in self.decoder.feed(self.link.read()):
             if frame.type == FrameType.SAMPLES:
                 try:
-                    self._pending.extend(self.assembler.push(frame))
+                    new += self.assembler.push(frame)
                 except ProtocolError as exc:  # CRC was fine: a firmware bug, not noise
                     self.protocol_errors += 1
                     if self.protocol_errors in (1, 10, 100) or self.protocol_errors % 1000 == 0:
@@ -181,6 +208,7 @@ class FrontEndClient:
                                     "lost): %s", self.protocol_errors, exc)
             else:
                 self._replies.append(frame)
+        self._pending.extend(_coalesce(new))
 
     def request(self, ftype: FrameType, reply_type: FrameType, payload: bytes = b"",
                 timeout_s: float = 1.0, retries: int = 2) -> Frame:
