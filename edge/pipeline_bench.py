@@ -38,14 +38,32 @@ seconds = float(sys.argv[3])
 session = LiveSession(pipe, FrontEndClient(link, reconnect=False), board,
                       view=PlainView(io.StringIO()))
 need = int(seconds * board.sample_rate_hz)
+profile = os.environ.get("NEMG_BENCH_PROFILE") == "1"
+if profile:
+    import cProfile, pstats, tracemalloc
+    prof = cProfile.Profile()
+    tracemalloc.start(8)
+    prof.enable()
 c0, w0 = time.process_time(), time.perf_counter()
 s = session.run(until=lambda: session.state.samples >= need)
 cpu_s, wall_s = time.process_time() - c0, time.perf_counter() - w0
 s.update(cpu_s=cpu_s, wall_s=wall_s,
          peak_rss_mb=peak_rss_mb(),
          tf_loaded="tensorflow" in sys.modules)
+if profile:
+    prof.disable()
+    st = pstats.Stats(prof).stats
+    top = sorted(st.items(), key=lambda kv: -kv[1][3])[:15]
+    s["profile_cumulative_s"] = [[f"{k[0].split('/')[-1]}:{k[1]}({k[2]})", round(v[3], 4)]
+                                 for k, v in top]
+    snap = tracemalloc.take_snapshot().statistics("lineno")[:10]
+    s["memory_held_kb"] = [[str(m.traceback[0]), round(m.size / 1024, 1)] for m in snap]
 print(json.dumps(s))
 """
+
+PROFILE_ENV = "NEMG_BENCH_PROFILE"
+"""Set to 1: the child also reports where its time goes (cProfile, cumulative) and the
+lines holding its memory at the end (tracemalloc) — slower, so not a timing run."""
 
 
 def window_coverage(session, total_samples: int) -> float:
@@ -169,6 +187,7 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         "gaps": s["gaps"],
         "crc_errors": s["crc_errors"],
         "tensorflow_loaded": s["tf_loaded"],
+        **{k: s[k] for k in ("profile_cumulative_s", "memory_held_kb") if k in s},
         "process_wall_s": wall,
         "pipeline_cpu": mine,
         "simulator_cpu": other,
