@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, str] = {
     "muap": "convert.muap_bench:run",
     "rest": "convert.rest_bench:run",
     "web": "edge.web.bench:run",
+    "pi": "convert.pi_bench:run",
 }
 
 
