@@ -12,11 +12,13 @@ passes unchanged). Output sample ``n`` is
 with ``H`` the prototype's half length at the upsampled rate (zero delay: output ``n`` is
 at time ``n/fs_out``; inputs before the first and after the last are zeros).
 
-**Exact, and fast.** Every product is an integer below 2³⁰ and every sum below 2⁵³, so
-they are computed exactly in float64, by strided matrix products (one per phase), in any
-summation order, on any machine. The result does not depend on how the input is chunked
-(:class:`StreamResampler` keeps the history a chunk boundary needs). Golden vectors in the
-tests pin the taps and outputs.
+**Exact, and fast.** |x| ≤ 2¹⁵ and a phase's taps have Σ|h| < 2¹⁷ (checked), so every
+product and every partial sum is an integer below 2³², far below 2⁵³: they are computed
+exactly in float64, in any summation order, with or without fused multiply-adds, on any
+machine, by BLAS matrix products that each give one block of consecutive outputs of many
+periods of the ratio at once (see :class:`_Plan`), a chunk of input at a time. The result
+does not depend on how the input is chunked (:class:`StreamResampler` keeps the history a
+chunk boundary needs). Golden vectors in the tests pin the taps and outputs.
 """
 
 from __future__ import annotations
@@ -120,10 +122,10 @@ class StreamResampler:
     def __init__(self, in_rate_hz: float, out_rate_hz: float) -> None:
         self.up, self.down = ratio(in_rate_hz, out_rate_hz)
         self.f = design(self.up, self.down)
-        # The inputs still needed, from stream index self._start on (negative indices:
-        # the zeros before the signal).
-        self._start = min(0, self._first_needed(0))
-        self._x = np.zeros(-self._start, dtype=np.float64)
+        # The inputs still needed, from stream index self._start on (before the signal and
+        # after the newest input, _apply reads zeros).
+        self._start = 0
+        self._x = np.zeros(0, dtype=np.int16)
         self.n_in = 0
         """Input samples received."""
         self.n_out = 0
@@ -138,7 +140,7 @@ class StreamResampler:
         x = np.asarray(x)
         if x.dtype != np.int16:
             raise ConfigError("the resampler takes int16 samples")
-        self._x = np.concatenate([self._x, x.astype(np.float64)])
+        self._x = np.concatenate([self._x, x])
         self.n_in += x.size
         return self._produce(self.n_in - 1)
 
@@ -150,7 +152,7 @@ class StreamResampler:
             return np.zeros(0, np.int16)
         have = self._start + self._x.size - 1
         pad = max(0, self.f.newest(total - 1) - have)
-        self._x = np.concatenate([self._x, np.zeros(pad)])
+        self._x = np.concatenate([self._x, np.zeros(pad, np.int16)])
         return self._produce(have + pad, total)
 
     def _produce(self, last_available: int, limit: int | None = None) -> np.ndarray:
@@ -170,25 +172,156 @@ class StreamResampler:
         return y
 
 
-def _apply(f: Polyphase, x: np.ndarray, start: int, n0: int, n1: int) -> np.ndarray:
-    """Outputs n0..n1-1 from the inputs ``x`` (stream index of x[0] is ``start``)."""
+@dataclass(frozen=True)
+class _Plan:
+    """How :func:`_apply` computes one ratio's outputs (derived from its taps alone).
+
+    Outputs come in *groups* of ``period_out`` (a multiple of ``up``): output
+    ``n + period_out`` reads the inputs output ``n`` reads moved on by ``period_in`` (the
+    same multiple of ``down``), with the same taps. A group is cut into blocks of ``width``
+    consecutive outputs; the outputs of block ``j`` read only the ``rows[j] <= period_in``
+    inputs from stream index ``lo + offsets[j] + g·period_in`` on (group ``g``). So those
+    inputs, one row per group, are a strided view of the input that never overlaps itself
+    (a BLAS operand as it stands, no copy), and one matrix product with
+    ``weights[j, :rows[j]]`` gives that block of every group at once: its column ``i``
+    holds the taps / 2¹⁵ of the block's output ``i`` at that output's offset in the row,
+    zeros elsewhere (and when ``width`` does not divide ``period_out``, the last block's
+    columns past the group's end are all zeros).
+    """
+
+    period_out: int
+    period_in: int
+    width: int
+    lo: int
+    """Stream index of the first input group 0 reads (its first output's oldest)."""
+    span: int
+    """How many inputs from ``lo`` on group 0 reads."""
+    offsets: tuple[int, ...]
+    rows: tuple[int, ...]
+    weights: np.ndarray
+    """float64 [blocks, max(rows), width]."""
+    pick: np.ndarray
+    """int [blocks, max(rows)]: ``offsets[j] + arange(max(rows))`` (clipped to the group's
+    span: past rows[j] the weights are zero), for a few groups at a time (see _apply)."""
+
+
+#: Block widths tried, and the cost model that picks one: a block of ``u`` outputs reads
+#: ``F ≈ K + (u − 1)·M/L`` inputs per output (the extra ones with a zero tap), and a matrix
+#: product ``n × F @ F × u`` runs at ≈ ``u / (u + 6)`` of the speed of a wide one (OpenBLAS
+#: dgemm, measured; narrow products cost more per multiply-add, and widths that are not a
+#: multiple of 4 more still), times the share of a narrower last block's zero columns;
+#: of two about as fast, the one with fewer blocks per group (fewer calls: small blocks of
+#: a live stream).
+_WIDTHS = (4, 8, 12, 16, 20, 24, 32, 40, 48, 64)
+_NARROW = 6
+_CHUNK = 1 << 17
+"""Inputs converted to float64 and resampled at a time (1 MiB: stays in cache)."""
+_FEW = 600
+"""Up to this many (groups × rows of a block), gather the rows of every block and make
+one batched matrix product rather than one per block (a call costs more than that)."""
+
+
+def _layout(up: int, down: int, k: int, u: int) -> tuple[int, int]:
+    """(rows, c) for blocks of ``u`` outputs: the inputs a block reads at most, and the
+    periods in a group: c·down ≥ rows, so that a block's rows do not overlap, and c·up a
+    multiple of u if that does not take more than twice as many periods (else the last
+    block of a group is narrower, padded with zero taps)."""
+    rows = k + -(-(u - 1) * down // up)  # ≥ what u consecutive outputs read
+    c = -(-rows // down)
+    m = u // math.gcd(u, up)
+    return rows, (-(-c // m) * m if -(-c // m) * m <= 2 * c else c)
+
+
+def _width(up: int, down: int, k: int) -> int:
+    def cost(u: int) -> float:
+        rows, c = _layout(up, down, k, u)
+        blocks = -(-c * up // u)
+        return rows * (u + _NARROW) / u * blocks * u / (c * up) * (1 + blocks / 1000)
+
+    return min(_WIDTHS, key=cost)
+
+
+@lru_cache(maxsize=32)
+def _plan(up: int, down: int) -> _Plan:
+    """The blocks of :class:`_Plan` for ``up/down`` (cached: one plan per ratio)."""
+    f = design(up, down)
     up, down, k = f.up, f.down, f.k
+    # Exact in float64: |x| ≤ 2¹⁵ and each phase's taps have Σ|h| < 2¹⁷ (≈ 2.1·2¹⁵ for this
+    # design; checked here), so every partial sum of x·h, in any order, with or without
+    # fused multiply-adds, is an integer of magnitude < 2³², far below 2⁵³. Dividing the
+    # taps by 2¹⁵ only scales all of these by a power of two: still exact.
+    if int(np.abs(f.taps.astype(np.int64)).sum(axis=1).max()) >= 1 << 17:
+        raise ConfigError(f"resampling filter {up}/{down}: taps too large for exact sums")
+    taps = f.taps.astype(np.float64) / 32768.0
+    u = _width(up, down, k)
+    _, c = _layout(up, down, k, u)
+    p_out, p_in = c * up, c * down
+
+    def first(n: int) -> int:
+        return f.newest(n) - k + 1
+
+    lo, span = first(0), f.newest(p_out - 1) + 1 - first(0)
+    starts = range(0, p_out, u)
+    offsets = tuple(first(c0) - lo for c0 in starts)
+    rows = tuple(f.newest(min(c0 + u, p_out) - 1) + 1 - first(c0) for c0 in starts)
+    if max(rows) > p_in:
+        raise AssertionError("a block's rows would overlap")
+    weights = np.zeros((len(offsets), max(rows), u))
+    for j, c0 in enumerate(starts):
+        for i in range(min(u, p_out - c0)):
+            o = first(c0 + i) - first(c0)
+            weights[j, o : o + k, i] = taps[((c0 + i) * down + f.half) % up]
+    pick = np.minimum(np.add.outer(np.array(offsets), np.arange(max(rows))), span - 1)
+    weights.flags.writeable = pick.flags.writeable = False  # shared by every caller
+    return _Plan(p_out, p_in, u, lo, span, offsets, rows, weights, pick)
+
+
+def _apply(f: Polyphase, x: np.ndarray, start: int, n0: int, n1: int) -> np.ndarray:
+    """Outputs n0..n1-1 of the stream whose inputs from index ``start`` on are ``x``, and
+    zeros before and after it (so x must hold every input these outputs read that is not
+    zero)."""
+    pl = _plan(f.up, f.down)
+    p_out, p_in, u = pl.period_out, pl.period_in, pl.width
+    width = len(pl.offsets) * u  # a group's outputs, and the last block's padding
     out = np.empty(n1 - n0, dtype=np.int16)
-    taps = f.taps.astype(np.float64)
-    stride = x.strides[0]
-    for r in range(up):  # the outputs of one phase read inputs at a stride of `down`
-        first = n0 + ((r - n0) % up)
-        if first >= n1:
-            continue
-        count = (n1 - 1 - first) // up + 1
-        p = (first * down + f.half) % up
-        base = f.newest(first) - k + 1 - start  # x index of its oldest tap
-        rows = np.lib.stride_tricks.as_strided(x[base:], shape=(count, k),
-                                               strides=(down * stride, stride),
-                                               writeable=False)
-        acc = rows @ taps[p]  # exact: integers below 2⁵³
-        y = (acc.astype(np.int64) + (1 << 14)) >> 15
-        out[first - n0 :: up] = np.clip(y, -32768, 32767)
+    if n1 <= n0:
+        return out
+    g0, g1 = n0 // p_out, -(-n1 // p_out)  # the groups these outputs are in, computed whole
+    step = max(1, _CHUNK // p_in)
+    buf = np.empty((min(step, g1 - g0) - 1) * p_in + pl.span)
+    acc = None
+    for ga in range(g0, g1, step):
+        gb = min(ga + step, g1)
+        # buf: the inputs groups ga..gb-1 read (stream index ga·p_in + lo on), as float64
+        # (exact), zeros outside x
+        lo = ga * p_in + pl.lo - start
+        hi = lo + (gb - ga - 1) * p_in + pl.span
+        xa, xb = min(max(lo, 0), x.size), min(max(hi, 0), x.size)
+        buf[: xa - lo] = 0.0
+        buf[xa - lo : xb - lo] = x[xa:xb]
+        buf[xb - lo : hi - lo] = 0.0
+        if (gb - ga) * pl.pick.shape[1] <= _FEW:
+            # every group's rows of every block, gathered: [groups, blocks, 1, rows]
+            rows = np.ndarray((gb - ga, pl.span), np.float64, buf, 0, (p_in * 8, 8))
+            y = np.matmul(rows[:, pl.pick[:, None, :]], pl.weights).reshape(-1, width)
+        else:
+            if acc is None:
+                acc = np.empty((min(step, g1 - g0), width))
+            y = acc[: gb - ga]
+            for j, (off, n) in enumerate(zip(pl.offsets, pl.rows, strict=True)):
+                # (ndarray checks that the view stays inside buf)
+                rows = np.ndarray((gb - ga, n), np.float64, buf, off * 8, (p_in * 8, 8))
+                np.matmul(rows, pl.weights[j, :n], out=y[:, j * u : (j + 1) * u])
+        if width > p_out:
+            y = np.ascontiguousarray(y[:, :p_out])
+        # this chunk's share of n0..n1-1
+        m0, m1 = max(n0, ga * p_out), min(n1, gb * p_out)
+        y = y.reshape(-1)[m0 - ga * p_out : m1 - ga * p_out]
+        # sat16(floor(y + 1/2)) is the exact sat16((Σ h·x + 2¹⁴) >> 15): y is that sum / 2¹⁵,
+        # a multiple of 2⁻¹⁵ below 2¹⁷ in magnitude, so adding a half and flooring are exact.
+        np.add(y, 0.5, out=y)
+        np.floor(y, out=y)
+        np.clip(y, -32768, 32767, out=out[m0 - n0 : m1 - n0], casting="unsafe")
     return out
 
 
@@ -202,7 +335,12 @@ def output_length(n_in: int, in_rate_hz: float, out_rate_hz: float) -> int:
 
 def resample_int16(x: np.ndarray, in_rate_hz: float, out_rate_hz: float) -> np.ndarray:
     """A whole signal at once (the same as streaming it in any chunks)."""
+    x = np.asarray(x, dtype=np.int16)
     if math.isclose(in_rate_hz, out_rate_hz):
-        return np.asarray(x, dtype=np.int16)
-    r = StreamResampler(in_rate_hz, out_rate_hz)
-    return np.concatenate([r.push(np.asarray(x, dtype=np.int16)), r.flush()])
+        return x
+    if x.ndim != 1:  # refused as StreamResampler.push refuses it
+        r = StreamResampler(in_rate_hz, out_rate_hz)
+        return np.concatenate([r.push(x), r.flush()])
+    f = design(*ratio(in_rate_hz, out_rate_hz))
+    # what StreamResampler.push then .flush return: zeros before and after the signal
+    return _apply(f, x, 0, 0, -(-x.size * f.up // f.down))
