@@ -42,10 +42,11 @@ the benchmark machine. Two published measurements and one of ours: a serial floa
 zhonguncle.github.io, 2023-11, "Performance Record of Raspberry Pi 4B"); the interpreted
 N-body benchmark, 5 million steps, took 158.3 s in Python on a Pi 4B at 1.5 GHz
 (chaitanyamehta.github.io, "Performance Analysis of Languages on Raspberry Pi") and 17.5 s
-in Python 3.11 on one core of the machine these figures were first taken on (an AMD EPYC
-at 2.6 GHz; /tmp-free script in docs/performance.md): 9×, of which an older Python on the
-Pi explains part. The box's time is part numpy (≈ 4×), part interpreter (≈ 6–9×): 8 is at
-the slow end, so a box that keeps real time here has margin on a real Pi 4."""
+with the Benchmarks Game's nbody.py in Python 3.11 on one core of the machine these
+figures were first taken on (AMD EPYC, 2.6 GHz; docs/performance.md): 9×, of which an
+older Python on the Pi explains part. The box's time is part numpy (≈ 4×), part
+interpreter (≈ 6–9×): 8 is at the slow end, so a box that keeps real time here has margin
+on a real Pi 4."""
 
 DUTY_PERIOD_S = 0.02
 """The throttle's period: the box runs 1/PI4_SLOWDOWN of every 20 ms (2.5 ms at 8×),

@@ -193,7 +193,8 @@ class LiveSession:
         self._capture: deque[np.ndarray] | None = deque() if n > 0 else None
         self._capture_max = n
         self._captured = 0
-        self.logged: list[int] = []
+        self.events_logged = 0
+        """Events the log took this session."""
         self.log_stopped: str | None = None
         """Why event logging stopped mid-session (disk full, read-only), if it did."""
         self._pending: list[np.ndarray] = []  # samples waiting for the next decision
@@ -348,7 +349,7 @@ class LiveSession:
                     ev = replace(ev, detail=DETAIL_PREFIX + cav["text"])
             logged_id = self._to_log("log", ev)  # durable before shown
             if logged_id is not None:
-                self.logged.append(logged_id)
+                self.events_logged += 1
             self.state.events.append(ev)
             self.view.event(ev, logged_id)
 
@@ -407,7 +408,7 @@ class LiveSession:
             "crc_errors": c.stats.crc_errors,
             "frames": c.stats.frames,
             "reconnects": c.reconnects,
-            "events_logged": len(self.logged),
+            "events_logged": self.events_logged,
             "logging_stopped": self.log_stopped,
             "decision_latency_ms_p50": float(np.percentile(lat, 50)),
             "decision_latency_ms_p95": float(np.percentile(lat, 95)),

@@ -135,6 +135,11 @@ class LinkEvent:
 Event = Samples | Gap | LinkEvent
 
 
+MAX_UNREAD_REPLIES = 16
+"""Command replies kept until a request reads them; older ones are dropped (a request
+waits for one reply at a time: a hostile or broken device cannot fill memory with them)."""
+
+
 def _coalesce(events: list[Samples | Gap]) -> list[Samples | Gap]:
     """Runs of Samples that continue each other with the same flags, as one Samples."""
     out: list[Samples | Gap] = []
@@ -178,7 +183,8 @@ class FrontEndClient:
         self.reconnects = 0
         self.protocol_errors = 0
         self._seq = 0
-        self._replies: deque[Frame] = deque()
+        # replies nobody waits for (a device that chatters while streaming) stay bounded
+        self._replies: deque[Frame] = deque(maxlen=MAX_UNREAD_REPLIES)
         self._pending: deque[Event] = deque()
         self._streaming = False
         self._down: str | None = None  # the link went down outside events(): why

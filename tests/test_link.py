@@ -254,6 +254,45 @@ def test_frames_with_a_wrong_sample_count_are_counted_and_warned_about_rarely(ca
     assert 1 <= len(warnings) <= 4  # was one per frame (~450 a second from a real device)
 
 
+def test_replies_nobody_asked_for_stay_bounded():
+    """A device that chatters (PONG after PONG while streaming) cannot fill the host's
+    memory: unread replies are capped, and a request still gets its own."""
+    from firmware_host.link import MAX_UNREAD_REPLIES
+    from firmware_host.protocol import FrameType, encode_frame
+
+    link = SerialLink("loop://", read_timeout=0.01)
+    link.open()
+    client = FrontEndClient(link, reconnect=False)
+    for seq in range(5000):
+        link.write(encode_frame(FrameType.PONG, seq & 0xFFFF, b"chatter"))
+        if seq % 50 == 0:
+            client._pump()
+    client._pump()
+    assert len(client._replies) == MAX_UNREAD_REPLIES
+
+
+def test_frames_of_one_read_that_continue_each_other_arrive_as_one_block():
+    """Per read, not per 10 ms frame: contiguous frames with the same flags are one
+    Samples; a change of flags or a loss still splits them, and nothing is lost."""
+    from firmware_host.protocol import FrameType, encode_frame, encode_samples
+
+    link = SerialLink("loop://", read_timeout=0.01)
+    link.open()
+    client = FrontEndClient(link, reconnect=False)
+    x = np.arange(2000) - 1000
+    frames = [(0, x[:200], 0), (200, x[200:400], 0), (400, x[400:600], 1),
+              (600, x[600:800], 1), (1000, x[1000:1200], 1)]  # 800..999 lost
+    link.write(b"".join(encode_frame(FrameType.SAMPLES, i, encode_samples(first, v, flags))
+                        for i, (first, v, flags) in enumerate(frames)))
+    client._pump()
+    got = list(client._pending)
+    kinds = [(type(e).__name__, e.index) for e in got]
+    assert kinds == [("Samples", 0), ("Samples", 400), ("Gap", 800), ("Samples", 1000)]
+    np.testing.assert_array_equal(got[0].values, x[:400])
+    np.testing.assert_array_equal(got[1].values, x[400:800])
+    assert got[2].lost == 200 and int(got[1].flags) == 1
+
+
 def test_an_implausible_index_jump_is_a_restart_not_a_day_of_lost_samples():
     from firmware_host.protocol import Frame as F
     from firmware_host.protocol import FrameType, SampleAssembler, encode_samples
