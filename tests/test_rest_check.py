@@ -64,6 +64,20 @@ def test_a_contraction_holds_units_at_voluntary_rates_a_fibrillation_does_not(
     assert len(voluntary_rates(fibrillation[:n], FS)) < MIN_VOLUNTARY_UNITS
 
 
+def test_a_check_that_asks_only_for_enough_units_gets_the_same_answer(contraction,
+                                                                      fibrillation):
+    """``at_least``: the decomposition stops once fewer units can fire; where enough do,
+    the rates are those of the whole decomposition, and where they do not, none."""
+    n = round(STRETCH_S * FS)
+    for x in (contraction[:n], fibrillation[:n], contraction[n: 2 * n] // 4):
+        full = voluntary_rates(x, FS)
+        quick = voluntary_rates(x, FS, at_least=MIN_VOLUNTARY_UNITS)
+        assert quick == full or (quick == [] and len(full) < MIN_VOLUNTARY_UNITS)
+    assert len(voluntary_rates(contraction[:n], FS, at_least=MIN_VOLUNTARY_UNITS)) >= \
+        MIN_VOLUNTARY_UNITS
+    assert decompose(fibrillation[:n], FS, exact=True, stop_below=50) == []
+
+
 def test_the_exact_decomposition_matches_its_golden_vectors():
     """The committed emgdb excerpt as the box holds it: the same units, firing at the same
     sample indices, on every machine (a change here changes labels on every box)."""
