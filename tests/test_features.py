@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from pathlib import Path
@@ -163,6 +164,30 @@ def test_golden_vectors_bit_exact():
         np.testing.assert_array_equal(FE.process(x), g[f"{name}/int8"], err_msg=name)
         frames = frame_signal(x, CFG)[:4]
         np.testing.assert_array_equal(FE.stages(frames)["log2_q16"], g[f"{name}/log2_q16"])
+
+
+LONG_INT8_SHA256 = "aa261a802c1e86ccfe902d9e5d3aa8efe676e85cb237799732ace7b3d600b2b0"
+"""The int8 features of a long input (30 s of examination, 2 s of full-scale and ±1
+codes, silence) as the front end computed them before it was vectorised in blocks of
+frames (2afcf4a): the golden vectors above are short, this pins every block path."""
+
+
+@pytest.mark.parametrize("block_frames", [1, 7, 50, 200, 4096])
+def test_a_long_input_is_bit_identical_in_every_block_size(block_frames):
+    from edge.testsignals import examination
+
+    rng = np.random.default_rng(3)
+    extreme = rng.choice(np.array([-32768, 32767, 0, 1, -1], np.int16), size=40_000)
+    x = np.concatenate([examination(30.0, CFG, seed=7), extreme, np.zeros(5000, np.int16)])
+    fe = MelFrontEnd(CFG)
+    fe.block_frames = block_frames
+    out = fe.process(x)
+    assert out.shape == (3223, CFG.num_mels)
+    assert hashlib.sha256(out.tobytes()).hexdigest() == LONG_INT8_SHA256
+    pushed = MelFrontEnd(CFG)
+    pushed.block_frames = block_frames
+    parts = [pushed.push(x[a: a + 9_973]) for a in range(0, x.size, 9_973)]
+    np.testing.assert_array_equal(np.concatenate(parts), out)
 
 
 def test_deterministic_across_instances_and_block_sizes():
