@@ -202,10 +202,11 @@ def decode_samples(payload: bytes) -> SampleBlock:
         raise ProtocolError(f"SAMPLES count {count} does not match {len(data)} data bytes")
     if bps == 2:
         values = np.frombuffer(data, dtype="<i2").astype(np.int32)
-    else:
-        b = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
-        values = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-        values = np.where(values >= 1 << 23, values - (1 << 24), values).astype(np.int32)
+    else:  # 24-bit little-endian: in the top three bytes of an int32, shifted down with
+        # its sign (an arithmetic shift), the value itself
+        v = np.zeros((count, 4), np.uint8)
+        v[:, 1:] = np.frombuffer(data, dtype=np.uint8).reshape(count, 3)
+        values = v.view("<i4").reshape(count) >> 8
     return SampleBlock(first, Flag(flags & 0x07), values, bps)
 
 
