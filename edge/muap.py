@@ -107,11 +107,26 @@ def sharpness(x: np.ndarray, fs: float, c: DecompositionConfig) -> np.ndarray:
     return y
 
 
-def robust_sigma(y: np.ndarray) -> float:
-    """The noise's standard deviation from the median absolute deviation."""
+def robust_sigma(y: np.ndarray, *, integers: bool = False) -> float:
+    """The noise's standard deviation from the median absolute deviation. ``integers``:
+    ``y`` holds integers (an exact decomposition): the same value from counts."""
+    if integers:
+        med = _median_of_integers(y)
+        dev2 = np.abs(2 * y - 2 * med)  # integers: the median may be a half
+        return float(1.4826 * (_median_of_integers(dev2) / 2)) or 1e-9
     dev = y - np.median(y)
     np.abs(dev, out=dev)
     return float(1.4826 * np.median(dev, overwrite_input=True)) or 1e-9  # dev is ours
+
+
+def _median_of_integers(v: np.ndarray) -> float:
+    """``np.median(v)`` of integer values, bit for bit (the mean of the two middle values,
+    or the middle one), by counting: O(n + range) instead of a partition."""
+    lo = int(v.min())
+    cum = np.cumsum(np.bincount((v - lo).astype(np.int64)))
+    n = v.size
+    a, b = lo + np.searchsorted(cum, [(n - 1) // 2 + 1, n // 2 + 1]).astype(np.int64)
+    return (float(a) + float(b)) / 2
 
 
 def detect(y: np.ndarray, threshold: float, dead: int) -> np.ndarray:
@@ -158,20 +173,28 @@ def _segments(y: np.ndarray, idx: np.ndarray, a: int, b: int) -> tuple[np.ndarra
     return ok, np.stack([y[i - a: i + b] for i in ok]) if ok.size else np.zeros((0, a + b))
 
 
+CLUSTER_BLOCK = 128
+"""Rows of the clustering's distance matrix computed at a time (a block's floats stay in
+the cache; the result does not depend on it)."""
+
+
 def cluster(segs: np.ndarray, sigma: float, c: DecompositionConfig) -> list[np.ndarray]:
     """Indices of ``segs`` per unit (see the module doc, step 3)."""
     if len(segs) == 0:
         return []
     n, L = segs.shape
     sq = (segs**2).sum(axis=1)
-    # d = (|s_i|² + |s_j|² − 2 s_i·s_j) / (L σ²), in that order, with two n × n arrays
-    # rather than five (at n = 3000 each is 72 MB: allocating them cost more than the sums)
-    g = segs @ segs.T
-    d = np.add.outer(sq, sq)
-    np.subtract(d, np.multiply(g, 2, out=g), out=d)
-    np.divide(d, L * (sigma * sigma), out=d)
-    close = d < c.cluster_distance
-    del g, d
+    # d = (|s_i|² + |s_j|² − 2 s_i·s_j) / (L σ²) < cluster_distance, a block of rows at a
+    # time: only the n × n booleans are kept (at n = 3000 one float matrix is 72 MB, and
+    # allocating such matrices cost more than the sums)
+    close = np.empty((n, n), bool)
+    for r0 in range(0, n, CLUSTER_BLOCK):
+        r1 = min(n, r0 + CLUSTER_BLOCK)
+        g = segs[r0:r1] @ segs.T
+        d = np.add.outer(sq[r0:r1], sq)
+        np.subtract(d, np.multiply(g, 2, out=g), out=d)
+        np.divide(d, L * (sigma * sigma), out=d)
+        np.less(d, c.cluster_distance, out=close[r0:r1])
     close_of = np.ascontiguousarray(close.T)  # row j: the segments j is close to
     free = np.ones(n, bool)
     # each free segment's free neighbours, kept up to date as segments are taken
@@ -301,16 +324,20 @@ def _regular(f: np.ndarray, c: DecompositionConfig, duration_s: float) -> bool:
     return n >= 2 and 10_000 * (n * s2 - s1 * s1) <= cv_pct * cv_pct * s1 * s1
 
 
-def _shift_distance(s1: np.ndarray, s2: np.ndarray, max_lag: int) -> float:
-    """Smallest mean squared difference of two shapes over lags of ± ``max_lag``."""
-    L = s1.size
-    best = math.inf
+def _shift_distances(s: np.ndarray, others: np.ndarray, max_lag: int, *,
+                     s_first: bool = True) -> np.ndarray:
+    """For each row of ``others``: the smallest mean squared difference between it and
+    ``s`` over lags of ± ``max_lag`` (``s_first``: ``s`` is the first of each pair — the
+    difference is ``s − other`` at each lag, else ``other − s``)."""
+    L = s.size
+    best = np.full(len(others), np.inf)
     for lag in range(-max_lag, max_lag + 1):
         a, b = max(0, lag), min(L, L + lag)
         if b - a < L // 2:
             continue
-        d = s1[a:b] - s2[a - lag: b - lag]
-        best = min(best, float(np.add.reduce(d * d) / d.size))  # the mean, as .mean() sums
+        d = (s[a:b] - others[:, a - lag: b - lag] if s_first
+             else others[:, a:b] - s[a - lag: b - lag])
+        np.minimum(best, np.add.reduce(d * d, axis=1) / d.shape[1], out=best)  # the means
     return best
 
 
@@ -323,27 +350,23 @@ def merge_shapes(segs: np.ndarray, groups: list[np.ndarray], sigma: float,
     groups = [np.asarray(g) for g in groups]
     if len(groups) < 2:
         return groups
-    shapes = [np.median(segs[g], axis=0) for g in groups]
+    shapes = np.array([np.median(segs[g], axis=0) for g in groups])
     var = sigma * sigma
-
-    def row(i: int) -> np.ndarray:  # distances of group i to every group after it
-        out = np.full(len(groups), np.inf)
-        for j in range(i + 1, len(groups)):
-            out[j] = _shift_distance(shapes[i], shapes[j], max_lag) / var
-        return out
-
-    dist = np.array([row(i) for i in range(len(groups))])
+    k = len(groups)
+    dist = np.full((k, k), np.inf)  # [i, j], i < j: group i's distance to group j
+    for i in range(k - 1):
+        dist[i, i + 1:] = _shift_distances(shapes[i], shapes[i + 1:], max_lag) / var
     while len(groups) > 1:
         i, j = divmod(int(np.argmin(dist)), len(groups))  # row-major: lowest i, then j
         if not dist[i, j] < c.cluster_distance / 2:
             break
         groups[i] = np.concatenate([groups[i], groups[j]])
+        del groups[j]
+        shapes = np.delete(shapes, j, axis=0)
         shapes[i] = np.median(segs[groups[i]], axis=0)
-        del groups[j], shapes[j]
         dist = np.delete(np.delete(dist, j, axis=0), j, axis=1)
-        dist[i] = row(i)
-        for h in range(i):
-            dist[h, i] = _shift_distance(shapes[h], shapes[i], max_lag) / var
+        dist[i, i + 1:] = _shift_distances(shapes[i], shapes[i + 1:], max_lag) / var
+        dist[:i, i] = _shift_distances(shapes[i], shapes[:i], max_lag, s_first=False) / var
     return groups
 
 
@@ -396,7 +419,7 @@ def decompose(x_uv: np.ndarray, fs: float, config: DecompositionConfig | None = 
     rate = fs * up
     ms = rate / 1000.0
     y = sharpness(x, rate, c)
-    sigma = robust_sigma(y)
+    sigma = robust_sigma(y, integers=exact)
     thr, dead = c.detect_sigma * sigma, max(1, round(c.dead_ms * ms))
     a, b = round(-c.segment_ms[0] * ms), round(c.segment_ms[1] * ms)
     max_lag = max(1, round(c.max_lag_ms * ms))
