@@ -217,6 +217,12 @@ def cluster(segs: np.ndarray, sigma: float, c: DecompositionConfig) -> list[np.n
     return units
 
 
+PEEL_BATCH = 64
+"""Peaks whose matching gains are computed in one product (bounds its memory: at 40 kHz,
+64 peaks × 41 lags × 100 samples is 2 MB; all of a contraction's peaks at once were
+100+ MB)."""
+
+
 def _best_first(g: np.ndarray, n: int) -> Iterator[int]:
     """Indices of ``g``'s ``n`` largest, best first, ties in index order (a stable sort
     of −g), sorted only if more than the first is asked for."""
@@ -229,9 +235,9 @@ def peel(y: np.ndarray, shapes: list[np.ndarray], a: int, threshold: float, dead
     """Firings of each shape by template matching with peel-off (module doc, step 4).
 
     Each pass takes the residual's peaks in signal order; at each, the unit and lag that
-    remove the most energy. The gains of all a pass's peaks are computed in one product
-    up front, and a peak's again only where an earlier subtraction of the pass reached
-    its span: the same values, peak by peak, as computing each on the current residual."""
+    remove the most energy. The gains of :data:`PEEL_BATCH` peaks at a time are computed
+    in one product, and a peak's again only where a subtraction made since reached its
+    span: the same values, peak by peak, as computing each on the current residual."""
     r = y.copy()
     firings: list[list[int]] = [[] for _ in shapes]
     if not shapes:
@@ -244,7 +250,7 @@ def peel(y: np.ndarray, shapes: list[np.ndarray], a: int, threshold: float, dead
     half = 0.5 * energy
 
     def gains(lo: np.ndarray) -> np.ndarray:  # energy removed, per peak, lag and unit
-        return 2 * (r[lo[:, None, None] + lags] @ S.T) - energy
+        return (2 * (r[lo[:, None, None] + lags] @ S.T) - energy).reshape(lo.size, -1)
 
     def gains_at(lo: int) -> np.ndarray:  # one peak's, on the residual as it is now
         return (2 * (r[lo + lags] @ S.T) - energy).ravel()
@@ -255,33 +261,33 @@ def peel(y: np.ndarray, shapes: list[np.ndarray], a: int, threshold: float, dead
         lo = peaks - max_lag - a
         ok = (lo >= 0) & (lo + span <= r.size)
         peaks, lo = peaks[ok], lo[ok]
-        if peaks.size == 0:
-            break
-        g_all = gains(lo).reshape(peaks.size, -1)
-        best = g_all.argmax(axis=1)
-        worth = g_all[np.arange(peaks.size), best] >= half[best % K]
-        changed_until = -1  # the residual differs from g_all's below this index
-        for i, p in enumerate(peaks.tolist()):
-            if lo[i] < changed_until:
-                g = gains_at(int(lo[i]))
-            elif worth[i]:
-                g = g_all[i]
-            else:
-                continue  # its best match removes too little: nothing to take
-            for flat in _best_first(g, 4):  # the best allowed
-                lag, k = divmod(int(flat), K)
-                if g[flat] < half[k]:
+        for c0 in range(0, peaks.size, PEEL_BATCH):
+            batch = gains(lo[c0: c0 + PEEL_BATCH])
+            best = batch.argmax(axis=1)
+            worth = batch[np.arange(len(batch)), best] >= half[best % K]
+            changed_until = -1  # the residual differs from the batch's below this index
+            for i, p in enumerate(peaks[c0: c0 + PEEL_BATCH].tolist()):
+                if lo[c0 + i] < changed_until:
+                    g = gains_at(int(lo[c0 + i]))
+                elif worth[i]:
+                    g = batch[i]
+                else:
+                    continue  # its best match removes too little: nothing to take
+                for flat in _best_first(g, 4):  # the best allowed
+                    lag, k = divmod(int(flat), K)
+                    if g[flat] < half[k]:
+                        break
+                    t = p - max_lag + lag
+                    f = firings[k]
+                    j = bisect.bisect_left(f, t)
+                    if (j < len(f) and f[j] - t < refractory) or (
+                            j and t - f[j - 1] < refractory):
+                        continue
+                    r[t - a: t - a + L] -= S[k]
+                    f.insert(j, t)
+                    changed_until = max(changed_until, t - a + L)
+                    found += 1
                     break
-                t = p - max_lag + lag
-                f = firings[k]
-                j = bisect.bisect_left(f, t)
-                if (j < len(f) and f[j] - t < refractory) or (j and t - f[j - 1] < refractory):
-                    continue
-                r[t - a: t - a + L] -= S[k]
-                f.insert(j, t)
-                changed_until = max(changed_until, t - a + L)
-                found += 1
-                break
         if not found:
             break
     return firings
