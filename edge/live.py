@@ -58,10 +58,12 @@ def check_board(pipeline: Pipeline, board: FrontEndProfile) -> None:
         raise ConfigError(f"model {b.name} {b.version}: {why}")
 
 
-KEEP_WINDOWS = 1200
-"""Window results a session holds for its screens and callers: the last 10 minutes at a
+KEEP_WINDOWS = 240
+"""Window results a session holds for its screens and callers: the last 2 minutes at a
 0.5 s hop. Memory does not grow with a session's length; its finding counts every window
-(:class:`~edge.pipeline.WindowTally`)."""
+(:class:`~edge.pipeline.WindowTally`). (With 10 minutes the box's resident memory crept
+up for 10 minutes: long-lived results between a MUAP analysis's transient arrays keep the
+allocator's pages; ``nemg bench pi``.)"""
 
 
 @dataclass

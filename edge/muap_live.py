@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.pipeline import Event
+from edge.procmem import release_free_memory
 
 VOLUNTARY = "motor_unit"
 """The label after which a MUAP analysis is due (edge.labels.LABELS)."""
@@ -205,5 +206,7 @@ class MuapWorker:
                 with self._lock:
                     self._failed = exc
                 continue
+            finally:
+                release_free_memory()  # an analysis's tens of MB, back to the system
             with self._lock:
                 self._done.append(r)

@@ -71,7 +71,7 @@ def window_coverage(session, total_samples: int) -> float:
     p = session.pipeline
     need, hop = p.win.samples(p.mel), p.win.hop_frames * p.mel.hop_length
     expected = (total_samples - need) // hop + 1 if total_samples >= need else 0
-    return len(session.state.windows) / expected if expected else 0.0
+    return p.windows_done / expected if expected else 0.0
 
 
 def coverage_under_loss(drop_rate: float, seconds: float, seed: int = 0) -> dict[str, Any]:

@@ -37,3 +37,22 @@ def peak_rss_mb() -> float:
 def rss_mb() -> float | None:
     """Resident memory of this process now (MB; None where the kernel does not say)."""
     return _status_mb("VmRSS")
+
+
+def release_free_memory() -> None:
+    """Hand memory the allocator holds but no object uses back to the system (glibc's
+    ``malloc_trim``; nothing elsewhere). After a big transient job — a MUAP analysis — so
+    a long session's resident memory follows what it holds, not what it once needed."""
+    global _trim
+    if _trim is None:
+        try:
+            import ctypes
+
+            _trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _trim = False
+    if _trim:
+        _trim(0)
+
+
+_trim = None
