@@ -17,10 +17,11 @@ machine), and every rule here is an integer comparison, so the label stays the s
 every box for the same input. Keyed to sample indices: which stretches are checked
 depends only on the stream and the model's outputs, never on block sizes or time.
 
-Cost: 14–21 ms of one workstation core per 3 s stretch (``nemg bench rest``:
-``check_s_per_stretch``; a busy contraction 50 ms, ``nemg bench muap``:
-``rest_check_realtime_factor``), at most one check per :data:`RECHECK_S` of signal, and
-only while abnormal activity is the top class.
+Cost: about 4 ms of one workstation core per 3 s stretch of spontaneous activity
+(most stop once fewer than :data:`MIN_VOLUNTARY_UNITS` units can fire; ``nemg bench rest``:
+``check_s_per_stretch``), more on a busy contraction (``nemg bench muap``:
+``rest_check_realtime_factor``); at most one check per :data:`RECHECK_S` of signal, and
+only while abnormal activity is the top class (docs/performance.md).
 """
 
 from __future__ import annotations
