@@ -235,21 +235,29 @@ class LiveSession:
                 self.view.update(self.state, self)
                 if (end is not None and time.monotonic() >= end) or (until and until()):
                     break
+                if self._muap_worker is not None and self._muap_worker.failed is not None:
+                    break  # raised below, once the session has closed down
         except KeyboardInterrupt:
             self.state.link_note = "stopped by user"
         finally:
-            self._end_segment()
-            self._emit(p.flush())
-            if self._muap_worker is not None:  # every due analysis, before the summary
-                self._muap_done(self._muap_worker.drain())
+            worker, failed = self._muap_worker, None
+            try:
+                self._end_segment()
+                self._emit(p.flush())
+                if worker is not None:  # every due analysis, before the summary
+                    self._muap_done(worker.drain())
+                    failed = worker.failed
+                summary = self.summary()
+                self._to_log("end_session", summary)
+                self.view.update(self.state, self, force=True)  # the final state, always
+            finally:  # whatever failed above: the screen, the capture and the port
                 self._muap_worker = None
-            summary = self.summary()
-            self._to_log("end_session", summary)
-            self.view.update(self.state, self, force=True)  # the final state, always
-            self.view.close()
-            self._write_capture()
-            with contextlib.suppress(Exception):
-                self.client.close()
+                self.view.close()
+                self._write_capture()
+                with contextlib.suppress(Exception):
+                    self.client.close()
+        if failed is not None:  # a MUAP analysis crashed: an internal error, not lost
+            raise failed
         return summary
 
     def _queue(self, pcm: np.ndarray, index: int) -> None:

@@ -164,28 +164,29 @@ class MuapMonitor:
 
 
 class MuapWorker:
-    """Analyses due stretches on its own thread, in the order they were due."""
+    """Analyses due stretches on its own thread, in the order they were due. A crash of an
+    analysis is kept in :attr:`failed` for the session to raise once it has closed down
+    cleanly; nothing here raises it, and nothing blocks for good after it."""
 
     def __init__(self, monitor: MuapMonitor) -> None:
         self.monitor = monitor
         self._jobs: queue.Queue[MuapStretch | None] = queue.Queue(maxsize=MAX_PENDING)
         self._done: list[MuapResult] = []
         self._lock = threading.Lock()
-        self._failed: BaseException | None = None
+        self.failed: BaseException | None = None
+        """The exception an analysis raised (None: none did)."""
         self._thread = threading.Thread(target=self._work, name="nemg-muap", daemon=True)
         self._thread.start()
 
     def submit(self, stretch: MuapStretch) -> None:
-        """Queue a stretch (waits while :data:`MAX_PENDING` are queued)."""
-        if self._failed is not None:
-            raise self._failed
-        self._jobs.put(stretch)
+        """Queue a stretch (waits while :data:`MAX_PENDING` are queued; dropped once an
+        analysis has failed)."""
+        if self.failed is None and self._thread.is_alive():
+            self._jobs.put(stretch)
 
     def ready(self) -> list[MuapResult]:
-        """Summaries finished since the last call, in order (re-raises a worker's crash)."""
+        """Summaries finished since the last call, in order."""
         with self._lock:
-            if self._failed is not None:
-                raise self._failed
             out, self._done = self._done, []
         return out
 
@@ -198,13 +199,12 @@ class MuapWorker:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
-            if self._failed is not None:
+            if self.failed is not None:
                 continue  # after a crash the queue is only emptied: submit never hangs
             try:
                 r = self.monitor.analyse(job)
             except BaseException as exc:  # reported to the session thread, not lost
-                with self._lock:
-                    self._failed = exc
+                self.failed = exc
                 continue
             finally:
                 release_free_memory()  # an analysis's tens of MB, back to the system

@@ -60,23 +60,52 @@ def test_a_session_keeps_a_bounded_number_of_windows_and_its_finding_counts_all(
     assert summary["finding"] == summarize(seen[i] for i in sorted(seen))
 
 
-def test_a_muap_worker_reports_a_crash_and_never_hangs_the_session():
-    """An analysis that fails is raised in the session's thread, not lost; stretches
-    queued after it do not block the one who queues them."""
+def test_a_crashed_muap_analysis_is_raised_after_the_session_closed_down(tmp_path):
+    """An analysis that fails is not lost: the session raises it, but only after it has
+    logged its end, closed its screen and its port, and queued stretches never block."""
+    import io
+
+    from conftest import contraction_wav
+
+    from edge.eventlog import open_for_session
+    from edge.live import LiveSession, PlainView
     from edge.muap_live import MAX_PENDING, MuapMonitor, MuapStretch, MuapWorker
+    from edge.pipeline import Pipeline
+    from edge.runtime import load_verified
+    from edge.sources import open_source
+    from firmware_host.boards import get_frontend
+    from firmware_host.link import FrontEndClient, SerialLink
+    from firmware_host.virtual import VirtualFrontEnd
 
     class Broken(MuapMonitor):
         def analyse(self, s):
             raise RuntimeError("analysis bug")
 
     worker = MuapWorker(Broken(20_000, 0.5))
-    stretch = MuapStretch(0, 10, np.zeros(10))
-    worker.submit(stretch)
-    with pytest.raises(RuntimeError, match="analysis bug"):
-        for _ in range(MAX_PENDING + 5):
-            worker.submit(stretch)
-    with pytest.raises(RuntimeError, match="analysis bug"):
-        worker.drain()
+    for _ in range(MAX_PENDING + 5):  # never blocks once the worker has failed
+        worker.submit(MuapStretch(0, 10, np.zeros(10)))
+    assert worker.drain() == [] and str(worker.failed) == "analysis bug"
+
+    class View(PlainView):
+        closed = False
+
+        def close(self):
+            View.closed = True
+
+    fe1 = get_frontend("nemg-fe1")
+    wav = contraction_wav(tmp_path / "c.wav", 12.0)
+    log = open_for_session(tmp_path / "events.db")
+    pipe = Pipeline(load_verified())
+    with VirtualFrontEnd(fe1, open_source(str(wav), fe1, loop=False), fast=True) as vfe:
+        link = SerialLink(vfe.path)
+        link.open()
+        session = LiveSession(pipe, FrontEndClient(link), fe1, log=log, view=View(io.StringIO()),
+                              muap=Broken(pipe.fs, pipe.mel.uv_per_lsb, window_s=4.0))
+        with pytest.raises(RuntimeError, match="analysis bug"):
+            session.run(until=vfe.finished.is_set)
+        assert View.closed and not link.is_open
+    ended = [s for s in log.sessions() if s["id"] == log.session_id]
+    assert ended and ended[0]["ended"] is not None and ended[0]["summary"] is not None
 
 
 def test_the_pi_budget_benchmark_reports_both_runs_and_the_long_session():
