@@ -138,11 +138,20 @@ print("result", json.dumps({"signal_s": s["signal_seconds"], "cpu_s": cpu,
 
 
 def _cpus() -> tuple[int, int]:
-    """(the box's core, the front end's): two different ones where there are two."""
+    """(the box's core, the front end's): two different ones of those this process may
+    use, where there are two."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
     mine = cpus[-1]
-    other = next((c for c in range(os.cpu_count() or 1) if c != mine), mine)
-    return mine, other
+    return mine, next((c for c in cpus if c != mine), mine)
+
+
+def _die_with_parent() -> None:
+    """In a child, before exec: killed (even while stopped) when the benchmark dies, so a
+    killed run never leaves a process SIGSTOPped or a front end playing (Linux)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _throttle(pid: int, share: float, stop: threading.Event) -> None:
@@ -179,12 +188,15 @@ def _read_page(url: str, stop: threading.Event) -> dict[str, int]:
 def box_run(wav: Path, seconds: float, *, pi: bool, web: bool, fast: bool) -> dict[str, Any]:
     """One run of the box on ``wav`` (looped) for ``seconds`` of signal."""
     box_cpu, fe_cpu = _cpus()
-    cmd = [sys.executable, "-m", "edge.cli", "frontend", "simulate", "--source", str(wav)]
+    limit_s = seconds * 3 + 600  # nothing here runs longer, whatever happens
+    cmd = [sys.executable, "-m", "edge.cli", "frontend", "simulate", "--source", str(wav),
+           "--duration", str(limit_s)]
     sim = subprocess.Popen(cmd + (["--fast"] if fast else []), stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL, text=True)
+                           stderr=subprocess.DEVNULL, text=True, preexec_fn=_die_with_parent)
     stop = threading.Event()
     threads: list[threading.Thread] = []
     page: dict[str, int] = {}
+    child: subprocess.Popen | None = None
     try:
         if hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(sim.pid, {fe_cpu})
@@ -192,7 +204,8 @@ def box_run(wav: Path, seconds: float, *, pi: bool, web: bool, fast: bool) -> di
         child = subprocess.Popen([sys.executable, "-c", CHILD, port, str(box_cpu),
                                   str(seconds), "1" if web else "0", "1" if fast else "0"],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                                 preexec_fn=_die_with_parent)
         if web:
             line = child.stdout.readline().split()
             if line[:1] == ["url"]:
@@ -205,16 +218,21 @@ def box_run(wav: Path, seconds: float, *, pi: bool, web: bool, fast: bool) -> di
                                  daemon=True)
             t.start()
             threads.append(t)
-        out, err = child.communicate(timeout=seconds * 3 + 600)
+        out, err = child.communicate(timeout=limit_s)
     finally:
         stop.set()
         for t in threads:
             t.join(timeout=35)
-        sim.terminate()
-        sim.wait(timeout=10)
+        for proc in (child, sim):
+            if proc is not None and proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGCONT)
+                proc.kill()
+                proc.wait(timeout=10)
     lines = [ln for ln in out.splitlines() if ln.startswith("result ")]
     if child.returncode != 0 or not lines:
-        raise RuntimeError(f"pi benchmark child failed: {err.strip()[-800:]}")
+        raise RuntimeError(f"pi benchmark child failed (exit {child.returncode}): "
+                           f"{(err.strip() or out.strip())[-800:]}")
     r = json.loads(lines[-1][len("result "):])
     if web:
         r["page_bytes_read"] = page.get("bytes", 0)

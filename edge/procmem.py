@@ -30,8 +30,8 @@ def peak_rss_mb() -> float:
     hwm = _status_mb("VmHWM")
     if hwm is not None:
         return hwm
-    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, kB elsewhere
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale / 1024
+    kb = 1024 if sys.platform == "darwin" else 1  # ru_maxrss: bytes on macOS, kB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kb / 1024
 
 
 def rss_mb() -> float | None:

@@ -24,6 +24,16 @@ def test_peak_memory_is_the_measured_process_own_not_its_parent():
     assert float(child.stdout) < 200
 
 
+def test_without_proc_the_peak_memory_falls_back_to_getrusage_in_megabytes(
+        monkeypatch, tmp_path):
+    from edge import procmem
+
+    here = procmem.peak_rss_mb()
+    monkeypatch.setattr(procmem, "_STATUS", tmp_path / "no-such-status")
+    assert procmem.rss_mb() is None
+    assert here * 0.5 <= procmem.peak_rss_mb() <= here * 2 + 50  # MB, not kB or GB
+
+
 def test_a_session_keeps_a_bounded_number_of_windows_and_its_finding_counts_all(
         monkeypatch, tmp_path):
     """A session of any length holds the last KEEP_WINDOWS decisions; its finding and
