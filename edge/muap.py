@@ -143,6 +143,11 @@ def detect(y: np.ndarray, threshold: float, dead: int) -> np.ndarray:
     return _suppress(cand.astype(np.int64), rank, dead)
 
 
+SUPPRESS_ROUNDS = 8
+"""Whole-array rounds of the spike suppression before the rest is done one by one (a
+monotone chain of candidates frees only its ends each round)."""
+
+
 def _suppress(pos: np.ndarray, rank: np.ndarray, dead: int) -> np.ndarray:
     """Greedy suppression of sorted positions ``pos`` in ``rank`` order, in rounds: a
     candidate ranked first among the remaining ones within ± ``dead`` is kept by the greedy
@@ -150,7 +155,9 @@ def _suppress(pos: np.ndarray, rank: np.ndarray, dead: int) -> np.ndarray:
     a kept one is suppressed by it; the rest go to the next round. Same result as the
     one-at-a-time loop, in whole-array steps."""
     kept = []
-    while pos.size:
+    for _ in range(SUPPRESS_ROUNDS):
+        if not pos.size:
+            break
         first = np.ones(pos.size, bool)
         for k in range(1, pos.size):  # neighbours k places away, while any is near
             near = pos[k:] - pos[:-k] <= dead
@@ -165,6 +172,14 @@ def _suppress(pos: np.ndarray, rank: np.ndarray, dead: int) -> np.ndarray:
         left = np.where(j > 0, pos - won[np.maximum(j - 1, 0)], dead + 1)
         rest = (right > dead) & (left > dead)
         pos, rank = pos[rest], rank[rest]
+    if pos.size:  # a long chain (each round frees only its ends): the loop, for the rest
+        alone: list[int] = []
+        for i in np.argsort(rank, kind="stable").tolist():
+            p = int(pos[i])
+            j = bisect.bisect_left(alone, p)
+            if (j == len(alone) or alone[j] - p > dead) and (j == 0 or p - alone[j - 1] > dead):
+                alone.insert(j, p)
+        kept.append(np.array(alone, dtype=np.int64))
     return np.sort(np.concatenate(kept)) if kept else np.zeros(0, np.int64)
 
 
@@ -237,7 +252,8 @@ def peel(y: np.ndarray, shapes: list[np.ndarray], a: int, threshold: float, dead
     Each pass takes the residual's peaks in signal order; at each, the unit and lag that
     remove the most energy. The gains of :data:`PEEL_BATCH` peaks at a time are computed
     in one product, and a peak's again only where a subtraction made since reached its
-    span: the same values, peak by peak, as computing each on the current residual."""
+    span: the same values, peak by peak, as computing each on the current residual (to
+    the bit in an exact decomposition; float sums may differ in their last bit)."""
     r = y.copy()
     firings: list[list[int]] = [[] for _ in shapes]
     if not shapes:
