@@ -17,6 +17,10 @@ _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
           stat.S_IFLNK: "a symbolic link"}
 
 
+READ_PIECE = 1 << 20
+"""Bytes read at a time by :func:`read_regular_file`."""
+
+
 def open_regular(path: Path, *, follow_links: bool = True,
                  error: type[NemgError] = InputError) -> int:
     """A read-only descriptor of a regular file (never blocks on a FIFO). The caller
@@ -56,10 +60,15 @@ def read_regular_file(path: Path, max_bytes: int, what: str = "file",
         if size > max_bytes:
             raise error(f"{path}: {size} bytes is larger than a {what} may be "
                         f"({max_bytes} bytes)")
+        # in pieces: memory follows what the file holds, never what a limit (or a header
+        # that set it) allows
+        parts, total = [], 0
         try:
-            data = f.read(max_bytes + 1)
+            while part := f.read(min(READ_PIECE, max_bytes + 1 - total)):
+                parts.append(part)
+                total += len(part)
+                if total > max_bytes:  # it grew while we read
+                    raise error(f"{path}: larger than a {what} may be ({max_bytes} bytes)")
         except OSError as exc:
             raise error(f"{path}: cannot read ({exc.strerror})") from None
-    if len(data) > max_bytes:  # it grew while we read
-        raise error(f"{path}: larger than a {what} may be ({max_bytes} bytes)")
-    return data
+    return b"".join(parts)

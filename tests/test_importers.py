@@ -248,6 +248,16 @@ def test_a_wfdb_record_the_reader_does_not_support_is_a_clear_error(tmp_path):
         load_recording(tmp_path / "s.hea")
 
 
+def test_a_header_that_promises_more_than_its_file_holds_is_one_line_before_any_allocation(
+        tmp_path):
+    """A WFDB header declaring 99,999,999,999 samples over a 40 kB file: the reader read
+    what the header allowed into one buffer (MemoryError); it reads what the file holds."""
+    (tmp_path / "rec.hea").write_text("rec 1 20000 99999999999\nrec.dat 16 200 16 0 0 0 0 x\n")
+    (tmp_path / "rec.dat").write_bytes(np.arange(20_000, dtype="<i2").tobytes())
+    proc = run_nemg("classify", str(tmp_path / "rec.hea"))
+    assert_one_line_error(proc, "rec.hea", "truncated (20000 of 99999999999 samples)")
+
+
 def test_classify_on_a_box_reads_csv_text_wfdb_and_edf_with_the_workstations_bits(tmp_path):
     import subprocess
     import sys
