@@ -127,6 +127,12 @@ def test_the_server_refuses_what_it_must(tmp_path):
         assert request(screen, "POST", "/api/corrections",
                        json.dumps({"event_id": 999, "label": "confirm"}).encode(), post)[0] \
             == 404
+        for huge in (10**30, -1, 0, 1 << 63):  # beyond SQLite's integers: a 400, not a crash
+            assert request(screen, "POST", "/api/corrections",
+                           json.dumps({"event_id": huge, "label": "confirm"}).encode(),
+                           post)[0] == 400
+        assert request(screen, "GET", f"/api/sessions/{10**30}")[0] == 404
+        assert request(screen, "GET", f"/api/sessions/{10**30}/events.csv")[0] == 404
         status, csv_text = request(screen, "GET", f"/api/sessions/{sid}/events.csv")
         assert status == 200 and "fibrillation" in csv_text
     log = EventLog(db)

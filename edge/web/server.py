@@ -163,6 +163,7 @@ class WebScreen:
     def correct(self, body: dict[str, Any]) -> dict[str, Any]:
         event_id, label = body.get("event_id"), body.get("label")
         if not isinstance(event_id, int) or isinstance(event_id, bool) or \
+                not 0 < event_id < 1 << 63 or \
                 not isinstance(label, str) or (label != CONFIRM and label not in LABELS):
             raise _HttpError(HTTPStatus.BAD_REQUEST,
                              "need {\"event_id\": N, \"label\": a label or \"confirm\"}")
@@ -320,7 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif path.startswith("/api/sessions/"):
                 rest = path[len("/api/sessions/"):]
                 sid, _, tail = rest.partition("/")
-                if not sid.isdigit() or tail not in ("", "events.csv"):
+                if not sid.isdigit() or len(sid) > 18 or tail not in ("", "events.csv"):
                     raise _HttpError(HTTPStatus.NOT_FOUND, "no such page")
                 if tail:
                     self._send(200, self.screen.events_csv(int(sid)).encode(),
