@@ -1,7 +1,8 @@
 """Compact classifiers (tf-keras / Keras 2, as tfmot requires).
 
 - ``cnn``: 4 × (Conv → BatchNorm → ReLU), strided; then 2 dilated temporal convolutions
-  (rhythm over the whole window), global average pooling, dropout, dense softmax.
+  (rhythm over the whole window), global average pooling (``pool='avg_max'``: average
+  and maximum side by side), dropout, dense softmax.
   He-normal initialisation, BatchNorm momentum 0.9 (0.99 lags on short runs). ~48 k
   parameters.
 - ``cnn_gru``: the same convolutional front, then a GRU over time (unrolled, so it

@@ -14,7 +14,7 @@ Frame (all integers little-endian)::
     6  2  length      payload bytes, <= MAX_PAYLOAD
     8  1  hcrc        CRC-8 (poly 0x07, init 0) over bytes 2..7
     9  L  payload
-    9+L 4 crc32       CRC-32/ISO-HDLC (zlib.crc32) over bytes 2 .. 9+L (version..payload)
+    9+L 4 crc32       CRC-32/ISO-HDLC (zlib.crc32) over bytes 2 .. 9+L-1 (version..payload)
 
 The header CRC rejects a corrupted length at once, instead of waiting for up to 4 KB of
 bytes that belong to the next frames. Any failure rescans from the byte after the failed
