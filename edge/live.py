@@ -332,18 +332,14 @@ class LiveSession:
             self.state.tally.add(r)
             self.state.latencies.append(r.latency_s)
         self._emit(events)
-        if self.muap is None:
+        worker = self._muap_worker  # there is one while a session with MUAP analysis runs
+        if worker is None:
             return
         for r in results:  # every decision: a window called something else blocks
             due = self.muap.due(r.smoothed_label, r.start_sample, r.end_sample)
-            if due is None:
-                continue
-            if self._muap_worker is not None:
-                self._muap_worker.submit(due)
-            else:
-                self._muap_done([self.muap.analyse(due)])
-        if self._muap_worker is not None:
-            self._muap_done(self._muap_worker.ready())
+            if due is not None:
+                worker.submit(due)
+        self._muap_done(worker.ready())
 
     def _muap_done(self, sites: list[MuapResult]) -> None:
         """Finished MUAP analyses: shown and logged as events."""

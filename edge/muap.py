@@ -346,33 +346,34 @@ def _regular(f: np.ndarray, c: DecompositionConfig, duration_s: float) -> bool:
     return n >= 2 and 10_000 * (n * s2 - s1 * s1) <= cv_pct * cv_pct * s1 * s1
 
 
-def _shift_distances(s: np.ndarray, others: np.ndarray, max_lag: int, *,
-                     s_first: bool = True) -> np.ndarray:
+def _shift_distances(s: np.ndarray, others: np.ndarray, max_lag: int) -> np.ndarray:
     """For each row of ``others``: the smallest mean squared difference between it and
-    ``s`` over lags of ± ``max_lag`` (``s_first``: ``s`` is the first of each pair — the
-    difference is ``s − other`` at each lag, else ``other − s``)."""
+    ``s`` over lags of ± ``max_lag``. Symmetric to the bit: swapping the two pairs the
+    same samples in the same order at the opposite lag, and a difference's square does
+    not depend on its sign."""
     L = s.size
     best = np.full(len(others), np.inf)
     for lag in range(-max_lag, max_lag + 1):
         a, b = max(0, lag), min(L, L + lag)
         if b - a < L // 2:
             continue
-        d = (s[a:b] - others[:, a - lag: b - lag] if s_first
-             else others[:, a:b] - s[a - lag: b - lag])
+        d = s[a:b] - others[:, a - lag: b - lag]
         np.minimum(best, np.add.reduce(d * d, axis=1) / d.shape[1], out=best)  # the means
     return best
 
 
 def merge_shapes(segs: np.ndarray, groups: list[np.ndarray], sigma: float,
-                 c: DecompositionConfig, max_lag: int) -> list[np.ndarray]:
+                 c: DecompositionConfig, max_lag: int
+                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Groups whose median shapes differ by noise alone at some small lag are one unit
     (the seeding splits a unit whose discharges vary with jitter and the background).
     The closest pair merges first (ties: the lowest indices), until none is close; only
-    the merged group's distances are computed again."""
+    the merged group's distances are computed again. Returns the groups and their median
+    shapes."""
     groups = [np.asarray(g) for g in groups]
-    if len(groups) < 2:
-        return groups
     shapes = np.array([np.median(segs[g], axis=0) for g in groups])
+    if len(groups) < 2:
+        return groups, list(shapes)
     var = sigma * sigma
     k = len(groups)
     dist = np.full((k, k), np.inf)  # [i, j], i < j: group i's distance to group j
@@ -388,8 +389,8 @@ def merge_shapes(segs: np.ndarray, groups: list[np.ndarray], sigma: float,
         shapes[i] = np.median(segs[groups[i]], axis=0)
         dist = np.delete(np.delete(dist, j, axis=0), j, axis=1)
         dist[i, i + 1:] = _shift_distances(shapes[i], shapes[i + 1:], max_lag) / var
-        dist[:i, i] = _shift_distances(shapes[i], shapes[:i], max_lag, s_first=False) / var
-    return groups
+        dist[:i, i] = _shift_distances(shapes[i], shapes[:i], max_lag) / var
+    return groups, list(shapes)
 
 
 def time_locked(firings: list[list[int]], energy: list[float], tol: int,
@@ -454,8 +455,7 @@ def decompose(x_uv: np.ndarray, fs: float, config: DecompositionConfig | None = 
     groups = cluster(segs, sigma, c)
     if len(groups) < stop_below:  # merging and the checks below only remove units
         return []
-    groups = merge_shapes(segs, groups, sigma, c, max_lag)
-    shapes = [np.median(segs[g], axis=0) for g in groups]
+    groups, shapes = merge_shapes(segs, groups, sigma, c, max_lag)
     times = [list(idx[g]) for g in groups]
     while True:  # another spike of a unit already found is not a unit
         twin = time_locked(times, [float(v @ v) for v in shapes], round(c.lock_ms * ms),

@@ -87,8 +87,8 @@ def voluntary_rates(samples: np.ndarray, fs: int, *, at_least: int = 0) -> list[
     """Firing rates (Hz) of the independent units of int16 ``samples`` that fire at
     voluntary rates. Which units count is decided in integers (bit-exact); the rates
     themselves are for people to read. ``at_least``: the caller asks only whether this
-    many fire; none are returned once it is clear that fewer do (much less work on most
-    stretches of spontaneous activity)."""
+    many fire; none are returned when fewer do, and the decomposition stops as soon as
+    that is clear (much less work on most stretches of spontaneous activity)."""
     c = DecompositionConfig(max_cluster_segments=MAX_CHECK_SEGMENTS)
     units = decompose(samples, fs, c, exact=True, stop_below=at_least)
     trains = [u.firings for u in units]
@@ -103,7 +103,7 @@ def voluntary_rates(samples: np.ndarray, fs: int, *, at_least: int = 0) -> list[
         n, total = isi.size, int(isi.sum())
         if n and lo * total <= fs * n <= hi * total:  # lo ≤ fs / mean interval ≤ hi
             rates.append(fs * n / total)
-    return rates
+    return rates if len(rates) >= at_least else []
 
 
 @dataclass(frozen=True)
@@ -172,8 +172,7 @@ class RestCheck:
         if end > self._tail_start + self._tail.size or end - a < shortest:
             return None
         x = self._tail[a - self._tail_start: end - self._tail_start]
-        rates = voluntary_rates(x, self.fs, at_least=MIN_VOLUNTARY_UNITS)
-        chk = Check(end, tuple(rates) if len(rates) >= MIN_VOLUNTARY_UNITS else ())
+        chk = Check(end, tuple(voluntary_rates(x, self.fs, at_least=MIN_VOLUNTARY_UNITS)))
         self.checks.append(chk)
         self.made += 1
         return chk
