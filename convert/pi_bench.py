@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.bench import BenchOptions
+from edge.bench import BenchOptions, box_and_front_end_cpus
 
 PI4_SLOWDOWN = 8.0
 """How many times slower a Pi 4 core (Cortex-A72, 1.5 GHz) runs the box than one core of
@@ -94,14 +94,13 @@ from edge.procmem import peak_rss_mb, rss_mb
 from edge.runtime import load_verified
 from firmware_host.boards import get_frontend
 from firmware_host.link import FrontEndClient, SerialLink
-port, seconds, web, fast = sys.argv[1], float(sys.argv[3]), sys.argv[4] == "1", sys.argv[5] == "1"
+port, seconds, web = sys.argv[1], float(sys.argv[3]), sys.argv[4] == "1"
 board = get_frontend("nemg-fe1")
 pipe = Pipeline(load_verified())
 view = PlainView(io.StringIO())
 screen = None
 if web:
-    from edge.web.hub import WebHub
-    from edge.web.hub import WebView
+    from edge.web.hub import WebHub, WebView
     from edge.web.server import WebScreen
     hub = WebHub()
     view = WebView(hub, view)
@@ -135,14 +134,6 @@ print("result", json.dumps({"signal_s": s["signal_seconds"], "cpu_s": cpu,
       "rss_mb_per_minute": rss, "windows": s["windows"], "gaps": s["gaps"],
       "muap_sites": len(s["muap"] or []), "finding": s["finding"]["label"]}), flush=True)
 """
-
-
-def _cpus() -> tuple[int, int]:
-    """(the box's core, the front end's): two different ones of those this process may
-    use, where there are two."""
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
-    mine = cpus[-1]
-    return mine, next((c for c in cpus if c != mine), mine)
 
 
 def _die_with_parent() -> None:
@@ -187,7 +178,7 @@ def _read_page(url: str, stop: threading.Event) -> dict[str, int]:
 
 def box_run(wav: Path, seconds: float, *, pi: bool, web: bool, fast: bool) -> dict[str, Any]:
     """One run of the box on ``wav`` (looped) for ``seconds`` of signal."""
-    box_cpu, fe_cpu = _cpus()
+    box_cpu, fe_cpu = box_and_front_end_cpus()
     limit_s = seconds * 3 + 600  # nothing here runs longer, whatever happens
     cmd = [sys.executable, "-m", "edge.cli", "frontend", "simulate", "--source", str(wav),
            "--duration", str(limit_s)]
@@ -202,7 +193,7 @@ def box_run(wav: Path, seconds: float, *, pi: bool, web: bool, fast: bool) -> di
             os.sched_setaffinity(sim.pid, {fe_cpu})
         port = sim.stdout.readline().strip()
         child = subprocess.Popen([sys.executable, "-c", CHILD, port, str(box_cpu),
-                                  str(seconds), "1" if web else "0", "1" if fast else "0"],
+                                  str(seconds), "1" if web else "0"],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
                                  preexec_fn=_die_with_parent)

@@ -117,13 +117,33 @@ def measure_interleaved(
     }
 
 
+_ALLOWED_CPUS: list[int] | None = None  # what this process could use before pinning
+
+
+def _allowed_cpus() -> list[int]:
+    if _ALLOWED_CPUS is not None:
+        return _ALLOWED_CPUS
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+
+
 def pin_to_one_cpu() -> int | None:
     """Restrict this process to one CPU (Linux); returns it, or None where unsupported."""
+    global _ALLOWED_CPUS
     if not hasattr(os, "sched_setaffinity"):
         return None
-    cpus = sorted(os.sched_getaffinity(0))
+    cpus = _allowed_cpus()
+    _ALLOWED_CPUS = cpus
     os.sched_setaffinity(0, {cpus[-1]})
     return cpus[-1]
+
+
+def box_and_front_end_cpus() -> tuple[int, int]:
+    """(the box's core, the virtual front end's) for a benchmark that runs both: the core
+    :func:`pin_to_one_cpu` chose, and another of those the process was allowed before it
+    pinned itself (the same one where there is no other)."""
+    cpus = _allowed_cpus()
+    box = cpus[-1]
+    return box, next((c for c in cpus if c != box), box)
 
 
 def limit_threads_env() -> None:

@@ -6,6 +6,10 @@ decodes, computes features, runs the int8 model and smooths. ``realtime_factor``
 seconds per CPU second of this process; ``decision_latency_ms`` runs from the push that
 delivered a window's last sample to its decision. Peak RSS is measured in a fresh process
 that imports only what the box imports.
+
+With ``NEMG_BENCH_PROFILE=1`` the child also reports where its time goes (cProfile,
+cumulative) and the lines holding its memory at the end (tracemalloc): slower, so not a
+timing run.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from edge.bench import BenchOptions
+from edge.bench import BenchOptions, box_and_front_end_cpus
 
 CHILD = r"""
 import json, os, sys, time
@@ -60,10 +64,6 @@ if profile:
     s["memory_held_kb"] = [[str(m.traceback[0]), round(m.size / 1024, 1)] for m in snap]
 print(json.dumps(s))
 """
-
-PROFILE_ENV = "NEMG_BENCH_PROFILE"
-"""Set to 1: the child also reports where its time goes (cProfile, cumulative) and the
-lines holding its memory at the end (tracemalloc) — slower, so not a timing run."""
 
 
 def window_coverage(session, total_samples: int) -> float:
@@ -154,10 +154,7 @@ def peak_rss_classify(hours: float) -> float:
 
 def run(opts: BenchOptions) -> dict[str, Any]:
     seconds = 10.0 if opts.quick else 60.0
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
-    all_cpus = sorted(range(os.cpu_count() or 1))
-    mine = cpus[-1]
-    other = next((c for c in all_cpus if c != mine), mine)
+    mine, other = box_and_front_end_cpus()
     sim = subprocess.Popen([sys.executable, "-m", "edge.cli", "frontend", "simulate",
                             "--source", "scenario:exam", "--fast"],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

@@ -8,6 +8,7 @@ Elsewhere ``ru_maxrss`` is the best there is.
 
 from __future__ import annotations
 
+import functools
 import resource
 import sys
 from pathlib import Path
@@ -43,16 +44,16 @@ def release_free_memory() -> None:
     """Hand memory the allocator holds but no object uses back to the system (glibc's
     ``malloc_trim``; nothing elsewhere). After a big transient job — a MUAP analysis — so
     a long session's resident memory follows what it holds, not what it once needed."""
-    global _trim
-    if _trim is None:
-        try:
-            import ctypes
-
-            _trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _trim = False
-    if _trim:
-        _trim(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
-_trim = None
+@functools.cache
+def _malloc_trim():
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
