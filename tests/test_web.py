@@ -133,6 +133,7 @@ def test_the_server_refuses_what_it_must(tmp_path):
                            post)[0] == 400
         assert request(screen, "GET", f"/api/sessions/{10**30}")[0] == 404
         assert request(screen, "GET", f"/api/sessions/{10**30}/events.csv")[0] == 404
+        assert request(screen, "GET", "/api/sessions/" + "9" * 5000)[0] == 404
         status, csv_text = request(screen, "GET", f"/api/sessions/{sid}/events.csv")
         assert status == 200 and "fibrillation" in csv_text
     log = EventLog(db)

@@ -63,6 +63,11 @@ SECURITY_HEADERS = {
 }
 
 
+MAX_ID = (1 << 63) - 1
+"""The largest event or session id there can be (SQLite's integers): a larger one in a
+request is answered as malformed or missing, never handed to the database."""
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT``, ``:PORT``, ``HOST`` or ``[v6]:PORT`` → (host, port)."""
     dh, dp = DEFAULT_LISTEN.rsplit(":", 1)
@@ -163,7 +168,7 @@ class WebScreen:
     def correct(self, body: dict[str, Any]) -> dict[str, Any]:
         event_id, label = body.get("event_id"), body.get("label")
         if not isinstance(event_id, int) or isinstance(event_id, bool) or \
-                not 0 < event_id < 1 << 63 or \
+                not 0 < event_id <= MAX_ID or \
                 not isinstance(label, str) or (label != CONFIRM and label not in LABELS):
             raise _HttpError(HTTPStatus.BAD_REQUEST,
                              "need {\"event_id\": N, \"label\": a label or \"confirm\"}")
@@ -321,7 +326,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif path.startswith("/api/sessions/"):
                 rest = path[len("/api/sessions/"):]
                 sid, _, tail = rest.partition("/")
-                if not sid.isdigit() or len(sid) > 18 or tail not in ("", "events.csv"):
+                if not sid.isdigit() or len(sid) > len(str(MAX_ID)) or int(sid) > MAX_ID \
+                        or tail not in ("", "events.csv"):
                     raise _HttpError(HTTPStatus.NOT_FOUND, "no such page")
                 if tail:
                     self._send(200, self.screen.events_csv(int(sid)).encode(),
