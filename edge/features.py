@@ -241,8 +241,6 @@ class _Tables:
     first_radix2: bool  # log2(N/2) odd: one radix-2 stage before the radix-4 stages
     radix4_stages: tuple  # (q, None | ((c1, s1), (c2, s2), (c3, s3))) Q30 W^{r·j}, [q, 1]
     even_bitrev: np.ndarray  # int64 [M]: 2·bitrev, the even samples in bit-reversed order
-    split_idx: np.ndarray  # int64 [M+1]: k mod M
-    split_rev: np.ndarray  # int64 [M+1]: (M - k) mod M
     split_cos: np.ndarray  # int64 [M+1], Q30
     split_sin: np.ndarray  # int64 [M+1], Q30 (of -sin)
     mel_channel: np.ndarray  # int64 [num_bins]
@@ -292,8 +290,6 @@ def _build_tables(c: MelConfig) -> _Tables:
         first_radix2=first_radix2,
         radix4_stages=tuple(stages),
         even_bitrev=2 * _bit_reverse(m_half),
-        split_idx=np.arange(m_half + 1) % m_half,
-        split_rev=(m_half - np.arange(m_half + 1)) % m_half,
         split_cos=np.round(np.cos(ang) * Q30).astype(np.int64),
         split_sin=np.round(np.sin(ang) * Q30).astype(np.int64),
         mel_channel=channel,
@@ -527,7 +523,6 @@ class _Work:
 
     def __init__(self, p: _Plan, n: int) -> None:
         m, nm, k = p.m, p.num_mels, p.k1 - p.k0
-        self.n = n
         self.ft16 = np.empty((p.w, n), dtype=np.int16)
         self.extremes = np.empty((2, n), dtype=np.int64)  # each frame's max and min
         self.g16 = np.empty((2 * m, n), dtype=np.int16)
@@ -800,10 +795,14 @@ class MelFrontEnd:
         if n == 0:
             return np.empty((0, c.num_mels), dtype=np.int8)
         view = np.lib.stride_tricks.sliding_window_view(x, c.window_length)[:: c.hop_length]
-        return self._blocks(view[:n])
+        return self.frames_int8(view[:n])
 
-    def _blocks(self, frames: np.ndarray) -> np.ndarray:
-        """The fused path over int16 frames [n, W] in blocks of at most block_frames."""
+    def frames_int8(self, frames: np.ndarray) -> np.ndarray:
+        """int16 [n, window_length] -> int8 [n, num_mels]: the fused path, in blocks of at
+        most ``block_frames`` (other integer frames: the stage-by-stage path)."""
+        frames = np.asarray(frames)
+        if frames.dtype != np.int16:  # outside the contract of push and process
+            return self.to_int8(self.log2_q16(*self.mel_with_exponent(frames)))
         n = frames.shape[0]
         out = np.empty((n, self.config.num_mels), dtype=np.int8)
         b = max(1, int(self.block_frames))
@@ -871,13 +870,6 @@ class MelFrontEnd:
             np.floor_divide(frac, p.int8_div, out=frac)
         np.clip(frac, -128, 127, out=frac)
         np.copyto(out, frac.T, casting="unsafe")
-
-    def frames_int8(self, frames: np.ndarray) -> np.ndarray:
-        """int16 [n, window_length] -> int8 [n, num_mels]."""
-        frames = np.asarray(frames)
-        if frames.dtype != np.int16:  # outside the contract: the stage-by-stage path
-            return self.to_int8(self.log2_q16(*self.mel_with_exponent(frames)))
-        return self._blocks(frames)
 
     def mel_with_exponent(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         xw = self.window(frames)

@@ -150,10 +150,8 @@ class StreamResampler:
         total = -(-self.n_in * self.up // self.down)
         if total <= self.n_out:
             return np.zeros(0, np.int16)
-        have = self._start + self._x.size - 1
-        pad = max(0, self.f.newest(total - 1) - have)
-        self._x = np.concatenate([self._x, np.zeros(pad, np.int16)])
-        return self._produce(have + pad, total)
+        # the inputs past the newest read as zeros (_apply)
+        return self._produce(self.f.newest(total - 1), total)
 
     def _produce(self, last_available: int, limit: int | None = None) -> np.ndarray:
         """Every output whose newest input is at most ``last_available`` (and < limit)."""
