@@ -502,6 +502,8 @@ class _Plan:
         # largest at the largest frame term; if that saturates too, it needs no special case.
         q_one = (Q16 * dpl + int(self.int8_frame.max())) // div if step > 0 else 0
         self.zero_needs_mask = not (step > 0 and q_one <= -128)
+        self.zero_int8 = int(MelFrontEnd.to_int8_tables(t, np.array([-(1 << 40)]))[0]) \
+            if step > 0 else -128
 
     @staticmethod
     def _split_tw(t: _Tables, k: np.ndarray) -> np.ndarray:
@@ -852,12 +854,11 @@ class MelFrontEnd:
         mel = _mel_energies(p.mel, w.power, w.pu, w.red, w.runs)  # [channels, frames]
         frac, eb = _log2_tail(p, mel, w.lg, w.lg_e, w.lg_d, any_int64=False)
         t = self.tables
-        if not p.int8_fast or p.zero_needs_mask:  # the stage method's arithmetic
+        if not p.int8_fast:  # a step that rounds to 0 in Q16: the stage method's arithmetic
             lg = np.add(frac, np.multiply(eb, Q16, out=eb), out=frac)
             np.add(lg, np.take(p.log_offset, e), out=lg)
             np.copyto(lg, np.int64(-(1 << 40)), where=mel <= 0)
-            q8 = self.to_int8_tables(t, lg)
-            np.copyto(out, q8.T)
+            np.copyto(out, self.to_int8(lg).T)
             return
         # q = floor(((e·Q16 + frac)·dpl + frame term) / (step·2^16)), saturated
         np.multiply(eb, Q16, out=eb)
@@ -869,6 +870,8 @@ class MelFrontEnd:
         else:
             np.floor_divide(frac, p.int8_div, out=frac)
         np.clip(frac, -128, 127, out=frac)
+        if p.zero_needs_mask:  # zero energy is not read right by the formula: its int8
+            np.copyto(frac, p.zero_int8, where=mel <= 0)
         np.copyto(out, frac.T, casting="unsafe")
 
     def mel_with_exponent(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
