@@ -112,7 +112,7 @@ class Augmenter:
 
     def source_rate(self, x, rate=None):
         """``x`` as the box reads it back from a file recorded at ``rate``."""
-        from edge.recording import uv_to_int16
+        from edge.readers.recording import uv_to_int16
         from edge.resample import resample_int16
 
         rate = float(self.rng.choice(self.c.source_rates_hz)) if rate is None else rate

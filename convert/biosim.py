@@ -713,8 +713,8 @@ def biosim_corpus(out, per_class: int, seed: int, *, sample_rate_hz: int = 20_00
     import json
     from pathlib import Path
 
-    from edge.recording import uv_to_int16
-    from edge.wavio import write_wav
+    from edge.readers.recording import uv_to_int16
+    from edge.readers.wav import write_wav
 
     out = Path(out)
     (out / "wav").mkdir(parents=True, exist_ok=True)

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.importers import Recording, load_wav
 from convert.synth import PARAMS, Synthesized, make_patient, patient_dict, synthesize
 from edge.errors import InputError
 from edge.labels import LABELS, PATHOLOGICAL, check_label
-from edge.recording import uv_to_int16
-from edge.wavio import write_wav
+from edge.readers.importers import Recording, load_wav
+from edge.readers.recording import uv_to_int16
+from edge.readers.wav import write_wav
 
 SYNTH_VERSION = 2  # 2: a discharge must stand out of its mixture background too
 

@@ -65,8 +65,8 @@ class WindowSet:
         return int(self.y.size)
 
     def float_input(self) -> np.ndarray:
-        """What the float model sees (:func:`edge.model.features_as_float`)."""
-        from edge.model import features_as_float
+        """What the float model sees (:func:`edge.classifier.features_as_float`)."""
+        from edge.classifier import features_as_float
 
         return features_as_float(self.x)[..., None]
 

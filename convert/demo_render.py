@@ -1,4 +1,4 @@
-"""Render the demo's scripted examination to ``edge/data/demo-exam.wav`` + labels.
+"""Render the demo's scripted examination to ``rigs/data/demo-exam.wav`` + labels.
 
 The box has no scipy, so the scripted exam is rendered once here, with the real
 synthesiser, and shipped. One patient throughout (same amplifier, mains and noise);
@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from convert.synth import make_patient, synthesize
-from edge.demo import DEMO_LABELS, DEMO_SCRIPT, DEMO_WAV
 from edge.features import float_to_int16
+from edge.readers.wav import write_wav
 from edge.spec import DEFAULT_SPEC
-from edge.wavio import write_wav
+from rigs.demo import DEMO_LABELS, DEMO_SCRIPT, DEMO_WAV
 
 
 def render(out_wav: Path = DEMO_WAV, out_labels: Path = DEMO_LABELS, seed: int = 2026) -> None:

@@ -3,7 +3,7 @@ JSON), float vs int8 agreement, calibration (ECE), accuracy vs SNR and vs gain, 
 accuracy on pathological recordings by what the discharge sits on (nothing, end-plate
 noise, a voluntary unit: a patient who is not fully at rest).
 
-The int8 model runs through ``edge.model.Classifier`` — the box's own interpreter path —
+The int8 model runs through ``edge.classifier.Classifier`` — the box's own interpreter path —
 on features from the box's own front end.
 """
 
@@ -27,8 +27,8 @@ from convert.dataset import (
     build_windows,
 )
 from edge.calibration import Calibration
+from edge.classifier import Classifier
 from edge.labels import LABELS
-from edge.model import Classifier
 from edge.spec import FrontEndSpec
 
 SNR_DB = (30.0, 20.0, 10.0, 5.0, 0.0)

@@ -45,8 +45,8 @@ def _checkpoint_file(path: Path) -> Path:
 
 def quantize_checkpoint(checkpoint: Path, data: Path, out: Path, method: str, *,
                         qat_epochs: int = 3, seed: int = 0) -> dict[str, Any]:
+    from convert.architecture import load_checkpoint
     from convert.dataset import build_windows, split_by_recording
-    from convert.model import load_checkpoint
     from convert.quantize import qat_finetune, representative, to_int8_tflite
 
     ckpt = _checkpoint_file(checkpoint)
@@ -90,7 +90,7 @@ def evaluate_model(model_path: Path, data: Path, out: Path | None,
         model = model_path.read_bytes()
     fm = None
     if checkpoint is not None:
-        from convert.model import load_checkpoint
+        from convert.architecture import load_checkpoint
 
         ckpt = _checkpoint_file(checkpoint)
         fm = load_checkpoint(ckpt)
@@ -331,8 +331,8 @@ def calibrate(model: bytes, train_items, val_items, val_windows, spec: FrontEndS
     from convert.dataset import WindowBuilder, background_items
     from convert.evaluate import int8_probabilities, int8_scores
     from edge.calibration import fit_calibration
+    from edge.classifier import Classifier
     from edge.labels import LABELS
-    from edge.model import Classifier
 
     clf = Classifier(model, list(LABELS))
     probs = int8_probabilities(clf, int8_scores(clf, val_windows))
@@ -352,9 +352,9 @@ def cross_simulator(out: Path, synth_train: Path, biosim_train: Path, test: dict
     """Train on one simulator only, test on the other's held-out corpus (and its own),
     each direction with the same reduced recipe; PTQ int8, calibrated on the training
     simulator's own validation recordings (the test simulator is never seen)."""
+    from convert.architecture import load_checkpoint
     from convert.dataset import split_by_recording
     from convert.evaluate import evaluate
-    from convert.model import load_checkpoint
     from convert.quantize import representative, to_int8_tflite
 
     res: dict[str, Any] = {"epochs": epochs, "recipe": "corpus + augmentation, PTQ"}
@@ -406,11 +406,11 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
     gives, since each stage is seeded."""
     import numpy as np
 
+    from convert.architecture import load_checkpoint
     from convert.biosim import biosim_corpus
-    from convert.bundle import pack
     from convert.dataset import WindowBuilder
     from convert.evaluate import evaluate
-    from convert.model import load_checkpoint
+    from convert.packing import pack
     from convert.quantize import qat_finetune, representative, to_int8_tflite
 
     t0 = time.monotonic()

@@ -11,8 +11,8 @@ import numpy as np
 
 import convert  # noqa: F401
 from convert.dataset import WindowSet
+from edge.classifier import FEATURE_INPUT_RANGE, features_as_float
 from edge.errors import ConfigError
-from edge.model import FEATURE_INPUT_RANGE, features_as_float
 
 
 def representative(windows: WindowSet, n: int = 400, seed: int = 0):

@@ -29,9 +29,9 @@ def recalibrate(bundle_path: Path, out: Path, *, key_path: Path, version: str,
     """Write ``out``: ``bundle_path``'s model with a new calibration; returns what was
     fitted and the new manifest's name and version."""
     from convert.biosim import biosim_corpus
-    from convert.bundle import pack
     from convert.corpus import read_corpus, synth_corpus
     from convert.dataset import WindowBuilder
+    from convert.packing import pack
     from convert.pipeline import WORKERS, calibrate
     from convert.train import log
     from edge.runtime import load_verified

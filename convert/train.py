@@ -130,7 +130,7 @@ def _checkpoint_from_bundle(path: Path, workdir: Path) -> Path:
 
 
 def initial_model(config: TrainConfig, frames: int, mels: int, workdir: Path):
-    from convert.model import build, load_checkpoint
+    from convert.architecture import build, load_checkpoint
 
     if not config.init_from:
         return build(config.arch, frames, mels, len(LABELS), seed=config.seed,

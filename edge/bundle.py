@@ -273,7 +273,7 @@ class Bundle:
         """Why this model cannot run on a board, or None. A board at another rate than the
         model's is brought to it by the box's resampler (:mod:`edge.resample`), so what
         decides is the bundle's list of compatible boards (and a rate that can hold EMG)."""
-        from edge.recording import MIN_SAMPLE_RATE_HZ
+        from edge.readers.recording import MIN_SAMPLE_RATE_HZ
 
         if sample_rate_hz < MIN_SAMPLE_RATE_HZ:
             return f"board {board_name} delivers {sample_rate_hz} Hz, too low for needle EMG"
@@ -291,7 +291,7 @@ class Bundle:
 
     def self_test(self, num_threads: int = 1) -> dict[str, Any]:
         """Golden vectors through the real front end and interpreter: bit-exact or raise."""
-        from edge.model import Classifier
+        from edge.classifier import Classifier
 
         g = self.golden()
         fe = MelFrontEnd(self.mel_config)

@@ -27,7 +27,7 @@ from edge.errors import ConfigError, InputError, NemgError
 from edge.labels import UNCERTAIN, check_label
 from edge.paths import default_db  # noqa: F401  (the log's default path, re-exported)
 from edge.pipeline import Event
-from edge.wavio import write_wav
+from edge.readers.wav import write_wav
 
 
 @dataclass(frozen=True)

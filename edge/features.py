@@ -1018,6 +1018,6 @@ def float_to_int16(samples: np.ndarray, lsb: float = 1.0) -> np.ndarray:
             raise InputError(f"{int(bad.sum())} NaN/infinite sample(s), first at index {first}")
     if lsb <= 0:
         raise InputError(f"lsb must be positive (got {lsb})")
-    from edge.recording import uv_to_int16
+    from edge.readers.recording import uv_to_int16
 
     return uv_to_int16(x, lsb)

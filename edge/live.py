@@ -25,12 +25,12 @@ from edge.labels import PATHOLOGICAL, UNCERTAIN
 from edge.muap_live import MuapMonitor, MuapResult, MuapWorker
 from edge.pipeline import Event, Pipeline, WindowResult, WindowTally
 from edge.procmem import peak_rss_mb
+from edge.readers.wav import write_wav
 from edge.resample import StreamResampler
 from edge.rest_check import DETAIL_PREFIX, NOTED_LABELS
-from edge.wavio import write_wav
-from firmware_host.boards import FrontEndProfile
-from firmware_host.link import FrontEndClient, LinkEvent
-from firmware_host.protocol import Flag, Gap, Samples
+from wire.boards import FrontEndProfile
+from wire.link import FrontEndClient, LinkEvent
+from wire.protocol import Flag, Gap, Samples
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.bundle import Bundle
+from edge.classifier import Classifier
 from edge.errors import ConfigError
 from edge.features import MelFrontEnd
 from edge.labels import PATHOLOGICAL, UNCERTAIN
-from edge.model import Classifier
 from edge.rest_check import RestCheck
 
 MIN_EVENT_WINDOWS = 3

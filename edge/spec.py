@@ -87,6 +87,49 @@ class FrontEndSpec:
             raise InputError(f"{path}: {exc}") from None
 
 
+@dataclass(frozen=True)
+class RestCheckConfig:
+    """The rest check (:mod:`edge.rest_check`): when a stretch is a voluntary contraction,
+    so that calls of spontaneous activity in it are withheld. Chosen on simulation alone."""
+
+    stretch_s: float = 3.0
+    """Seconds decomposed per check: a unit at 5 Hz fires 15 times (the seeding needs 8)."""
+    min_stretch_s: float = 2.0
+    """Shortest stretch checked by default (the first windows of a stream or after a gap)."""
+    recheck_s: float = 1.0
+    """A check stands for the windows ending within this after it."""
+    voluntary_rate_hz: tuple[float, float] = (5, 30)
+    """Firing rates of voluntarily active units (recruitment onset, Petajan 1991, to a
+    moderate contraction)."""
+    lock_window_ms: float = 100.0
+    """Units whose discharges keep one offset within this are one generator."""
+    min_voluntary_units: int = 5
+    """Independent units at voluntary rates that make a stretch a contraction."""
+    max_check_segments: int = 1500
+    """Spikes the shapes are learnt from per check (bounds a check's memory and time)."""
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    """Everything between the model's probabilities and a label or event: travels in the
+    bundle (manifest ``decision``), so a code update never changes labels under an
+    unchanged bundle. A bundle written before this section existed reads these defaults,
+    which are the values it was built and measured with."""
+
+    uncertain_threshold: float = 0.5
+    """Below this top probability a window is called ``uncertain``."""
+    smoothing_windows: int = 3
+    """Windows of posterior smoothing behind the label events follow."""
+    min_event_windows: int = 3
+    """Windows a new smoothed label must hold before it becomes an event."""
+    max_concealed_gap_ms: float = 25.0
+    """Longest loss zero-filled (concealed) rather than closing the window."""
+    rest_check: RestCheckConfig = field(default_factory=RestCheckConfig)
+
+
+DEFAULT_DECISION = DecisionConfig()
+"""The one place a default decision exists."""
+
 DEFAULT_SPEC = FrontEndSpec()
 """The spec a new model is trained with unless ``--front-end`` says otherwise: the one
 place a default front end exists."""

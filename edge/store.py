@@ -133,7 +133,7 @@ class ModelStore:
              confirm_policy: str = "self-test") -> ModelStore:
         if confirm_policy not in POLICIES:
             raise ConfigError(f"confirm policy must be one of {', '.join(POLICIES)}")
-        from firmware_host.boards import get_frontend
+        from wire.boards import get_frontend
 
         get_frontend(board)  # must exist
         root.mkdir(parents=True, exist_ok=True)
@@ -370,7 +370,7 @@ class ModelStore:
             return None
 
     def _check_compatible(self, b: Bundle, m: dict[str, Any]) -> None:
-        from firmware_host.boards import get_frontend
+        from wire.boards import get_frontend
 
         board = get_frontend(self.config["board"])
         try:

@@ -60,7 +60,7 @@ DEV_KEY = ROOT / "keys" / "dev" / "nemg-dev.key"
 def bundles(tmp_path_factory):
     """The shipped model re-signed as versions 1.0.0, 1.1.0, 1.2.0 and 0.9.0, plus
     variants."""
-    from convert.bundle import generate_key, pack
+    from convert.packing import generate_key, pack
     from edge.bundle import Bundle
 
     d = tmp_path_factory.mktemp("bundles")
@@ -97,7 +97,7 @@ def contraction_wav(path: Path, duration_s: float) -> Path:
     import numpy as np
 
     from convert.biosim import simulate_contraction
-    from edge.wavio import write_wav
+    from edge.readers.wav import write_wav
 
     rec = simulate_contraction(fs=20_000, duration_s=duration_s,
                                rng=np.random.default_rng([4242, 2, 7]), pool="healthy",
@@ -115,7 +115,7 @@ def small_contraction():
 
     from convert.biosim import simulate_contraction
     from edge.features import MelConfig
-    from edge.recording import uv_to_int16
+    from edge.readers.recording import uv_to_int16
 
     cfg = MelConfig()
     rec = simulate_contraction(fs=cfg.sample_rate_hz, duration_s=10.0, pool="myopathic",
@@ -125,7 +125,7 @@ def small_contraction():
 
 def small_contraction_wav(path: Path) -> Path:
     from edge.features import MelConfig
-    from edge.wavio import write_wav
+    from edge.readers.wav import write_wav
 
     cfg = MelConfig()
     write_wav(path, small_contraction(), cfg.sample_rate_hz, cfg.uv_per_lsb)
@@ -139,7 +139,7 @@ def root() -> Path:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """Say plainly when the bedside page's browser tests did not run, and why."""
-    from edge.web.rig import browser_missing
+    from rigs.web_rig import browser_missing
 
     why = browser_missing()
     if why is not None:

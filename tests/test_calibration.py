@@ -77,7 +77,7 @@ def test_a_hostile_calibration_is_refused_not_applied(bad):
 def _resigned(tmp_path, calibration: dict | None, name: str = "cal.nemg", edit=None):
     """The shipped model re-signed with ``calibration`` in its manifest (None: none, as a
     bundle from before calibration), after ``edit(manifest)`` if given."""
-    from convert.bundle import load_private_key
+    from convert.packing import load_private_key
 
     def change(m):
         man = json.loads(m["manifest.json"])
@@ -96,7 +96,7 @@ def test_the_pipeline_applies_the_bundles_calibration(tmp_path):
     from edge.bundle import Bundle
     from edge.pipeline import UNCERTAIN, Pipeline
     from edge.runtime import load_verified
-    from edge.testsignals import examination
+    from rigs.testsignals import examination
 
     x = examination(8.0, Bundle.read(SHIPPED).mel_config, seed=3)
     plain = load_verified(_resigned(tmp_path, None, "plain.nemg"))

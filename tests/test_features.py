@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from edge.errors import ConfigError, InputError
 from edge.features import MelConfig, MelFrontEnd, float_to_int16, mel_matrix
 from edge.mel_reference import compare_to_reference, frame_signal, reference_log_mel_db
-from edge.testsignals import KINDS, emg_like
+from rigs.testsignals import KINDS, emg_like
 
 GOLDEN = Path(__file__).parent / "golden" / "features_default.npz"
 FE = MelFrontEnd()
@@ -174,7 +174,7 @@ frames (2afcf4a): the golden vectors above are short, this pins every block path
 
 @pytest.mark.parametrize("block_frames", [1, 7, 50, 200, 4096])
 def test_a_long_input_is_bit_identical_in_every_block_size(block_frames):
-    from edge.testsignals import examination
+    from rigs.testsignals import examination
 
     rng = np.random.default_rng(3)
     extreme = rng.choice(np.array([-32768, 32767, 0, 1, -1], np.int16), size=40_000)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from conftest import ROOT
 
+from convert.architecture import load_checkpoint
 from convert.corpus import read_corpus, synth_corpus
 from convert.dataset import build_windows
 from convert.evaluate import macro_f1
-from convert.model import load_checkpoint
 from convert.train import TrainConfig, train
 from edge.features import MelConfig
 from edge.windows import WindowConfig

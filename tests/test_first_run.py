@@ -25,7 +25,7 @@ def run_box_only(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("args", [
     ("data", "synth", "--out", "{tmp}/corpus", "--per-class", "1"),
-    ("data", "show", str(ROOT / "edge" / "data" / "demo-exam.wav"), "-o", "{tmp}/x.png"),
+    ("data", "show", str(ROOT / "rigs" / "data" / "demo-exam.wav"), "-o", "{tmp}/x.png"),
     ("train", "--data", "{tmp}/corpus", "--out", "{tmp}/ckpt"),
 ])
 def test_workstation_commands_on_a_box_name_the_extra(args, tmp_path):

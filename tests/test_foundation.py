@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import ROOT, assert_one_line_error, run_nemg
 
-from edge import bench
+from benches import harness as bench
 from edge.errors import ConfigError
 
 
@@ -68,7 +68,7 @@ def test_edge_imports_and_runs_without_tensorflow():
         # every importer is numpy only: a box reads EDF itself (here a garbled one, which
         # is a clear input error, not "install pyedflib")
         from edge.errors import InputError
-        from convert.importers import load_recording
+        from edge.readers.importers import load_recording
         import tempfile, pathlib
         f = pathlib.Path(tempfile.mkdtemp()) / 'x.edf'
         f.write_bytes(b'0' * 256)

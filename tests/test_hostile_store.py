@@ -94,7 +94,7 @@ def test_a_damaged_state_is_rebuilt_from_history_and_slots(store_with_model, bun
         out = json.loads(run_nemg(*args, check=True).stdout)
         assert out["active_version"] == "1.1.0"
     (s.root / "state.json").write_text("")
-    proc = run_nemg("classify", str(ROOT / "edge" / "data" / "demo-exam.wav"),
+    proc = run_nemg("classify", str(ROOT / "rigs" / "data" / "demo-exam.wav"),
                     env={"NEMG_STORE": str(s.root)}, timeout=300)
     assert proc.returncode == 0, proc.stderr
 
@@ -186,9 +186,9 @@ MALFORMED = {
 def test_flash_server_answers_every_malformed_frame_and_keeps_serving(tmp_path, bundles):
     import threading
 
-    from firmware_host.link import SerialLink
-    from firmware_host.protocol import FrameDecoder, encode_frame
-    from firmware_host.transfer import XFER_RESULT, FlashClient, FlashServer, PtyChannel
+    from wire.link import SerialLink
+    from wire.protocol import FrameDecoder, encode_frame
+    from wire.transfer import XFER_RESULT, FlashClient, FlashServer, PtyChannel
 
     s = new_store(tmp_path)
     ch = PtyChannel()
@@ -219,7 +219,7 @@ def test_flash_server_answers_every_malformed_frame_and_keeps_serving(tmp_path, 
 def test_staging_never_grows_past_the_declared_size(tmp_path):
     import hashlib
 
-    from firmware_host.transfer import OFFSET, XFER_BEGIN, XFER_CHUNK, FlashServer
+    from wire.transfer import OFFSET, XFER_BEGIN, XFER_CHUNK, FlashServer
 
     class Wire:  # the server's side of a channel: what it said
         def __init__(self):

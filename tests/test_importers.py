@@ -11,9 +11,9 @@ import pytest
 from conftest import ROOT, assert_one_line_error, run_nemg
 
 from convert.augment import Augmenter
-from convert.importers import load_recording
 from edge.errors import InputError
-from edge.wavio import write_wav
+from edge.readers.importers import load_recording
+from edge.readers.wav import write_wav
 
 FS = 20_000
 
@@ -170,7 +170,7 @@ def test_label_sidecars(tmp_path):
 
 
 def test_resampling_keeps_the_band_and_rejects_aliases():
-    from convert.importers import Recording
+    from edge.readers.importers import Recording
 
     fs_in = 44_100
     t = np.arange(fs_in) / fs_in
@@ -231,7 +231,7 @@ def test_wfdb_formats_read_as_the_wfdb_package_reads_them_without_it(tmp_path, f
     box = subprocess.run([sys.executable, "-c",  # a box: no wfdb package at all
                           "import hashlib, sys; sys.modules['wfdb'] = None\n"
                           "from pathlib import Path\n"
-                          "from convert.importers import load_recording\n"
+                          "from edge.readers.importers import load_recording\n"
                           f"x = load_recording(Path({str(tmp_path / 'e.hea')!r})).samples_uv\n"
                           "print(hashlib.sha256(x.tobytes()).hexdigest())"],
                          capture_output=True, text=True, cwd=ROOT, timeout=60)
@@ -318,7 +318,8 @@ def test_edf_and_bdf_read_as_pyedflib_reads_them_without_it(tmp_path, kind):
         assert rec.sample_rate_hz == r.getSampleFrequency(ch)
     r.close()
     box = subprocess.run([sys.executable, "-c", "import sys; sys.modules['pyedflib'] = None\n"
-                          "from pathlib import Path\nfrom convert.importers import load_recording\n"
+                          "from pathlib import Path\n"
+                          "from edge.readers.importers import load_recording\n"
                           f"print(load_recording(Path({str(path)!r}), 'ref').samples_uv.size)"],
                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert box.stdout.strip() == str(2 * FS // 4), box.stderr

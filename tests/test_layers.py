@@ -1,6 +1,6 @@
 """The import contract: data flows one way, and so do imports.
 
-    nemg_common  <-  firmware_host (the wire)  <-  edge (the box)  <-  convert (workstation)
+    nemg_common  <-  wire (the wire)  <-  edge (the box)  <-  convert (workstation)
 
 ``edge/cli`` is the application on top of all of them (its workstation commands import
 ``convert``, lazily). Every import in every module counts, including those inside
@@ -14,13 +14,13 @@ import ast
 import pytest
 from conftest import ROOT
 
-PROJECT = ("nemg_common", "firmware_host", "edge", "convert")
+PROJECT = ("nemg_common", "wire", "edge", "convert")
 #: layer -> the project packages its modules may import
 MAY_IMPORT = {
     "nemg_common": {"nemg_common"},
-    "firmware_host": {"nemg_common", "firmware_host"},
-    "edge": {"nemg_common", "firmware_host", "edge"},
-    "convert": {"nemg_common", "firmware_host", "edge", "convert"},
+    "wire": {"nemg_common", "wire"},
+    "edge": {"nemg_common", "wire", "edge"},
+    "convert": {"nemg_common", "wire", "edge", "convert"},
     "edge/cli": set(PROJECT),
 }
 

@@ -12,11 +12,11 @@ import pytest
 from conftest import ROOT, assert_one_line_error, run_nemg
 
 from edge.errors import ConfigError, DeviceError
-from edge.sources import open_source
-from firmware_host.boards import get_frontend, load_board
-from firmware_host.link import FrontEndClient, LinkDown, LinkEvent, SerialLink
-from firmware_host.protocol import Gap, Samples
-from firmware_host.virtual import Faults, SampleSource, VirtualFrontEnd
+from rigs.sources import open_source
+from wire.boards import get_frontend, load_board
+from wire.link import FrontEndClient, LinkDown, LinkEvent, SerialLink
+from wire.protocol import Gap, Samples
+from wire.virtual import Faults, SampleSource, VirtualFrontEnd
 
 FE1 = get_frontend("nemg-fe1")
 
@@ -186,7 +186,7 @@ def test_sources_from_every_importer_format(tmp_path):
     import pyedflib
     import wfdb
 
-    from edge.wavio import write_wav
+    from edge.readers.wav import write_wav
 
     fs = 10_000  # not the board's rate: the source is resampled to 20 kHz
     uv = 400 * np.sin(2 * np.pi * 100 * np.arange(fs) / fs)
@@ -201,7 +201,7 @@ def test_sources_from_every_importer_format(tmp_path):
     wfdb.wrsamp("r", fs=fs, units=["uV"], sig_name=["emg"], p_signal=uv[:, None], fmt=["16"],
                 adc_gain=[20.0], baseline=[0], write_dir=str(tmp_path))
     write_wav(tmp_path / "r.wav", np.round(uv / 0.5).astype(np.int16), fs, 0.5)
-    from convert.importers import load_recording
+    from edge.readers.importers import load_recording
 
     for name in ("r.csv", "r.edf", "r.hea", "r.wav"):
         src = open_source(str(tmp_path / name), FE1, load_recording=load_recording)
@@ -240,7 +240,7 @@ def test_a_device_that_acks_start_then_goes_quiet_or_noisy_is_reported(noise):
 
 
 def test_frames_with_a_wrong_sample_count_are_counted_and_warned_about_rarely(caplog):
-    from firmware_host.protocol import SAMPLES_HEADER, FrameType, encode_frame
+    from wire.protocol import SAMPLES_HEADER, FrameType, encode_frame
 
     link = SerialLink("loop://", read_timeout=0.01)  # what we write comes back
     link.open()
@@ -257,8 +257,8 @@ def test_frames_with_a_wrong_sample_count_are_counted_and_warned_about_rarely(ca
 def test_replies_nobody_asked_for_stay_bounded():
     """A device that chatters (PONG after PONG while streaming) cannot fill the host's
     memory: unread replies are capped, and a request still gets its own."""
-    from firmware_host.link import MAX_UNREAD_REPLIES
-    from firmware_host.protocol import FrameType, encode_frame
+    from wire.link import MAX_UNREAD_REPLIES
+    from wire.protocol import FrameType, encode_frame
 
     link = SerialLink("loop://", read_timeout=0.01)
     link.open()
@@ -274,7 +274,7 @@ def test_replies_nobody_asked_for_stay_bounded():
 def test_frames_of_one_read_that_continue_each_other_arrive_as_one_block():
     """Per read, not per 10 ms frame: contiguous frames with the same flags are one
     Samples; a change of flags or a loss still splits them, and nothing is lost."""
-    from firmware_host.protocol import FrameType, encode_frame, encode_samples
+    from wire.protocol import FrameType, encode_frame, encode_samples
 
     link = SerialLink("loop://", read_timeout=0.01)
     link.open()
@@ -294,8 +294,8 @@ def test_frames_of_one_read_that_continue_each_other_arrive_as_one_block():
 
 
 def test_an_implausible_index_jump_is_a_restart_not_a_day_of_lost_samples():
-    from firmware_host.protocol import Frame as F
-    from firmware_host.protocol import FrameType, SampleAssembler, encode_samples
+    from wire.protocol import Frame as F
+    from wire.protocol import FrameType, SampleAssembler, encode_samples
 
     a = SampleAssembler()
     a.push(F(FrameType.SAMPLES, 0, encode_samples(0, np.zeros(200))))
@@ -311,7 +311,7 @@ def test_an_implausible_index_jump_is_a_restart_not_a_day_of_lost_samples():
 def test_after_a_reconnect_another_device_is_refused(tmp_path):
     import dataclasses
 
-    from firmware_host.link import WrongDevice
+    from wire.link import WrongDevice
 
     stable = tmp_path / "ttyNEMG"  # what udev would re-point
     first = VirtualFrontEnd(FE1, ramp_source(), fast=True)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import ROOT, assert_one_line_error, run_nemg
 
+from benches.muap_bench import firing_agreement, match_units, read_eaf
 from convert.biosim import simulate_contraction, unit_potential
-from convert.muap_bench import firing_agreement, match_units, read_eaf
 from edge.muap import analyse, decompose, interpret, measure, summarize_site
-from edge.wavio import write_wav
+from edge.readers.wav import write_wav
 
 FS = 10_000
 
@@ -175,7 +175,7 @@ def test_the_committed_emgdb_excerpt_is_analysed():
 
 
 def _excerpt():
-    from convert.importers import load_two_columns
+    from edge.readers.importers import load_two_columns
 
     rec = load_two_columns(ROOT / "tests" / "data" / "emgdb_healthy_3s.txt", "mV")
     return rec.samples_uv, rec.sample_rate_hz
@@ -240,10 +240,10 @@ def test_a_live_session_logs_a_muap_summary_of_a_steady_contraction(tmp_path):
     from edge.muap_live import MuapMonitor
     from edge.pipeline import Pipeline
     from edge.runtime import load_verified
-    from edge.sources import open_source
-    from firmware_host.boards import get_frontend
-    from firmware_host.link import FrontEndClient, SerialLink
-    from firmware_host.virtual import VirtualFrontEnd
+    from rigs.sources import open_source
+    from wire.boards import get_frontend
+    from wire.link import FrontEndClient, SerialLink
+    from wire.virtual import VirtualFrontEnd
 
     fe1 = get_frontend("nemg-fe1")
     wav = contraction_wav(tmp_path / "contraction.wav", 16.0)

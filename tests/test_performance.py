@@ -42,11 +42,11 @@ def test_a_session_keeps_a_bounded_number_of_windows_and_its_finding_counts_all(
     from edge.live import LiveSession, PlainView
     from edge.pipeline import Pipeline, summarize
     from edge.runtime import load_verified
-    from edge.sources import open_source
-    from edge.web.rig import demo_excerpt
-    from firmware_host.boards import get_frontend
-    from firmware_host.link import FrontEndClient, SerialLink
-    from firmware_host.virtual import VirtualFrontEnd
+    from rigs.sources import open_source
+    from rigs.web_rig import demo_excerpt
+    from wire.boards import get_frontend
+    from wire.link import FrontEndClient, SerialLink
+    from wire.virtual import VirtualFrontEnd
 
     monkeypatch.setattr(live, "KEEP_WINDOWS", 8)
     seen: dict[int, object] = {}
@@ -82,10 +82,10 @@ def test_a_crashed_muap_analysis_is_raised_after_the_session_closed_down(tmp_pat
     from edge.muap_live import MAX_PENDING, MuapMonitor, MuapStretch, MuapWorker
     from edge.pipeline import Pipeline
     from edge.runtime import load_verified
-    from edge.sources import open_source
-    from firmware_host.boards import get_frontend
-    from firmware_host.link import FrontEndClient, SerialLink
-    from firmware_host.virtual import VirtualFrontEnd
+    from rigs.sources import open_source
+    from wire.boards import get_frontend
+    from wire.link import FrontEndClient, SerialLink
+    from wire.virtual import VirtualFrontEnd
 
     class Broken(MuapMonitor):
         def analyse(self, s):

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_host.protocol import (
+from wire.protocol import (
     MAX_PAYLOAD,
     Flag,
     FrameDecoder,
@@ -66,7 +66,7 @@ def test_any_split_of_the_stream_gives_the_same_frames():
 
 
 def test_crc8_check_value():
-    from firmware_host.protocol import crc8
+    from wire.protocol import crc8
 
     assert crc8(b"123456789") == 0xF4
 

@@ -8,9 +8,9 @@ from collections import Counter
 import numpy as np
 from conftest import ROOT, run_nemg
 
-from convert.importers import load_two_columns
-from convert.real_bench import classify_recording, real_data_dir
+from benches.real_bench import classify_recording, real_data_dir
 from edge.labels import LABELS, UNCERTAIN
+from edge.readers.importers import load_two_columns
 from edge.runtime import load_verified
 
 EXCERPT = ROOT / "tests" / "data" / "emgdb_healthy_3s.txt"

@@ -89,7 +89,7 @@ def test_classify_on_a_box_reads_every_rate_with_the_workstations_bits(tmp_path)
     import subprocess
     import sys
 
-    from edge.wavio import write_wav
+    from edge.readers.wav import write_wav
 
     rng = np.random.default_rng(4)
     paths = []

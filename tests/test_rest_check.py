@@ -14,7 +14,7 @@ from convert.synth import synthesize
 from edge.features import MelConfig
 from edge.labels import PATHOLOGICAL, UNCERTAIN
 from edge.muap import decompose
-from edge.recording import uv_to_int16
+from edge.readers.recording import uv_to_int16
 from edge.rest_check import (
     KEEP_CHECKS,
     MIN_VOLUNTARY_UNITS,
@@ -199,10 +199,10 @@ def test_a_live_session_logs_why_it_withheld_calls(tmp_path):
     from edge.live import LiveSession, PlainView
     from edge.pipeline import Pipeline
     from edge.runtime import load_verified
-    from edge.sources import open_source
-    from firmware_host.boards import get_frontend
-    from firmware_host.link import FrontEndClient, SerialLink
-    from firmware_host.virtual import VirtualFrontEnd
+    from rigs.sources import open_source
+    from wire.boards import get_frontend
+    from wire.link import FrontEndClient, SerialLink
+    from wire.virtual import VirtualFrontEnd
 
     wav = small_contraction_wav(tmp_path / "contraction_low.wav")
     fe1 = get_frontend("nemg-fe1")

@@ -18,12 +18,12 @@ from conftest import ROOT, run_nemg
 from edge.eventlog import EventLog, LogWriteError
 from edge.live import BoardScaler, LiveSession
 from edge.pipeline import Pipeline
+from edge.readers.wav import write_wav
 from edge.runtime import SHIPPED_MODEL, load_verified
-from edge.sources import open_source
-from edge.wavio import write_wav
-from firmware_host.boards import get_frontend
-from firmware_host.link import FrontEndClient, SerialLink
-from firmware_host.virtual import Faults, VirtualFrontEnd
+from rigs.sources import open_source
+from wire.boards import get_frontend
+from wire.link import FrontEndClient, SerialLink
+from wire.virtual import Faults, VirtualFrontEnd
 
 FE1 = get_frontend("nemg-fe1")
 
@@ -36,8 +36,8 @@ def bundle():
 @pytest.fixture(scope="module")
 def exam_wav(tmp_path_factory):
     """12 s of the scripted exam (fibrillation into PSW and fasciculation)."""
-    from edge.demo import DEMO_WAV
-    from edge.recording import load_wav
+    from edge.readers.recording import load_wav
+    from rigs.demo import DEMO_WAV
 
     rec = load_wav(DEMO_WAV)
     x = rec.to_int16(0.5)[8 * 20_000 : 20 * 20_000]
@@ -224,8 +224,8 @@ def test_demo_runs_and_scores_the_script(tmp_path):
     sessions = run_nemg("log", "list", env=env, check=True).stdout.splitlines()
     assert len(sessions) == 1 and " demo" in sessions[0]
     assert all(len(ln) <= 80 for ln in proc.stdout.splitlines())  # an 80-column terminal
-    from edge.demo import segments
     from edge.labels import PATHOLOGICAL
+    from rigs.demo import segments
 
     log = EventLog(tmp_path / "d.db")
     for ev in log.events(1):  # no pathological event where the script has none
@@ -277,9 +277,9 @@ def returns(fn, hang_s: float = 300.0):
 def test_real_time_session_ends_when_the_source_ends_and_on_a_silent_link(bundle, tmp_path):
     # Real rate, not --fast: the last samples arrive before the device says it is done, so
     # the session must wake up on its own to notice (it once waited forever here).
-    from edge.recording import load_wav
+    from edge.readers.recording import load_wav
 
-    x = load_wav(ROOT / "edge" / "data" / "demo-exam.wav").to_int16(0.5)[: 3 * 20_000]
+    x = load_wav(ROOT / "rigs" / "data" / "demo-exam.wav").to_int16(0.5)[: 3 * 20_000]
     p = tmp_path / "short.wav"
     write_wav(p, x, 20_000, 0.5)
     src = open_source(str(p), FE1, loop=False)
@@ -309,10 +309,10 @@ def test_unscaled_files_are_classified_at_a_stated_or_estimated_scale(bundle, ex
     import wave
 
     from edge.cli.classify import load_samples
-    from edge.recording import NOISE_FLOOR_UV, noise_floor
+    from edge.readers.recording import NOISE_FLOOR_UV, noise_floor
 
     path, _ = exam_wav
-    from edge.recording import load_wav
+    from edge.readers.recording import load_wav
 
     pcm = load_wav(path).to_int16(0.5)[: 3 * 20_000]
     plain = tmp_path / "plain.wav"  # a WAV from another program: no µV scale recorded
@@ -365,7 +365,7 @@ def test_a_short_loss_is_concealed_and_marked_a_long_one_closes_the_window(bundl
 
 
 def test_one_percent_frame_loss_still_classifies_most_windows(bundle, exam_wav, tmp_path):
-    from edge.pipeline_bench import window_coverage
+    from benches.pipeline_bench import window_coverage
 
     path, _ = exam_wav
     log = EventLog(tmp_path / "loss.db")
@@ -380,7 +380,7 @@ def test_one_percent_frame_loss_still_classifies_most_windows(bundle, exam_wav, 
 
 
 def test_classify_streams_a_long_file_in_bounded_memory():
-    from edge.pipeline_bench import peak_rss_classify
+    from benches.pipeline_bench import peak_rss_classify
 
     # 20 minutes (48 MB): the whole-file path peaked at ~12× the file (≈ 580 MB here)
     assert peak_rss_classify(20 / 60) < 150
@@ -448,11 +448,11 @@ def test_a_4khz_archive_is_classified_with_a_note_on_its_narrower_band(tmp_path)
 
 def test_a_16khz_board_is_classified_live_as_classify_reads_the_same_samples(bundle, tmp_path):
     from edge.cli.classify import classify_file
-    from edge.recording import load_wav
+    from edge.readers.recording import load_wav
     from edge.resample import resample_int16
 
     ads = get_frontend("ads1299-fe")  # 24-bit, 16 kHz: not the model's rate
-    exam = load_wav(ROOT / "edge" / "data" / "demo-exam.wav").to_int16(0.5)[: 8 * 20_000]
+    exam = load_wav(ROOT / "rigs" / "data" / "demo-exam.wav").to_int16(0.5)[: 8 * 20_000]
     at16 = tmp_path / "exam16k.wav"
     write_wav(at16, resample_int16(exam, 20_000, 16_000), 16_000, 0.5)
     src = open_source(str(at16), ads, loop=False)

@@ -47,8 +47,8 @@ def test_a_bad_spec_file_is_refused_clearly(tmp_path, content, message):
 def test_a_model_trained_on_another_front_end_carries_it_to_the_box(tmp_path):
     """Train -> quantise -> pack -> pipeline with a non-default spec, no spec passed after
     training: each stage reads it from the one before."""
-    from convert.bundle import pack
     from convert.corpus import synth_corpus
+    from convert.packing import pack
     from convert.pipeline import quantize_checkpoint
     from convert.train import TrainConfig, train
     from edge.bundle import Bundle

@@ -22,8 +22,8 @@ from conftest import (
 from edge.bundle import Bundle
 from edge.errors import DeviceError
 from edge.store import STEPS, InstallRefused, ModelStore
-from firmware_host.link import SerialLink
-from firmware_host.transfer import FlashClient, FlashServer, PtyChannel
+from wire.link import SerialLink
+from wire.transfer import FlashClient, FlashServer, PtyChannel
 
 
 def test_install_confirm_upgrade_rollback(tmp_path, bundles):
@@ -80,7 +80,7 @@ def test_tampered_truncated_and_selftest_mismatch_are_refused(tmp_path, bundles)
 
     g = Bundle.read(bundles["1.1.0"]).golden()
     g["scores"] = g["scores"] ^ 1
-    from convert.bundle import load_private_key
+    from convert.packing import load_private_key
     from edge.bundle import sha256
 
     def resign_with_wrong_scores(members):

@@ -337,7 +337,7 @@ def test_labels_csv_has_no_empty_spans(tmp_path):
     # seed 11's first fasciculation opens with 21 µs of silence: once a "0.0,0.0" row
     import csv
 
-    from convert.importers import load_labels
+    from edge.readers.importers import load_labels
 
     synth_corpus(tmp_path, 1, seed=11, duration_s=6.0, labels=("fasciculation",))
     rows = list(csv.DictReader((tmp_path / "labels.csv").open()))
@@ -348,7 +348,7 @@ def test_labels_csv_has_no_empty_spans(tmp_path):
 def test_the_noise_floor_an_unscaled_file_is_brought_to_is_the_training_synthesisers():
     from convert.corpus import recording_seed, synth_pcm
     from edge.labels import LABELS
-    from edge.recording import NOISE_FLOOR_UV, noise_floor
+    from edge.readers.recording import NOISE_FLOOR_UV, noise_floor
 
     floors = [noise_floor(synth_pcm(lab, recording_seed(99, lab, i), 20_000, 4.0, 0.5)[1]
                           .signal_uv, 20_000) for lab in LABELS for i in range(6)]

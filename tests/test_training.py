@@ -9,7 +9,6 @@ import pytest
 from conftest import ROOT, assert_one_line_error, rewrite_bundle, run_nemg
 
 from convert.augment import AugmentConfig
-from convert.bundle import generate_key, pack
 from convert.corpus import CorpusItem, read_corpus, synth_corpus
 from convert.dataset import (
     Condition,
@@ -19,14 +18,15 @@ from convert.dataset import (
     build_windows,
     window_label,
 )
+from convert.packing import generate_key, pack
 from convert.pipeline import make_default_model
 from convert.train import EpochRecordings, TrainConfig
 from edge.bundle import Bundle, TrustStore
+from edge.classifier import FEATURE_INPUT_SCALE, Classifier, InputRequantizer
 from edge.errors import ConfigError, IntegrityError
 from edge.features import MelConfig
 from edge.labels import LABELS, PATHOLOGICAL
-from edge.model import FEATURE_INPUT_SCALE, Classifier, InputRequantizer
-from edge.wavio import write_wav
+from edge.readers.wav import write_wav
 from edge.windows import WindowConfig
 
 
@@ -289,7 +289,7 @@ def test_train_quantize_evaluate_cli(tiny, tmp_path):
              timeout=300)
     assert (ck / "model.h5").is_file() and (ck / "training.json").is_file()
     # without options, nemg train builds the shipped architecture (make model's recipe)
-    from convert.model import load_checkpoint
+    from convert.architecture import load_checkpoint
     from edge.bundle import Bundle
 
     shipped_ckpt = tmp_path / "shipped.h5"

@@ -16,8 +16,8 @@ import pytest
 from edge.errors import ConfigError
 from edge.eventlog import EventLog
 from edge.web.hub import WebHub, _merge
-from edge.web.rig import LiveRig, browser, browser_missing, demo_excerpt, offline_page
 from edge.web.server import WebScreen, check_token, parse_listen
+from rigs.web_rig import LiveRig, browser, browser_missing, demo_excerpt, offline_page
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("NEMG_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts"))
@@ -187,7 +187,7 @@ def test_corrections_with_their_samples_export_as_a_corpus(tmp_path):
     from convert.corpus import read_corpus
     from edge.eventlog import HeldSamples
     from edge.pipeline import Event
-    from edge.wavio import read_wav
+    from edge.readers.wav import read_wav
 
     log = EventLog(tmp_path / "events.db")
     sid = log.start_session("test", "nemg-fe1", {"name": "m", "version": "1"})
@@ -230,7 +230,7 @@ def _wait(page, expr: str, timeout_s: float = 60.0):
 @pytest.mark.slow
 def test_the_page_follows_a_live_session_and_its_corrections_reach_the_dataset(tmp_path):
     from convert.corpus import read_corpus
-    from edge.wavio import read_wav
+    from edge.readers.wav import read_wav
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     wav, pcm = excerpt(tmp_path, 4.0, 16.0)  # insertional, then fibrillation (demo script)
@@ -321,9 +321,9 @@ def test_an_exported_dataset_fine_tunes_the_shipped_model_directly(tmp_path):
     two halves) → nemg log export --dataset → nemg train --init-from, unchanged."""
     from conftest import SHIPPED, run_nemg
 
-    from edge.demo import segments
     from edge.eventlog import HeldSamples
     from edge.pipeline import Event
+    from rigs.demo import segments
 
     _, pcm = excerpt(tmp_path, 0.0, 61.0)
     log = EventLog(tmp_path / "events.db")
@@ -349,7 +349,7 @@ def test_lost_frames_are_silence_on_the_page_and_counted_as_the_log_counts_them(
     """2 % of the front end's frames dropped (seeded, keyed to frames): the sound starts
     each run after a gap with a ramp instead of joining the samples across it, and the
     page's gap count is the log's."""
-    from firmware_host.virtual import Faults
+    from wire.virtual import Faults
 
     wav, _ = excerpt(tmp_path, 20.0, 28.0)
     with LiveRig(wav, tmp_path, faults=Faults(drop_rate=0.02, seed=3)) as rig, \

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from edge.bench import BENCHMARKS
+from benches.harness import BENCHMARKS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.bench import BenchOptions, limit_threads_env, pin_to_one_cpu, run_benchmark
+    from benches.harness import BenchOptions, limit_threads_env, pin_to_one_cpu, run_benchmark
     from edge.errors import ConfigError
 
     if args.list:

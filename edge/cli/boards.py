@@ -11,7 +11,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from firmware_host.boards import FrontEndProfile, all_boards, describe
+    from wire.boards import FrontEndProfile, all_boards, describe
 
     for name, board in all_boards().items():
         if args.json:

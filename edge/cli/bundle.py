@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.errors import InputError
 
     if args.action == "pack":
-        from convert.bundle import pack
+        from convert.packing import pack
 
         if not args.model.is_file():
             raise InputError(f"{args.model}: no such file")

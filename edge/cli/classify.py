@@ -54,8 +54,8 @@ def _scale_used(path: Path, known: bool, assumed_uv: float | None, scale_uv: flo
                 units: Callable[[], np.ndarray], fs: float) -> tuple[dict[str, Any], float]:
     """(the ``input`` report's scale entries, the factor for the assumed µV). A file with
     no recorded scale takes ``scale_uv``, else the scale that puts its noise floor at the
-    amplifier's (:func:`edge.recording.estimate_unit_uv`), else the nominal one."""
-    from edge.recording import NOISE_FLOOR_UV, estimate_unit_uv
+    amplifier's (:func:`edge.readers.recording.estimate_unit_uv`), else the nominal one."""
+    from edge.readers.recording import NOISE_FLOOR_UV, estimate_unit_uv
 
     if known:
         return {"scale": "recorded"}, 1.0
@@ -81,12 +81,12 @@ def open_samples(path: Path, fs: int, uv_per_lsb: float, channel=None,
     (:mod:`edge.resample`) brings them to the model's: the same bits on a box and on a
     workstation. WAVs of any rate are streamed block by block (bounded memory)."""
     from edge.fileio import check_regular
-    from edge.recording import FLOOR_MAX_S, uv_to_int16, wav_channel, wav_scale
+    from edge.readers.recording import FLOOR_MAX_S, uv_to_int16, wav_channel, wav_scale
 
     check_regular(path)  # no FIFOs or devices: nothing below may block or run away
     if path.suffix.lower() == ".wav":
-        from edge.recording import check_finite, check_rate
-        from edge.wavio import read_frames, wav_info
+        from edge.readers.recording import check_finite, check_rate
+        from edge.readers.wav import read_frames, wav_info
 
         info = wav_info(path)
         rate = info.sample_rate_hz
@@ -152,7 +152,7 @@ def scaled_recording(path: Path, channel=None, scale_uv: float | None = None):
 
 def _load_recording(path: Path, channel):
     """Every importer format (all numpy only: the same on a box and a workstation)."""
-    from convert.importers import load_recording
+    from edge.readers.importers import load_recording
 
     return load_recording(path, channel)
 

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         out = show(args.file, args.out, args.start, args.seconds)
         print(out)
         return 0
-    from convert.importers import load_recording
+    from edge.readers.importers import load_recording
 
     rec = load_recording(args.file, args.channel)
     print(json.dumps({"file": str(args.file), "sample_rate_hz": rec.sample_rate_hz,

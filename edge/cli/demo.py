@@ -22,8 +22,8 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from edge.cli.run import check_web
-    from edge.demo import run_demo
     from edge.paths import default_db
+    from rigs.demo import run_demo
 
     check_web(args)
     run_demo(fast=args.fast, model=args.model, plain=args.plain,

@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"ok": True, **asdict(st)}))
         return 0
     from edge.console import Progress
-    from firmware_host.link import SerialLink
-    from firmware_host.transfer import FlashClient
+    from wire.link import SerialLink
+    from wire.transfer import FlashClient
 
     with SerialLink(args.port, read_timeout=0.02) as link:
         res = FlashClient(link, timeout_s=args.timeout,

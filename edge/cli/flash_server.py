@@ -18,7 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from edge.paths import default_store
     from edge.store import ModelStore
-    from firmware_host.transfer import FlashServer, LinkChannel, PtyChannel
+    from wire.transfer import FlashServer, LinkChannel, PtyChannel
 
     store = ModelStore(args.store or default_store())
     store.config  # noqa: B018 - clear error if this is not a store

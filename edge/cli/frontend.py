@@ -42,12 +42,12 @@ def _check_rate(name: str, value: float) -> None:
 
 
 def simulate(args: argparse.Namespace) -> int:
-    from edge.sources import open_source
-    from firmware_host.boards import get_frontend
-    from firmware_host.virtual import Faults, VirtualFrontEnd
+    from rigs.sources import open_source
+    from wire.boards import get_frontend
+    from wire.virtual import Faults, VirtualFrontEnd
 
     try:  # every importer format where the workstation extra is installed
-        from convert.importers import load_recording
+        from edge.readers.importers import load_recording
     except ImportError:
         load_recording = None
 
@@ -89,7 +89,7 @@ def simulate(args: argparse.Namespace) -> int:
 
 
 def info(args: argparse.Namespace) -> int:
-    from firmware_host.link import FrontEndClient, SerialLink
+    from wire.link import FrontEndClient, SerialLink
 
     with SerialLink(args.port) as link:
         client = FrontEndClient(link, reconnect=False)

@@ -14,7 +14,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from convert.bundle import generate_key
+    from convert.packing import generate_key
     from edge.bundle import key_id, load_public_key, public_raw
 
     priv, pub = generate_key(args.out, args.name)

@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
     from edge.live import LiveSession, PlainView, TerminalView, use_terminal_view
     from edge.pipeline import Pipeline
     from edge.runtime import load_verified
-    from firmware_host.boards import get_frontend
-    from firmware_host.link import FrontEndClient, SerialLink
+    from wire.boards import get_frontend
+    from wire.link import FrontEndClient, SerialLink
 
     check_web(args)
     board = get_frontend(args.board)

@@ -22,7 +22,7 @@ from edge.eventlog import HeldSamples
 from edge.labels import PATHOLOGICAL
 from edge.live import PlainView, SessionState
 from edge.pipeline import Event
-from firmware_host.link import LinkEvent
+from wire.link import LinkEvent
 
 if TYPE_CHECKING:
     from edge.live import LiveSession

@@ -14,7 +14,7 @@ import numpy as np
 
 from edge.features import MelConfig, MelFrontEnd
 from edge.mel_reference import frame_signal
-from edge.testsignals import emg_like
+from rigs.testsignals import emg_like
 
 OUT = Path(__file__).with_name("features_default.npz")
 

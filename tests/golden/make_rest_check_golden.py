@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.importers import load_two_columns
 from edge.features import MelConfig
 from edge.muap import decompose
+from edge.readers.importers import load_two_columns
 from edge.resample import resample_int16
 from edge.rest_check import voluntary_rates
 

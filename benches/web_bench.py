@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edge.bench import BenchOptions
+from benches.harness import BenchOptions
 
 
 @contextlib.contextmanager
@@ -51,7 +51,7 @@ def _pct(xs: list[float], q: float) -> float | None:
 
 
 def run(opts: BenchOptions) -> dict[str, Any]:
-    from edge.web.rig import LiveRig, browser, demo_excerpt, offline_page
+    from rigs.web_rig import LiveRig, browser, demo_excerpt, offline_page
 
     seconds = 6.0 if opts.quick else 20.0
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.bench import BenchOptions
+from benches.harness import BenchOptions
 
 CHOICE_SEED, HELD_OUT_SEED = 77, 78
 MAX_WITHHELD_SHARE = 0.01
@@ -33,7 +33,7 @@ def _recordings(seed: int, per_class: int, fs: int):
     """(simulator, label, int16 samples at ``fs``) for each recording of the draw."""
     from convert import biosim, synth
     from edge.features import MelConfig
-    from edge.recording import uv_to_int16
+    from edge.readers.recording import uv_to_int16
     from edge.rest_check import CHECKED_LABELS
 
     labels = [*sorted(CHECKED_LABELS), "motor_unit"]
@@ -102,7 +102,7 @@ def _pipeline(recs, bundle) -> dict[str, Any]:
 
 
 def run(opts: BenchOptions) -> dict[str, Any]:
-    from edge.bench import pin_to_one_cpu
+    from benches.harness import pin_to_one_cpu
     from edge.features import MelConfig
     from edge.rest_check import MIN_VOLUNTARY_UNITS
     from edge.runtime import load_verified

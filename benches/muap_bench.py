@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.bench import BenchOptions
+from benches.harness import BenchOptions
 
 FINDABLE_UV = 300.0
 TOLERANCE_S = 0.5e-3
@@ -76,8 +76,8 @@ def match_units(found: list[np.ndarray], truth: dict[Any, np.ndarray],
 
 
 def _r00108(data: Path) -> dict[str, Any] | None:
-    from convert.importers import load_recording
     from edge.muap import decompose
+    from edge.readers.importers import load_recording
 
     hea = data / "R00108.hea"
     eaf = data / "R00108.eaf"
@@ -151,8 +151,8 @@ def _simulated(n_per_pool: int, seed: int = 4242) -> dict[str, Any]:
 
 
 def _emgdb(data: Path) -> dict[str, Any]:
-    from convert.importers import load_two_columns
     from edge.muap import analyse
+    from edge.readers.importers import load_two_columns
 
     out = {}
     for name, want in (("emg_healthy.txt", "normal"), ("emg_myopathy.txt", "myopathic"),
@@ -169,8 +169,8 @@ def _emgdb(data: Path) -> dict[str, Any]:
 
 
 def run(opts: BenchOptions) -> dict[str, Any]:
-    from convert.real_bench import real_data_dir
-    from edge.bench import pin_to_one_cpu
+    from benches.harness import pin_to_one_cpu
+    from benches.real_bench import real_data_dir
     from edge.muap import decompose
 
     pin_to_one_cpu()
@@ -179,7 +179,7 @@ def run(opts: BenchOptions) -> dict[str, Any]:
     sim = _simulated(1 if opts.quick else 3)
     emg = _emgdb(data)
     if (data / "R00108.hea").is_file():
-        from convert.importers import load_recording
+        from edge.readers.importers import load_recording
 
         rec = load_recording(data / "R00108.hea")
         x, fs = rec.samples_uv, rec.sample_rate_hz
@@ -195,7 +195,7 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         times.append(time.process_time() - t0)
     from convert.biosim import simulate_contraction
     from edge.features import MelConfig
-    from edge.recording import uv_to_int16
+    from edge.readers.recording import uv_to_int16
     from edge.rest_check import STRETCH_S, voluntary_rates
 
     # the rest check's worst case: a contraction called abnormal, checked at the model rate

@@ -1,5 +1,5 @@
 """A recording in µV, and WAV loading: the part of the importers the box needs
-(numpy only). EDF, WFDB and CSV live in ``convert.importers`` (workstation extra).
+(numpy only). EDF, WFDB and CSV live in ``edge.readers.importers`` (workstation extra).
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def pick_channel(path: Path, n: int, channel: int | str, names: list[str]) -> in
 
 # ---- WAV ---------------------------------------------------------------------------------
 def wav_scale(info) -> tuple[float, bool]:
-    """(µV per sample unit, whether the file records it) of a :class:`~edge.wavio.WavInfo`."""
+    """(µV per sample unit, whether the file records it) of a :class:`~edge.readers.wav.WavInfo`."""
     if info.is_float:  # float WAV: ±1.0 is full scale; unknown gain
         return NOMINAL_WAV_FULL_SCALE_UV, False
     if info.uv_per_lsb is not None:
@@ -176,7 +176,7 @@ def wav_channel(path: Path, info, channel: int | str) -> int:
 
 
 def load_wav(path: Path, channel: int | str = 0) -> Recording:
-    from edge.wavio import read_frames, wav_info
+    from edge.readers.wav import read_frames, wav_info
 
     info = wav_info(path)
     check_rate(path, info.sample_rate_hz)

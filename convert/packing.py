@@ -19,10 +19,10 @@ import numpy as np
 
 from edge.bundle import BUNDLE_FORMAT, DEFAULT_BOARDS, key_id, parse_version, public_raw, sha256
 from edge.calibration import Calibration
+from edge.classifier import Classifier
 from edge.errors import ConfigError
 from edge.features import MelConfig, MelFrontEnd, float_to_int16
 from edge.labels import LABELS
-from edge.model import Classifier
 from edge.spec import FrontEndSpec
 from edge.windows import WindowConfig
 

@@ -2,14 +2,14 @@
 
 - ``sine[:HZ[:UV]]`` — a looped test sine (default 100 Hz, 500 µV peak);
 - ``ramp`` — a looped full-range sawtooth (every ADC code; for wire tests);
-- ``scenario:KIND`` — an EMG-like scenario (``edge.testsignals`` kinds, or ``exam``);
+- ``scenario:KIND`` — an EMG-like scenario (``rigs.testsignals`` kinds, or ``exam``);
 - a file: ``.npy`` (integer = ADC values, float = µV), ``.wav`` at the board's rate (its
   recorded µV scale, else ``file_uv_per_lsb`` per LSB), and every format
   ``load_recording`` reads when the caller passes one (the CLI passes the workstation's
   importers where they are installed).
 
 Values are converted to the board's ADC scale (µV / uv_per_lsb), saturating at its rails.
-The wire layer's :class:`~firmware_host.virtual.SampleSource` only plays what it is given;
+The wire layer's :class:`~wire.virtual.SampleSource` only plays what it is given;
 building it from test signals and files is this module's job (the arrows point one way).
 """
 
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import InputError
-from firmware_host.boards import FrontEndProfile
-from firmware_host.virtual import SampleSource
+from wire.boards import FrontEndProfile
+from wire.virtual import SampleSource
 
 
 def uv_to_adc(uv: np.ndarray, profile: FrontEndProfile) -> np.ndarray:
@@ -48,7 +48,7 @@ def open_source(spec: str, profile: FrontEndProfile, *, loop: bool = True,
         step = max(1, (2 * lim) // 65536)
         return SampleSource(np.arange(-lim, lim, step), loop=loop, name=spec)
     if kind == "scenario":
-        from edge.testsignals import KINDS, emg_like_uv, examination
+        from rigs.testsignals import KINDS, emg_like_uv, examination
 
         if arg == "exam":
             from edge.features import MelConfig
@@ -80,7 +80,7 @@ def open_source(spec: str, profile: FrontEndProfile, *, loop: bool = True,
         rec = load_recording(path).resampled(fs, profile.uv_per_lsb)
         return SampleSource(uv_to_adc(rec.microvolts(), profile), loop=loop, name=path.name)
     if suffix == ".wav":
-        from edge.recording import load_wav
+        from edge.readers.recording import load_wav
 
         rec = load_wav(path)
         if rec.sample_rate_hz != fs:

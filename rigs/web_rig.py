@@ -98,7 +98,7 @@ class LiveRig:
     def __init__(self, wav: Path, tmp: Path, *, fast: bool = False,
                  model: Path | None = None, faults: Any = None,
                  muap_window_s: float | None = None) -> None:
-        """``faults``: a :class:`firmware_host.virtual.Faults` for the front end;
+        """``faults``: a :class:`wire.virtual.Faults` for the front end;
         ``muap_window_s``: run the live MUAP analysis with this window (None: off)."""
         self.wav, self.tmp, self.fast, self.model = wav, tmp, fast, model
         self.faults = faults
@@ -114,11 +114,11 @@ class LiveRig:
         from edge.live import LiveSession, PlainView
         from edge.pipeline import Pipeline
         from edge.runtime import load_verified
-        from edge.sources import open_source
         from edge.web import start_web
-        from firmware_host.boards import get_frontend
-        from firmware_host.link import FrontEndClient, SerialLink
-        from firmware_host.virtual import VirtualFrontEnd
+        from rigs.sources import open_source
+        from wire.boards import get_frontend
+        from wire.link import FrontEndClient, SerialLink
+        from wire.virtual import VirtualFrontEnd
 
         board = get_frontend("nemg-fe1")
         source = open_source(str(self.wav), board, loop=False)
@@ -199,12 +199,12 @@ class LiveRig:
 
 
 def demo_excerpt(path: Path, start_s: float, end_s: float):
-    """A stretch of the demo examination (edge/data/demo-exam.wav) written to ``path``:
+    """A stretch of the demo examination (rigs/data/demo-exam.wav) written to ``path``:
     (the path, its canonical int16 samples)."""
     import numpy as np
 
-    from edge.demo import DEMO_WAV
-    from edge.wavio import read_wav, write_wav
+    from edge.readers.wav import read_wav, write_wav
+    from rigs.demo import DEMO_WAV
 
     w = read_wav(DEMO_WAV)
     fs = w.sample_rate_hz

@@ -65,10 +65,10 @@ def run_demo(*, fast: bool = False, model: Path | None = None, plain: bool = Fal
     from edge.live import LiveSession, PlainView, TerminalView, use_terminal_view
     from edge.pipeline import Pipeline
     from edge.runtime import load_verified
-    from edge.sources import open_source
-    from firmware_host.boards import get_frontend
-    from firmware_host.link import FrontEndClient, SerialLink
-    from firmware_host.virtual import VirtualFrontEnd
+    from rigs.sources import open_source
+    from wire.boards import get_frontend
+    from wire.link import FrontEndClient, SerialLink
+    from wire.virtual import VirtualFrontEnd
 
     board = get_frontend("nemg-fe1")
     bundle = load_verified(model)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.bench import BenchOptions
+from benches.harness import BenchOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def real_data_dir() -> Path:
 
 
 def load_real(path: Path, how: str):
-    from convert.importers import load_recording, load_two_columns
+    from edge.readers.importers import load_recording, load_two_columns
 
     return load_recording(path) if how == "wfdb" else load_two_columns(path, how)
 
@@ -73,7 +73,7 @@ def run(opts: BenchOptions) -> dict[str, Any]:
     from dataclasses import replace
 
     from edge.labels import PATHOLOGICAL
-    from edge.recording import estimate_unit_uv
+    from edge.readers.recording import estimate_unit_uv
     from edge.runtime import load_verified
 
     bundle = load_verified()

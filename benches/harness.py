@@ -25,17 +25,17 @@ from edge.errors import ConfigError
 
 #: name -> "module:function". Later issues add their benchmarks here.
 BENCHMARKS: dict[str, str] = {
-    "features": "edge.features_bench:run",
-    "wire": "edge.wire_bench:run",
-    "pipeline": "edge.pipeline_bench:run",
-    "model": "convert.model_bench:run",
-    "real": "convert.real_bench:run",
-    "crosssim": "convert.crosssim_bench:run",
-    "resample": "edge.resample_bench:run",
-    "muap": "convert.muap_bench:run",
-    "rest": "convert.rest_bench:run",
-    "web": "edge.web.bench:run",
-    "pi": "convert.pi_bench:run",
+    "features": "benches.features_bench:run",
+    "wire": "benches.wire_bench:run",
+    "pipeline": "benches.pipeline_bench:run",
+    "model": "benches.model_bench:run",
+    "real": "benches.real_bench:run",
+    "crosssim": "benches.crosssim_bench:run",
+    "resample": "benches.resample_bench:run",
+    "muap": "benches.muap_bench:run",
+    "rest": "benches.rest_bench:run",
+    "web": "benches.web_bench:run",
+    "pi": "benches.pi_bench:run",
 }
 
 

@@ -1,7 +1,7 @@
 """The nemg front-end wire protocol: framing, encoding, decoding. Pure — no I/O.
 
-Bytes in, frames and events out. The serial link (``firmware_host.link``) and the virtual
-front end (``firmware_host.virtual``) are the only places that touch a port. The
+Bytes in, frames and events out. The serial link (``wire.link``) and the virtual
+front end (``wire.virtual``) are the only places that touch a port. The
 specification a firmware engineer implements is docs/protocol.md; this module is its
 reference implementation.
 

@@ -5,10 +5,10 @@
 device (pyserial raises on a ready-but-empty read, a closed pty raises EIO) becomes
 :class:`LinkDown`.
 
-:class:`FrontEndClient` puts :class:`~firmware_host.protocol.FrameDecoder` and
-:class:`~firmware_host.protocol.SampleAssembler` on top: commands with replies, and an
+:class:`FrontEndClient` puts :class:`~wire.protocol.FrameDecoder` and
+:class:`~wire.protocol.SampleAssembler` on top: commands with replies, and an
 event stream of samples, gaps and link state that survives unplugging: it reconnects with
-exponential backoff and the consumer sees a :class:`~firmware_host.protocol.Gap`, never a
+exponential backoff and the consumer sees a :class:`~wire.protocol.Gap`, never a
 splice.
 """
 
@@ -24,7 +24,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import serial
 
-from firmware_host.protocol import (
+from nemg_common.errors import DeviceError
+from wire.protocol import (
     DecoderStats,
     Frame,
     FrameDecoder,
@@ -37,7 +38,6 @@ from firmware_host.protocol import (
     decode_info,
     encode_frame,
 )
-from nemg_common.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from edge.bench import BenchOptions, measure_interleaved
-from firmware_host.boards import get_frontend
-from firmware_host.link import FrontEndClient, SerialLink
-from firmware_host.protocol import (
+from benches.harness import BenchOptions, measure_interleaved
+from wire.boards import get_frontend
+from wire.link import FrontEndClient, SerialLink
+from wire.protocol import (
     FrameDecoder,
     FrameType,
     SampleAssembler,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge.bench import BenchOptions, measure_interleaved
+from benches.harness import BenchOptions, measure_interleaved
 from edge.features import MelFrontEnd, default_mel_config
 from edge.mel_reference import Float32MelBaseline, compare_to_reference, reference_log_mel_db
-from edge.testsignals import examination
+from rigs.testsignals import examination
 
 
 def run(opts: BenchOptions) -> dict[str, Any]:

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_host.protocol import FrameDecoder, encode_frame
 from nemg_common.errors import DeviceError, NemgError
+from wire.protocol import FrameDecoder, encode_frame
 
 XFER_BEGIN, XFER_CHUNK, XFER_END = 0x20, 0x21, 0x22
 XFER_STATUS, XFER_ACK, XFER_RESULT = 0xA0, 0xA1, 0xA2
@@ -84,7 +84,7 @@ class LinkChannel:
     """The box side on a real serial port (e.g. /dev/ttyGS0, a USB gadget)."""
 
     def __init__(self, port: str) -> None:
-        from firmware_host.link import SerialLink
+        from wire.link import SerialLink
 
         self.link = SerialLink(port, read_timeout=0.05)
         self.link.open()

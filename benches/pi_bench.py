@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.bench import BenchOptions, box_and_front_end_cpus
+from benches.harness import BenchOptions, box_and_front_end_cpus
 
 PI4_SLOWDOWN = 8.0
 """How many times slower a Pi 4 core (Cortex-A72, 1.5 GHz) runs the box than one core of
@@ -65,9 +65,9 @@ two contractions."""
 def examination_wav(path: Path, seconds_each: float | None = None) -> Path:
     """The benchmark's examination as a 20 kHz WAV at the model's scale."""
     from convert.biosim import simulate_contraction
-    from edge.demo import DEMO_WAV
-    from edge.recording import load_wav, uv_to_int16
-    from edge.wavio import write_wav
+    from edge.readers.recording import load_wav, uv_to_int16
+    from edge.readers.wav import write_wav
+    from rigs.demo import DEMO_WAV
 
     fs, lsb = 20_000, 0.5
     parts = []
@@ -92,8 +92,8 @@ from edge.muap_live import MuapMonitor
 from edge.pipeline import Pipeline
 from edge.procmem import peak_rss_mb, rss_mb
 from edge.runtime import load_verified
-from firmware_host.boards import get_frontend
-from firmware_host.link import FrontEndClient, SerialLink
+from wire.boards import get_frontend
+from wire.link import FrontEndClient, SerialLink
 port, seconds, web = sys.argv[1], float(sys.argv[3]), sys.argv[4] == "1"
 board = get_frontend("nemg-fe1")
 pipe = Pipeline(load_verified())

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.bench import BenchOptions, measure_interleaved
+from benches.harness import BenchOptions, measure_interleaved
 from edge.resample import ratio, resample_int16
 
 RATES = (4000, 16_000, 23_437.5, 44_100, 48_000)

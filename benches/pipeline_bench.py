@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from edge.bench import BenchOptions, box_and_front_end_cpus
+from benches.harness import BenchOptions, box_and_front_end_cpus
 
 CHILD = r"""
 import json, os, sys, time
@@ -32,8 +32,8 @@ from edge.live import LiveSession, PlainView
 from edge.pipeline import Pipeline
 from edge.procmem import peak_rss_mb
 from edge.runtime import load_verified
-from firmware_host.boards import get_frontend
-from firmware_host.link import FrontEndClient, SerialLink
+from wire.boards import get_frontend
+from wire.link import FrontEndClient, SerialLink
 import io
 board = get_frontend("nemg-fe1")
 pipe = Pipeline(load_verified())
@@ -81,14 +81,14 @@ def coverage_under_loss(drop_rate: float, seconds: float, seed: int = 0) -> dict
 
     import numpy as np
 
-    from edge.demo import DEMO_WAV
     from edge.live import LiveSession, PlainView
     from edge.pipeline import Pipeline
-    from edge.recording import load_wav
+    from edge.readers.recording import load_wav
     from edge.runtime import load_verified
-    from firmware_host.boards import get_frontend
-    from firmware_host.link import FrontEndClient, SerialLink
-    from firmware_host.virtual import Faults, SampleSource, VirtualFrontEnd
+    from rigs.demo import DEMO_WAV
+    from wire.boards import get_frontend
+    from wire.link import FrontEndClient, SerialLink
+    from wire.virtual import Faults, SampleSource, VirtualFrontEnd
 
     board = get_frontend("nemg-fe1")
     x = load_wav(DEMO_WAV).to_int16(board.uv_per_lsb)
@@ -132,9 +132,9 @@ def peak_rss_classify(hours: float) -> float:
     import tempfile
     from pathlib import Path
 
-    from edge.demo import DEMO_WAV
-    from edge.recording import load_wav
-    from edge.wavio import wav_header
+    from edge.readers.recording import load_wav
+    from edge.readers.wav import wav_header
+    from rigs.demo import DEMO_WAV
 
     exam = load_wav(DEMO_WAV).to_int16(0.5).astype("<i2")
     with tempfile.TemporaryDirectory() as d:

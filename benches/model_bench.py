@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.bench import BenchOptions, measure_interleaved
+from benches.harness import BenchOptions, measure_interleaved
 from edge.errors import MissingExtraError
 
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_host.boards import FrontEndProfile
-from firmware_host.protocol import (
+from wire.boards import FrontEndProfile
+from wire.protocol import (
     FrameDecoder,
     FrameType,
     InfoReply,

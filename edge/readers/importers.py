@@ -1,7 +1,8 @@
 """Real recordings a clinic exports -> one :class:`Recording` type.
 
 Formats: WAV (8/16/24/32-bit int, 32/64-bit float, any rate), EDF / EDF+ / BDF
-(:mod:`edge.edf`), WFDB (:mod:`edge.wfdb`: a ``.hea`` header with its ``.dat``; formats 16,
+(:mod:`edge.readers.edf`),
+WFDB (:mod:`edge.readers.wfdb`: a ``.hea`` header with its ``.dat``; formats 16,
 61, 80, 212), CSV / text (time + value columns, the unit named in the value column's
 header; a headerless ``time value`` file is read unscaled). All numpy only: a box reads
 every format with the workstation's bits. Labels come from a CSV sidecar
@@ -23,7 +24,7 @@ import numpy as np
 
 from edge.errors import InputError
 from edge.labels import check_label
-from edge.recording import (  # noqa: F401  (re-exported: one Recording type everywhere)
+from edge.readers.recording import (  # noqa: F401  (re-exported: one Recording type everywhere)
     NOMINAL_WAV_FULL_SCALE_UV,
     SUFFIXES,
     UNITS_UV,
@@ -37,12 +38,12 @@ from edge.recording import (  # noqa: F401  (re-exported: one Recording type eve
 
 # ---- EDF / EDF+ / BDF ------------------------------------------------------------------------
 def load_edf(path: Path, channel: int | str = 0) -> Recording:
-    """EDF / EDF+ / BDF through the box's own reader (:mod:`edge.edf`); EDF+ annotations
+    """EDF / EDF+ / BDF through the box's own reader (:mod:`edge.readers.edf`); EDF+ annotations
     whose text is a label become spans."""
     import os
 
-    from edge.edf import read_edf, read_header
     from edge.fileio import open_regular
+    from edge.readers.edf import read_edf, read_header
 
     fd = open_regular(path)
     try:
@@ -67,9 +68,9 @@ def load_edf(path: Path, channel: int | str = 0) -> Recording:
 
 # ---- WFDB --------------------------------------------------------------------------------
 def load_wfdb(path: Path, channel: int | str = 0) -> Recording:
-    """A WFDB record through the box's own reader (:mod:`edge.wfdb`: the same bits on a
+    """A WFDB record through the box's own reader (:mod:`edge.readers.wfdb`: the same bits on a
     box and a workstation)."""
-    from edge.wfdb import read_header, read_signal
+    from edge.readers.wfdb import read_header, read_signal
 
     path = path.with_suffix(".hea")
     names = [s.name for s in read_header(path).signals]

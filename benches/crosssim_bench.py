@@ -8,7 +8,7 @@ model was not tuned to. Two conditions, the same recordings:
 - **unscaled**: each file at a random peak of −30…−3 dBFS and no recorded scale, read at the
   assumed nominal scale, as a clinic's exported audio is;
 - **estimated**: the same unscaled files at the scale the box estimates from their noise
-  floor (:func:`edge.recording.estimate_unit_uv`: what ``nemg classify`` does with them).
+  floor (:func:`edge.readers.recording.estimate_unit_uv`: what ``nemg classify`` does with them).
 
 Reported: int8 macro-F1, per-class recall, ECE, and the share of windows that are wrong
 with a top probability ≥ 0.8 ("confidently wrong"); and on the scaled files what the box
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.bench import BenchOptions
+from benches.harness import BenchOptions
 
 UNSCALED_PEAK_DBFS = (-30.0, -3.0)
 
@@ -34,7 +34,7 @@ def _unscaled_copy(src: Path, dst: Path, seed: int) -> None:
     import shutil
     import wave
 
-    from edge.recording import load_wav
+    from edge.readers.recording import load_wav
 
     shutil.copytree(src, dst)
     rng = np.random.default_rng(seed)
@@ -53,8 +53,8 @@ def _estimated_copy(src: Path, dst: Path) -> None:
     """The unscaled corpus at the scale the box estimates for each file."""
     import shutil
 
-    from edge.recording import estimate_unit_uv, load_wav, uv_to_int16
-    from edge.wavio import write_wav
+    from edge.readers.recording import estimate_unit_uv, load_wav, uv_to_int16
+    from edge.readers.wav import write_wav
 
     shutil.copytree(src, dst)
     for p in sorted((dst / "wav").glob("*.wav")):
@@ -87,7 +87,7 @@ def _box(bundle, corpus: Path) -> dict[str, Any]:
     from convert.corpus import read_corpus
     from edge.labels import PATHOLOGICAL
     from edge.pipeline import Pipeline
-    from edge.recording import load_wav, uv_to_int16
+    from edge.readers.recording import load_wav, uv_to_int16
 
     t: Counter[str] = Counter()
     for item in read_corpus(corpus):

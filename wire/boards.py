@@ -63,7 +63,7 @@ class FrontEndProfile:
 
     @property
     def wire_bytes_per_second(self) -> float:
-        from firmware_host.protocol import OVERHEAD, SAMPLES_HEADER
+        from wire.protocol import OVERHEAD, SAMPLES_HEADER
 
         frame = OVERHEAD + SAMPLES_HEADER.size + self.samples_per_frame * self.bytes_per_sample
         return frame * self.sample_rate_hz / self.samples_per_frame
@@ -156,7 +156,7 @@ def load_board(path: Path) -> FrontEndProfile | HostProfile:
     if link["transport"] not in TRANSPORTS:
         raise ConfigError(f"{path.name}: link.transport must be one of {', '.join(TRANSPORTS)}")
     _range(path, "link.baudrate", link["baudrate"], 9600, 20_000_000)
-    from firmware_host.protocol import max_samples_per_frame
+    from wire.protocol import max_samples_per_frame
 
     _range(path, "link.samples_per_frame", link["samples_per_frame"], 1,
            max_samples_per_frame(f["adc_bits"] // 8))

@@ -1,0 +1,1 @@
+"""Readers: every recording format a clinic exports, bounded and streamed."""
