@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from benches.harness import BenchOptions, box_and_front_end_cpus
@@ -28,10 +29,11 @@ import json, os, sys, time
 cpu = int(sys.argv[2])
 if hasattr(os, "sched_setaffinity"):
     os.sched_setaffinity(0, {cpu})
-from edge.live import LiveSession, PlainView
+from edge.live import LiveSession
 from edge.pipeline import Pipeline
 from edge.procmem import peak_rss_mb
 from edge.runtime import load_verified
+from edge.screen import PlainView
 from wire.boards import get_frontend
 from wire.link import FrontEndClient, SerialLink
 import io
@@ -81,10 +83,11 @@ def coverage_under_loss(drop_rate: float, seconds: float, seed: int = 0) -> dict
 
     import numpy as np
 
-    from edge.live import LiveSession, PlainView
+    from edge.live import LiveSession
     from edge.pipeline import Pipeline
-    from edge.readers.recording import load_wav
+    from edge.readers import load_wav
     from edge.runtime import load_verified
+    from edge.screen import PlainView
     from rigs.demo import DEMO_WAV
     from wire.boards import get_frontend
     from wire.link import FrontEndClient, SerialLink
@@ -126,29 +129,79 @@ print(rc, peak_rss_mb())
 """
 
 
-def peak_rss_classify(hours: float) -> float:
-    """Peak resident MB of ``nemg classify --json`` on a WAV of ``hours`` (the box's own
-    20 kHz format), in a fresh process (VmHWM: its own high-water mark)."""
-    import tempfile
-    from pathlib import Path
+FORMATS = ("wav", "edf", "wfdb", "csv")
+"""The formats the long-file memory figure is measured for."""
+CSV_RATE_HZ = 4000
+"""A long CSV is written at an archive's rate (emgdb's): at 20 kHz 3 h of text is 4 GB."""
 
-    from edge.readers.recording import load_wav
+
+def write_long_file(folder: Path, fmt: str, hours: float) -> Path:
+    """The scripted exam, tiled to ``hours``, as a file of ``fmt`` in ``folder``: WAV, EDF
+    (1 s records) and WFDB (format 16) at 20 kHz, written a period at a time; a CSV at
+    :data:`CSV_RATE_HZ` (its rows must count up, so they are formatted as they go)."""
+    import numpy as np
+
+    from edge.readers import load_wav
     from edge.readers.wav import wav_header
+    from edge.resample import resample_int16
+    from edge.spec import DEFAULT_SPEC
     from rigs.demo import DEMO_WAV
 
-    exam = load_wav(DEMO_WAV).to_int16(0.5).astype("<i2")
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "long.wav"
-        n = int(hours * 3600 * 20_000)
+    fs, lsb = DEFAULT_SPEC.mel.sample_rate_hz, DEFAULT_SPEC.mel.uv_per_lsb
+    exam = load_wav(DEMO_WAV).to_int16(lsb)
+    n = int(hours * 3600 * fs) // fs * fs  # whole seconds: whole EDF records
+    period = exam[: exam.size // fs * fs].astype("<i2")
+
+    def tiled(f, total: int) -> None:
+        for i in range(0, total, period.size):
+            f.write(period[: min(period.size, total - i)].tobytes())
+
+    if fmt == "wav":
+        path = folder / "long.wav"
         with open(path, "wb") as f:
-            f.write(wav_header(n, 20_000, 0.5))
-            for i in range(0, n, exam.size):
-                f.write(exam[: min(exam.size, n - i)].tobytes())
+            f.write(wav_header(n, fs, 0.5))
+            tiled(f, n)
+    elif fmt == "edf":
+        path = folder / "long.edf"
+        with open(path, "wb") as f:
+            fields = [("0", 8), ("X X X X", 80), ("Startdate X X X X", 80), ("01.01.01", 8),
+                      ("00.00.00", 8), ("512", 8), ("", 44), (str(n // fs), 8), ("1", 8),
+                      ("1", 4), ("EMG", 16), ("", 80), ("uV", 8), ("-16384", 8),
+                      ("16383.5", 8), ("-32768", 8), ("32767", 8), ("", 80), (str(fs), 8),
+                      ("", 32)]
+            f.write("".join(v.ljust(w) for v, w in fields).encode("ascii"))
+            tiled(f, n)
+    elif fmt == "wfdb":
+        path = folder / "long.hea"
+        path.write_text(f"long 1 {fs} {n}\nlong.dat 16 2(0)/uV 16 0 0 0 0 emg\n")
+        with open(folder / "long.dat", "wb") as f:
+            tiled(f, n)
+    else:
+        path = folder / "long.csv"
+        x = resample_int16(exam, fs, CSV_RATE_HZ).astype(np.float64) * 0.5
+        total = n // fs * CSV_RATE_HZ
+        with open(path, "w") as f:
+            f.write("time_s,emg_uV\n")
+            for i in range(0, total, x.size):
+                k = min(x.size, total - i)
+                f.write("".join(map("{:.6f},{:.1f}\n".format,
+                                    (i + np.arange(k)) / CSV_RATE_HZ, x[:k])))
+    return path
+
+
+def peak_rss_classify(hours: float, fmt: str = "wav") -> float:
+    """Peak resident MB of ``nemg classify --json`` on a file of ``hours`` in ``fmt``
+    (:func:`write_long_file`), in a fresh process (VmHWM: its own high-water mark)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = write_long_file(Path(d), fmt, hours)
         child = subprocess.run([sys.executable, "-c", LONG_FILE_CHILD, str(path)],
-                               capture_output=True, text=True, timeout=3600)
+                               capture_output=True, text=True, timeout=3 * 3600)
     rc, mb = child.stdout.split()
     if rc != "0":
-        raise RuntimeError(f"classify of a long file failed: {child.stderr.strip()[-500:]}")
+        raise RuntimeError(f"classify of a long {fmt} file failed: "
+                           f"{child.stderr.strip()[-500:]}")
     return float(mb)
 
 
@@ -195,10 +248,12 @@ def run(opts: BenchOptions) -> dict[str, Any]:
 def _loss_and_memory(opts: BenchOptions) -> dict[str, Any]:
     loss = coverage_under_loss(0.01, 10.0 if opts.quick else 120.0)
     hours = 0.05 if opts.quick else 3.0
+    key = "peak_rss_mb_3h_file" if not opts.quick else "peak_rss_mb_quick_file"
+    by_format = {fmt: peak_rss_classify(hours, fmt) for fmt in FORMATS}
     return {
         "window_coverage_at_1pct_frame_loss": loss["coverage"],
         "gaps_at_1pct_frame_loss": loss["gaps"],
         "gaps_concealed_at_1pct_frame_loss": loss["concealed"],
-        "peak_rss_mb_3h_file" if not opts.quick else "peak_rss_mb_quick_file":
-            peak_rss_classify(hours),
+        key: by_format["wav"],
+        f"{key}_by_format": by_format,
     }

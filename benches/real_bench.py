@@ -44,7 +44,7 @@ def real_data_dir() -> Path:
 
 
 def load_real(path: Path, how: str):
-    from edge.readers.importers import load_recording, load_two_columns
+    from edge.readers import load_recording, load_two_columns
 
     return load_recording(path) if how == "wfdb" else load_two_columns(path, how)
 

@@ -18,9 +18,10 @@ import numpy as np
 from convert.synth import PARAMS, Synthesized, make_patient, patient_dict, synthesize
 from edge.errors import InputError
 from edge.labels import LABELS, PATHOLOGICAL, check_label
-from edge.readers.importers import Recording, load_wav
+from edge.readers import Recording, load_wav
 from edge.readers.recording import uv_to_int16
 from edge.readers.wav import write_wav
+from edge.spec import DEFAULT_SPEC
 
 SYNTH_VERSION = 2  # 2: a discharge must stand out of its mixture background too
 
@@ -50,8 +51,9 @@ def recording_seed(seed: int, label: str, index: int) -> list[int]:
     return [seed, LABELS.index(label), index]
 
 
-def synth_corpus(out: Path, per_class: int, seed: int, *, sample_rate_hz: int = 20_000,
-                 duration_s: float = 6.0, uv_per_lsb: float = 0.5,
+def synth_corpus(out: Path, per_class: int, seed: int, *,
+                 sample_rate_hz: int = DEFAULT_SPEC.mel.sample_rate_hz,
+                 duration_s: float = 6.0, uv_per_lsb: float = DEFAULT_SPEC.mel.uv_per_lsb,
                  labels: tuple[str, ...] = LABELS,
                  progress: Callable[[int, int], None] | None = None,
                  patient_overrides: dict | None = None,

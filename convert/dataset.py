@@ -22,9 +22,10 @@ import numpy as np
 from convert.augment import AugmentConfig, Augmenter
 from convert.corpus import CorpusItem, synth_pcm
 from convert.synth import quiet_spans_as
-from edge.features import MelConfig, MelFrontEnd, float_to_int16
+from edge.acquire.files import recording_at_rate
+from edge.features import MelFrontEnd, float_to_int16
 from edge.labels import LABELS, PATHOLOGICAL
-from edge.windows import WindowConfig
+from edge.spec import MelConfig, WindowConfig
 
 TIERS: tuple[frozenset[str], ...] = (
     frozenset(PATHOLOGICAL),
@@ -160,7 +161,7 @@ def _item_windows(item: CorpusItem | FreshRecording, mel: MelConfig, win: Window
         uv, spans, mixture = item.signal(mel.sample_rate_hz)
         background = None if item.label not in PATHOLOGICAL else (mixture or "none")
     else:
-        uv = item.load().resampled(mel.sample_rate_hz, mel.uv_per_lsb).samples_uv
+        uv = recording_at_rate(item.load(), mel.sample_rate_hz, mel.uv_per_lsb).samples_uv
         spans, background = item.spans, background_of(item)
     if condition is not None:
         uv = condition.apply(uv, item.seed)
@@ -294,7 +295,7 @@ def background_items(items: list[CorpusItem], limit: int | None = None) -> list[
 
 def load_backgrounds(items: list[CorpusItem], mel: MelConfig) -> list[Background]:
     # float32: every worker holds them all (192 × 4 s is 60 MB, not 120)
-    return [(i.label, i.load().resampled(mel.sample_rate_hz, mel.uv_per_lsb)
+    return [(i.label, recording_at_rate(i.load(), mel.sample_rate_hz, mel.uv_per_lsb)
              .samples_uv.astype(np.float32)) for i in items]
 
 

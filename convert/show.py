@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.readers.importers import Recording, load_labels, load_recording
+from edge.readers import Recording, load_labels, load_recording
 
 COLORS = {
     "fibrillation": "#d62728", "positive_sharp_wave": "#ff7f0e", "fasciculation": "#9467bd",

@@ -3,10 +3,10 @@
 - ``sine[:HZ[:UV]]`` — a looped test sine (default 100 Hz, 500 µV peak);
 - ``ramp`` — a looped full-range sawtooth (every ADC code; for wire tests);
 - ``scenario:KIND`` — an EMG-like scenario (``rigs.testsignals`` kinds, or ``exam``);
-- a file: ``.npy`` (integer = ADC values, float = µV), ``.wav`` at the board's rate (its
-  recorded µV scale, else ``file_uv_per_lsb`` per LSB), and every format
-  ``load_recording`` reads when the caller passes one (the CLI passes the workstation's
-  importers where they are installed).
+- a file: ``.npy`` (integer = ADC values, float = µV), or any recording
+  :func:`edge.readers.open_recording` reads (its recorded µV scale, else
+  ``file_uv_per_lsb`` per unit), brought to the board's rate as the box brings a file to
+  the model's (:meth:`edge.readers.Recording.resampled`).
 
 Values are converted to the board's ADC scale (µV / uv_per_lsb), saturating at its rails.
 The wire layer's :class:`~wire.virtual.SampleSource` only plays what it is given;
@@ -15,7 +15,6 @@ building it from test signals and files is this module's job (the arrows point o
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +30,8 @@ def uv_to_adc(uv: np.ndarray, profile: FrontEndProfile) -> np.ndarray:
 
 
 def open_source(spec: str, profile: FrontEndProfile, *, loop: bool = True,
-                file_uv_per_lsb: float = 0.5,
-                load_recording: Callable[[Path], object] | None = None) -> SampleSource:
+                file_uv_per_lsb: float = 0.5) -> SampleSource:
+    """What ``spec`` names, as the board's ADC values (see the module's list)."""
     fs = profile.sample_rate_hz
     kind, _, arg = spec.partition(":")
     if kind == "sine":
@@ -76,18 +75,11 @@ def open_source(spec: str, profile: FrontEndProfile, *, loop: bool = True,
                 raise InputError(f"{path}: contains NaN or infinite values")
             return SampleSource(uv_to_adc(x, profile), loop=loop, name=path.name)
         return SampleSource(x.astype(np.int32), loop=loop, name=path.name)
-    if load_recording is not None:
-        rec = load_recording(path).resampled(fs, profile.uv_per_lsb)
-        return SampleSource(uv_to_adc(rec.microvolts(), profile), loop=loop, name=path.name)
-    if suffix == ".wav":
-        from edge.readers.recording import load_wav
+    from edge.acquire.files import recording_at_rate
+    from edge.readers import open_recording
 
-        rec = load_wav(path)
-        if rec.sample_rate_hz != fs:
-            raise InputError(f"{path}: {rec.sample_rate_hz:g} Hz but the board runs at {fs} Hz "
-                             "(resampling needs the workstation extra)")
-        if not rec.scale_known:  # the file says nothing: its LSB is file_uv_per_lsb
-            rec = rec.with_unit_uv(file_uv_per_lsb)
-        return SampleSource(uv_to_adc(rec.samples_uv, profile), loop=loop, name=path.name)
-    raise InputError(f"{path}: {suffix or 'this'} files need the workstation extra "
-                     "(pip install 'nemg-edge[convert]')")
+    rec = open_recording(path).load()
+    if not rec.scale_known:  # the file says nothing: its unit is file_uv_per_lsb
+        rec = rec.with_unit_uv(file_uv_per_lsb)
+    rec = recording_at_rate(rec, fs, profile.uv_per_lsb)
+    return SampleSource(uv_to_adc(rec.samples_uv, profile), loop=loop, name=path.name)

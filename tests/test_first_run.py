@@ -102,7 +102,7 @@ def test_progress_in_a_pipe_is_whole_lines_without_carriage_returns():
 
 
 def test_an_internal_error_is_one_short_line_however_long_its_text():
-    from edge.cli import describe_exception
+    from edge.cli.failures import describe_exception
 
     text = describe_exception(TypeError("bytes: " + "\x00\n" * 100_000))
     assert "\n" not in text and len(text) <= 300 and text.startswith("TypeError: bytes:")

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edge import __version__
+from edge.cli.failures import describe_exception
 from edge.console import filtered_stderr
 from edge.errors import MissingExtraError, NemgError
 
@@ -103,23 +104,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
         help=argparse.SUPPRESS,  # the description lists them; no stray 'COMMAND' line
     )
     return parser, sub
-
-
-def option_anywhere(parser: argparse.ArgumentParser, actions: list[argparse.ArgumentParser],
-                    *flags: str, **kwargs) -> None:
-    """Add an option to a command and to each of its actions, so that both
-    ``nemg model --store S status`` and ``nemg model status --store S`` work (one
-    definition; an action's copy only sets the value when it is given)."""
-    parser.add_argument(*flags, **kwargs)
-    for action in actions:
-        action.add_argument(*flags, **{**kwargs, "default": argparse.SUPPRESS})
-
-
-def describe_exception(exc: BaseException, limit: int = 300) -> str:
-    """``Type: text`` on one line and at most ``limit`` characters, however long the text
-    (an exception can carry a whole model's bytes)."""
-    text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _missing_extra(exc: ModuleNotFoundError, what: str) -> MissingExtraError | None:

@@ -14,7 +14,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--out", type=Path, required=True, help="corpus folder")
     s.add_argument("--per-class", type=int, default=20, help="recordings per class")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--sample-rate", type=int, default=20_000, metavar="HZ")
+    s.add_argument("--sample-rate", type=int, default=None, metavar="HZ",
+                   help="default: the front end's rate new models train on")
     s.add_argument("--duration", type=float, default=6.0, metavar="S", help="per recording")
     s.add_argument("--labels", help="comma-separated subset of classes")
     s.add_argument("--workers", type=int, default=2,
@@ -40,8 +41,11 @@ def run(args: argparse.Namespace) -> int:
         from convert.corpus import synth_corpus
         from edge.console import Progress
         from edge.labels import LABELS
+        from edge.spec import DEFAULT_SPEC
 
         labels = tuple(x.strip() for x in args.labels.split(",")) if args.labels else LABELS
+        if args.sample_rate is None:
+            args.sample_rate = DEFAULT_SPEC.mel.sample_rate_hz
         if not 1000 <= args.sample_rate <= 100_000:
             raise ConfigError(f"--sample-rate {args.sample_rate} is outside 1000..100000 Hz")
         if not 0.5 <= args.duration <= 600:
@@ -69,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         out = show(args.file, args.out, args.start, args.seconds)
         print(out)
         return 0
-    from edge.readers.importers import load_recording
+    from edge.readers import load_recording
 
     rec = load_recording(args.file, args.channel)
     print(json.dumps({"file": str(args.file), "sample_rate_hz": rec.sample_rate_hz,

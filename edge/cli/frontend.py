@@ -46,16 +46,10 @@ def simulate(args: argparse.Namespace) -> int:
     from wire.boards import get_frontend
     from wire.virtual import Faults, VirtualFrontEnd
 
-    try:  # every importer format where the workstation extra is installed
-        from edge.readers.importers import load_recording
-    except ImportError:
-        load_recording = None
-
     _check_rate("drop-rate", args.drop_rate)
     _check_rate("corrupt-rate", args.corrupt_rate)
     profile = get_frontend(args.board)
-    source = open_source(args.source, profile, loop=not args.once,
-                         load_recording=load_recording)
+    source = open_source(args.source, profile, loop=not args.once)
     frame_s = profile.samples_per_frame / profile.sample_rate_hz
     faults = Faults(drop_rate=args.drop_rate, corrupt_rate=args.corrupt_rate,
                     disconnect_after_frames=None if args.disconnect_after is None

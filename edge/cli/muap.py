@@ -1,5 +1,5 @@
 """``nemg muap FILE... [--muscle M] [--age A] [--json] [-o report.png]``: quantitative MUAP
-analysis of steady voluntary contractions (edge/muap.py).
+analysis of steady voluntary contractions (edge/muap/).
 
 Any importer format and rate. Each file is analysed on its own: a bad one gets its own
 ``nemg: error:`` line and the others go on. At most ``MAX_ANALYSED_S`` of a file are read
@@ -33,25 +33,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def load_uv(path: Path, channel=None, scale_uv: float | None = None):
-    """(µV samples at the file's own rate, rate, the ``input`` report)."""
-    from edge.cli.classify import scaled_recording
+    """(µV samples at the file's own rate, rate, the ``input`` report): at most
+    :data:`MAX_ANALYSED_S` of the file are read."""
+    from edge.acquire.files import read_scaled
     from edge.fileio import check_regular
+    from edge.readers import open_recording
 
     check_regular(path)
-    rec, report = scaled_recording(path, channel, scale_uv)
-    n = min(rec.samples_uv.size, int(MAX_ANALYSED_S * rec.sample_rate_hz))
-    if n < rec.samples_uv.size:
+    reader = open_recording(path, channel)
+    rec, report = read_scaled(reader, scale_uv, MAX_ANALYSED_S)
+    if rec.samples_uv.size < reader.frames:
         report["analysed_s"] = MAX_ANALYSED_S
         print(f"nemg: note: {path}: the first {MAX_ANALYSED_S:g} s of "
-              f"{rec.duration_s:.0f} s analysed", file=sys.stderr, flush=True)
-    return rec.samples_uv[:n], rec.sample_rate_hz, {"sample_rate_hz": rec.sample_rate_hz,
-                                                     **report}
+              f"{reader.duration_s:.0f} s analysed", file=sys.stderr, flush=True)
+    return rec.samples_uv, rec.sample_rate_hz, {"sample_rate_hz": rec.sample_rate_hz,
+                                                **report}
 
 
 def analyse_file(path: Path, *, muscle=None, age=None, channel=None,
                  scale_uv: float | None = None) -> dict[str, Any]:
     from edge.errors import InputError
-    from edge.muap import analyse
+    from edge.muap.analysis import analyse
 
     x, fs, report = load_uv(path, channel, scale_uv)
     try:
@@ -79,7 +81,7 @@ def _text(res: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.cli.classify import report_failure
+    from edge.cli.failures import report_failure
 
     if args.scale_uv is not None and not 0 < args.scale_uv < float("inf"):
         from edge.errors import ConfigError

@@ -12,6 +12,7 @@ the file's size before any data is read.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +20,16 @@ import numpy as np
 
 from edge.errors import InputError
 from edge.fileio import open_regular
+from edge.labels import check_label
+from edge.readers.recording import READ_SAMPLES, SignalReader, pick_channel, unit_to_uv
 
 ANNOTATIONS = ("EDF Annotations", "BDF Annotations")
 """The labels of the annotation signal (BDF+ names it after itself)."""
 MAX_SIGNALS = 512
+READ_BYTES = READ_SAMPLES * 2
+"""Bytes read at a time."""
+MAX_TAL_BYTES = 1 << 20
+"""An annotation list longer than this is not one (bounded memory)."""
 
 
 @dataclass(frozen=True)
@@ -113,58 +120,101 @@ def read_header(path: Path, fd: int) -> EdfHeader:
     return h
 
 
-def _records(fd: int, h: EdfHeader) -> np.ndarray:
-    """All data records as [records, samples-per-record-of-all-signals] integers."""
-    raw = os.pread(fd, h.records * h.record_bytes, h.header_bytes)
-    if h.bdf:
-        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
-        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-        d = np.where(v >= 1 << 23, v - (1 << 24), v)
-    else:
-        d = np.frombuffer(raw, "<i2").astype(np.int32)
-    return d.reshape(h.records, -1)
+class EdfReader(SignalReader):
+    """One data signal of an EDF/BDF file (``channel``: its index among the data signals,
+    or its label), read a group of data records at a time; EDF+ annotations whose text is
+    a label become spans (read when the file is opened: a bad label is refused then)."""
 
-
-def read_edf(path: Path, channel: int) -> tuple[np.ndarray, EdfHeader,
-                                                list[tuple[float, float, str]]]:
-    """(physical values of data signal ``channel``, the header, the annotations)."""
-    fd = open_regular(path)
-    try:
-        h = read_header(path, fd)
-        data = _records(fd, h)
-    finally:
-        os.close(fd)
-    offsets = np.cumsum([0] + [s.per_record for s in h.signals])
-    i = h.data_signals[channel]
-    s = h.signals[i]
-    d = data[:, offsets[i] : offsets[i + 1]].reshape(-1).astype(np.float64)
-    bitvalue = (s.pmax - s.pmin) / (s.dmax - s.dmin)
-    offset = s.pmax / bitvalue - s.dmax
-    annotations = []
-    for j in (k for k, sig in enumerate(h.signals) if sig.label in ANNOTATIONS):
-        block = data[:, offsets[j] : offsets[j + 1]]
-        raw = block.astype("<i2").tobytes() if not h.bdf else \
-            np.stack([block & 0xFF, (block >> 8) & 0xFF, (block >> 16) & 0xFF], -1) \
-            .astype(np.uint8).tobytes()
-        annotations += _annotations(raw)
-    return bitvalue * (offset + d), h, annotations
-
-
-def _annotations(raw: bytes) -> list[tuple[float, float, str]]:
-    """Time-stamped annotation lists: ``+onset[\\x15duration]\\x14text\\x14...\\x00``."""
-    out = []
-    for tal in raw.split(b"\x00"):
-        if not tal.strip(b"\x00"):
-            continue
-        parts = tal.split(b"\x14")
-        timing = parts[0].split(b"\x15")
+    def __init__(self, path: Path, channel: int | str = 0) -> None:
+        fd = open_regular(path)
         try:
-            onset = float(timing[0])
-            duration = float(timing[1]) if len(timing) > 1 and timing[1] else -1.0
-        except ValueError:
-            continue
-        for text in parts[1:]:
-            t = text.decode("utf-8", "replace").strip()
-            if t:
-                out.append((onset, duration, t))
-    return out
+            h = read_header(path, fd)
+        finally:
+            os.close(fd)
+        names = [h.signals[k].label for k in h.data_signals]
+        if not names:
+            raise InputError(f"{path}: no signals")
+        self.path, self.header = path, h
+        self.index = h.data_signals[pick_channel(path, len(names), channel, names)]
+        s = h.signals[self.index]
+        self._bitvalue = (s.pmax - s.pmin) / (s.dmax - s.dmin)
+        self._offset = s.pmax / self._bitvalue - s.dmax
+        annotations = []
+        for j in (k for k, sig in enumerate(h.signals) if sig.label in ANNOTATIONS):
+            for onset, dur, label in _annotations(path, self._raw(j)):
+                check_label(label, f"{path} annotation at {onset:.3f} s")
+                annotations.append((float(onset), float(onset + max(dur, 0.0)), label))
+        super().__init__(path, h.rate_hz(self.index), h.records * s.per_record, unit=s.unit,
+                         unit_uv=unit_to_uv(path, s.unit), scale_known=True, channel=s.label,
+                         annotations=annotations)
+
+    def _raw(self, i: int) -> Iterator[bytes]:
+        """Signal ``i``'s bytes, record after record, at most :data:`READ_BYTES` at a time:
+        several whole records per read where they are small, else pieces of one."""
+        h, width = self.header, self.header.sample_bytes
+        at = sum(s.per_record for s in h.signals[:i]) * width
+        size = h.signals[i].per_record * width
+        fd = open_regular(self.path)
+        try:
+            group = READ_BYTES // h.record_bytes
+            if group:
+                for r in range(0, h.records, group):
+                    n = min(group, h.records - r)
+                    raw = _pread(self.path, fd, n * h.record_bytes,
+                                 h.header_bytes + r * h.record_bytes)
+                    rows = np.frombuffer(raw, np.uint8).reshape(n, h.record_bytes)
+                    yield rows[:, at : at + size].tobytes()
+            else:
+                piece = READ_BYTES // width * width
+                for r in range(h.records):
+                    base = h.header_bytes + r * h.record_bytes + at
+                    for k in range(0, size, piece):
+                        yield _pread(self.path, fd, min(piece, size - k), base + k)
+        finally:
+            os.close(fd)
+
+    def unit_blocks(self) -> Iterator[np.ndarray]:
+        for raw in self._raw(self.index):
+            if self.header.bdf:
+                b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
+                v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+                d = np.where(v >= 1 << 23, v - (1 << 24), v)
+            else:
+                d = np.frombuffer(raw, "<i2").astype(np.int32)
+            # edflib's physical value, in the header's unit
+            yield self._bitvalue * (self._offset + d.astype(np.float64))
+
+
+def _pread(path: Path, fd: int, n: int, at: int) -> bytes:
+    raw = os.pread(fd, n, at)
+    if len(raw) < n:
+        raise InputError(f"{path}: truncated while reading (the file shrank?)")
+    return raw
+
+
+def _annotations(path: Path, pieces: Iterator[bytes]) -> list[tuple[float, float, str]]:
+    """Time-stamped annotation lists: ``+onset[\\x15duration]\\x14text\\x14...\\x00``,
+    parsed as the pieces of the annotation signal arrive (a list cut between two pieces
+    is joined again)."""
+    out: list[tuple[float, float, str]] = []
+    carry = b""
+    for piece in pieces:
+        *tals, carry = (carry + piece).split(b"\x00")
+        if len(carry) > MAX_TAL_BYTES:
+            raise InputError(f"{path}: an EDF+ annotation longer than {MAX_TAL_BYTES} bytes")
+        out += (a for tal in tals for a in _tal(tal))
+    return out + _tal(carry)
+
+
+def _tal(tal: bytes) -> list[tuple[float, float, str]]:
+    if not tal.strip(b"\x00"):
+        return []
+    parts = tal.split(b"\x14")
+    timing = parts[0].split(b"\x15")
+    try:
+        onset = float(timing[0])
+        duration = float(timing[1]) if len(timing) > 1 and timing[1] else -1.0
+    except ValueError:
+        return []
+    return [(onset, duration, t) for t in (p.decode("utf-8", "replace").strip()
+                                           for p in parts[1:]) if t]

@@ -1,10 +1,16 @@
-"""A recording in µV, and WAV loading: the part of the importers the box needs
-(numpy only). EDF, WFDB and CSV live in ``edge.readers.importers`` (workstation extra).
+"""A recording in µV, the streaming reader every format implements, and the checks and
+scale helpers they share (numpy only).
+
+A reader (:class:`SignalReader`) knows a file's rate, length, unit and scale from its
+header and hands out one channel's samples in order, a block at a time: an hours-long file
+needs no more memory than a block. :meth:`SignalReader.load` reads the whole channel into a
+:class:`Recording` for callers that want it at once.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -32,6 +38,9 @@ NOISE_FLOOR_UV = 6.5
 FLOOR_FRAME_MS, FLOOR_QUANTILE = 5.0, 10
 FLOOR_MAX_S = 60.0
 """Seconds an estimate reads at the most (bounded memory for long files)."""
+
+READ_SAMPLES = 1 << 17
+"""Samples (per channel) a reader reads from its file at a time: 1 MiB of float64."""
 
 #: Below this a file cannot hold needle EMG (MUAP and fibrillation energy reaches several
 #: kHz); refusing it also bounds what resampling to the model's rate may allocate.
@@ -77,18 +86,6 @@ class Recording:
         return replace(self, samples_uv=self.samples_uv * (unit_uv / self.assumed_unit_uv),
                        scale_known=True, assumed_unit_uv=None)
 
-    def resampled(self, rate_hz: int, uv_per_lsb: float) -> Recording:
-        """At ``rate_hz`` the way the box brings a file there: canonical int16 at
-        ``uv_per_lsb`` at the file's own rate, then the fixed-point resampler
-        (:mod:`edge.resample`), back in µV. Training and ``nemg classify`` see the same
-        bits; a recording already at ``rate_hz`` is returned as it is."""
-        if math.isclose(self.sample_rate_hz, rate_hz):
-            return self
-        from edge.resample import resample_int16
-
-        y = resample_int16(self.to_int16(uv_per_lsb), self.sample_rate_hz, rate_hz)
-        return replace(self, samples_uv=y.astype(np.float64) * uv_per_lsb,
-                       sample_rate_hz=float(rate_hz))
 
     def to_int16(self, uv_per_lsb: float) -> np.ndarray:
         """Canonical int16 for the front end (saturating: a clipped source stays clipped)."""
@@ -131,9 +128,14 @@ def check_rate(path: Path, rate: float) -> None:
 def check_finite(path: Path, x: np.ndarray, rate: float, first_index: int = 0) -> None:
     bad = ~np.isfinite(x)
     if bad.any():
-        i = first_index + int(np.flatnonzero(bad)[0])
-        where = f"{i / rate:.4f} s" if rate > 0 else f"sample {i}"
-        raise InputError(f"{path}: {int(bad.sum())} NaN/infinite sample(s), first at {where}")
+        raise nonfinite_error(path, int(bad.sum()), first_index + int(np.flatnonzero(bad)[0]),
+                              rate)
+
+
+def nonfinite_error(path: Path, count: int, first: int, rate: float) -> InputError:
+    """The error for ``count`` NaN/infinite samples, the first at index ``first``."""
+    where = f"{first / rate:.4f} s" if rate > 0 else f"sample {first}"
+    return InputError(f"{path}: {count} NaN/infinite sample(s), first at {where}")
 
 
 def check_samples(path: Path, x: np.ndarray, rate: float) -> None:
@@ -161,30 +163,96 @@ def pick_channel(path: Path, n: int, channel: int | str, names: list[str]) -> in
     return i
 
 
-# ---- WAV ---------------------------------------------------------------------------------
-def wav_scale(info) -> tuple[float, bool]:
-    """(µV per sample unit, whether the file records it) of a :class:`~edge.readers.wav.WavInfo`."""
-    if info.is_float:  # float WAV: ±1.0 is full scale; unknown gain
-        return NOMINAL_WAV_FULL_SCALE_UV, False
-    if info.uv_per_lsb is not None:
-        return info.uv_per_lsb, True
-    return NOMINAL_WAV_FULL_SCALE_UV / (1 << (info.bits - 1)), False
+class SignalReader:
+    """One channel of a recording file, read in order a block at a time.
+
+    Subclasses (one per format) parse and check the header when they are made (a header
+    that promises more than the file holds is refused before anything is allocated) and
+    implement :meth:`unit_blocks`; µV are ``units · unit_uv``, the arithmetic
+    :class:`Recording` always had."""
+
+    def __init__(self, path: Path, sample_rate_hz: float, frames: int, *, unit: str,
+                 unit_uv: float, scale_known: bool, channel: str,
+                 annotations: list[tuple[float, float, str]] | None = None) -> None:
+        if frames <= 0:
+            raise InputError(f"{path}: empty (no samples)")
+        check_rate(path, sample_rate_hz)
+        self.path = path
+        self.sample_rate_hz = float(sample_rate_hz)
+        self.frames = frames
+        """Samples in the channel."""
+        self.unit = unit
+        """The file's own unit ('uV', 'mV', 'V', 'adc' or 'float' for WAV, 'unknown')."""
+        self.unit_uv = unit_uv
+        """µV per unit of :meth:`unit_blocks` (recorded, or assumed when not
+        ``scale_known``)."""
+        self.scale_known = scale_known
+        self.channel = channel
+        self.annotations = list(annotations or [])
+        """(start_s, end_s, label) spans the file itself carries."""
+
+    @property
+    def assumed_unit_uv(self) -> float | None:
+        """The µV one unit was assumed to stand for, when the file records no scale."""
+        return None if self.scale_known else self.unit_uv
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate_hz
+
+    def unit_blocks(self) -> Iterator[np.ndarray]:
+        """The channel's samples in the file's units, in order, in pieces of at most
+        :data:`READ_SAMPLES` (exactly :attr:`frames` of them)."""
+        raise NotImplementedError
+
+    def blocks(self, size: int = READ_SAMPLES, limit: int | None = None
+               ) -> Iterator[np.ndarray]:
+        """float64 µV in blocks of ``size`` (the last one shorter), each checked finite;
+        the first ``limit`` samples only, if given."""
+        start, end = 0, self.frames if limit is None else min(limit, self.frames)
+        for units in _rechunk(self.path, self.unit_blocks(), size, end):
+            uv = units * self.unit_uv
+            check_finite(self.path, uv, self.sample_rate_hz, start)
+            start += uv.size
+            yield uv
+
+    def head_units(self, count: int) -> np.ndarray:
+        """The first ``count`` samples in the file's units (for a scale estimate)."""
+        parts = list(_rechunk(self.path, self.unit_blocks(), count, min(count, self.frames)))
+        return parts[0] if parts else np.zeros(0)
+
+    def load(self, limit: int | None = None) -> Recording:
+        """The whole channel (or its first ``limit`` samples) as a :class:`Recording`."""
+        n = self.frames if limit is None else min(limit, self.frames)
+        x, at = np.empty(n), 0
+        for uv in self.blocks(limit=n):
+            x[at : at + uv.size] = uv
+            at += uv.size
+        return Recording(x, self.sample_rate_hz, self.unit, self.scale_known, self.channel,
+                         str(self.path), list(self.annotations), self.assumed_unit_uv)
 
 
-def wav_channel(path: Path, info, channel: int | str) -> int:
-    return pick_channel(path, info.channels, channel, [str(i) for i in range(info.channels)])
-
-
-def load_wav(path: Path, channel: int | str = 0) -> Recording:
-    from edge.readers.wav import read_frames, wav_info
-
-    info = wav_info(path)
-    check_rate(path, info.sample_rate_hz)
-    ch = wav_channel(path, info, channel)
-    x = read_frames(info, 0, info.frames)[:, ch].astype(np.float64)
-    scale, known = wav_scale(info)
-    check_samples(path, x, info.sample_rate_hz)
-    return Recording(x * scale, float(info.sample_rate_hz), "float" if info.is_float else "adc",
-                     known, str(ch), str(path), assumed_unit_uv=None if known else scale)
-
-
+def _rechunk(path: Path, pieces: Iterator[np.ndarray], size: int, total: int
+             ) -> Iterator[np.ndarray]:
+    """``total`` samples of ``pieces`` again, in blocks of exactly ``size`` (the last one
+    shorter); the file shrinking under the reader is an error, not a short result."""
+    buf: list[np.ndarray] = []
+    have = done = 0
+    try:
+        for piece in pieces:
+            piece = piece[: total - done - have]
+            buf.append(piece)
+            have += piece.size
+            while have >= size or (have and done + have == total):
+                joined = np.concatenate(buf) if len(buf) > 1 else buf[0]
+                out, rest = joined[:size], joined[size:]
+                buf, have = ([rest], rest.size) if rest.size else ([], 0)
+                done += out.size
+                yield out
+            if done == total:
+                return
+    finally:
+        if hasattr(pieces, "close"):
+            pieces.close()  # a generator holding a file: closed now, not at collection
+    if done < total:
+        raise InputError(f"{path}: ended early while it was read (did it shrink?)")

@@ -11,12 +11,20 @@ import math
 import os
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edge.errors import InputError
+from edge.readers.recording import (
+    NOMINAL_WAV_FULL_SCALE_UV,
+    READ_SAMPLES,
+    Recording,
+    SignalReader,
+    pick_channel,
+)
 
 PCM, IEEE_FLOAT, EXTENSIBLE = 1, 3, 0xFFFE
 _SCALE_RE = re.compile(rb"uv_per_lsb=([0-9.eE+-]+)")
@@ -50,7 +58,7 @@ class WavData:
     """Raw WAV content."""
 
     samples: np.ndarray
-    """[frames, channels]: int for PCM (8-bit converted to signed), float for IEEE."""
+    """[frames, channels]: int for PCM (8-bit made signed), float for IEEE."""
     sample_rate_hz: int
     bits: int
     is_float: bool
@@ -183,3 +191,35 @@ def read_wav(path: Path) -> WavData:
     info = wav_info(path)
     return WavData(read_frames(info, 0, info.frames), info.sample_rate_hz, info.bits,
                    info.is_float, info.comment, info.uv_per_lsb)
+
+
+def wav_scale(info: WavInfo) -> tuple[float, bool]:
+    """(µV per sample unit, whether the file records it)."""
+    if info.is_float:  # float WAV: ±1.0 is full scale; unknown gain
+        return NOMINAL_WAV_FULL_SCALE_UV, False
+    if info.uv_per_lsb is not None:
+        return info.uv_per_lsb, True
+    return NOMINAL_WAV_FULL_SCALE_UV / (1 << (info.bits - 1)), False
+
+
+class WavReader(SignalReader):
+    """One channel of a WAV, read a block of frames at a time."""
+
+    def __init__(self, path: Path, channel: int | str = 0) -> None:
+        info = wav_info(path)
+        self.info = info
+        self.index = pick_channel(path, info.channels, channel,
+                                  [str(i) for i in range(info.channels)])
+        scale, known = wav_scale(info)
+        super().__init__(path, info.sample_rate_hz, info.frames,
+                         unit="float" if info.is_float else "adc", unit_uv=scale,
+                         scale_known=known, channel=str(self.index))
+
+    def unit_blocks(self) -> Iterator[np.ndarray]:
+        for start in range(0, self.frames, READ_SAMPLES):
+            yield read_frames(self.info, start, READ_SAMPLES)[:, self.index].astype(np.float64)
+
+
+def load_wav(path: Path, channel: int | str = 0) -> Recording:
+    """One channel of a WAV, whole, in µV."""
+    return WavReader(path, channel).load()

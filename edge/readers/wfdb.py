@@ -11,14 +11,17 @@ with a clear error rather than misread.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edge.errors import InputError
-from edge.fileio import read_regular_file
+from edge.fileio import open_regular, read_regular_file
+from edge.readers.recording import READ_SAMPLES, SignalReader, pick_channel, unit_to_uv
 
 FORMATS = {"16": 2, "61": 2, "80": 1, "212": 1.5}
 """format -> bytes per sample."""
@@ -92,29 +95,65 @@ def _adc_zero(fields: list[str]) -> int:
         return 0
 
 
-def read_signal(path: Path, channel: int) -> tuple[np.ndarray, WfdbHeader]:
-    """Physical values of one signal (in its header's units) and the header."""
-    h = read_header(path)
-    s = h.signals[channel]
-    n = len(h.signals)
-    dat = path.with_name(s.file)
-    limit = int((h.samples or 0) * n * FORMATS[s.fmt]) + 16 if h.samples else 1 << 31
-    raw = read_regular_file(dat, limit, "WFDB signal file")
-    if s.fmt == "16":
-        d = np.frombuffer(raw[: len(raw) // 2 * 2], "<i2").astype(np.int64)
-    elif s.fmt == "61":
-        d = np.frombuffer(raw[: len(raw) // 2 * 2], ">i2").astype(np.int64)
-    elif s.fmt == "80":
-        d = np.frombuffer(raw, np.uint8).astype(np.int64) - 128
-    else:  # 212: byte 0 = low 8 bits of a, byte 1 = high 4 of b | high 4 of a, byte 2 = b
-        b = np.frombuffer(raw[: len(raw) // 3 * 3], np.uint8).astype(np.int64).reshape(-1, 3)
-        a = b[:, 0] | ((b[:, 1] & 0x0F) << 8)
-        c = b[:, 2] | ((b[:, 1] & 0xF0) << 4)
-        d = np.stack([a, c], axis=1).reshape(-1)
-        d = np.where(d >= 2048, d - 4096, d)
-    frames = d.size // n
-    if h.samples is not None and frames < h.samples:
-        raise InputError(f"{path}: truncated ({frames} of {h.samples} samples)")
-    frames = h.samples if h.samples is not None else frames
-    x = d[: frames * n].reshape(frames, n)[:, channel]
-    return (x - s.baseline) / s.gain, h
+class WfdbReader(SignalReader):
+    """One signal of a WFDB record (``channel``: its index or name), its ``.dat`` read a
+    piece at a time. The samples the header announces are checked against the signal
+    file's size before anything is read."""
+
+    def __init__(self, path: Path, channel: int | str = 0) -> None:
+        path = path.with_suffix(".hea")
+        h = read_header(path)
+        names = [sig.name for sig in h.signals]
+        i = pick_channel(path, len(names), channel, names)
+        s = h.signals[i]
+        self.header, self.index, self.dat = h, i, path.with_name(s.file)
+        fd = open_regular(self.dat)
+        try:
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        n = len(h.signals)
+        frames = (size // 3 * 2 if s.fmt == "212" else size // int(FORMATS[s.fmt])) // n
+        if h.samples is not None and frames < h.samples:
+            raise InputError(f"{path}: truncated ({frames} of {h.samples} samples)")
+        super().__init__(path, h.rate_hz, frames if h.samples is None else h.samples,
+                         unit=s.units, unit_uv=unit_to_uv(path, s.units), scale_known=True,
+                         channel=names[i])
+
+    def unit_blocks(self) -> Iterator[np.ndarray]:
+        s, n = self.header.signals[self.index], len(self.header.signals)
+        # whole frames per read (pairs of them in format 212: 3 bytes hold 2 samples)
+        step = max(2, READ_SAMPLES // n // 2 * 2)
+        fd = open_regular(self.dat)
+        try:
+            for f0 in range(0, self.frames, step):
+                k = min(step, self.frames - f0)
+                want = _bytes(k * n, s.fmt)
+                raw = os.pread(fd, want, _bytes(f0 * n, s.fmt))
+                if len(raw) < want:
+                    raise InputError(f"{self.dat}: truncated while reading (the file shrank?)")
+                d = _digital(raw, s.fmt)[: k * n].reshape(k, n)[:, self.index]
+                yield (d - s.baseline) / s.gain
+        finally:
+            os.close(fd)
+
+
+def _bytes(samples: int, fmt: str) -> int:
+    """Bytes that hold ``samples`` samples (format 212: whole 3-byte pairs)."""
+    return -(-samples // 2) * 3 if fmt == "212" else samples * int(FORMATS[fmt])
+
+
+def _digital(raw: bytes, fmt: str) -> np.ndarray:
+    """The samples of ``raw`` in format ``fmt``, as int64."""
+    if fmt == "16":
+        return np.frombuffer(raw[: len(raw) // 2 * 2], "<i2").astype(np.int64)
+    if fmt == "61":
+        return np.frombuffer(raw[: len(raw) // 2 * 2], ">i2").astype(np.int64)
+    if fmt == "80":
+        return np.frombuffer(raw, np.uint8).astype(np.int64) - 128
+    # 212: byte 0 = low 8 bits of a, byte 1 = high 4 of b | high 4 of a, byte 2 = b
+    b = np.frombuffer(raw[: len(raw) // 3 * 3], np.uint8).astype(np.int64).reshape(-1, 3)
+    a = b[:, 0] | ((b[:, 1] & 0x0F) << 8)
+    c = b[:, 2] | ((b[:, 1] & 0xF0) << 4)
+    d = np.stack([a, c], axis=1).reshape(-1)
+    return np.where(d >= 2048, d - 4096, d)
