@@ -34,18 +34,19 @@ def _unscaled_copy(src: Path, dst: Path, seed: int) -> None:
     import shutil
     import wave
 
-    from edge.readers.recording import load_wav
+    from edge.readers import load_wav
 
     shutil.copytree(src, dst)
     rng = np.random.default_rng(seed)
     for p in sorted((dst / "wav").glob("*.wav")):
-        x = load_wav(p).samples_uv
+        rec = load_wav(p)
+        x = rec.samples_uv
         peak = 10 ** (rng.uniform(*UNSCALED_PEAK_DBFS) / 20) * 32767
         pcm = np.round(x / max(np.abs(x).max(), 1e-9) * peak).astype("<i2")
         with wave.open(str(p), "wb") as w:  # plain PCM: a WAV from another program
             w.setnchannels(1)
             w.setsampwidth(2)
-            w.setframerate(20_000)
+            w.setframerate(int(rec.sample_rate_hz))
             w.writeframes(pcm.tobytes())
 
 
@@ -53,7 +54,8 @@ def _estimated_copy(src: Path, dst: Path) -> None:
     """The unscaled corpus at the scale the box estimates for each file."""
     import shutil
 
-    from edge.readers.recording import estimate_unit_uv, load_wav, uv_to_int16
+    from edge.readers import load_wav
+    from edge.readers.recording import estimate_unit_uv, uv_to_int16
     from edge.readers.wav import write_wav
 
     shutil.copytree(src, dst)
@@ -87,7 +89,8 @@ def _box(bundle, corpus: Path) -> dict[str, Any]:
     from convert.corpus import read_corpus
     from edge.labels import PATHOLOGICAL
     from edge.pipeline import Pipeline
-    from edge.readers.recording import load_wav, uv_to_int16
+    from edge.readers import load_wav
+    from edge.readers.recording import uv_to_int16
 
     t: Counter[str] = Counter()
     for item in read_corpus(corpus):

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from benches.harness import BenchOptions, measure_interleaved
-from edge.features import MelFrontEnd, default_mel_config
+from edge.features import MelFrontEnd
 from edge.mel_reference import Float32MelBaseline, compare_to_reference, reference_log_mel_db
+from edge.spec import DEFAULT_SPEC
 from rigs.testsignals import examination
 
 
 def run(opts: BenchOptions) -> dict[str, Any]:
-    config = default_mel_config()
+    config = DEFAULT_SPEC.mel
     seconds = 3.0 if opts.quick else 60.0
     x = examination(seconds, config, seed=1)
     fe = MelFrontEnd(config)

@@ -76,8 +76,8 @@ def match_units(found: list[np.ndarray], truth: dict[Any, np.ndarray],
 
 
 def _r00108(data: Path) -> dict[str, Any] | None:
-    from edge.muap import decompose
-    from edge.readers.importers import load_recording
+    from edge.muap.decomposition import decompose
+    from edge.readers import load_recording
 
     hea = data / "R00108.hea"
     eaf = data / "R00108.eaf"
@@ -109,7 +109,8 @@ def read_eaf(path: Path) -> dict[int, np.ndarray]:
 
 def _simulated(n_per_pool: int, seed: int = 4242) -> dict[str, Any]:
     from convert.biosim import simulate_contraction, unit_potential
-    from edge.muap import decompose, measure
+    from edge.muap.decomposition import decompose
+    from edge.muap.measures import measure
 
     fs = 10_000
     rows, findable, found_findable, f1s = [], 0, 0, []
@@ -151,8 +152,8 @@ def _simulated(n_per_pool: int, seed: int = 4242) -> dict[str, Any]:
 
 
 def _emgdb(data: Path) -> dict[str, Any]:
-    from edge.muap import analyse
-    from edge.readers.importers import load_two_columns
+    from edge.muap.analysis import analyse
+    from edge.readers import load_two_columns
 
     out = {}
     for name, want in (("emg_healthy.txt", "normal"), ("emg_myopathy.txt", "myopathic"),
@@ -171,7 +172,7 @@ def _emgdb(data: Path) -> dict[str, Any]:
 def run(opts: BenchOptions) -> dict[str, Any]:
     from benches.harness import pin_to_one_cpu
     from benches.real_bench import real_data_dir
-    from edge.muap import decompose
+    from edge.muap.decomposition import decompose
 
     pin_to_one_cpu()
     data = real_data_dir()
@@ -179,7 +180,7 @@ def run(opts: BenchOptions) -> dict[str, Any]:
     sim = _simulated(1 if opts.quick else 3)
     emg = _emgdb(data)
     if (data / "R00108.hea").is_file():
-        from edge.readers.importers import load_recording
+        from edge.readers import load_recording
 
         rec = load_recording(data / "R00108.hea")
         x, fs = rec.samples_uv, rec.sample_rate_hz
@@ -194,18 +195,20 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         decompose(x, fs)
         times.append(time.process_time() - t0)
     from convert.biosim import simulate_contraction
-    from edge.features import MelConfig
     from edge.readers.recording import uv_to_int16
-    from edge.rest_check import STRETCH_S, voluntary_rates
+    from edge.rest_check import voluntary_rates
+    from edge.spec import DEFAULT_DECISION, DEFAULT_SPEC
 
+    STRETCH_S = DEFAULT_DECISION.rest_check.stretch_s
+    mel = DEFAULT_SPEC.mel
     # the rest check's worst case: a contraction called abnormal, checked at the model rate
     busy = uv_to_int16(simulate_contraction(
-        fs=20_000, duration_s=STRETCH_S, pool="healthy", excitation=3.0,
-        rng=np.random.default_rng([5, 2])).signal_uv, MelConfig().uv_per_lsb)
+        fs=mel.sample_rate_hz, duration_s=STRETCH_S, pool="healthy", excitation=3.0,
+        rng=np.random.default_rng([5, 2])).signal_uv, mel.uv_per_lsb)
     check = []
     for _ in range(1 if opts.quick else 3):
         t0 = time.process_time()
-        voluntary_rates(busy, 20_000)
+        voluntary_rates(busy, mel.sample_rate_hz)
         check.append(time.process_time() - t0)
     return {"r00108": r108 if r108 is not None else "skipped: ../shared/data/real/R00108.* "
             "absent", "simulated": sim, "emgdb": emg,

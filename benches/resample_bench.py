@@ -9,9 +9,10 @@ import numpy as np
 
 from benches.harness import BenchOptions, measure_interleaved
 from edge.resample import ratio, resample_int16
+from edge.spec import DEFAULT_SPEC
 
 RATES = (4000, 16_000, 23_437.5, 44_100, 48_000)
-OUT = 20_000
+OUT = DEFAULT_SPEC.mel.sample_rate_hz
 
 
 def _gain_db(y: np.ndarray, f: float, fs: float, amplitude: float) -> float:

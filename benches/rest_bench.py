@@ -32,9 +32,9 @@ DURATION_S = 12.0
 def _recordings(seed: int, per_class: int, fs: int):
     """(simulator, label, int16 samples at ``fs``) for each recording of the draw."""
     from convert import biosim, synth
-    from edge.features import MelConfig
     from edge.readers.recording import uv_to_int16
     from edge.rest_check import CHECKED_LABELS
+    from edge.spec import MelConfig
 
     labels = [*sorted(CHECKED_LABELS), "motor_unit"]
     for sim in ("synth", "biosim"):
@@ -48,7 +48,10 @@ def _recordings(seed: int, per_class: int, fs: int):
 
 
 def _stretch_counts(recs, fs: int) -> tuple[list[tuple[str, str, int]], float]:
-    from edge.rest_check import STRETCH_S, voluntary_rates
+    from edge.rest_check import voluntary_rates
+    from edge.spec import DEFAULT_DECISION
+
+    STRETCH_S = DEFAULT_DECISION.rest_check.stretch_s
 
     n = round(STRETCH_S * fs)
     rows, spent = [], 0.0
@@ -103,9 +106,8 @@ def _pipeline(recs, bundle) -> dict[str, Any]:
 
 def run(opts: BenchOptions) -> dict[str, Any]:
     from benches.harness import pin_to_one_cpu
-    from edge.features import MelConfig
-    from edge.rest_check import MIN_VOLUNTARY_UNITS
     from edge.runtime import load_verified
+    from edge.spec import DEFAULT_DECISION, MelConfig
 
     pin_to_one_cpu()
     fs = MelConfig().sample_rate_hz
@@ -117,7 +119,7 @@ def run(opts: BenchOptions) -> dict[str, Any]:
     held_recs = list(_recordings(HELD_OUT_SEED, per_class, fs))
     held_rows, _ = _stretch_counts(held_recs, fs)
     return {"chosen_min_units": min(ok) if ok else None,
-            "shipped_min_units": MIN_VOLUNTARY_UNITS,
+            "shipped_min_units": DEFAULT_DECISION.rest_check.min_voluntary_units,
             "check_s_per_stretch": cost,
             "choice_draw": choice, "held_out_draw": _table(held_rows),
             "held_out_pipeline": _pipeline(held_recs, load_verified())}

@@ -41,7 +41,9 @@ from typing import Any
 
 import numpy as np
 
+from convert.simulated import SimulatedRecording
 from edge.labels import LABELS
+from edge.spec import DEFAULT_SPEC
 
 UPSAMPLE = 4
 """Simulation grid: ``fs·UPSAMPLE`` (12.5 µs at 20 kHz: the timing resolution of jitter)."""
@@ -185,11 +187,9 @@ class Firing:
 
 
 @dataclass
-class BioRecording:
-    label: str
-    fs: int
-    signal_uv: np.ndarray
-    spans: list[tuple[float, float, str]]
+class BioRecording(SimulatedRecording):
+    """A recording in µV with its truth: every firing and the voluntary units."""
+
     firings: list[Firing] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     units: dict[int, Any] = field(default_factory=dict)
@@ -672,7 +672,7 @@ def gen_artifact(c: Canvas, needle: Needle, dur: float) -> None:
 GENERATORS = {name: globals()[f"gen_{name}"] for name in LABELS}
 
 
-def simulate(label: str, *, fs: int = 20_000, duration_s: float = 4.0,
+def simulate(label: str, *, fs: int = DEFAULT_SPEC.mel.sample_rate_hz, duration_s: float = 4.0,
              rng: np.random.Generator, needle: str | None = None) -> BioRecording:
     """One recording of ``label`` at ``fs`` Hz, in µV, labelled over its whole length."""
     if label not in GENERATORS:
@@ -703,8 +703,9 @@ def simulate_contraction(*, fs: int = 10_000, duration_s: float = 8.0,
 BIOSIM_SEED_TAG = 7_331  # keeps biosim's streams apart from synth.py's for the same seed
 
 
-def biosim_corpus(out, per_class: int, seed: int, *, sample_rate_hz: int = 20_000,
-                  duration_s: float = 4.0, uv_per_lsb: float = 0.5,
+def biosim_corpus(out, per_class: int, seed: int, *,
+                  sample_rate_hz: int = DEFAULT_SPEC.mel.sample_rate_hz,
+                  duration_s: float = 4.0, uv_per_lsb: float = DEFAULT_SPEC.mel.uv_per_lsb,
                   labels: tuple[str, ...] = LABELS, progress=None) -> dict[str, Any]:
     """``wav/*.wav`` + ``labels.csv`` + ``manifest.json``, the corpus format every
     workstation command reads (``nemg evaluate --data``). Recording ``i`` of a class

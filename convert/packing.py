@@ -17,14 +17,21 @@ from typing import Any
 
 import numpy as np
 
-from edge.bundle import BUNDLE_FORMAT, DEFAULT_BOARDS, key_id, parse_version, public_raw, sha256
+from edge.bundle import (
+    BUNDLE_FORMAT,
+    DEFAULT_BOARDS,
+    Bundle,
+    key_id,
+    parse_version,
+    public_raw,
+    sha256,
+)
 from edge.calibration import Calibration
 from edge.classifier import Classifier
 from edge.errors import ConfigError
-from edge.features import MelConfig, MelFrontEnd, float_to_int16
+from edge.features import MelFrontEnd, float_to_int16
 from edge.labels import LABELS
-from edge.spec import FrontEndSpec
-from edge.windows import WindowConfig
+from edge.spec import DEFAULT_DECISION, DecisionConfig, FrontEndSpec, MelConfig, WindowConfig
 
 
 def generate_key(out_dir: Path, name: str) -> tuple[Path, Path]:
@@ -86,15 +93,14 @@ def pack(out: Path, *, model: bytes, key_path: Path, name: str, version: str,
          spec: FrontEndSpec, labels: tuple[str, ...] = LABELS,
          metrics: dict[str, Any] | None = None,
          checkpoint: bytes | None = None, boards: tuple[str, ...] = DEFAULT_BOARDS,
-         uncertain_threshold: float = 0.5, smoothing_windows: int = 3,
+         decision: DecisionConfig = DEFAULT_DECISION,
          development_key: bool = False, description: str = "",
          calibration: Calibration | None = None) -> dict[str, Any]:
     """Write a signed bundle; returns its manifest. ``spec``: the front end the model was
-    trained on (its checkpoint's, :meth:`FrontEndSpec.load`)."""
+    trained on (its checkpoint's, :func:`edge.bundle.load_spec`); ``decision``: how the box
+    turns its outputs into labels and events (the manifest's ``decision`` section)."""
     parse_version(version)
     mel, win = spec.mel, spec.window
-    if not 0.0 < uncertain_threshold < 1.0:
-        raise ConfigError(f"uncertain threshold {uncertain_threshold} must be in (0, 1)")
     key = load_private_key(key_path)
     clf = Classifier(model, list(labels))  # refuses non-int8 or mismatched models
     if (clf.frames, clf.num_mels) != (win.frames, mel.num_mels):
@@ -116,9 +122,7 @@ def pack(out: Path, *, model: bytes, key_path: Path, name: str, version: str,
         "output": {"shape": [1, len(labels)], "dtype": "int8",
                    "quantization": list(clf.output_quantization)},
         "compatible_boards": list(boards),
-        "sample_rate_hz": mel.sample_rate_hz,
-        "uncertain_threshold": uncertain_threshold,
-        "smoothing_windows": smoothing_windows,
+        **decision.to_manifest(),
         "calibration": (calibration or Calibration()).to_dict(),
         "metrics": metrics or {},
         "members": {n: sha256(b) for n, b in members.items()},
@@ -135,3 +139,20 @@ def pack(out: Path, *, model: bytes, key_path: Path, name: str, version: str,
             z.writestr(n, b)
     os.replace(tmp, out)
     return manifest
+
+
+def repack(bundle: Bundle, out: Path, *, key_path: Path, version: str | None = None,
+           **changes: Any) -> dict[str, Any]:
+    """``bundle``'s model re-signed with everything it carries (front end, decisions,
+    calibration, metrics, checkpoint, boards, description; ``changes``: keywords of
+    :func:`pack` that replace one); the golden vectors are recomputed, the same bits.
+    Returns the new manifest."""
+    m = bundle.manifest
+    carried: dict[str, Any] = {
+        "model": bundle.model_bytes, "name": m["name"], "version": version or m["version"],
+        "spec": bundle.spec, "labels": tuple(bundle.labels), "metrics": m.get("metrics", {}),
+        "checkpoint": bundle.members.get("checkpoint.h5"),
+        "boards": tuple(m.get("compatible_boards", ())), "decision": bundle.decision,
+        "development_key": bool(m.get("development_key")),
+        "description": m.get("description", ""), "calibration": bundle.calibration}
+    return pack(out, key_path=key_path, **{**carried, **changes})

@@ -6,7 +6,7 @@ no familiarity), or to refit them on other validation data. The weights, the fro
 the golden vectors stay as they are, so every window's top class is the same; only what its
 probability means and which windows are answered ``uncertain`` change. Validation
 recordings are drawn from seeds no test corpus uses (``make model`` tests on 22, ``nemg
-bench crosssim`` on 101). Fitted as ``make model`` fits them (:func:`convert.pipeline.
+bench crosssim`` on 101). Fitted as ``make model`` fits them (:func:`convert.calibrate.
 calibrate`): the temperature on the validation windows as they are, the familiarity
 threshold on windows augmented as in training.
 """
@@ -29,10 +29,11 @@ def recalibrate(bundle_path: Path, out: Path, *, key_path: Path, version: str,
     """Write ``out``: ``bundle_path``'s model with a new calibration; returns what was
     fitted and the new manifest's name and version."""
     from convert.biosim import biosim_corpus
+    from convert.calibrate import calibrate
     from convert.corpus import read_corpus, synth_corpus
     from convert.dataset import WindowBuilder
-    from convert.packing import pack
-    from convert.pipeline import WORKERS, calibrate
+    from convert.evaluate import WORKERS
+    from convert.packing import repack
     from convert.train import log
     from edge.runtime import load_verified
 
@@ -54,12 +55,8 @@ def recalibrate(bundle_path: Path, out: Path, *, key_path: Path, version: str,
     metrics = {**m.get("metrics", {}), "calibration_validation": {
         "simulators": ["synth", "biosim"], "per_class": per_class,
         "seed": VALIDATION_SEED, "reference_seed": REFERENCE_SEED}}
-    new = pack(out, model=b.model_bytes, key_path=key_path, name=m["name"], version=version,
-               spec=b.spec, metrics=metrics, checkpoint=b.members.get("checkpoint.h5"),
-               boards=tuple(m.get("compatible_boards", ())),
-               uncertain_threshold=float(m.get("uncertain_threshold", 0.5)),
-               smoothing_windows=int(m.get("smoothing_windows", 3)),
-               development_key=development_key or bool(m.get("development_key")),
-               description=m.get("description", ""), calibration=cal)
+    new = repack(b, out, key_path=key_path, version=version, metrics=metrics,
+                 development_key=development_key or bool(m.get("development_key")),
+                 calibration=cal)
     return {"bundle": str(out), "name": new["name"], "version": new["version"],
             "temperature": cal.temperature, "unfamiliar_above": cal.unfamiliar_above}

@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 from scipy import signal as sps
 
+from convert.simulated import SimulatedRecording
 from edge.labels import LABELS
+from edge.spec import DEFAULT_SPEC
 
 #: name -> (low, high) or value, with the source. Units in the key name.
 PARAMS: dict[str, dict[str, Any]] = {
@@ -179,13 +181,9 @@ class Event:
 
 
 @dataclass
-class Synthesized:
-    """A recording in µV with its truth."""
+class Synthesized(SimulatedRecording):
+    """A recording in µV with its truth: every event and the patient it came from."""
 
-    label: str
-    fs: int
-    signal_uv: np.ndarray
-    spans: list[tuple[float, float, str]]
     events: list[Event] = field(default_factory=list)
     patient: Patient | None = None
     info: dict[str, Any] = field(default_factory=dict)
@@ -702,7 +700,7 @@ def quiet_spans_as(spans, background: str) -> list[tuple[float, float, str]]:
     return [(a, b, background if lab == "silence" else lab) for a, b, lab in spans]
 
 
-def synthesize(label: str, *, fs: int = 20_000, duration_s: float = 6.0,
+def synthesize(label: str, *, fs: int = DEFAULT_SPEC.mel.sample_rate_hz, duration_s: float = 6.0,
                rng: np.random.Generator | None = None, patient: Patient | None = None,
                with_background: bool = True,
                mixture_share: float | None = None) -> Synthesized:

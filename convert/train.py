@@ -17,11 +17,10 @@ import convert  # noqa: F401
 from convert.augment import AugmentConfig
 from convert.corpus import CorpusItem, read_corpus, recording_seed
 from convert.dataset import FreshRecording, WindowBuilder, background_items, split_by_recording
+from edge.bundle import load_spec
 from edge.errors import ConfigError, InputError
-from edge.features import MelConfig
 from edge.labels import LABELS
-from edge.spec import DEFAULT_SPEC, FrontEndSpec
-from edge.windows import WindowConfig
+from edge.spec import DEFAULT_SPEC, FrontEndSpec, MelConfig, WindowConfig
 
 
 @dataclass(frozen=True)
@@ -243,7 +242,7 @@ def _spec_for(config: TrainConfig, spec: FrontEndSpec | None) -> FrontEndSpec:
     own = None
     if src is not None and src.exists() and (src.suffix == ".nemg" or (
             (src if src.is_dir() else src.parent) / "training.json").is_file()):
-        own = FrontEndSpec.load(src)
+        own = load_spec(src)
     if own is not None and spec is not None and spec != own:
         raise ConfigError(f"--init-from {src} was trained on another front end than "
                           "--front-end gives: a fine-tune keeps its model's features")

@@ -2,9 +2,9 @@
 
 A bundle is one zip file (stored, not compressed) with:
 
-- ``manifest.json`` — name, semantic version, created, labels, MelConfig, window, input and
-  output quantisation, compatible boards, thresholds, metrics, and the sha256 of every
-  other member;
+- ``manifest.json`` — name, semantic version, created, labels, the front end and the
+  decisions (:mod:`edge.spec`), input and output quantisation, compatible boards,
+  calibration, metrics, and the sha256 of every other member;
 - ``manifest.sig`` — Ed25519 signature over the exact bytes of manifest.json;
 - ``model.tflite`` — the int8 model;
 - ``golden.npz`` — samples -> expected int8 features -> expected int8 scores;
@@ -38,9 +38,8 @@ import numpy as np
 
 from edge.calibration import Calibration
 from edge.errors import ConfigError, IntegrityError
-from edge.features import MelConfig, MelFrontEnd
-from edge.spec import FrontEndSpec
-from edge.windows import WindowConfig
+from edge.features import MelFrontEnd
+from edge.spec import DecisionConfig, FrontEndSpec, MelConfig, WindowConfig
 
 BUNDLE_FORMAT = 1
 DEFAULT_BOARDS = ("nemg-fe1", "ads1299-fe")
@@ -221,7 +220,7 @@ class Bundle:
             if name not in listed:
                 raise IntegrityError(f"{self.source}: {name} is not covered by the signature")
         try:  # a signed manifest can still be malformed: refused here, not when running
-            _ = self.spec, self.calibration
+            _ = self.spec, self.decision, self.calibration
         except (ConfigError, IntegrityError, KeyError, TypeError, ValueError) as exc:
             raise IntegrityError(f"{self.source}: {exc}") from None
         self.verified = True
@@ -244,6 +243,12 @@ class Bundle:
     def spec(self) -> FrontEndSpec:
         """The front end the model was trained on (:mod:`edge.spec`)."""
         return FrontEndSpec.from_manifest(self.manifest)
+
+    @property
+    def decision(self) -> DecisionConfig:
+        """Threshold, smoothing, events, concealment and the rest check (:mod:`edge.spec`):
+        the manifest's ``decision``, or an older bundle's top-level keys and defaults."""
+        return DecisionConfig.from_manifest(self.manifest)
 
     @property
     def mel_config(self) -> MelConfig:
@@ -310,3 +315,10 @@ class Bundle:
                                      f"{scores.tolist()} != golden {g['scores'][i].tolist()}")
         return {"windows": len(g["window_starts"]), "frames": int(feats.shape[0]),
                 "runtime": clf.runtime.name}
+
+
+def load_spec(path: str | Path) -> FrontEndSpec:
+    """The front end of a bundle (.nemg, unverified: what it was trained on), a checkpoint
+    (.h5 or its folder) or a JSON spec (:meth:`FrontEndSpec.load`)."""
+    p = Path(path)
+    return Bundle.read(p).spec if p.suffix == ".nemg" else FrontEndSpec.load(p)

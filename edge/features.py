@@ -37,12 +37,13 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
-from edge.errors import ConfigError, InputError
+from edge.errors import InputError
+from edge.spec import DEFAULT_SPEC, MelConfig
 
 Q15 = 1 << 15
 Q16 = 1 << 16
@@ -50,110 +51,6 @@ Q30 = 1 << 30
 _NORM_BITS = 20  # frame peak after block-floating normalisation is < 2^20 (see fft bounds)
 _POWER_SHIFT = 16  # power >> 16 keeps the Mel accumulator below 2^60
 _LOG_TABLE_BITS = 7  # 128-entry log2 table
-
-
-@dataclass(frozen=True)
-class MelConfig:
-    """Everything that determines the features' bits. Part of every model bundle."""
-
-    sample_rate_hz: int = 20_000
-    """Samples per second of the int16 input. 20 kHz keeps the 10 kHz anti-alias band of
-    needle-EMG amplifiers; fibrillation spikes (1–5 ms) carry energy to several kHz."""
-
-    window_length: int = 512
-    """Samples per analysis window (25.6 ms at 20 kHz): holds a whole MUAP (≤ 15 ms) and
-    several periods of a 150 Hz complex repetitive or neuromyotonic discharge."""
-
-    fft_length: int = 512
-    """FFT size, a power of two ≥ window_length (39 Hz bins at 20 kHz)."""
-
-    hop_length: int = 200
-    """Samples between frames (10 ms at 20 kHz): 100 frames/s resolves discharges up to
-    ~50 Hz as separate frames and faster trains as spectral harmonics."""
-
-    num_mels: int = 40
-    """Mel channels (HTK mel scale, triangular filters)."""
-
-    fmin_hz: float = 20.0
-    """Lower edge of the first Mel filter (below: baseline wander, DC)."""
-
-    fmax_hz: float = 8_000.0
-    """Upper edge of the last Mel filter (above: amplifier roll-off, little EMG energy)."""
-
-    uv_per_lsb: float = 0.5
-    """µV per LSB of the int16 input: the canonical scale every source is converted to
-    (±16.4 mV full scale: MUAPs up to 3 mV and most artifacts fit; 3 µV noise is 6 LSB).
-    It fixes what a dB means; the integer path itself does not use it."""
-
-    db_min: float = -10.0
-    """dB (re 1 LSB² per FFT bin) that maps to int8 -128; the int16 quantisation floor."""
-
-    db_step: float = 0.5
-    """dB per int8 step: int8 covers db_min .. db_min + 255·db_step (−10 .. 117.5 dB)."""
-
-    def __post_init__(self) -> None:
-        n = self.fft_length
-        if n < 16 or n & (n - 1):
-            raise ConfigError(f"fft_length must be a power of two >= 16 (got {n})")
-        if not 0 < self.window_length <= n:
-            raise ConfigError(f"window_length must be in 1..fft_length (got {self.window_length})")
-        if not 0 < self.hop_length <= self.window_length:
-            raise ConfigError(f"hop_length must be in 1..window_length (got {self.hop_length})")
-        if self.sample_rate_hz <= 0 or self.num_mels < 1:
-            raise ConfigError("sample_rate_hz and num_mels must be positive")
-        if not 0 <= self.fmin_hz < self.fmax_hz <= self.sample_rate_hz / 2:
-            raise ConfigError(
-                f"need 0 <= fmin_hz < fmax_hz <= Nyquist ({self.sample_rate_hz / 2:g} Hz); "
-                f"got {self.fmin_hz:g}..{self.fmax_hz:g}"
-            )
-        if self.uv_per_lsb <= 0:
-            raise ConfigError(f"uv_per_lsb must be positive (got {self.uv_per_lsb})")
-        if self.db_step <= 0:
-            raise ConfigError(f"db_step must be positive (got {self.db_step})")
-
-    @property
-    def num_bins(self) -> int:
-        """FFT bins 0..N/2."""
-        return self.fft_length // 2 + 1
-
-    @property
-    def frames_per_second(self) -> float:
-        return self.sample_rate_hz / self.hop_length
-
-    @property
-    def db_max(self) -> float:
-        """dB that maps to int8 +127."""
-        return self.db_min + 255 * self.db_step
-
-    def num_frames(self, num_samples: int) -> int:
-        """Frames a one-shot run over ``num_samples`` samples yields (no padding)."""
-        if num_samples < self.window_length:
-            return 0
-        return (num_samples - self.window_length) // self.hop_length + 1
-
-    def int8_to_db(self, q: np.ndarray) -> np.ndarray:
-        """Dequantise features to dB (for plots, reports and the float model's input)."""
-        return self.db_min + (np.asarray(q, dtype=np.float64) + 128.0) * self.db_step
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> MelConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown MelConfig field(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
-
-
-def default_mel_config() -> MelConfig:
-    """The front end new models train on (:data:`edge.spec.DEFAULT_SPEC`): what a
-    front end built without a config computes (tests, benchmarks, test signals). A model's
-    own comes from its bundle."""
-    from edge.spec import DEFAULT_SPEC
-
-    return DEFAULT_SPEC.mel
 
 
 def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
@@ -748,7 +645,7 @@ class MelFrontEnd:
     block_frames = 200
 
     def __init__(self, config: MelConfig | None = None) -> None:
-        self.config = config or default_mel_config()
+        self.config = config or DEFAULT_SPEC.mel
         self.tables = _build_tables(self.config)
         self._plan = _Plan(self.config, self.tables)
         self._local = threading.local()
@@ -991,7 +888,7 @@ def check_int16(samples: np.ndarray, *, allow_empty: bool = False) -> np.ndarray
     if not isinstance(samples, np.ndarray):
         raise InputError(f"samples must be a numpy int16 array, not {type(samples).__name__}")
     if samples.dtype != np.int16:
-        hint = " (convert float sources with edge.features.float_to_int16)" \
+        hint = " (float sources become int16 through edge.features.float_to_int16)" \
             if samples.dtype.kind == "f" else ""
         raise InputError(f"samples must be int16, got {samples.dtype}{hint}")
     if samples.ndim != 1:

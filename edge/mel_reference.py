@@ -11,7 +11,8 @@ import math
 
 import numpy as np
 
-from edge.features import MelConfig, MelFrontEnd, check_int16, default_mel_config, mel_matrix
+from edge.features import MelFrontEnd, check_int16, mel_matrix
+from edge.spec import DEFAULT_SPEC, MelConfig
 
 
 def frame_signal(x: np.ndarray, config: MelConfig) -> np.ndarray:
@@ -22,7 +23,7 @@ def frame_signal(x: np.ndarray, config: MelConfig) -> np.ndarray:
 
 def reference_log_mel_db(samples: np.ndarray, config: MelConfig | None = None) -> np.ndarray:
     """float64 log-Mel in dB re 1 LSB² per FFT bin, [frames, num_mels]; -inf for 0 energy."""
-    c = config or default_mel_config()
+    c = config or DEFAULT_SPEC.mel
     x = np.asarray(samples, dtype=np.float64)
     k = np.arange(c.window_length)
     hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * k / c.window_length)
@@ -37,7 +38,7 @@ class Float32MelBaseline:
     the speed a float front end reaches, for the benchmark's comparison."""
 
     def __init__(self, config: MelConfig | None = None) -> None:
-        self.config = c = config or default_mel_config()
+        self.config = c = config or DEFAULT_SPEC.mel
         k = np.arange(c.window_length)
         self.hann = (0.5 - 0.5 * np.cos(2.0 * np.pi * k / c.window_length)).astype(np.float32)
         self.mel = mel_matrix(c).astype(np.float32)

@@ -5,8 +5,8 @@ both give the same window labels for the same samples.
 Data flows one way. Lost samples (a dropped or corrupted frame, an unplugged cable) follow
 one policy, :meth:`Pipeline.lost`:
 
-- a gap of at most ``max_concealed_gap_ms`` (default :data:`MAX_CONCEALED_GAP_MS`: one or
-  two lost 10 ms frames) is *concealed*: zeros stand in for the missing samples (no
+- a gap of at most the bundle's ``max_concealed_gap_ms`` (:class:`edge.spec.DecisionConfig`:
+  one or two lost 10 ms frames) is *concealed*: zeros stand in for the missing samples (no
   invented activity), every window that holds them says how many
   (``WindowResult.concealed``), and the gap is still logged as an event;
 - a longer gap (or one of unknown length) closes the current segment: the front end is
@@ -15,6 +15,11 @@ one policy, :meth:`Pipeline.lost`:
 
 Without concealment 1 % of lost frames costs most windows (a 2 s window holds 200 frames);
 with it, almost none (``nemg bench pipeline``: ``window_coverage_at_1pct_frame_loss``).
+
+Every number that decides a label or an event (threshold, smoothing, the windows an event
+needs, the longest concealed gap, the rest check) is the bundle's
+(:attr:`edge.bundle.Bundle.decision`), so a code update never changes labels under an
+unchanged bundle.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import time
 from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -32,13 +37,7 @@ from edge.errors import ConfigError
 from edge.features import MelFrontEnd
 from edge.labels import PATHOLOGICAL, UNCERTAIN
 from edge.rest_check import RestCheck
-
-MIN_EVENT_WINDOWS = 3
-"""Windows a new smoothed label must hold before it becomes an event (1.5 s at a 0.5 s
-hop): the few windows that straddle a change of activity are not findings of their own."""
-
-MAX_CONCEALED_GAP_MS = 25.0
-"""Longest loss that is zero-filled instead of closing the window (see the module doc)."""
+from edge.spec import DecisionConfig
 
 
 @dataclass(frozen=True)
@@ -121,13 +120,16 @@ class Pipeline:
     """Feed it samples (and gaps); it returns window results and finished events."""
 
     def __init__(self, bundle: Bundle, *, num_threads: int = 1,
+                 decision: DecisionConfig | None = None,
                  uncertain_threshold: float | None = None,
                  smoothing_windows: int | None = None,
-                 max_concealed_gap_ms: float = MAX_CONCEALED_GAP_MS,
+                 max_concealed_gap_ms: float | None = None,
                  rest_check: bool = True) -> None:
+        """Decides as the bundle says (:attr:`Bundle.decision`). For experiments,
+        ``decision`` replaces the bundle's and the other keywords one value of it; a
+        ``rest_check`` of False turns the check off (the model's labels alone)."""
         if not bundle.verified:
             raise ConfigError("the pipeline only runs verified bundles")
-        m = bundle.manifest
         self.bundle = bundle
         self.mel = bundle.mel_config
         self.win = bundle.window_config
@@ -137,17 +139,22 @@ class Pipeline:
         if (self.classifier.frames, self.classifier.num_mels) != (self.win.frames,
                                                                   self.mel.num_mels):
             raise ConfigError("bundle window does not match its model's input")
-        self.threshold = float(uncertain_threshold if uncertain_threshold is not None
-                               else m.get("uncertain_threshold", 0.5))
-        self.smoothing = int(smoothing_windows if smoothing_windows is not None
-                             else m.get("smoothing_windows", 3))
-        self.min_event_windows = max(1, int(m.get("min_event_windows", MIN_EVENT_WINDOWS)))
+        overrides = {k: v for k, v in (("uncertain_threshold", uncertain_threshold),
+                                       ("smoothing_windows", smoothing_windows),
+                                       ("max_concealed_gap_ms", max_concealed_gap_ms))
+                     if v is not None}
+        self.decision = d = replace(decision or bundle.decision, **overrides)
+        """What decides labels and events: the bundle's unless overridden."""
+        self.threshold = d.uncertain_threshold
+        self.smoothing = d.smoothing_windows
+        self.min_event_windows = d.min_event_windows
         self.fs = self.mel.sample_rate_hz
-        self.max_concealed = int(max_concealed_gap_ms * self.fs / 1000)
+        self.max_concealed = int(d.max_concealed_gap_ms * self.fs / 1000)
         """Longest loss in samples that is concealed rather than closing the window."""
         self._concealed_spans: deque[tuple[int, int]] = deque()  # stream [start, end)
         self.front_end = MelFrontEnd(self.mel)
-        self.rest = RestCheck(self.fs, self.win.samples(self.mel)) if rest_check else None
+        self.rest = (RestCheck(self.fs, self.win.samples(self.mel), d.rest_check)
+                     if rest_check else None)
         """Withholds calls of spontaneous activity during a contraction (None: off, the
         model's labels alone — for measuring what the check adds)."""
         self._frames = np.zeros((0, self.mel.num_mels), dtype=np.int8)
@@ -155,7 +162,7 @@ class Pipeline:
         self._segment_start = 0  # stream index where the current segment began
         self._next_index = 0  # stream index of the next sample expected
         self._next_window = 0  # frame (in segment) where the next window starts
-        self._recent: deque[np.ndarray] = deque(maxlen=max(1, self.smoothing))
+        self._recent: deque[np.ndarray] = deque(maxlen=self.smoothing)
         self._run: _OpenRun | None = None
         self._candidate: _OpenRun | None = None  # a new label not yet held long enough
         self._last_followed: tuple[str, np.ndarray, int] | None = None

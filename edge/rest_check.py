@@ -6,10 +6,12 @@ independently at voluntary rates mean it is contracting, and then a call of spon
 activity is most often voluntary MUAPs misread (real recordings of healthy muscles are
 called fibrillation at a low level, CRD at 10 kHz: see docs/generalisation.md). So before
 a window whose top class is one of :data:`CHECKED_LABELS` is labelled, the stretch of
-signal ending with it is decomposed (:func:`edge.muap.decompose`, ``exact=True``) and the
-independent units firing at voluntary rates counted; at :data:`MIN_VOLUNTARY_UNITS` or
-more, the window is labelled ``uncertain`` (``WindowResult.contracting``), carries no
-weight in the smoothing, and the finding says why.
+signal ending with it is decomposed (:func:`edge.muap.decomposition.decompose`,
+``exact=True``) and the
+independent units firing at voluntary rates counted; at ``min_voluntary_units`` or more
+(the bundle's :class:`edge.spec.RestCheckConfig`, like every number here), the window is
+labelled ``uncertain`` (``WindowResult.contracting``), carries no weight in the smoothing,
+and the finding says why.
 
 **Bit-exact.** The decomposition runs on the box's own int16 samples at the model rate in
 its exact mode (integer and dyadic arithmetic only: the same units on every IEEE-754
@@ -18,9 +20,9 @@ every box for the same input. Keyed to sample indices: which stretches are check
 depends only on the stream and the model's outputs, never on block sizes or time.
 
 Cost: about 4 ms of one workstation core per 3 s stretch of spontaneous activity
-(most stop once fewer than :data:`MIN_VOLUNTARY_UNITS` units can fire; ``nemg bench rest``:
+(most stop once fewer than ``min_voluntary_units`` units can fire; ``nemg bench rest``:
 ``check_s_per_stretch``), more on a busy contraction (``nemg bench muap``:
-``rest_check_realtime_factor``); at most one check per :data:`RECHECK_S` of signal, and
+``rest_check_realtime_factor``); at most one check per ``recheck_s`` of signal, and
 only while abnormal activity is the top class (docs/performance.md).
 """
 
@@ -32,7 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.labels import PATHOLOGICAL, UNCERTAIN
-from edge.muap import DecompositionConfig, decompose, steady_intervals, time_locked
+from edge.muap.decomposition import DecompositionConfig, decompose, steady_intervals, time_locked
+from edge.spec import DEFAULT_DECISION, RestCheckConfig
 
 #: Calls a contraction undermines: every abnormal spontaneous discharge is judged at rest.
 #: (End-plate activity, a normal finding, is not checked: its irregular spikes decompose
@@ -43,38 +46,8 @@ CHECKED_LABELS = PATHOLOGICAL
 #: (what it withheld becomes).
 NOTED_LABELS = PATHOLOGICAL | {UNCERTAIN}
 
-STRETCH_S = 3.0
-"""Seconds decomposed per check: a unit at 5 Hz fires 15 times (the seeding needs 8)."""
-
-MIN_STRETCH_S = 2.0
-"""Shortest stretch checked by default (the first windows of a stream or after a gap);
-the pipeline checks down to one window's length (``RestCheck.min_stretch``)."""
-
-RECHECK_S = 1.0
-"""A check stands for the windows ending within this after it (bounded CPU: two windows
-per check at a 0.5 s hop)."""
-
-VOLUNTARY_RATE_HZ = (5, 30)
-"""Firing rates of voluntarily active units, from recruitment onset (about 5 Hz, Petajan
-1991) to a moderate contraction."""
-
-LOCK_WINDOW_MS = 100.0
-"""Units whose discharges keep one offset (± ``DecompositionConfig.lock_ms``) within this
-are one generator: the fibres of a complex repetitive discharge fire time-locked in a loop
-(complexes up to 100 ms); independent motor units do not."""
-
-MIN_VOLUNTARY_UNITS = 5
-"""Independent units at voluntary rates that make a stretch a contraction. Chosen on
-simulation alone: the smallest count at which at most 1 % of 3 s stretches of abnormal
-spontaneous activity are withheld — 672 stretches (each class of :data:`CHECKED_LABELS`,
-12 recordings of 12 s from each of ``convert.synth`` and ``convert.biosim``, seed 77):
-5 were (0.7 %; at 4, 2.1 %). On a held-out draw (seed 78) 2 of 672 (0.3 %), and 36 of 96
-stretches of simulated voluntary recordings were recognised (those holding fewer units
-give nothing to go on). Not tuned on any real recording."""
-
-MAX_CHECK_SEGMENTS = 1500
-"""Spikes the shapes are learnt from per check (bounds a check's memory and time on the
-box: the clustering is O(n²); the matching still sees every spike)."""
+DEFAULT_REST = DEFAULT_DECISION.rest_check
+"""What a bundle without its own rest-check section decides with."""
 
 KEEP_CHECKS = 64
 """Checks remembered (bounded memory in a session of hours)."""
@@ -83,20 +56,21 @@ DETAIL_PREFIX = "caveat: "
 """How an event's ``detail`` carries the rest check's note (the event log, the page)."""
 
 
-def voluntary_rates(samples: np.ndarray, fs: int, *, at_least: int = 0) -> list[float]:
+def voluntary_rates(samples: np.ndarray, fs: int, *, at_least: int = 0,
+                    config: RestCheckConfig = DEFAULT_REST) -> list[float]:
     """Firing rates (Hz) of the independent units of int16 ``samples`` that fire at
-    voluntary rates. Which units count is decided in integers (bit-exact); the rates
-    themselves are for people to read. ``at_least``: the caller asks only whether this
-    many fire; none are returned when fewer do, and the decomposition stops as soon as
-    that is clear (much less work on most stretches of spontaneous activity)."""
-    c = DecompositionConfig(max_cluster_segments=MAX_CHECK_SEGMENTS)
+    voluntary rates (``config``'s). Which units count is decided in integers (bit-exact);
+    the rates themselves are for people to read. ``at_least``: the caller asks only
+    whether this many fire; none are returned when fewer do, and the decomposition stops
+    as soon as that is clear (much less work on most stretches of spontaneous activity)."""
+    c = DecompositionConfig(max_cluster_segments=config.max_check_segments)
     units = decompose(samples, fs, c, exact=True, stop_below=at_least)
     trains = [u.firings for u in units]
     energy = [float(u.shape @ u.shape) for u in units]
-    tol, window = round(c.lock_ms * fs / 1000), round(LOCK_WINDOW_MS * fs / 1000)
+    tol, window = round(c.lock_ms * fs / 1000), round(config.lock_window_ms * fs / 1000)
     while (twin := time_locked(trains, energy, tol, window)) is not None:
         del trains[twin], energy[twin]
-    lo, hi = VOLUNTARY_RATE_HZ
+    lo, hi = config.voluntary_rate_hz
     rates = []
     for f in trains:
         isi = steady_intervals(f)
@@ -114,11 +88,11 @@ class Check:
     """Stream index one past the stretch's last sample."""
     rates_hz: tuple[float, ...]
     """Firing rates of its independent units at voluntary rates (none when fewer than
-    :data:`MIN_VOLUNTARY_UNITS` fire: only a contraction's are shown)."""
+    ``RestCheckConfig.min_voluntary_units`` fire: only a contraction's are shown)."""
 
     @property
     def contracting(self) -> bool:
-        return len(self.rates_hz) >= MIN_VOLUNTARY_UNITS
+        return bool(self.rates_hz)  # rates are kept only when enough units fire
 
 
 @dataclass
@@ -129,7 +103,9 @@ class RestCheck:
 
     fs: int
     min_stretch: int = 0
-    """Shortest stretch checked, samples (0: :data:`MIN_STRETCH_S`)."""
+    """Shortest stretch checked, samples (0: ``config.min_stretch_s``)."""
+    config: RestCheckConfig = DEFAULT_REST
+    """What makes a stretch a contraction, and how much is checked (the bundle's)."""
     checks: deque[Check] = field(default_factory=lambda: deque(maxlen=KEEP_CHECKS))
     withheld: Counter[str] = field(default_factory=Counter)
     """Top class -> windows withheld (labelled 'uncertain') because of a contraction."""
@@ -140,7 +116,7 @@ class RestCheck:
 
     @property
     def stretch(self) -> int:
-        return round(STRETCH_S * self.fs)
+        return round(self.config.stretch_s * self.fs)
 
     def reset(self, start: int) -> None:
         """A new segment begins at stream index ``start`` (nothing before a gap counts)."""
@@ -154,7 +130,7 @@ class RestCheck:
         self._tail = np.concatenate([self._tail, samples]) if self._tail.size else samples
 
     def trim(self) -> None:
-        """Keep only the segment's last :data:`STRETCH_S` (after a push's windows)."""
+        """Keep only the segment's last stretch (after a push's windows)."""
         drop = self._tail.size - self.stretch
         if drop > 0:
             self._tail = self._tail[drop:].copy()
@@ -162,17 +138,19 @@ class RestCheck:
 
     def check(self, end: int) -> Check | None:
         """The check that stands for a window ending at stream index ``end``: the last one
-        if it ended within :data:`RECHECK_S` before, else a new one on the stretch ending
-        at ``end``. None when less than ``min_stretch`` of it is here."""
+        if it ended within ``config.recheck_s`` before, else a new one on the stretch
+        ending at ``end``. None when less than ``min_stretch`` of it is here."""
+        c = self.config
         last = self.checks[-1] if self.checks else None
-        if last is not None and 0 <= end - last.end < round(RECHECK_S * self.fs):
+        if last is not None and 0 <= end - last.end < round(c.recheck_s * self.fs):
             return last
         a = max(self._tail_start, end - self.stretch)
-        shortest = self.min_stretch or round(MIN_STRETCH_S * self.fs)
+        shortest = self.min_stretch or round(c.min_stretch_s * self.fs)
         if end > self._tail_start + self._tail.size or end - a < shortest:
             return None
         x = self._tail[a - self._tail_start: end - self._tail_start]
-        chk = Check(end, tuple(voluntary_rates(x, self.fs, at_least=MIN_VOLUNTARY_UNITS)))
+        rates = voluntary_rates(x, self.fs, at_least=c.min_voluntary_units, config=c)
+        chk = Check(end, tuple(rates))
         self.checks.append(chk)
         self.made += 1
         return chk

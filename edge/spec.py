@@ -1,27 +1,191 @@
-"""The front-end spec: everything between samples and the model's input, in one frozen
-object that travels with the model.
+"""The frozen spec: everything that decides a window's label, in typed objects that travel
+with the model.
 
-A model is only right on the features it was trained on. So the spec is chosen once, at
-training (``nemg train --front-end``, default :data:`DEFAULT_SPEC`), written beside the
-checkpoint (``training.json``), packed into the bundle's manifest, and read back from there
-by everything after: quantisation, evaluation, the model card, the golden vectors, and the
-box's front end and windows. Nothing downstream constructs a default of its own.
+- :class:`MelConfig` and :class:`WindowConfig` (together :class:`FrontEndSpec`): the
+  features' bits and the classifier's view of them. A model is only right on the features
+  it was trained on, so the front end is chosen once, at training (``nemg train
+  --front-end``, default :data:`DEFAULT_SPEC`), written beside the checkpoint
+  (``training.json``), packed into the bundle's manifest, and read back from there by
+  everything after: quantisation, evaluation, the model card, the golden vectors, and the
+  box's front end and windows.
+- :class:`DecisionConfig` (with :class:`RestCheckConfig`): everything between the model's
+  probabilities and a label or an event. Chosen when a bundle is packed (default
+  :data:`DEFAULT_DECISION`).
 
-In the manifest it is ``mel_config`` and ``window`` (the exact fields) plus ``front_end``:
-the same described the way TFLite Micro's front end states its config — times in ms with
-the rate beside them — for people and for other runtimes.
+Nothing downstream constructs a default of its own: each default is written once, as the
+field's default here. In the manifest the front end is ``mel_config`` and ``window`` (the
+exact fields) plus ``front_end`` (the same described the way TFLite Micro's front end
+states its config, times in ms, for people and other runtimes; its rate is
+``mel_config``'s), the decisions ``decision``.
+
+This module is the bottom of the DSP layer: it imports nothing of ``edge`` but errors.
+Reading a bundle's spec is :func:`edge.bundle.load_spec`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edge.errors import ConfigError, InputError
-from edge.features import MelConfig
-from edge.windows import WindowConfig
+
+
+def _known_fields(cls: type, d: Any) -> dict[str, Any]:
+    """``d`` as keyword arguments of dataclass ``cls``: an object holding only its fields
+    (a signed manifest can still be malformed; it is refused, never half-read)."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{cls.__name__}: expected an object, got {type(d).__name__}")
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+    return d
+
+
+class _Fields:
+    """A frozen config written to and read from a manifest as an object of its fields."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Any:
+        return cls(**_known_fields(cls, d))
+
+
+def _number(name: str, v: Any, *, low: float = 0.0, positive: bool = True) -> None:
+    """Refuse anything but a finite real number above ``low`` (at least ``low`` if not
+    ``positive``)."""
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    if not ok or v < low or (positive and v == low):
+        raise ConfigError(f"{name} must be a number {'>' if positive else '>='} {low:g} "
+                          f"(got {v!r})")
+
+
+def _count(name: str, v: Any) -> None:
+    """Refuse anything but a whole number >= 1."""
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise ConfigError(f"{name} must be a whole number >= 1 (got {v!r})")
+
+
+# ---- front end -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MelConfig(_Fields):
+    """Everything that determines the features' bits. Part of every model bundle."""
+
+    sample_rate_hz: int = 20_000
+    """Samples per second of the int16 input. 20 kHz keeps the 10 kHz anti-alias band of
+    needle-EMG amplifiers; fibrillation spikes (1–5 ms) carry energy to several kHz."""
+
+    window_length: int = 512
+    """Samples per analysis window (25.6 ms at 20 kHz): holds a whole MUAP (≤ 15 ms) and
+    several periods of a 150 Hz complex repetitive or neuromyotonic discharge."""
+
+    fft_length: int = 512
+    """FFT size, a power of two ≥ window_length (39 Hz bins at 20 kHz)."""
+
+    hop_length: int = 200
+    """Samples between frames (10 ms at 20 kHz): 100 frames/s resolves discharges up to
+    ~50 Hz as separate frames and faster trains as spectral harmonics."""
+
+    num_mels: int = 40
+    """Mel channels (HTK mel scale, triangular filters)."""
+
+    fmin_hz: float = 20.0
+    """Lower edge of the first Mel filter (below: baseline wander, DC)."""
+
+    fmax_hz: float = 8_000.0
+    """Upper edge of the last Mel filter (above: amplifier roll-off, little EMG energy)."""
+
+    uv_per_lsb: float = 0.5
+    """µV per LSB of the int16 input: the canonical scale every source is brought to
+    (±16.4 mV full scale: MUAPs up to 3 mV and most artifacts fit; 3 µV noise is 6 LSB).
+    It fixes what a dB means; the integer path itself does not use it."""
+
+    db_min: float = -10.0
+    """dB (re 1 LSB² per FFT bin) that maps to int8 -128; the int16 quantisation floor."""
+
+    db_step: float = 0.5
+    """dB per int8 step: int8 covers db_min .. db_min + 255·db_step (−10 .. 117.5 dB)."""
+
+    def __post_init__(self) -> None:
+        n = self.fft_length
+        if n < 16 or n & (n - 1):
+            raise ConfigError(f"fft_length must be a power of two >= 16 (got {n})")
+        if not 0 < self.window_length <= n:
+            raise ConfigError(f"window_length must be in 1..fft_length (got {self.window_length})")
+        if not 0 < self.hop_length <= self.window_length:
+            raise ConfigError(f"hop_length must be in 1..window_length (got {self.hop_length})")
+        if self.sample_rate_hz <= 0 or self.num_mels < 1:
+            raise ConfigError("sample_rate_hz and num_mels must be positive")
+        if not 0 <= self.fmin_hz < self.fmax_hz <= self.sample_rate_hz / 2:
+            raise ConfigError(
+                f"need 0 <= fmin_hz < fmax_hz <= Nyquist ({self.sample_rate_hz / 2:g} Hz); "
+                f"got {self.fmin_hz:g}..{self.fmax_hz:g}"
+            )
+        if self.uv_per_lsb <= 0:
+            raise ConfigError(f"uv_per_lsb must be positive (got {self.uv_per_lsb})")
+        if self.db_step <= 0:
+            raise ConfigError(f"db_step must be positive (got {self.db_step})")
+
+    @property
+    def num_bins(self) -> int:
+        """FFT bins 0..N/2."""
+        return self.fft_length // 2 + 1
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.sample_rate_hz / self.hop_length
+
+    @property
+    def db_max(self) -> float:
+        """dB that maps to int8 +127."""
+        return self.db_min + 255 * self.db_step
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames a one-shot run over ``num_samples`` samples yields (no padding)."""
+        if num_samples < self.window_length:
+            return 0
+        return (num_samples - self.window_length) // self.hop_length + 1
+
+    def int8_to_db(self, q: np.ndarray) -> np.ndarray:
+        """Dequantise features to dB (for plots, reports and the float model's input)."""
+        return self.db_min + (np.asarray(q, dtype=np.float64) + 128.0) * self.db_step
+
+
+@dataclass(frozen=True)
+class WindowConfig(_Fields):
+    """The model's view of the feature stream. Part of every bundle."""
+
+    frames: int = 198
+    """Feature frames per window: 198 × 10 ms + 25.6 ms = 2.0 s of signal. Long enough to
+    hold one discharge of a 0.5 Hz fibrillation train and several periods of anything
+    faster; short enough that a label follows the needle within a few seconds."""
+
+    hop_frames: int = 50
+    """Frames between window starts (0.5 s): a decision twice a second."""
+
+    def __post_init__(self) -> None:
+        if self.frames < 8 or not 0 < self.hop_frames <= self.frames:
+            raise ConfigError(f"bad window: {self.frames} frames, hop {self.hop_frames}")
+
+    def samples(self, mel: MelConfig) -> int:
+        """Signal samples one window spans."""
+        return (self.frames - 1) * mel.hop_length + mel.window_length
+
+    def seconds(self, mel: MelConfig) -> float:
+        return self.samples(mel) / mel.sample_rate_hz
+
+    def hop_seconds(self, mel: MelConfig) -> float:
+        return self.hop_frames * mel.hop_length / mel.sample_rate_hz
+
+    def count(self, n_frames: int) -> int:
+        """Windows in ``n_frames`` frames."""
+        return 0 if n_frames < self.frames else (n_frames - self.frames) // self.hop_frames + 1
 
 
 @dataclass(frozen=True)
@@ -52,26 +216,35 @@ class FrontEndSpec:
         }
 
     def to_manifest(self) -> dict[str, Any]:
+        """The manifest's (and training.json's) sections. The rate is stated once, in
+        ``mel_config``: the description beside it leaves it out."""
+        described = {k: v for k, v in self.describe().items() if k != "sample_rate_hz"}
         return {"mel_config": self.mel.to_dict(), "window": self.window.to_dict(),
-                "front_end": self.describe()}
+                "front_end": described}
 
     @classmethod
     def from_manifest(cls, m: dict[str, Any]) -> FrontEndSpec:
-        """From a bundle manifest or a checkpoint's ``training.json``."""
+        """From a bundle manifest or a checkpoint's ``training.json``. Older ones also
+        state the rate at the top and in ``front_end``: those copies must agree."""
         try:
-            return cls(MelConfig.from_dict(m["mel_config"]), WindowConfig(**m["window"]))
+            spec = cls(MelConfig.from_dict(m["mel_config"]), WindowConfig.from_dict(m["window"]))
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"no usable front-end spec ({exc})") from None
+        described = m.get("front_end")
+        copies = [m.get("sample_rate_hz"),
+                  described.get("sample_rate_hz") if isinstance(described, dict) else None]
+        if any(c is not None and c != spec.mel.sample_rate_hz for c in copies):
+            raise ConfigError(f"the manifest states more than one sample rate "
+                              f"({spec.mel.sample_rate_hz} in mel_config, also {copies})")
+        return spec
 
     @classmethod
     def load(cls, path: Path) -> FrontEndSpec:
-        """The spec of a bundle (.nemg), a checkpoint (.h5 or its folder: its
-        training.json) or a JSON file holding ``mel_config`` and ``window``."""
+        """The spec of a checkpoint (.h5 or its folder: its training.json) or a JSON file
+        holding ``mel_config`` and ``window``. A bundle's: :func:`edge.bundle.load_spec`."""
         path = Path(path)
         if path.suffix == ".nemg":
-            from edge.bundle import Bundle
-
-            return Bundle.read(path).spec
+            raise InputError(f"{path}: a bundle's front end is read by edge.bundle.load_spec")
         if path.suffix == ".h5" or path.is_dir():
             path = (path if path.is_dir() else path.parent) / "training.json"
         if not path.is_file():
@@ -87,49 +260,126 @@ class FrontEndSpec:
             raise InputError(f"{path}: {exc}") from None
 
 
+DEFAULT_SPEC = FrontEndSpec()
+"""The spec a new model is trained with unless ``--front-end`` says otherwise: the one
+place a default front end exists."""
+
+
+# ---- decisions -------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class RestCheckConfig:
+class RestCheckConfig(_Fields):
     """The rest check (:mod:`edge.rest_check`): when a stretch is a voluntary contraction,
     so that calls of spontaneous activity in it are withheld. Chosen on simulation alone."""
 
     stretch_s: float = 3.0
     """Seconds decomposed per check: a unit at 5 Hz fires 15 times (the seeding needs 8)."""
     min_stretch_s: float = 2.0
-    """Shortest stretch checked by default (the first windows of a stream or after a gap)."""
+    """Shortest stretch checked by default (the first windows of a stream or after a gap);
+    the pipeline checks down to one window's length (``RestCheck.min_stretch``)."""
     recheck_s: float = 1.0
-    """A check stands for the windows ending within this after it."""
+    """A check stands for the windows ending within this after it (bounded CPU: two
+    windows per check at a 0.5 s hop)."""
     voluntary_rate_hz: tuple[float, float] = (5, 30)
-    """Firing rates of voluntarily active units (recruitment onset, Petajan 1991, to a
-    moderate contraction)."""
+    """Firing rates of voluntarily active units, from recruitment onset (about 5 Hz,
+    Petajan 1991) to a moderate contraction."""
     lock_window_ms: float = 100.0
-    """Units whose discharges keep one offset within this are one generator."""
+    """Units whose discharges keep one offset (± ``DecompositionConfig.lock_ms``) within
+    this are one generator: the fibres of a complex repetitive discharge fire time-locked
+    in a loop (complexes up to 100 ms); independent motor units do not."""
     min_voluntary_units: int = 5
-    """Independent units at voluntary rates that make a stretch a contraction."""
+    """Independent units at voluntary rates that make a stretch a contraction. Chosen on
+    simulation alone: the smallest count at which at most 1 % of 3 s stretches of abnormal
+    spontaneous activity are withheld — 672 stretches (each checked class, 12 recordings
+    of 12 s from each of ``convert.synth`` and ``convert.biosim``, seed 77): 5 were
+    (0.7 %; at 4, 2.1 %). On a held-out draw (seed 78) 2 of 672 (0.3 %), and 36 of 96
+    stretches of simulated voluntary recordings were recognised (those holding fewer units
+    give nothing to go on). Not tuned on any real recording."""
     max_check_segments: int = 1500
-    """Spikes the shapes are learnt from per check (bounds a check's memory and time)."""
+    """Spikes the shapes are learnt from per check (bounds a check's memory and time on
+    the box: the clustering is O(n²); the matching still sees every spike)."""
+
+    def __post_init__(self) -> None:
+        for name in ("stretch_s", "min_stretch_s", "recheck_s", "lock_window_ms"):
+            _number(f"rest_check.{name}", getattr(self, name))
+        if self.min_stretch_s > self.stretch_s:
+            raise ConfigError(f"rest_check.min_stretch_s {self.min_stretch_s} exceeds "
+                              f"stretch_s {self.stretch_s}")
+        rates = self.voluntary_rate_hz
+        if not isinstance(rates, list | tuple) or len(rates) != 2:
+            raise ConfigError(f"rest_check.voluntary_rate_hz must be [low, high] (got {rates!r})")
+        for r in rates:
+            _number("rest_check.voluntary_rate_hz", r)
+        if rates[0] >= rates[1]:
+            raise ConfigError(f"rest_check.voluntary_rate_hz must rise (got {list(rates)})")
+        object.__setattr__(self, "voluntary_rate_hz", tuple(rates))  # JSON gives a list
+        _count("rest_check.min_voluntary_units", self.min_voluntary_units)
+        _count("rest_check.max_check_segments", self.max_check_segments)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "voluntary_rate_hz": list(self.voluntary_rate_hz)}
+
+
+
+LEGACY_DECISION_KEYS = ("uncertain_threshold", "smoothing_windows", "min_event_windows")
+"""Top-level manifest keys of bundles packed before the ``decision`` section."""
 
 
 @dataclass(frozen=True)
-class DecisionConfig:
+class DecisionConfig(_Fields):
     """Everything between the model's probabilities and a label or event: travels in the
     bundle (manifest ``decision``), so a code update never changes labels under an
-    unchanged bundle. A bundle written before this section existed reads these defaults,
-    which are the values it was built and measured with."""
+    unchanged bundle. A bundle written before this section existed reads its top-level
+    :data:`LEGACY_DECISION_KEYS` and these defaults for the rest, which are the values it
+    was built and measured with."""
 
     uncertain_threshold: float = 0.5
     """Below this top probability a window is called ``uncertain``."""
     smoothing_windows: int = 3
     """Windows of posterior smoothing behind the label events follow."""
     min_event_windows: int = 3
-    """Windows a new smoothed label must hold before it becomes an event."""
+    """Windows a new smoothed label must hold before it becomes an event (1.5 s at a 0.5 s
+    hop): the few windows that straddle a change of activity are not findings of their
+    own."""
     max_concealed_gap_ms: float = 25.0
-    """Longest loss zero-filled (concealed) rather than closing the window."""
+    """Longest loss zero-filled (concealed) rather than closing the window: one or two lost
+    10 ms frames (:mod:`edge.pipeline`)."""
     rest_check: RestCheckConfig = field(default_factory=RestCheckConfig)
+    """When a call of spontaneous activity is withheld as made during a contraction."""
+
+    def __post_init__(self) -> None:
+        t = self.uncertain_threshold
+        _number("uncertain_threshold", t)
+        if t >= 1:
+            raise ConfigError(f"uncertain_threshold {t} must be in (0, 1)")
+        _count("smoothing_windows", self.smoothing_windows)
+        _count("min_event_windows", self.min_event_windows)
+        _number("max_concealed_gap_ms", self.max_concealed_gap_ms, positive=False)
+        if not isinstance(self.rest_check, RestCheckConfig):
+            raise ConfigError("rest_check must be a RestCheckConfig")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rest_check": self.rest_check.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DecisionConfig:
+        kw = dict(_known_fields(cls, d))
+        if "rest_check" in kw:
+            kw["rest_check"] = RestCheckConfig.from_dict(kw["rest_check"])
+        return cls(**kw)
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The manifest's section."""
+        return {"decision": self.to_dict()}
+
+    @classmethod
+    def from_manifest(cls, m: dict[str, Any]) -> DecisionConfig:
+        """From a bundle manifest: its ``decision``, or for an older bundle its top-level
+        keys (and the defaults for what it does not state)."""
+        if "decision" in m:
+            return cls.from_dict(m["decision"])
+        return cls(**{k: m[k] for k in LEGACY_DECISION_KEYS if k in m})
 
 
 DEFAULT_DECISION = DecisionConfig()
-"""The one place a default decision exists."""
-
-DEFAULT_SPEC = FrontEndSpec()
-"""The spec a new model is trained with unless ``--front-end`` says otherwise: the one
-place a default front end exists."""
+"""The decisions a bundle is packed with unless told otherwise: the one place a default
+decision exists."""

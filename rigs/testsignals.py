@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.features import MelConfig, default_mel_config, float_to_int16
+from edge.features import float_to_int16
+from edge.spec import DEFAULT_SPEC, MelConfig
 
 KINDS = ("fibrillation", "positive_sharp_wave", "motor_unit", "complex_repetitive", "noise")
 
@@ -78,14 +79,14 @@ def emg_like_uv(kind: str, duration_s: float, fs: int, seed: int = 0,
 def emg_like(kind: str, duration_s: float, config: MelConfig | None = None, seed: int = 0,
              gain_db: float = 0.0) -> np.ndarray:
     """int16 at the canonical scale (config.uv_per_lsb), optionally with a gain."""
-    c = config or default_mel_config()
+    c = config or DEFAULT_SPEC.mel
     x = emg_like_uv(kind, duration_s, c.sample_rate_hz, seed) * 10 ** (gain_db / 20)
     return float_to_int16(x, lsb=c.uv_per_lsb)
 
 
 def examination(duration_s: float, config: MelConfig | None = None, seed: int = 0) -> np.ndarray:
     """A mixed recording: equal segments of every kind, in order (for benchmarks)."""
-    c = config or default_mel_config()
+    c = config or DEFAULT_SPEC.mel
     seg = duration_s / len(KINDS)
     parts = [emg_like(k, seg, c, seed + i) for i, k in enumerate(KINDS)]
     return np.concatenate(parts)

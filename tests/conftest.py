@@ -114,8 +114,8 @@ def small_contraction():
     import numpy as np
 
     from convert.biosim import simulate_contraction
-    from edge.features import MelConfig
     from edge.readers.recording import uv_to_int16
+    from edge.spec import MelConfig
 
     cfg = MelConfig()
     rec = simulate_contraction(fs=cfg.sample_rate_hz, duration_s=10.0, pool="myopathic",
@@ -124,8 +124,8 @@ def small_contraction():
 
 
 def small_contraction_wav(path: Path) -> Path:
-    from edge.features import MelConfig
     from edge.readers.wav import write_wav
+    from edge.spec import MelConfig
 
     cfg = MelConfig()
     write_wav(path, small_contraction(), cfg.sample_rate_hz, cfg.uv_per_lsb)

@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.errors import ConfigError, InputError
-from edge.features import MelConfig, MelFrontEnd, float_to_int16, mel_matrix
+from edge.features import MelFrontEnd, float_to_int16, mel_matrix
 from edge.mel_reference import compare_to_reference, frame_signal, reference_log_mel_db
+from edge.spec import MelConfig
 from rigs.testsignals import KINDS, emg_like
 
 GOLDEN = Path(__file__).parent / "golden" / "features_default.npz"

@@ -11,8 +11,7 @@ from convert.corpus import read_corpus, synth_corpus
 from convert.dataset import build_windows
 from convert.evaluate import macro_f1
 from convert.train import TrainConfig, train
-from edge.features import MelConfig
-from edge.windows import WindowConfig
+from edge.spec import MelConfig, WindowConfig
 
 SHIPPED = ROOT / "models" / "nemg-default.nemg"
 #: Another clinic's amplifier: a 800 Hz low-pass (augmentation never goes below 3 kHz),

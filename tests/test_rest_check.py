@@ -11,19 +11,19 @@ import pytest
 from conftest import run_nemg, small_contraction, small_contraction_wav
 
 from convert.synth import synthesize
-from edge.features import MelConfig
 from edge.labels import PATHOLOGICAL, UNCERTAIN
-from edge.muap import decompose
+from edge.muap.decomposition import decompose
 from edge.readers.recording import uv_to_int16
 from edge.rest_check import (
     KEEP_CHECKS,
-    MIN_VOLUNTARY_UNITS,
-    RECHECK_S,
-    STRETCH_S,
     RestCheck,
     voluntary_rates,
 )
+from edge.spec import DEFAULT_DECISION, MelConfig
 
+REST = DEFAULT_DECISION.rest_check
+STRETCH_S, RECHECK_S = REST.stretch_s, REST.recheck_s
+MIN_VOLUNTARY_UNITS = REST.min_voluntary_units
 FS = MelConfig().sample_rate_hz
 UV_PER_LSB = MelConfig().uv_per_lsb
 GOLDEN = Path(__file__).parent / "golden" / "rest_check_emgdb.json"
@@ -196,9 +196,10 @@ def test_a_live_session_logs_why_it_withheld_calls(tmp_path):
     import io
 
     from edge.eventlog import open_for_session
-    from edge.live import LiveSession, PlainView
+    from edge.live import LiveSession
     from edge.pipeline import Pipeline
     from edge.runtime import load_verified
+    from edge.screen import PlainView
     from rigs.sources import open_source
     from wire.boards import get_frontend
     from wire.link import FrontEndClient, SerialLink

@@ -196,9 +196,9 @@ def test_serial_transfer_resumes_after_interruption(tmp_path, bundles):
     try:
         with SerialLink(ch.path, read_timeout=0.01) as link, \
                 pytest.raises(DeviceError, match="interrupted"):
-            FlashClient(link, timeout_s=0.3).send(data, "m.nemg", stop_after=len(data) // 2)
+            FlashClient(link, timeout_s=5.0).send(data, "m.nemg", stop_after=len(data) // 2)
         with SerialLink(ch.path, read_timeout=0.01) as link:
-            c = FlashClient(link, timeout_s=0.3)
+            c = FlashClient(link, timeout_s=5.0)
             res = c.send(data, "m.nemg")
         assert c.resumed_at >= len(data) // 2  # did not start again
         assert res["ok"] and res["version"] == "1.0.0"
@@ -214,7 +214,7 @@ def test_serial_transfer_survives_corruption(tmp_path, bundles):
     ch, server, stop, t = serve(s)
     try:
         with SerialLink(ch.path, read_timeout=0.01) as link:
-            c = FlashClient(link, timeout_s=0.2, retries=50, corrupt_rate=1e-4, seed=4)
+            c = FlashClient(link, timeout_s=1.0, retries=50, corrupt_rate=3e-5, seed=4)
             res = c.send(bundles["1.0.0"].read_bytes(), "m.nemg")
         assert res["ok"] and c.resent > 0  # some chunks had to go again
     finally:
@@ -231,7 +231,7 @@ def test_refusal_over_serial_is_a_clear_error(tmp_path, bundles):
     try:
         with SerialLink(ch.path, read_timeout=0.01) as link, \
                 pytest.raises(DeviceError, match=r"box refused: .*unknown key"):
-            FlashClient(link, timeout_s=0.3).send(bundles["unknown-key"].read_bytes(), "r")
+            FlashClient(link, timeout_s=5.0).send(bundles["unknown-key"].read_bytes(), "r")
     finally:
         stop.set()
         t.join(5)

@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from edge.cli.options import add_front_end_option
+
 
 def default_trusted() -> Path:
     env = os.environ.get("NEMG_TRUSTED_KEYS")
@@ -15,6 +17,7 @@ def default_trusted() -> Path:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from edge.bundle import DEFAULT_BOARDS
+    from edge.spec import DEFAULT_DECISION
 
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = sub.add_parser("pack", help="sign a model into a bundle (workstation)")
@@ -24,13 +27,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--version", required=True, help="MAJOR.MINOR.PATCH")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--checkpoint", type=Path, help="float .h5 to include for fine-tuning")
-    p.add_argument("--front-end", type=Path, metavar="BUNDLE_OR_SPEC",
-                   help="the front end the model was trained on (default: the training.json "
-                        "beside --checkpoint)")
+    add_front_end_option(p, "the front end the model was trained on (default: the training.json "
+                            "beside --checkpoint)")
     p.add_argument("--metrics", type=Path, help="evaluation report.json to include")
     p.add_argument("--boards", default=",".join(DEFAULT_BOARDS),
                    help="comma-separated compatible boards")
-    p.add_argument("--uncertain-threshold", type=float, default=0.5)
+    p.add_argument("--uncertain-threshold", type=float, default=None, metavar="P",
+                   help="top probability below which a window is 'uncertain' (default "
+                        f"{DEFAULT_DECISION.uncertain_threshold}, edge.spec's)")
+    p.add_argument("--smoothing-windows", type=int, default=None, metavar="N",
+                   help="windows of posterior smoothing events follow (default "
+                        f"{DEFAULT_DECISION.smoothing_windows}, edge.spec's)")
     p.add_argument("--dev", action="store_true", help="mark as signed with a development key")
     c = sub.add_parser("calibrate", help="refit a bundle's temperature and familiarity check "
                                          "on validation recordings of both simulators "
@@ -64,17 +71,23 @@ def run(args: argparse.Namespace) -> int:
             rep = json.loads(args.metrics.read_text())
             metrics = {k: rep[k] for k in ("macro_f1_int8", "macro_f1_float", "agreement",
                                            "accuracy_int8", "ece_int8", "windows") if k in rep}
-        from edge.spec import FrontEndSpec
+        from dataclasses import replace
+
+        from edge.bundle import load_spec
+        from edge.spec import DEFAULT_DECISION
 
         src = args.front_end or args.checkpoint
         if src is None:
             raise InputError("say which front end the model was trained on: --front-end "
                              "BUNDLE_OR_SPEC, or --checkpoint with its training.json")
+        given = {k: v for k, v in (("uncertain_threshold", args.uncertain_threshold),
+                                   ("smoothing_windows", args.smoothing_windows))
+                 if v is not None}
         m = pack(args.out, model=args.model.read_bytes(), key_path=args.key, name=args.name,
-                 version=args.version, metrics=metrics, spec=FrontEndSpec.load(src),
+                 version=args.version, metrics=metrics, spec=load_spec(src),
                  checkpoint=args.checkpoint.read_bytes() if args.checkpoint else None,
                  boards=tuple(b.strip() for b in args.boards.split(",")),
-                 uncertain_threshold=args.uncertain_threshold, development_key=args.dev)
+                 decision=replace(DEFAULT_DECISION, **given), development_key=args.dev)
         print(json.dumps({"bundle": str(args.out), "name": m["name"], "version": m["version"],
                           "key_id": m["key_id"]}))
         return 0

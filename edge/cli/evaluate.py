@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge.cli.options import add_front_end_option
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help=".tflite or .nemg")
@@ -12,9 +14,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="report folder")
     parser.add_argument("--checkpoint", type=Path,
                         help="float checkpoint, for float-vs-int8 agreement")
-    parser.add_argument("--front-end", type=Path, metavar="BUNDLE_OR_SPEC",
-                        help="a bare .tflite without --checkpoint: the front end it was "
-                             "trained on (a bundle bears its own)")
+    add_front_end_option(parser, "a bare .tflite without --checkpoint: the front end it was "
+                                 "trained on (a bundle bears its own)")
     parser.add_argument("--no-robustness", action="store_true",
                         help="skip accuracy vs SNR and gain")
 
@@ -22,7 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from convert.pipeline import evaluate_model
+    from convert.evaluate import evaluate_model
 
     rep = evaluate_model(args.model, args.data, args.out, args.checkpoint,
                          robustness=not args.no_robustness, front_end=args.front_end)

@@ -10,6 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
+from edge.cli.options import add_front_end_option
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", type=Path, help="signal: .npy (int16, or float with --lsb) or raw")
@@ -17,9 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw", action="store_true", help="file is raw little-endian int16")
     parser.add_argument("--lsb", type=float, default=None,
                         help="float input: value of one int16 LSB in the file's unit")
-    parser.add_argument("--front-end", type=Path, metavar="BUNDLE_OR_SPEC",
-                        help="whose features: a bundle (.nemg), checkpoint or JSON spec "
-                             "(default: the box's model, as the pipeline computes them)")
+    add_front_end_option(parser, "whose features: a bundle (.nemg), checkpoint or JSON spec "
+                                 "(default: the box's model, as the pipeline computes them)")
     parser.add_argument("--compare", action="store_true",
                         help="also report the error against the float64 reference (JSON)")
 
@@ -58,12 +59,12 @@ def load_signal(path: Path, raw: bool = False, lsb: float | None = None):
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from edge.bundle import load_spec
     from edge.errors import InputError
     from edge.features import MelFrontEnd
     from edge.runtime import default_model_path
-    from edge.spec import FrontEndSpec
 
-    spec = FrontEndSpec.load(args.front_end or default_model_path())
+    spec = load_spec(args.front_end or default_model_path())
     x = load_signal(args.path, args.raw, args.lsb)
     fe = MelFrontEnd(spec.mel)
     try:

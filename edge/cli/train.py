@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge.cli.options import add_front_end_option
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     # make model's recipe: the one source of defaults
@@ -32,11 +34,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="with --init-from: convolution blocks kept frozen")
     parser.add_argument("--workers", type=int, default=2,
                         help="processes computing augmented windows (same result for any)")
-    parser.add_argument("--front-end", type=Path, metavar="BUNDLE_OR_SPEC",
-                        help="the front end to train on: a bundle (.nemg), a checkpoint or "
-                             "a JSON spec with mel_config and window (default: "
-                             "edge.spec.DEFAULT_SPEC, as make model; a fine-tune keeps its "
-                             "model's)")
+    add_front_end_option(parser, "the front end to train on: a bundle (.nemg), a checkpoint or a "
+                                 "JSON spec with mel_config and window (default: "
+                                 "edge.spec.DEFAULT_SPEC, as make model; a fine-tune keeps its "
+                                 "model's)")
     parser.add_argument("--also", type=Path, action="append", default=[], metavar="DIR",
                         help="another corpus (e.g. 'nemg data synth --simulator bio', or real "
                              "recordings) whose training recordings join every epoch and "
@@ -75,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
     from convert.train import RECIPE_AUGMENT
 
     aug = replace(RECIPE_AUGMENT, p_source_rate=args.source_rate_share)
-    from edge.spec import FrontEndSpec
+    from edge.bundle import load_spec
 
-    spec = FrontEndSpec.load(args.front_end) if args.front_end else None
+    spec = load_spec(args.front_end) if args.front_end else None
     r = train(args.data, args.out, cfg, spec, also=args.also, aug=aug)
     print(json.dumps({"checkpoint": str(r.checkpoint), "best_epoch": r.best_epoch,
                       "best_val_accuracy": r.best_val_accuracy, "seconds": r.seconds}))

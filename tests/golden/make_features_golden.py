@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.features import MelConfig, MelFrontEnd
+from edge.features import MelFrontEnd
 from edge.mel_reference import frame_signal
+from edge.spec import MelConfig
 from rigs.testsignals import emg_like
 
 OUT = Path(__file__).with_name("features_default.npz")

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.features import MelConfig
-from edge.muap import decompose
-from edge.readers.importers import load_two_columns
+from edge.muap.decomposition import decompose
+from edge.readers import load_two_columns
 from edge.resample import resample_int16
 from edge.rest_check import voluntary_rates
+from edge.spec import MelConfig
 
 OUT = Path(__file__).with_name("rest_check_emgdb.json")
 EXCERPT = Path(__file__).parents[1] / "data" / "emgdb_healthy_3s.txt"
