@@ -65,11 +65,13 @@ two contractions."""
 def examination_wav(path: Path, seconds_each: float | None = None) -> Path:
     """The benchmark's examination as a 20 kHz WAV at the model's scale."""
     from convert.biosim import simulate_contraction
-    from edge.readers.recording import load_wav, uv_to_int16
+    from edge.readers import load_wav
+    from edge.readers.recording import uv_to_int16
     from edge.readers.wav import write_wav
+    from edge.spec import DEFAULT_SPEC
     from rigs.demo import DEMO_WAV
 
-    fs, lsb = 20_000, 0.5
+    fs, lsb = DEFAULT_SPEC.mel.sample_rate_hz, DEFAULT_SPEC.mel.uv_per_lsb
     parts = []
     for (name, s), seed in zip(SEGMENTS, (0, 1, 2), strict=True):
         s = seconds_each or s
@@ -87,11 +89,12 @@ def examination_wav(path: Path, seconds_each: float | None = None) -> Path:
 CHILD = r"""
 import io, json, os, sys, time
 os.sched_setaffinity(0, {int(sys.argv[2])}) if hasattr(os, "sched_setaffinity") else None
-from edge.live import LiveSession, PlainView
+from edge.live import LiveSession
 from edge.muap_live import MuapMonitor
 from edge.pipeline import Pipeline
 from edge.procmem import peak_rss_mb, rss_mb
 from edge.runtime import load_verified
+from edge.screen import PlainView
 from wire.boards import get_frontend
 from wire.link import FrontEndClient, SerialLink
 port, seconds, web = sys.argv[1], float(sys.argv[3]), sys.argv[4] == "1"

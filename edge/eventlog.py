@@ -272,6 +272,45 @@ class EventLog:
         return n
 
 
+class SessionLog:
+    """A live session's hold on its event log (None: not recorded). If a write fails
+    (disk full, read-only), it says so once and lets go of the log: the box goes on
+    classifying and showing without it, it must not stop for its log."""
+
+    def __init__(self, log: EventLog | None) -> None:
+        self.log = log
+        self.logged = 0
+        """Events the log took this session."""
+        self.stopped: str | None = None
+        """Why logging stopped mid-session, if it did."""
+
+    def start(self, source: str, board: str | None, model: dict[str, str]) -> None:
+        """Open the session's record."""
+        self._call("start_session", source, board, model)
+
+    def record(self, ev: Event) -> int | None:
+        """Log one event; its id once committed (None: not logged)."""
+        logged_id = self._call("log", ev)
+        if logged_id is not None:
+            self.logged += 1
+        return logged_id
+
+    def end(self, summary: dict[str, Any]) -> None:
+        """Close the session's record with its summary."""
+        self._call("end_session", summary)
+
+    def _call(self, method: str, *args: Any) -> Any:
+        if self.log is None:
+            return None
+        try:
+            return getattr(self.log, method)(*args)
+        except LogWriteError as exc:
+            self.stopped = str(exc)
+            self.log = None
+            _warn(f"{exc}; event logging stopped, classification goes on")
+            return None
+
+
 def open_for_session(path: Path, warn=None) -> EventLog | None:
     """The log a live session records into, or None with one warning line if it cannot
     be opened: the box goes on classifying and showing without it."""

@@ -1,57 +1,41 @@
-"""A live session: front end -> pipeline -> event log and terminal view.
+"""A live session: acquisition -> pipeline -> sinks.
 
-Shared by ``nemg run`` (a real port) and ``nemg demo`` (the virtual front end). The board's
-ADC values are scaled to the model's canonical int16 by an integer multiply-shift (exact
-for the reference front end, whose scale is the canonical one).
+Shared by ``nemg run`` (a real port) and ``nemg demo`` (the virtual front end). The front
+end's samples come from :mod:`edge.acquire.board` (scaled, at the model's rate, with
+explicit gaps); the session batches them into one pipeline call per decision and hands
+what comes out to its sinks: the event log (first, so an event is durable before it is
+shown), the MUAP analysis, the raw-signal capture and the view (a terminal, a pipe, the
+bedside page: :mod:`edge.screen`, :mod:`edge.web.hub`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 
+from edge.acquire.board import Block, BoardStream, Gap
 from edge.errors import ConfigError
-from edge.eventlog import EventLog, LogWriteError
-from edge.labels import PATHOLOGICAL, UNCERTAIN
+from edge.eventlog import EventLog, SessionLog
+from edge.labels import UNCERTAIN
 from edge.muap_live import MuapMonitor, MuapResult, MuapWorker
 from edge.pipeline import Event, Pipeline, WindowResult, WindowTally
 from edge.procmem import peak_rss_mb
 from edge.readers.wav import write_wav
-from edge.resample import StreamResampler
 from edge.rest_check import DETAIL_PREFIX, NOTED_LABELS
 from wire.boards import FrontEndProfile
 from wire.link import FrontEndClient, LinkEvent
-from wire.protocol import Flag, Gap, Samples
-
-
-@dataclass(frozen=True)
-class BoardScaler:
-    """ADC values at the board's µV/LSB -> canonical int16 (saturating)."""
-
-    multiplier: int
-    shift: int = 24
-
-    @classmethod
-    def between(cls, board_uv_per_lsb: float, model_uv_per_lsb: float) -> BoardScaler:
-        return cls(round(board_uv_per_lsb / model_uv_per_lsb * (1 << 24)))
-
-    def __call__(self, adc: np.ndarray) -> np.ndarray:
-        if self.multiplier == 1 << self.shift:
-            return np.clip(adc, -32768, 32767).astype(np.int16)
-        v = (adc.astype(np.int64) * self.multiplier + (1 << (self.shift - 1))) >> self.shift
-        return np.clip(v, -32768, 32767).astype(np.int16)
+from wire.protocol import Flag
 
 
 def check_board(pipeline: Pipeline, board: FrontEndProfile) -> None:
+    """Refuse a board the pipeline's model was not made for."""
     why = pipeline.bundle.board_mismatch(board.name, board.sample_rate_hz)
     if why:
         b = pipeline.bundle
@@ -78,6 +62,7 @@ class SessionState:
     tally: WindowTally = field(default_factory=WindowTally)
     """Every decision's part in the session's finding."""
     samples: int = 0
+    """Samples received from the front end (at its own rate)."""
     link_note: str = "connecting"
     flags: Flag = Flag.NONE
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=KEEP_WINDOWS))
@@ -95,14 +80,15 @@ class SessionState:
         return [f.name.lower() for f in (Flag.CLIPPING, Flag.ELECTRODE_OFF) if self.flags & f]
 
 
-class PlainView:
-    """For pipes and logs: one line per event."""
+class Sink:
+    """What a session hands on, and when. Every method is a no-op here: a sink overrides
+    what it takes. Views (:mod:`edge.screen`, :class:`edge.web.hub.WebView`) are sinks."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
+    failed: BaseException | None = None
+    """An error the sink's own thread hit: the session stops, closes down, then raises it."""
 
     def attach(self, session: LiveSession) -> None:
-        """Called once, when the session starts."""
+        """Called once, when the session is made."""
 
     def samples(self, pcm: np.ndarray, index: int) -> None:
         """Canonical samples at the model's rate as they arrive (stream ``index``)."""
@@ -110,202 +96,240 @@ class PlainView:
     def features(self, frames: np.ndarray, end_index: int) -> None:
         """New int8 feature frames; the last one ends at stream ``end_index``."""
 
+    def decided(self, results: list[WindowResult]) -> list[Event]:
+        """New decisions; returns finished events of the sink's own, for every sink."""
+        return []
+
     def event(self, ev: Event, logged_id: int | None) -> None:
-        tag = f"#{logged_id}" if logged_id is not None else ""
-        if ev.kind == "gap":
-            print(f"{ev.start_s:8.2f} s  GAP {ev.detail} {tag}", file=self.out, flush=True)
-        elif ev.kind == "muap":
-            print(f"{ev.start_s:8.2f}–{ev.end_s:.2f} s  MUAP {ev.label} {tag}", file=self.out,
-                  flush=True)
-        else:
-            mark = " [pathological]" if ev.label in PATHOLOGICAL else ""
-            note = f" ({ev.detail})" if ev.detail else ""
-            print(f"{ev.start_s:8.2f}–{ev.end_s:.2f} s  {ev.label:<20} {ev.confidence:.2f}"
-                  f"{mark} {tag}{note}", file=self.out, flush=True)
+        """An event, once the log took it (``logged_id``; None: not logged)."""
 
     def link(self, ev: LinkEvent) -> None:
-        """A link change, so a pipe or journal shows a pulled cable or a hung device."""
-        print(f"          LINK {ev.state}: {ev.detail}", file=self.out, flush=True)
+        """A change of the link's state (a pulled cable, a hung device)."""
 
     def update(self, state: SessionState, session: LiveSession, *, force: bool = False
                ) -> None:
-        pass
+        """After everything the front end sent; ``force``: the final state."""
+
+    def finish(self) -> list[Event]:
+        """The stream ended: the sink's events still owed (waited for)."""
+        return []
 
     def close(self) -> None:
-        pass
+        """The session is over (also after an error)."""
 
 
-class TerminalView(PlainView):
-    """A live screen for an 80×24 terminal, redrawn at most 5 times a second."""
+class MuapSink(Sink):
+    """MUAP analysis of voluntary stretches: the monitor sees every sample and decision,
+    its analyses run on a :class:`MuapWorker` thread while the session runs, and each
+    site summary comes back as an event (and the state's newest ``muap``)."""
 
-    WIDTH, HEIGHT, BAR = 80, 23, 30
+    def __init__(self, monitor: MuapMonitor) -> None:
+        self.monitor = monitor
+        self._worker: MuapWorker | None = None  # its thread, from the first decision on
+        self._state: SessionState | None = None
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        super().__init__(out)
-        self._last_draw = 0.0
-        self.out.write("\x1b[?25l\x1b[2J")  # hide cursor, clear
+    @property
+    def failed(self) -> BaseException | None:
+        return self._worker.failed if self._worker is not None else None
 
-    def event(self, ev: Event, logged_id: int | None) -> None:
-        pass  # shown in the "recent events" panel
+    def attach(self, session: LiveSession) -> None:
+        self._state = session.state
 
-    def link(self, ev: LinkEvent) -> None:
-        pass  # shown in the link line
+    def samples(self, pcm: np.ndarray, index: int) -> None:
+        self.monitor.push(pcm, index)
 
-    def update(self, state: SessionState, session: LiveSession, *, force: bool = False
-               ) -> None:
-        now = time.monotonic()
-        if now - self._last_draw < 0.2 and not force:
+    def decided(self, results: list[WindowResult]) -> list[Event]:
+        if self._worker is None:
+            self._worker = MuapWorker(self.monitor)
+        for r in results:  # every decision: a window called something else blocks
+            due = self.monitor.due(r.smoothed_label, r.start_sample, r.end_sample)
+            if due is not None:
+                self._worker.submit(due)
+        return self._done(self._worker.ready())
+
+    def finish(self) -> list[Event]:
+        """Every due analysis, before the summary."""
+        return self._done(self._worker.drain()) if self._worker is not None else []
+
+    def _done(self, sites: list[MuapResult]) -> list[Event]:
+        out = []
+        for site in sites:
+            r = self.monitor.record(site)
+            if self._state is not None:
+                self._state.muap = r
+            out.append(self.monitor.event(site))
+        return out
+
+
+class Capture(Sink):
+    """Keeps the last ``minutes`` of canonical samples; written as a WAV into ``folder``
+    when the session closes (named after the log's session)."""
+
+    def __init__(self, minutes: float, folder: Path, fs: int, uv_per_lsb: float) -> None:
+        self.folder, self.fs, self.uv_per_lsb = folder, fs, uv_per_lsb
+        self.max = int(minutes * 60 * fs)
+        self._blocks: deque[np.ndarray] = deque()
+        self._held = 0
+        self._session: LiveSession | None = None
+        self.path: Path | None = None
+        """Where the capture was written (None: not yet, or it could not be)."""
+
+    def attach(self, session: LiveSession) -> None:
+        self._session = session
+
+    def samples(self, pcm: np.ndarray, index: int) -> None:
+        self._blocks.append(pcm)
+        self._held += pcm.size
+        while self._held - self._blocks[0].size >= self.max:
+            self._held -= self._blocks.popleft().size
+
+    def close(self) -> None:
+        if not self._held:
             return
-        self._last_draw = now
-        lines = session.screen_lines(state, self.WIDTH, self.BAR)[: self.HEIGHT]
-        lines += [""] * (self.HEIGHT - len(lines))  # a shorter screen clears what was below
-        self.out.write("\x1b[H" + "".join(f"{ln[:self.WIDTH]}\x1b[K\n" for ln in lines))
-        self.out.flush()
-
-    def close(self) -> None:
-        self.out.write("\x1b[?25h\n")
-        self.out.flush()
+        log = self._session.log if self._session is not None else None
+        sid = log.session_id if log else int(time.time())
+        path = self.folder / f"session-{sid}-last.wav"
+        x = np.concatenate(list(self._blocks))[-self.max:]
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_wav(path, x, self.fs, self.uv_per_lsb)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                path.unlink()  # no partial capture left behind
+            print(f"nemg: warning: capture {path} not written ({exc.strerror})",
+                  file=sys.stderr, flush=True)
+            return
+        self.path = path
 
 
 class LiveSession:
+    """A front end's samples through a pipeline into an event log, a capture, the MUAP
+    analysis and a view, until the stream ends, a limit is reached or it is stopped."""
+
     def __init__(self, pipeline: Pipeline, client: FrontEndClient, board: FrontEndProfile,
-                 *, log: EventLog | None = None, view: PlainView | None = None,
+                 *, log: EventLog | None = None, view: Sink | None = None,
                  capture_minutes: float = 0.0, capture_dir: Path | None = None,
                  source: str = "", muap: MuapMonitor | None = None) -> None:
+        """``view``: a screen (none: nothing shown); ``capture_minutes``: keep that much of
+        the signal, written into ``capture_dir``; ``muap``: MUAP analysis (None: off)."""
         check_board(pipeline, board)
         self.pipeline = pipeline
         self.client = client
         self.board = board
-        self.log = log
-        self.view = view or PlainView()
-        self.scale = BoardScaler.between(board.uv_per_lsb, pipeline.mel.uv_per_lsb)
-        self.resampler: StreamResampler | None = None
-        """A board at another rate than the model's is brought to it here (the same
-        resampler ``nemg classify`` uses, so live and offline stay bit for bit)."""
-        if board.sample_rate_hz != pipeline.fs:
-            self.resampler = StreamResampler(board.sample_rate_hz, pipeline.fs)
-        self.state = SessionState()
-        self.view.attach(self)
+        self.source = source or client.link.port
+        self.acquire = BoardStream(client, board, pipeline.mel, source=self.source)
+        self._log = SessionLog(log)
+        self.view = view or Sink()
         self.muap = muap
         """MUAP analysis of voluntary stretches (None: off)."""
-        self._muap_worker: MuapWorker | None = None  # its thread, while the session runs
-        self.source = source or client.link.port
-        self.capture_dir = capture_dir
-        n = int(capture_minutes * 60 * pipeline.fs)
-        self._capture: deque[np.ndarray] | None = deque() if n > 0 else None
-        self._capture_max = n
-        self._captured = 0
-        self.events_logged = 0
-        """Events the log took this session."""
-        self.log_stopped: str | None = None
-        """Why event logging stopped mid-session (disk full, read-only), if it did."""
+        self.state = SessionState()
+        self.sinks: list[Sink] = []
+        """In the order they are told (and closed): the view before the capture is written."""
+        if muap is not None:
+            self.sinks.append(MuapSink(muap))
+        self.sinks.append(self.view)
+        if capture_minutes > 0 and capture_dir is not None:
+            self.sinks.append(Capture(capture_minutes, capture_dir, pipeline.fs,
+                                      pipeline.mel.uv_per_lsb))
+        for s in self.sinks:
+            s.attach(self)
         self._pending: list[np.ndarray] = []  # samples waiting for the next decision
         self._pending_n = 0
         self._pending_index = 0
-        self._model_index = 0  # with a resampler: model-rate samples (and losses) so far
+
+    @property
+    def log(self) -> EventLog | None:
+        """The event log (None: none, or it stopped taking events)."""
+        return self._log.log
+
+    @property
+    def events_logged(self) -> int:
+        """Events the log took this session."""
+        return self._log.logged
+
+    @property
+    def log_stopped(self) -> str | None:
+        """Why event logging stopped mid-session (disk full, read-only), if it did."""
+        return self._log.stopped
 
     # ---- the loop --------------------------------------------------------------------------
     def run(self, *, duration_s: float | None = None,
             until: Callable[[], bool] | None = None) -> dict:
-        p = self.pipeline
-        b = p.bundle
-        self._to_log("start_session", self.source, self.board.name,
-                     {"name": b.name, "version": b.version, "sha256": b.sha256})
+        """Run until the stream ends, ``duration_s`` passed or ``until()`` says so (or
+        Ctrl-C); returns the summary."""
+        b = self.pipeline.bundle
+        self._log.start(self.source, self.board.name,
+                        {"name": b.name, "version": b.version, "sha256": b.sha256})
         end = None if duration_s is None else time.monotonic() + duration_s
-        self.client.start()
+        self.acquire.start()
         self.state.link_note = "streaming"
-        if self.muap is not None:
-            self._muap_worker = MuapWorker(self.muap)
+        failed: BaseException | None = None
         try:
-            self._check_device()
-            for ev in self.client.events():
-                if isinstance(ev, Samples):
-                    pcm = self.scale(ev.values)
-                    self.state.flags |= ev.flags
-                    self.state.samples += pcm.size
-                    self._keep(pcm)
-                    self._queue(pcm, ev.index)
-                elif isinstance(ev, Gap):
-                    self._end_segment()
-                    self._take(*p.lost(self._at_model_rate(ev.lost), ev.reason))
+            for item in self.acquire:
+                if isinstance(item, Block):
+                    self._block(item)
+                elif isinstance(item, Gap):
+                    self._push()
+                    self._take(*self.pipeline.lost(item.lost, item.reason))
                     self._show_features()
-                elif isinstance(ev, LinkEvent):
-                    self.state.link_note = ev.state
-                    self.view.link(ev)
-                self.view.update(self.state, self)
+                elif isinstance(item, LinkEvent):
+                    self.state.link_note = item.state
+                    self._tell("link", item)
+                self._tell("update", self.state, self)
                 if (end is not None and time.monotonic() >= end) or (until and until()):
                     break
-                if self._muap_worker is not None and self._muap_worker.failed is not None:
+                if self._failed() is not None:
                     break  # raised below, once the session has closed down
         except KeyboardInterrupt:
             self.state.link_note = "stopped by user"
         finally:
-            worker, failed = self._muap_worker, None
             try:
-                self._end_segment()
-                self._emit(p.flush())
-                if worker is not None:  # every due analysis, before the summary
-                    self._muap_done(worker.drain())
-                    failed = worker.failed
+                tail = self.acquire.flush()
+                if tail is not None:
+                    self._block(tail)
+                self._push()
+                self._emit(self.pipeline.flush())
+                for s in self.sinks:
+                    self._emit(s.finish())
+                failed = self._failed()
                 summary = self.summary()
-                self._to_log("end_session", summary)
-                self.view.update(self.state, self, force=True)  # the final state, always
+                self._log.end(summary)
+                self._tell("update", self.state, self, force=True)  # the final state, always
             finally:  # whatever failed above: the screen, the capture and the port
-                self._muap_worker = None
-                self.view.close()
-                self._write_capture()
-                with contextlib.suppress(Exception):
-                    self.client.close()
-        if failed is not None:  # a MUAP analysis crashed: an internal error, not lost
+                self._close()
+        if failed is not None:  # a sink's thread crashed: an internal error, not lost
             raise failed
         return summary
 
-    def _queue(self, pcm: np.ndarray, index: int) -> None:
-        """Board samples at stream ``index`` towards the pipeline, at the model's rate."""
-        if self.resampler is not None:
-            pcm = self.resampler.push(pcm)
-            index = self._model_index
-            self._model_index += pcm.size
-        self.view.samples(pcm, index)
-        self._append(pcm, index)
+    def _close(self) -> None:
+        """Close every sink in order, then the port, each even if one before it raised."""
+        with contextlib.ExitStack() as stack:
+            stack.callback(self._close_port)  # callbacks run last-in first-out
+            for s in reversed(self.sinks):
+                stack.callback(s.close)
+
+    def _close_port(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+
+    def _tell(self, method: str, *args, **kwargs) -> None:
+        for s in self.sinks:
+            getattr(s, method)(*args, **kwargs)
+
+    def _failed(self) -> BaseException | None:
+        return next((s.failed for s in self.sinks if s.failed is not None), None)
+
+    def _block(self, b: Block) -> None:
+        """Samples from the front end: to the sinks, and batched for the pipeline."""
+        self.state.flags |= b.flags
+        self.state.samples += b.received
+        self._tell("samples", b.pcm, b.index)
+        if not self._pending:
+            self._pending_index = b.index
+        self._pending.append(b.pcm)
+        self._pending_n += b.pcm.size
         if self._pending_n >= self.pipeline.samples_needed():
             self._push()
-
-    def _append(self, pcm: np.ndarray, index: int) -> None:
-        """Batch samples at model-rate stream ``index`` for the next decision."""
-        if not self._pending:
-            self._pending_index = index
-        self._pending.append(pcm)
-        self._pending_n += pcm.size
-
-    def _end_segment(self) -> None:
-        """Before a gap: what the resampler still owes of the samples before it, then a
-        fresh resampler (no filter spans a gap)."""
-        if self.resampler is not None:
-            tail = self.resampler.flush()
-            if tail.size:
-                self._append(tail, self._model_index)
-                self._model_index += tail.size
-            self.resampler = StreamResampler(self.board.sample_rate_hz, self.pipeline.fs)
-        self._push()
-
-    def _at_model_rate(self, lost: int | None) -> int | None:
-        """A loss counted in board samples, in model samples (and on the model's axis)."""
-        if lost is None or self.resampler is None:
-            return lost
-        n = round(lost * self.pipeline.fs / self.board.sample_rate_hz)
-        self._model_index += n
-        return n
-
-    def _check_device(self) -> None:
-        """The device must be the board we scale for: its rate and µV per LSB."""
-        dev, b = self.client.device, self.board
-        if dev is not None and (dev.sample_rate_hz, dev.nv_per_lsb) != (b.sample_rate_hz,
-                                                                       b.nv_per_lsb):
-            raise ConfigError(f"{self.source}: the device reports {dev.board_id} at "
-                              f"{dev.sample_rate_hz} Hz, {dev.uv_per_lsb:g} µV/LSB, but board "
-                              f"{b.name} is {b.sample_rate_hz} Hz, {b.uv_per_lsb:g} µV/LSB "
-                              "(choose --board to match)")
 
     def _push(self) -> None:
         """Hand the batched samples to the pipeline (one call per decision)."""
@@ -314,16 +338,13 @@ class LiveSession:
         pcm = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending.clear()
         self._pending_n = 0
-        if self.muap is not None:
-            self.muap.push(pcm, self._pending_index)
-        results, events = self.pipeline.push(pcm, self._pending_index)
-        self._take(results, events)
+        self._take(*self.pipeline.push(pcm, self._pending_index))
         self._show_features()
 
     def _show_features(self) -> None:
         frames = self.pipeline.take_frames()
         if frames.size:
-            self.view.features(frames, self.pipeline.next_index)
+            self._tell("features", frames, self.pipeline.next_index)
 
     def _take(self, results: list[WindowResult], events: list[Event]) -> None:
         for r in results:
@@ -332,20 +353,8 @@ class LiveSession:
             self.state.tally.add(r)
             self.state.latencies.append(r.latency_s)
         self._emit(events)
-        worker = self._muap_worker  # there is one while a session with MUAP analysis runs
-        if worker is None:
-            return
-        for r in results:  # every decision: a window called something else blocks
-            due = self.muap.due(r.smoothed_label, r.start_sample, r.end_sample)
-            if due is not None:
-                worker.submit(due)
-        self._muap_done(worker.ready())
-
-    def _muap_done(self, sites: list[MuapResult]) -> None:
-        """Finished MUAP analyses: shown and logged as events."""
-        for site in sites:
-            self.state.muap = self.muap.record(site)
-            self._emit([self.muap.event(site)])
+        for s in self.sinks:
+            self._emit(s.decided(results))
 
     def _emit(self, events: list[Event]) -> None:
         for ev in events:
@@ -353,54 +362,13 @@ class LiveSession:
                 cav = self._rest_note(ev.start_sample, ev.end_sample)
                 if cav is not None:
                     ev = replace(ev, detail=DETAIL_PREFIX + cav["text"])
-            logged_id = self._to_log("log", ev)  # durable before shown
-            if logged_id is not None:
-                self.events_logged += 1
+            logged_id = self._log.record(ev)  # durable before shown
             self.state.events.append(ev)
-            self.view.event(ev, logged_id)
-
-    def _to_log(self, method: str, *args):
-        """Call the event log; if it fails (disk full, read-only), say so once and go on
-        classifying and showing without it: the box must not stop for its log."""
-        if self.log is None:
-            return None
-        try:
-            return getattr(self.log, method)(*args)
-        except LogWriteError as exc:
-            self.log_stopped = str(exc)
-            self.log = None
-            print(f"nemg: warning: {exc}; event logging stopped, classification goes on",
-                  file=sys.stderr, flush=True)
-            return None
-
-    def _keep(self, pcm: np.ndarray) -> None:
-        if self._capture is None:
-            return
-        self._capture.append(pcm)
-        self._captured += pcm.size
-        while self._captured - self._capture[0].size >= self._capture_max:
-            self._captured -= self._capture.popleft().size
-
-    def _write_capture(self) -> Path | None:
-        if not self._capture or self.capture_dir is None:
-            return None
-        sid = self.log.session_id if self.log else int(time.time())
-        path = self.capture_dir / f"session-{sid}-last.wav"
-        x = np.concatenate(list(self._capture))[-self._capture_max:]
-        try:
-            self.capture_dir.mkdir(parents=True, exist_ok=True)
-            write_wav(path, x, self.pipeline.fs, self.pipeline.mel.uv_per_lsb)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                path.unlink()  # no partial capture left behind
-            print(f"nemg: warning: capture {path} not written ({exc.strerror})",
-                  file=sys.stderr, flush=True)
-            return None
-        self.capture_path = path
-        return path
+            self._tell("event", ev, logged_id)
 
     # ---- reporting -------------------------------------------------------------------------
     def summary(self) -> dict:
+        """The session's figures, finding and model (what ``nemg run`` prints as JSON)."""
         p, c = self.pipeline, self.client
         lat = np.array(self.state.latencies) * 1000 if self.state.latencies else np.zeros(1)
         finding = self.state.tally.finding()
@@ -439,45 +407,6 @@ class LiveSession:
                      else probs.max())
         return lab, conf, probs
 
-    def screen_lines(self, s: SessionState, width: int, bar: int) -> list[str]:
-        p, c = self.pipeline, self.client
-        rate = s.rate_sps()
-        head = f" nemg-edge · {p.bundle.name} {p.bundle.version} · {self.board.name}"
-        lines = [head.ljust(width, " "), f"  {s.muap.line()}" if s.muap else ""]
-        shown = self.shown_decision(s)
-        if shown is None:
-            lines += ["  listening…", ""]
-            probs = np.zeros(len(p.labels))
-        else:
-            lab, conf, probs = shown
-            tag = "  PATHOLOGICAL" if lab in PATHOLOGICAL else ""
-            nxt = p.pending()
-            lines += [f"  NOW: {lab.upper().replace('_', ' ')}{tag}",
-                      f"  at {s.last.end_s:7.1f} s · window {s.last.index} · "
-                      f"confidence {conf:.2f}"
-                      + (f" · changing? {nxt[0]} ({nxt[1]}/{p.min_event_windows})"
-                         if nxt else "")]
-        for lab, pr in zip(p.labels, probs, strict=True):
-            n = round(pr * bar)
-            lines.append(f"  {lab:<20} {'█' * n}{'·' * (bar - n)} {pr:4.2f}")
-        lines.append("  recent:")
-        for ev in list(s.events)[-4:]:
-            what = (ev.detail if ev.kind == "gap" else f"MUAP: {ev.label}" if ev.kind == "muap"
-                    else f"{ev.label} ({ev.confidence:.2f})")
-            lines.append(f"   {ev.start_s:7.1f}–{ev.end_s:7.1f} s  {what}")
-        lines += [""] * (4 - min(4, len(s.events)))
-        flags = s.flag_names()
-        lines.append(f"  link {s.link_note} · {rate / 1000:5.1f} kS/s · CRC err "
-                     f"{c.stats.crc_errors} · gaps {p.gaps} ({p.samples_lost} lost) · "
-                     f"{' '.join(flags) or 'ok'}")
-        why = self.uncertain_reason(s)
-        if why:
-            lines.append(f"  (uncertain: {why})")
-        cav = self.caveat(s)
-        if cav:
-            lines.append(f"  caveat: {cav}")
-        return lines
-
     def _rest_note(self, since: int, until: int | None) -> dict | None:
         rest = self.pipeline.rest
         return rest.note(since=since, until=until) if rest is not None else None
@@ -508,7 +437,3 @@ class LiveSession:
         if s.last.contracting:
             return "the muscle is not at rest (voluntary units firing)"
         return "below the model's confidence threshold"
-
-
-def use_terminal_view(stream: TextIO) -> bool:
-    return stream.isatty() and os.environ.get("TERM", "dumb") != "dumb"

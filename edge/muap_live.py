@@ -1,6 +1,6 @@
 """MUAP analysis in the live session: when the classifier has followed ``motor_unit`` for
 ``window_s`` of unbroken signal, the last ``window_s`` are decomposed and measured
-(:func:`edge.muap.analyse`), and the site's summary becomes an event (kind ``muap``) in the
+(:func:`edge.muap.analysis.analyse`), and the site's summary becomes an event (kind ``muap``) in the
 event log and on the screen — the electromyographer's voluntary-activity step, done while
 the needle is still in the muscle.
 
@@ -61,14 +61,6 @@ class MuapResult:
     finding: str
     summary: dict
     evidence: list[str]
-
-    def line(self) -> str:
-        s = self.summary
-        if not s.get("units"):
-            return f"MUAP: no steady unit found → {self.finding}"
-        return (f"MUAP: {s['units']} units · {s['mean_amplitude_uv']:.0f} µV · "
-                f"{s['mean_duration_ms']:.1f} ms · {s['polyphasic_share']:.0%} polyphasic · "
-                f"{s['mean_firing_rate_hz']:.0f} Hz → {self.finding}")
 
 
 class MuapMonitor:
@@ -141,7 +133,7 @@ class MuapMonitor:
     def analyse(self, s: MuapStretch) -> MuapResult:
         """The site summary of a due stretch (no state of the monitor is touched)."""
         from edge.errors import InputError
-        from edge.muap import analyse
+        from edge.muap.analysis import analyse
 
         try:
             res = analyse(s.uv, self.fs, muscle=self.muscle, age=self.age)

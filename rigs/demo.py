@@ -62,9 +62,10 @@ def run_demo(*, fast: bool = False, model: Path | None = None, plain: bool = Fal
     ``web``: also serve the bedside page there; ``linger``: keep serving it after the
     examination, for review and corrections, until interrupted."""
     from edge.eventlog import open_for_session
-    from edge.live import LiveSession, PlainView, TerminalView, use_terminal_view
+    from edge.live import LiveSession
     from edge.pipeline import Pipeline
     from edge.runtime import load_verified
+    from edge.screen import make_view
     from rigs.sources import open_source
     from wire.boards import get_frontend
     from wire.link import FrontEndClient, SerialLink
@@ -84,11 +85,11 @@ def run_demo(*, fast: bool = False, model: Path | None = None, plain: bool = Fal
     link = SerialLink(vfe.path, baudrate=board.baudrate)
     link.open()
     total = len(source)
-    view = TerminalView(out) if (use_terminal_view(out) and not plain) else PlainView(out)
+    view = make_view(out, plain=plain)
     log = open_for_session(log_path) if log_path else None
     screen = None
     if web:
-        from edge.web import start_web
+        from edge.web.server import start_web
 
         screen, view = start_web(web, token=web_token, log_path=log.path if log else None,
                                  inner=view, announce=sys.stderr)

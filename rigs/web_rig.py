@@ -111,10 +111,11 @@ class LiveRig:
 
     def __enter__(self) -> LiveRig:
         from edge.eventlog import EventLog
-        from edge.live import LiveSession, PlainView
+        from edge.live import LiveSession
         from edge.pipeline import Pipeline
         from edge.runtime import load_verified
-        from edge.web import start_web
+        from edge.screen import PlainView
+        from edge.web.server import start_web
         from rigs.sources import open_source
         from wire.boards import get_frontend
         from wire.link import FrontEndClient, SerialLink

@@ -39,9 +39,10 @@ def test_a_session_keeps_a_bounded_number_of_windows_and_its_finding_counts_all(
     """A session of any length holds the last KEEP_WINDOWS decisions; its finding and
     window count still cover every window (WindowTally)."""
     import edge.live as live
-    from edge.live import LiveSession, PlainView
+    from edge.live import LiveSession
     from edge.pipeline import Pipeline, summarize
     from edge.runtime import load_verified
+    from edge.screen import PlainView
     from rigs.sources import open_source
     from rigs.web_rig import demo_excerpt
     from wire.boards import get_frontend
@@ -78,10 +79,11 @@ def test_a_crashed_muap_analysis_is_raised_after_the_session_closed_down(tmp_pat
     from conftest import contraction_wav
 
     from edge.eventlog import open_for_session
-    from edge.live import LiveSession, PlainView
+    from edge.live import LiveSession
     from edge.muap_live import MAX_PENDING, MuapMonitor, MuapStretch, MuapWorker
     from edge.pipeline import Pipeline
     from edge.runtime import load_verified
+    from edge.screen import PlainView
     from rigs.sources import open_source
     from wire.boards import get_frontend
     from wire.link import FrontEndClient, SerialLink

@@ -30,7 +30,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def add_web_options(parser: argparse.ArgumentParser) -> None:
-    from edge.web import DEFAULT_LISTEN
+    from edge.web.server import DEFAULT_LISTEN
 
     parser.add_argument("--web", nargs="?", const=DEFAULT_LISTEN, metavar="HOST:PORT",
                         help=f"also serve the bedside page (default {DEFAULT_LISTEN}: this "
@@ -56,7 +56,7 @@ def open_web(args: argparse.Namespace, view, log_path: Path | None, model: Path 
     if not args.web:
         return None, view
     from edge.runtime import on_trial
-    from edge.web import start_web
+    from edge.web.server import start_web
 
     return start_web(args.web, token=args.web_token, log_path=log_path, inner=view,
                      trial=on_trial(model), announce=out)
@@ -64,9 +64,10 @@ def open_web(args: argparse.Namespace, view, log_path: Path | None, model: Path 
 
 def run(args: argparse.Namespace) -> int:
     from edge.eventlog import default_db, open_for_session
-    from edge.live import LiveSession, PlainView, TerminalView, use_terminal_view
+    from edge.live import LiveSession
     from edge.pipeline import Pipeline
     from edge.runtime import load_verified
+    from edge.screen import make_view
     from wire.boards import get_frontend
     from wire.link import FrontEndClient, SerialLink
 
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_verified(args.model, args.trusted, num_threads=args.threads)
     pipe = Pipeline(bundle, num_threads=args.threads)
     log = None if args.no_log else open_for_session(args.log or default_db())
-    view = TerminalView() if (use_terminal_view(sys.stdout) and not args.plain) else PlainView()
+    view = make_view(sys.stdout, plain=args.plain)
     link = SerialLink(args.port, baudrate=board.baudrate)
     link.open()
     client = FrontEndClient(link)

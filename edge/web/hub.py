@@ -1,10 +1,10 @@
 """What the live session hands the bedside page: samples, features, the decision.
 
-The session's thread writes (:class:`WebView`, a view like the terminal's); the web server's
-threads read (:class:`WebHub`). Everything crosses one lock; the session never waits on a
-browser. What is held is bounded: the raw samples of the last :data:`HOLD_S` seconds (for
-the page's trace and sound, and for the stretch a correction saves), the features of the
-last :data:`FEATURE_HOLD_S`.
+The session's thread writes (:class:`WebView`, a sink of the session like the terminal's
+view); the web server's threads read (:class:`WebHub`). Everything crosses one lock; the
+session never waits on a browser. What is held is bounded: the raw samples of the last
+:data:`HOLD_S` seconds (for the page's trace and sound, and for the stretch a correction
+saves), the features of the last :data:`FEATURE_HOLD_S`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import numpy as np
 
 from edge.eventlog import HeldSamples
 from edge.labels import PATHOLOGICAL
-from edge.live import PlainView, SessionState
+from edge.live import SessionState, Sink
 from edge.pipeline import Event
+from edge.screen import PlainView, muap_line
 from wire.link import LinkEvent
 
 if TYPE_CHECKING:
@@ -203,11 +204,11 @@ def _merge(chunks: list[Chunk]) -> list[list]:
     return runs
 
 
-class WebView(PlainView):
+class WebView(Sink):
     """The live session's view for the bedside page; ``inner`` (the terminal's or the
     plain view) still gets every call, so the terminal keeps its screen."""
 
-    def __init__(self, hub: WebHub, inner: PlainView | None = None, *, trial: bool = False
+    def __init__(self, hub: WebHub, inner: Sink | None = None, *, trial: bool = False
                  ) -> None:
         self.hub = hub
         self.inner = inner or PlainView()
@@ -220,6 +221,7 @@ class WebView(PlainView):
 
     def attach(self, session: LiveSession) -> None:
         self._session = session
+        self.inner.attach(session)
         p = session.pipeline
         self.hub.configure(p.fs, p.mel.hop_length)
         p.keep_frames = True
@@ -235,6 +237,7 @@ class WebView(PlainView):
         t = time.thread_time()
         self.hub.add_frames(frames, end_index)
         self.hub.cpu_s += time.thread_time() - t
+        self.inner.features(frames, end_index)
 
     def event(self, ev: Event, logged_id: int | None) -> None:
         self._events.append({
@@ -310,7 +313,7 @@ class WebView(PlainView):
                      "logging_stopped": session.log_stopped},
             "signal_s": s.samples / p.fs,
             "muap": None if s.muap is None else {
-                "line": s.muap.line(), "finding": s.muap.finding, "summary": s.muap.summary,
+                "line": muap_line(s.muap), "finding": s.muap.finding, "summary": s.muap.summary,
                 "evidence": s.muap.evidence, "start_s": s.muap.start_sample / p.fs,
                 "end_s": s.muap.end_sample / p.fs},
         }
