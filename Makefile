@@ -42,7 +42,7 @@ bench: venv-dev
 ## bundle + model card in build/model/); promote it to models/ only when nemg bench real and
 ## crosssim say it is better (docs/generalisation.md)
 model: venv-dev
-	$(BIN)/python -m convert.pipeline --out build/model
+	$(BIN)/python -m convert.make_model --out build/model
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

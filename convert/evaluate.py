@@ -4,7 +4,7 @@ accuracy on pathological recordings by what the discharge sits on (nothing, end-
 noise, a voluntary unit: a patient who is not fully at rest).
 
 The int8 model runs through ``edge.classifier.Classifier`` — the box's own interpreter path —
-on features from the box's own front end.
+on features from the box's own front end. :func:`evaluate_model` is ``nemg evaluate``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 import convert  # noqa: F401
-from convert.corpus import CorpusItem
+from convert.corpus import CorpusItem, read_corpus
 from convert.dataset import (
     MIXTURE_LABELS,
     Condition,
@@ -26,8 +26,11 @@ from convert.dataset import (
     background_of,
     build_windows,
 )
+from convert.train import TrainConfig
+from edge.bundle import Bundle, load_spec
 from edge.calibration import Calibration
 from edge.classifier import Classifier
+from edge.errors import InputError
 from edge.labels import LABELS
 from edge.spec import FrontEndSpec
 
@@ -35,6 +38,9 @@ SNR_DB = (30.0, 20.0, 10.0, 5.0, 0.0)
 CONFIDENT = 0.8
 """A wrong answer with a top probability at least this high is "confidently wrong"."""
 GAIN_DB = (-20.0, -10.0, 0.0, 10.0, 20.0)
+WORKERS = TrainConfig.workers
+"""Processes computing windows outside training too (calibration, validation, test and
+every robustness condition): the front end, not the network, dominates those stages."""
 
 
 def int8_scores(clf: Classifier, ws: WindowSet) -> np.ndarray:
@@ -238,3 +244,35 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
         fig.tight_layout()
         fig.savefig(out_dir / "robustness.png", dpi=110)
         plt.close(fig)
+
+
+def evaluate_model(model_path: Path, data: Path, out: Path | None,
+                   checkpoint: Path | None = None, robustness: bool = True,
+                   front_end: Path | None = None) -> dict[str, Any]:
+    """A bundle is evaluated with its own front end and calibration; a bare .tflite with
+    its checkpoint's front end (or ``front_end``: a bundle, checkpoint or JSON spec)."""
+    if not model_path.is_file():
+        raise InputError(f"{model_path}: no such file")
+    cal = None
+    spec = load_spec(front_end) if front_end is not None else None
+    if model_path.suffix == ".nemg":
+        b = Bundle.read(model_path)
+        model, cal = b.model_bytes, b.calibration
+        if spec is not None and spec != b.spec:
+            raise InputError(f"{model_path}: the bundle's front end is not --front-end's")
+        spec = b.spec
+    else:
+        model = model_path.read_bytes()
+    fm = None
+    if checkpoint is not None:
+        from convert.architecture import load_checkpoint
+        from convert.quantize import checkpoint_file
+
+        ckpt = checkpoint_file(checkpoint)
+        fm = load_checkpoint(ckpt)
+        spec = spec or FrontEndSpec.load(ckpt)
+    if spec is None:
+        raise InputError(f"{model_path}: a bare .tflite needs --checkpoint or --front-end to "
+                         "say which features it was trained on")
+    return evaluate(model, read_corpus(data), out, float_model=fm, robustness=robustness,
+                    workers=WORKERS, spec=spec, calibration=cal)

@@ -1,18 +1,25 @@
 """Full-int8 conversion: post-training (PTQ) with a representative dataset, and
-quantisation-aware training (QAT) with tfmot. Both give int8 input and output tensors."""
+quantisation-aware training (QAT) with tfmot. Both give int8 input and output tensors.
+:func:`quantize_checkpoint` is ``nemg quantize``: a trained checkpoint -> int8 TFLite."""
 
 from __future__ import annotations
 
 import sys
+import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 import convert  # noqa: F401
-from convert.dataset import WindowSet
+from convert.architecture import load_checkpoint
+from convert.corpus import read_corpus
+from convert.dataset import WindowSet, build_windows, split_by_recording
 from edge.classifier import FEATURE_INPUT_RANGE, features_as_float
-from edge.errors import ConfigError
+from edge.errors import ConfigError, InputError
+from edge.spec import FrontEndSpec
 
 
 def representative(windows: WindowSet, n: int = 400, seed: int = 0):
@@ -89,3 +96,34 @@ def pin_input_range(q) -> None:
             w.assign(FEATURE_INPUT_RANGE[0])
         elif w.name.endswith("quantize_layer_max:0"):
             w.assign(FEATURE_INPUT_RANGE[1])
+
+
+def checkpoint_file(path: Path) -> Path:
+    """The ``model.h5`` a checkpoint argument names (its folder, or the file itself)."""
+    p = path / "model.h5" if path.is_dir() else path
+    if not p.is_file():
+        raise InputError(f"{path}: no checkpoint (model.h5)")
+    return p
+
+
+def quantize_checkpoint(checkpoint: Path, data: Path, out: Path, method: str, *,
+                        qat_epochs: int = 3, seed: int = 0) -> dict[str, Any]:
+    """Write ``checkpoint`` as a full-int8 .tflite to ``out``, with its own front end:
+    ``method`` ``ptq`` calibrates on the training split of corpus ``data``, ``qat``
+    fine-tunes on it first (validated on the rest). Returns what was written."""
+    ckpt = checkpoint_file(checkpoint)
+    spec = FrontEndSpec.load(ckpt)
+    mel, win = spec.mel, spec.window
+    model = load_checkpoint(ckpt)
+    items = read_corpus(data)
+    train_items, val_items = split_by_recording(items, 0.2, seed)
+    calib = build_windows(train_items, mel, win)
+    t0 = time.monotonic()
+    if method == "qat":
+        val = build_windows(val_items, mel, win)
+        model = qat_finetune(model, calib, val, epochs=qat_epochs, seed=seed)
+    tfl = to_int8_tflite(model, representative(calib, seed=seed))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(tfl)
+    return {"model": str(out), "method": method, "bytes": len(tfl),
+            "seconds": time.monotonic() - t0}

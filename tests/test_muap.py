@@ -1,4 +1,4 @@
-"""Quantitative MUAP analysis (edge/muap.py, nemg muap): decomposition and every measure on
+"""Quantitative MUAP analysis (edge/muap/, nemg muap): decomposition and every measure on
 simulated units with known truth (convert.biosim), the JSON schema, and bad input."""
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ from conftest import ROOT, assert_one_line_error, run_nemg
 
 from benches.muap_bench import firing_agreement, match_units, read_eaf
 from convert.biosim import simulate_contraction, unit_potential
-from edge.muap import analyse, decompose, interpret, measure, summarize_site
+from edge.muap.analysis import analyse
+from edge.muap.decomposition import decompose
+from edge.muap.interpretation import interpret, summarize_site
+from edge.muap.measures import measure
 from edge.readers.wav import write_wav
 
 FS = 10_000
@@ -82,7 +85,7 @@ def test_duration_is_the_units_not_the_amplifiers_high_pass(contraction):
     it out of the duration. Without it (slope 0) the tail adds over a millisecond."""
     from dataclasses import replace
 
-    from edge.muap import MeasureConfig
+    from edge.muap.measures import MeasureConfig
 
     rec = contraction[0]
     amplitude_only = replace(MeasureConfig(), slope_uv_per_ms=0.0)
@@ -175,7 +178,7 @@ def test_the_committed_emgdb_excerpt_is_analysed():
 
 
 def _excerpt():
-    from edge.readers.importers import load_two_columns
+    from edge.readers import load_two_columns
 
     rec = load_two_columns(ROOT / "tests" / "data" / "emgdb_healthy_3s.txt", "mV")
     return rec.samples_uv, rec.sample_rate_hz
@@ -236,10 +239,11 @@ def test_a_live_session_logs_a_muap_summary_of_a_steady_contraction(tmp_path):
     from conftest import contraction_wav
 
     from edge.eventlog import open_for_session
-    from edge.live import LiveSession, PlainView
+    from edge.live import LiveSession
     from edge.muap_live import MuapMonitor
     from edge.pipeline import Pipeline
     from edge.runtime import load_verified
+    from edge.screen import PlainView
     from rigs.sources import open_source
     from wire.boards import get_frontend
     from wire.link import FrontEndClient, SerialLink

@@ -1,8 +1,6 @@
-"""Quantitative MUAP analysis on the box: decomposition of a steady voluntary contraction
-into motor units, and each unit's standard measures.
-
-Decomposition (deterministic for a given input on one machine — float arithmetic, not the
-bit-exact contract of the features; numpy only):
+"""Decomposition of a steady voluntary contraction into motor units and their firings
+(deterministic for a given input on one machine — float arithmetic, not the bit-exact
+contract of the features; numpy only):
 
 1. **Sharpness**: a low-pass differentiator, ``y[n] = x[n+k] − x[n−k]`` with ``k`` ≈ 0.1 ms,
    emphasises the fast main spike of each MUAP (from the fibres nearest the needle) over
@@ -21,10 +19,6 @@ bit-exact contract of the features; numpy only):
    twice within ``refractory_ms``.
 5. **Units kept**: at least ``min_rate_hz`` over the recording, and a regular train (the CV
    of its inter-discharge intervals below ``max_isi_cv``): a steadily firing motor unit.
-
-Measures (:func:`measure`) are made on each unit's averaged wide-band template, with the
-definitions of Stålberg et al. 1986 (J Clin Neurophysiol 3:313) and Sonoo & Stålberg 1993
-(size index); see :data:`MEASURES`.
 """
 
 from __future__ import annotations
@@ -35,8 +29,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-
-from edge.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -82,6 +74,8 @@ class DecompositionConfig:
 
 @dataclass
 class Unit:
+    """One motor unit :func:`decompose` found: its firings and its templates."""
+
     id: int
     firings_s: np.ndarray
     """Time of each discharge (the peak of its main spike in the sharpened signal), s."""
@@ -490,288 +484,3 @@ def decompose(x_uv: np.ndarray, fs: float, config: DecompositionConfig | None = 
     for i, u in enumerate(units, 1):
         u.id = i
     return units
-
-
-# ---- measures -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MeasureConfig:
-    """Criteria of the measures (Stålberg et al. 1986, J Clin Neurophysiol 3:313)."""
-
-    baseline_uv: float = 10.0
-    """Duration runs from the first to the last departure from baseline by more than this
-    (or 3× the template's own edge noise, whichever is larger) ..."""
-    slope_uv_per_ms: float = 10.0
-    """... that is also changing by more than this (the fastest slope within
-    ``slope_window_ms``): amplitude and slope criteria together, the form of the automatic
-    duration algorithms (Stålberg et al. 1986; Nandedkar et al. 1995). A slow shift of
-    the baseline — the amplifier high-pass's tail after a MUAP's net area, a monopolar
-    needle's far field — is not the MUAP. The value is ours, chosen on the biophysical
-    simulator: the smallest that makes a unit's duration the same through a 2 Hz and a
-    20 Hz high-pass (median difference 1.2 ms → 0.4 ms) while moving the 2 Hz durations by
-    ≤ 0.2 ms; not tuned on any real recording."""
-    slope_window_ms: float = 0.5
-    """Half-width of the span the slope criterion looks at (the peak of a phase, where
-    the slope is zero, belongs to the MUAP)."""
-    turn_uv: float = 25.0
-    """A turn is a change of direction by at least this much on both sides."""
-    phase_uv: float = 20.0
-    """A phase must reach this far from baseline to count (noise crossings do not)."""
-    polyphasic_phases: int = 5
-    """Phases at which a MUAP is polyphasic (more than four)."""
-    quiet_ms: float = 3.0
-    """The MUAP ends where the template stays within the baseline band this long."""
-    smooth_ms: float = 0.5
-    """Moving average the onset and end are judged on (not the amplitude or phases)."""
-
-
-MEASURES = {
-    "amplitude_uv": "peak-to-peak of the template within its duration",
-    "duration_ms": "first to last departure from baseline (MeasureConfig.baseline_uv) that "
-                   "is still changing (MeasureConfig.slope_uv_per_ms)",
-    "phases": "baseline crossings within the duration + 1, each phase ≥ phase_uv",
-    "turns": "changes of direction ≥ turn_uv on both sides",
-    "area_uv_ms": "integral of |template| over the duration",
-    "thickness_ms": "area ÷ amplitude (Nandedkar et al. 1988)",
-    "size_index": "2·log10(amplitude in mV) + thickness (Sonoo & Stålberg 1993)",
-    "onset_ms, end_ms": "where the duration starts and ends, from the template's start",
-}
-
-
-def _turns(v: np.ndarray, min_uv: float) -> int:
-    """Direction changes with ≥ ``min_uv`` excursions on both sides (hysteresis)."""
-    turns, direction = 0, 0
-    lo = hi = ext = float(v[0])
-    for s in v[1:]:
-        s = float(s)
-        if direction == 0:
-            lo, hi = min(lo, s), max(hi, s)
-            if s - lo >= min_uv:
-                direction, ext = 1, s
-            elif hi - s >= min_uv:
-                direction, ext = -1, s
-        elif (s - ext) * direction > 0:
-            ext = s  # still going the same way
-        elif abs(s - ext) >= min_uv:
-            turns += 1
-            direction, ext = -direction, s
-    return turns
-
-
-def _active(v: np.ndarray, level: float, slope: float, half: int, fs: float) -> np.ndarray:
-    """Samples departing from baseline by more than ``level`` (µV) whose neighbourhood of
-    ± ``half`` samples changes by more than ``slope`` (µV/ms) somewhere."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    rate = np.abs(np.gradient(v)) * fs / 1000.0
-    fastest = sliding_window_view(np.pad(rate, half, mode="edge"), 2 * half + 1).max(axis=1)
-    return (np.abs(v) > level) & (fastest > slope)
-
-
-def _extent(v: np.ndarray, above: np.ndarray, gap: int) -> tuple[int, int]:
-    """First and last ``above`` sample reached from the main peak of ``v`` without a run of
-    ``gap`` samples that are not: the MUAP, not a stray bump of the baseline."""
-    peak = int(np.argmax(np.abs(v)))
-    on = off = peak
-    quiet = 0
-    for i in range(peak - 1, -1, -1):
-        quiet = 0 if above[i] else quiet + 1
-        if quiet >= gap:
-            break
-        if above[i]:
-            on = i
-    quiet = 0
-    for i in range(peak + 1, v.size):
-        quiet = 0 if above[i] else quiet + 1
-        if quiet >= gap:
-            break
-        if above[i]:
-            off = i
-    return on, off
-
-
-def measure(template_uv: np.ndarray, fs: float, config: MeasureConfig | None = None,
-            noise_uv: float = 0.0) -> dict[str, float]:
-    """The measures of one averaged MUAP. ``noise_uv``: the template's own noise (the
-    spread of its discharges ÷ √n); the baseline criterion is at least 3× it."""
-    c = config or MeasureConfig()
-    v = np.asarray(template_uv, dtype=np.float64)
-    edge = max(1, v.size // 8)
-    # the baseline may differ before and after (a slow tail, the others' activity): a
-    # straight line between the two edges' medians
-    before, after = float(np.median(v[:edge])), float(np.median(v[-edge:]))
-    v = v - np.interp(np.arange(v.size), [edge / 2, v.size - edge / 2], [before, after])
-    # where the MUAP starts and ends is judged on the template smoothed over smooth_ms:
-    # its slow tails outlast the others' fast spikes that make the template's noise
-    k = max(1, round(c.smooth_ms * fs / 1000))
-    smooth = np.convolve(v, np.ones(k) / k, mode="same")
-    rest = np.concatenate([smooth[:edge], smooth[-edge:]])
-    level = max(c.baseline_uv, 3 * float(rest.std()), 3 * noise_uv / math.sqrt(k))
-    if not np.any(np.abs(smooth) > level):
-        return {"amplitude_uv": 0.0, "duration_ms": 0.0, "phases": 0, "turns": 0,
-                "area_uv_ms": 0.0, "thickness_ms": 0.0, "size_index": None,
-                "onset_ms": None, "end_ms": None}
-    active = _active(smooth, level, c.slope_uv_per_ms,
-                     max(1, round(c.slope_window_ms * fs / 1000)), fs)
-    on, off = _extent(smooth, active, max(1, round(c.quiet_ms * fs / 1000)))
-    w = v[on: off + 1]
-    amp = float(np.ptp(w))
-    ms = 1000.0 / fs
-    # phases: sign changes between excursions that reach phase_uv
-    signs = []
-    # phases last ≥ 1 ms: counted on the smoothed template, its own noise 3× below
-    ws = smooth[on: off + 1]
-    for s in np.sign(ws[np.abs(ws) >= max(c.phase_uv, level)]):
-        if not signs or s != signs[-1]:
-            signs.append(s)
-    area = float(np.abs(w).sum() * ms)
-    thick = area / amp if amp else 0.0
-    return {"amplitude_uv": round(amp, 1), "duration_ms": round((off - on + 1) * ms, 2),
-            "phases": len(signs), "turns": _turns(w, max(c.turn_uv, 3 * noise_uv)),
-            "area_uv_ms": round(area, 1), "thickness_ms": round(thick, 3),
-            "size_index": round(2 * math.log10(amp / 1000) + thick, 3) if amp else None,
-            "onset_ms": round(on * ms, 2), "end_ms": round(off * ms, 2)}
-
-
-def firing_stats(firings_s: np.ndarray) -> dict[str, float]:
-    """Mean firing rate (1 / mean interval, missed discharges — intervals over twice the
-    median — left out) and the intervals' coefficient of variation."""
-    if len(firings_s) < 2:
-        return {"firing_rate_hz": 0.0, "isi_cv": float("nan")}
-    isi = steady_intervals(firings_s)
-    return {"firing_rate_hz": round(float(1 / isi.mean()), 2),
-            "isi_cv": round(float(isi.std() / isi.mean()), 3)}
-
-
-MIN_CONTRACTION_S = 2.0
-"""Shortest recording analysed: a unit at 8 Hz fires 16 times (the seeding needs 8)."""
-
-
-def check_contraction(x_uv: np.ndarray, fs: float, min_s: float = MIN_CONTRACTION_S) -> None:
-    """Refuse what cannot be decomposed honestly (too short, or clipped)."""
-    if x_uv.size / fs < min_s:
-        raise InputError(f"{x_uv.size / fs:.2f} s is too short for MUAP analysis "
-                         f"(need ≥ {min_s:g} s of steady contraction; 5–30 s is usual)")
-    peak = float(np.max(np.abs(x_uv)))
-    if peak > 0 and np.mean(np.abs(x_uv) >= 0.999 * peak) > 0.001:
-        raise InputError("the signal is clipped (0.1 % of samples at full scale): "
-                         "MUAP amplitudes would be wrong")
-
-
-def unit_dict(u: Unit, fs: float) -> dict:
-    """A unit as ``nemg muap --json`` writes it (``fs``: the file's rate)."""
-    return {"id": u.id, "firings_s": [round(float(t), 5) for t in u.firings_s],
-            **measure(u.template_fine_uv, u.analysis_rate_hz, noise_uv=u.template_noise_uv),
-            **firing_stats(u.firings_s),
-            "template_uv": [round(float(v), 1) for v in u.template_uv],
-            "template_rate_hz": fs}
-
-
-
-
-# ---- the site: summary and interpretation -------------------------------------------------
-REFERENCE_FILE = "muap_reference.json"
-MIN_UNITS = 3
-"""Fewer units than this: no interpretation (a site's mean needs several MUAPs)."""
-
-
-def reference_values(muscle: str | None) -> tuple[str, dict]:
-    """(name, limits) for ``muscle`` from ``edge/data/muap_reference.json``; the generic
-    limb limits when the muscle has no sourced entry."""
-    import json
-    from importlib import resources
-
-    table = json.loads(resources.files("edge").joinpath("data", REFERENCE_FILE).read_text())
-    key = (muscle or "").strip().lower().replace(" ", "_").replace("-", "_")
-    if key in table["muscles"]:
-        return key, {**table["muscles"][key], "recruitment": table["recruitment"]}
-    return "any", {**table["any"], "recruitment": table["recruitment"]}
-
-
-def summarize_site(units: list[dict]) -> dict:
-    """Mean measures over the units found, the polyphasic share and recruitment."""
-    if not units:
-        return {"units": 0}
-    rates = [u["firing_rate_hz"] for u in units]
-    return {
-        "units": len(units),
-        "mean_amplitude_uv": round(float(np.mean([u["amplitude_uv"] for u in units])), 1),
-        "mean_duration_ms": round(float(np.mean([u["duration_ms"] for u in units])), 2),
-        "polyphasic_share": round(float(np.mean([u["phases"] >= MeasureConfig.polyphasic_phases
-                                                 for u in units])), 3),
-        "mean_firing_rate_hz": round(float(np.mean(rates)), 2),
-        "max_firing_rate_hz": round(float(np.max(rates)), 2),
-        "recruitment_ratio": round(float(np.mean(rates)) / len(units), 2),
-    }
-
-
-FULL_BAND_RATE_HZ = 10_000
-"""Reference MUAP amplitudes are measured with the band a MUAP's spike needs (sampling
-≥ 10 kHz; a 5 kHz low-pass already lowers amplitudes: ../shared/reference/discharges.md).
-A file sampled slower under-reads amplitude: only a *high* amplitude is evidence then."""
-
-
-def interpret(summary: dict, muscle: str | None = None, age: float | None = None,
-              sample_rate_hz: float = FULL_BAND_RATE_HZ) -> dict:
-    """Within normal limits / neurogenic / myopathic / indeterminate, with the evidence,
-    never stronger than it: one mean outside its limit is named as such, conflicting
-    evidence or too few units give 'indeterminate'."""
-    name, ref = reference_values(muscle)
-    evidence: list[str] = []
-    narrow = sample_rate_hz < FULL_BAND_RATE_HZ
-    if name == "any" and muscle:
-        evidence.append(f"no sourced reference values for {muscle!r}: generic limb limits")
-    if age is not None:
-        evidence.append(f"age {age:g}: the reference values are not age-stratified")
-    n = summary.get("units", 0)
-    if n < MIN_UNITS:
-        return {"finding": "indeterminate", "reference": name,
-                "evidence": [*evidence, f"{n} unit(s) found: at least {MIN_UNITS} are needed"]}
-    neuro, myo = [], []
-    amp, dur, poly = (summary["mean_amplitude_uv"], summary["mean_duration_ms"],
-                      summary["polyphasic_share"])
-    (a_lo, a_hi), (d_lo, d_hi), (_, p_hi) = (ref["amplitude_uv"], ref["duration_ms"],
-                                             ref["polyphasic_share"])
-    if dur > d_hi:
-        neuro.append(f"mean duration {dur:g} ms above the upper limit {d_hi:g} ms")
-    if amp > a_hi:
-        neuro.append(f"mean amplitude {amp:g} µV above the upper limit {a_hi:g} µV")
-    if dur < d_lo:
-        myo.append(f"mean duration {dur:g} ms below the lower limit {d_lo:g} ms")
-    if amp < a_lo and narrow:
-        evidence.append(f"mean amplitude {amp:g} µV below {a_lo:g} µV not counted: at "
-                        f"{sample_rate_hz:g} Hz the MUAP's spike is cut, amplitude under-read")
-    elif amp < a_lo:
-        myo.append(f"mean amplitude {amp:g} µV below the lower limit {a_lo:g} µV")
-    ratio, reduced = summary["recruitment_ratio"], ref["recruitment"]["reduced_above"]
-    if ratio > reduced:
-        neuro.append(f"recruitment ratio {ratio:g} above {reduced:g}: few units firing fast")
-    if poly > p_hi:
-        (myo if dur <= d_hi else neuro).append(
-            f"polyphasic share {poly:.0%} above {p_hi:.0%}")
-    if neuro and myo:
-        finding = "indeterminate"
-        evidence += neuro + myo + ["neurogenic and myopathic signs together"]
-    elif neuro:
-        finding, evidence = "neurogenic", evidence + neuro
-    elif myo:
-        finding, evidence = "myopathic", evidence + myo
-    else:
-        finding = "normal"
-        evidence.append(f"mean amplitude {amp:g} µV, duration {dur:g} ms, polyphasic "
-                        f"{poly:.0%}, recruitment ratio {ratio:g}: within the limits")
-    return {"finding": finding, "reference": name, "evidence": evidence}
-
-
-def analyse(x_uv: np.ndarray, fs: float, *, muscle: str | None = None,
-            age: float | None = None, config: DecompositionConfig | None = None) -> dict:
-    """Decomposition, per-unit measures, the site summary and its interpretation."""
-    check_contraction(x_uv, fs)
-    units = [unit_dict(u, fs) for u in decompose(x_uv, fs, config)]
-    summary = summarize_site(units)
-    if not units:
-        interpretation = {"finding": "indeterminate", "reference": None,
-                          "evidence": ["no steadily firing motor unit found: is the muscle "
-                                       "contracting, and the needle in it?"]}
-    else:
-        interpretation = interpret(summary, muscle, age, fs)
-    return {"units": units, "summary": summary, "interpretation": interpretation}

@@ -1,7 +1,7 @@
-"""End-to-end: ``make model`` = corpus synthesis -> train -> QAT and PTQ -> evaluate ->
-signed bundle + model card. Also the functions behind ``nemg quantize`` / ``evaluate``.
+"""``make model``: a candidate default bundle from scratch = corpus synthesis (both
+simulators) -> train -> PTQ and QAT -> calibration -> evaluate -> signed bundle + model card.
 
-    python -m convert.pipeline --out build/model [--per-class N] [--epochs N]
+    python -m convert.make_model --out build/model [--per-class N] [--epochs N]
 """
 
 from __future__ import annotations
@@ -14,14 +14,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import convert  # noqa: F401
+from convert.architecture import load_checkpoint
+from convert.biosim import biosim_corpus
+from convert.calibrate import calibrate
 from convert.corpus import read_corpus, synth_corpus
+from convert.dataset import WindowBuilder, split_by_recording
+from convert.evaluate import WORKERS, evaluate
+from convert.model_card import model_card
+from convert.packing import pack
+from convert.quantize import qat_finetune, representative, to_int8_tflite
 from convert.synth import PARAMS
 from convert.train import RECIPE, RECIPE_AUGMENT, RECIPE_BIOSIM_PER_CLASS, TrainConfig, log, train
-from edge.calibration import Calibration
 from edge.console import Progress
-from edge.errors import InputError
-from edge.spec import DEFAULT_SPEC, FrontEndSpec
+from edge.spec import DEFAULT_DECISION, DEFAULT_SPEC, FrontEndSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_KEY = ROOT / "keys" / "dev" / "nemg-dev.key"
@@ -30,241 +38,6 @@ SHIPPED_BUNDLE = ROOT / "models" / "nemg-default.nemg"
 ``--out`` folder, and a candidate is promoted here by hand, only once the checks on data
 it was not tuned to (``nemg bench real``, ``nemg bench crosssim``) say it is better —
 an in-house figure alone never ships a model (docs/generalisation.md)."""
-WORKERS = TrainConfig.workers
-"""Processes computing windows outside training too (calibration, validation, test and
-every robustness condition): the front end, not the network, dominates those stages."""
-ARCH_NAMES = {"cnn": "CNN with a dilated temporal head", "cnn_gru": "CNN+GRU"}
-
-
-def _checkpoint_file(path: Path) -> Path:
-    p = path / "model.h5" if path.is_dir() else path
-    if not p.is_file():
-        raise InputError(f"{path}: no checkpoint (model.h5)")
-    return p
-
-
-def quantize_checkpoint(checkpoint: Path, data: Path, out: Path, method: str, *,
-                        qat_epochs: int = 3, seed: int = 0) -> dict[str, Any]:
-    from convert.architecture import load_checkpoint
-    from convert.dataset import build_windows, split_by_recording
-    from convert.quantize import qat_finetune, representative, to_int8_tflite
-
-    ckpt = _checkpoint_file(checkpoint)
-    spec = FrontEndSpec.load(ckpt)
-    mel, win = spec.mel, spec.window
-    model = load_checkpoint(ckpt)
-    items = read_corpus(data)
-    train_items, val_items = split_by_recording(items, 0.2, seed)
-    calib = build_windows(train_items, mel, win)
-    t0 = time.monotonic()
-    if method == "qat":
-        val = build_windows(val_items, mel, win)
-        model = qat_finetune(model, calib, val, epochs=qat_epochs, seed=seed)
-    tfl = to_int8_tflite(model, representative(calib, seed=seed))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(tfl)
-    return {"model": str(out), "method": method, "bytes": len(tfl),
-            "seconds": time.monotonic() - t0}
-
-
-def evaluate_model(model_path: Path, data: Path, out: Path | None,
-                   checkpoint: Path | None = None, robustness: bool = True,
-                   front_end: Path | None = None) -> dict[str, Any]:
-    """A bundle is evaluated with its own front end and calibration; a bare .tflite with
-    its checkpoint's front end (or ``front_end``: a bundle, checkpoint or JSON spec)."""
-    from convert.evaluate import evaluate
-
-    if not model_path.is_file():
-        raise InputError(f"{model_path}: no such file")
-    cal = None
-    spec = FrontEndSpec.load(front_end) if front_end is not None else None
-    if model_path.suffix == ".nemg":
-        from edge.bundle import Bundle
-
-        b = Bundle.read(model_path)
-        model, cal = b.model_bytes, b.calibration
-        if spec is not None and spec != b.spec:
-            raise InputError(f"{model_path}: the bundle's front end is not --front-end's")
-        spec = b.spec
-    else:
-        model = model_path.read_bytes()
-    fm = None
-    if checkpoint is not None:
-        from convert.architecture import load_checkpoint
-
-        ckpt = _checkpoint_file(checkpoint)
-        fm = load_checkpoint(ckpt)
-        spec = spec or FrontEndSpec.load(ckpt)
-    if spec is None:
-        raise InputError(f"{model_path}: a bare .tflite needs --checkpoint or --front-end to "
-                         "say which features it was trained on")
-    return evaluate(model, read_corpus(data), out, float_model=fm, robustness=robustness,
-                    workers=WORKERS, spec=spec, calibration=cal)
-
-
-def _generalisation_section(report: dict[str, Any], meta: dict[str, Any]) -> str:
-    """The card's lead: what the model does on data it was not tuned to."""
-    held, cross = report.get("held_out"), report.get("cross_simulator")
-    if not held:
-        return ""
-
-    def row(what: str, r: dict[str, Any]) -> str:
-        return (f"| {what} | {r['macro_f1_int8']:.3f} | {r['confidently_wrong_share']:.1%} | "
-                f"{r['ece_int8']:.3f} | {r['unfamiliar_share']:.1%} | {r['windows']} |")
-
-    rows = []
-    if cross:
-        rows += [row("trained on synth only → biosim", cross["train_synth"]["test_biosim"]),
-                 row("trained on biosim only → synth", cross["train_biosim"]["test_synth"])]
-    rows += [row("this model → held-out synth", held["synth"]),
-             row("this model → held-out biosim", held["biosim"])]
-    cross_note = (f"The cross-simulator lines are two further models, each trained on one\n"
-                  f"simulator alone ({cross['epochs']} epochs, {cross['recipe']}) and tested "
-                  "on the other:\nhow far what one simulator teaches carries to signals it "
-                  "did not make.\n" if cross else "")
-    return f"""
-## Generalisation first
-Two independently written simulators: `convert/synth.py` (templates fitted to the
-literature's figures) and `convert/biosim.py` (fibre and needle physics, no shared code).
-This model trains on both ({meta['per_class']} synth recordings per class, new patients
-every epoch, and {meta['biosim_per_class']} biosim recordings per class), its int8 method
-and calibration chosen on validation recordings of both; test corpora come from unseen
-seeds. {cross_note}
-| | macro-F1 int8 | confidently wrong (p ≥ 0.8) | ECE (calibrated) | unfamiliar | windows |
-|---|---|---|---|---|---|
-{chr(10).join(rows)}
-
-Real recordings (`nemg bench real`) and unscaled files (`nemg bench crosssim`): see
-[generalisation.md](generalisation.md). Probabilities are temperature-scaled (T =
-{report.get('temperature', 1.0):g}, fitted on validation); a window whose spectrum is unlike
-every training window's is reported `uncertain` ("unfamiliar", threshold at the 99th
-percentile of validation windows).
-"""
-
-
-def model_card(report: dict[str, Any], meta: dict[str, Any]) -> str:
-    pc = report["per_class_int8"]
-    rows = "\n".join(f"| {lab} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | "
-                     f"{v['support']} |" for lab, v in pc.items())
-    snr = " · ".join(f"{k} dB: {v:.3f}" for k, v in report.get("accuracy_vs_snr_db", {}).items())
-    gain = " · ".join(f"{k} dB: {v:.3f}" for k, v in report.get("accuracy_vs_gain_db",
-                                                                 {}).items())
-    bg = " · ".join(f"{k.replace('_', ' ')}: {v['accuracy']:.3f} ({v['windows']} windows)"
-                    for k, v in report.get("accuracy_by_background", {}).items())
-    level = " · ".join(f"{k}: {v['accuracy']:.3f} ({v['windows']})"
-                       for k, v in report.get("accuracy_by_discharge_snr", {}).items())
-    synth_share = PARAMS["background"]["mixture_share"]
-    share = meta.get("train_mixture_share")
-    def pct(v: float) -> str:
-        return f"{v:.0%}".replace("%", " %")
-
-    mix_share = pct(synth_share if share is None else share)
-    fresh = ""
-    if meta.get("fresh_share"):
-        every = meta["fresh_share"] >= 1
-        whose = ("every epoch's training recordings are" if every else
-                 f"every epoch {pct(meta['fresh_share'])} of each class's training recordings\nare")
-        corpus = ("; the corpus's own training recordings\ncalibrate the int8 conversion and "
-                  "give the backgrounds mixed in" if every else " besides\nthe corpus's own")
-        fresh = (f"{whose} new patients, synthesised for that epoch only (same generator and "
-                 f"seed,\nindices the corpus does not hold: {meta['fresh_patients']:,} patients "
-                 f"over the run{corpus}); ")
-    arch_name = ARCH_NAMES.get(meta["arch"], meta["arch"])
-    general = _generalisation_section(report, meta)
-    fe = meta["front_end"]
-    front_end = (f"{fe['classifier_window_s']:g} s windows\nof the box's fixed-point log-Mel "
-                 f"features ({fe['num_channels']} Mel bands of {fe['lower_band_limit_hz']:g}–"
-                 f"{fe['upper_band_limit_hz']:g} Hz,\n{fe['window_size_ms']:g} ms analysis "
-                 f"windows every {fe['window_step_ms']:g} ms at {fe['sample_rate_hz']:,} Hz; "
-                 f"a decision every\n{fe['decision_every_s']:g} s: the bundle's `front_end`)")
-    pooling = " and average + maximum pooling" if meta.get("pool") == "avg_max" else ""
-    return f"""# Model card: {meta['name']} {meta['version']}
-
-**Signed with the committed DEVELOPMENT key** (`keys/dev/`). Anyone can sign with it:
-a clinical box must trust only its organisation's own keys (see README).
-
-{general}
-## What it is
-A {arch_name}{pooling} ({meta['params']} parameters,
-{report['model_bytes']} bytes as int8 TFLite, {meta['method'].upper()}) over {front_end}.
-Twelve classes: the seven pathological spontaneous discharges, end-plate, insertional
-and voluntary motor-unit activity, silence and artifact. Reproduce with
-`make model` ({meta['minutes']:.1f} min here, 2 cores).
-
-## Data
-Synthetic only (`nemg data synth`, `nemg data synth --simulator bio`, docs/discharges.md):
-{meta.get('biosim_per_class', 0)} biophysical recordings per class beside the template
-synthesiser's; {pct(meta.get('source_rate_share', 0))} of training recordings read as the box
-reads a file recorded at 4–16 kHz. Template synthesiser: training corpus seed
-{meta['train_seed']}, {meta['per_class']} recordings × {meta['duration_s']:g} s per class,
-{mix_share} of the discharge recordings over end-plate noise or a voluntary unit (the hard
-case, over-represented: the test corpus keeps the synthesiser's {pct(synth_share)}),
-split by recording for validation; {fresh}online augmentation every epoch (level ±6 dB, noise,
-mains, end-plate noise or a voluntary unit mixed under discharges — its class then labels
-the quiet stretches —, rate stretch, amplifier bandwidth). **Held-out test**: a corpus
-from an unseen seed ({meta['test_seed']}), {meta['test_per_class']} recordings ×
-{meta['test_duration_s']:g} s per class,
-{report['windows']} windows.
-
-## Metrics (held-out template synthesiser, int8 on LiteRT)
-| | value |
-|---|---|
-| macro-F1 int8 | {report['macro_f1_int8']:.4f} |
-| macro-F1 float | {report.get('macro_f1_float', float('nan')):.4f} |
-| int8 / float top-1 agreement | {report.get('agreement', float('nan')):.3f} |
-| accuracy int8 | {report['accuracy_int8']:.3f} |
-| expected calibration error (int8) | {report['ece_int8']:.3f} |
-| PTQ vs QAT (macro-F1 int8; chosen on validation) | {meta['ptq_f1']:.4f} vs {meta['qat_f1']:.4f} |
-
-Accuracy vs SNR (white noise vs recording RMS): {snr}
-
-Accuracy vs gain: {gain}
-
-Accuracy on pathological recordings by what the discharge sits on (a patient not fully at
-rest): {bg}
-
-Accuracy on pathological recordings by discharge peak ÷ RMS of what it sits on (the
-synthesiser labels nothing below 4×; at 4–5× a discharge peaks no higher than white
-noise's own largest peaks within one window — the detection limit): {level}
-
-| class | precision | recall | F1 | windows |
-|---|---|---|---|---|
-{rows}
-
-Confusion matrix: ![confusion](model-card-confusion.png)
-
-Architecture choice (CNN with a temporal head vs CNN+GRU, accuracy per byte and latency):
-[architectures.md](architectures.md).
-
-## Limitations
-- **Not validated on real patients.** Every figure above is on synthetic recordings from the
-  same generator family; real recordings differ in ways the synthesiser does not model
-  (volume conduction, reinnervated MUAPs, needle types, amplifier artefacts). External
-  validation on clinic data, and fine-tuning with `nemg train --init-from`, come first.
-- **A relaxed muscle is assumed.** Discharges over a firing voluntary unit or end-plate
-  noise are the weak point (the by-background line above): ask for full relaxation or
-  move the needle off the end-plate zone before trusting a label.
-- **The features carry no polarity.** Log-Mel power cannot see which way a potential
-  first deflects — the sign that separates an initially positive fibrillation from an
-  initially negative end-plate spike. Over end-plate noise the model has rhythm and
-  spectrum only, which is where most fibrillation/PSW → end-plate errors come from.
-- Windows are labelled by rule from spans; a window holding only the margin of a sparse
-  discharge (fasciculation) is ambiguous by construction.
-- **Amplitude is used.** The model was trained for ±6 dB of level error (needle type,
-  calibration), not more: amplitude separates a fibrillation from a fasciculation or a
-  voluntary unit. The accuracy-vs-gain row above is the cost of a wrong scale — a file
-  that records no µV scale is read at the scale its noise floor gives (`nemg classify`
-  says so; `--scale-uv` states it), and a front end needs its board file's µV/LSB.
-  Files at other rates are brought to the model's by the box's resampler (training read
-  {pct(meta.get('source_rate_share', 0))} of its recordings that way, from 4–16 kHz);
-  multi-channel montages are outside what was trained.
-- **Two simulators are still simulators.** The cross-simulator lines in the lead are the
-  honest measure of how far a simulator's lessons carry: a third kind of signal (a real
-  clinic's) may fare as badly. Check `nemg bench real` before trusting a new model.
-- An `uncertain` output (top probability below {meta['uncertain_threshold']}, after
-  temperature scaling, or a window unlike every training window's) is a feature: the box
-  says it does not know rather than guess.
-"""
 
 
 #: The int8 model must make the float model's decision this often (issue target).
@@ -301,8 +74,6 @@ def _corpus(d: Path, make, what: str, n: int, seed: int, resume: bool = False,
 
 def _split_both(items, biosim_items, seed: int):
     """Training and validation recordings of both simulators (split by recording)."""
-    from convert.dataset import split_by_recording
-
     tr, va = split_by_recording(items, 0.2, seed)
     btr, bva = split_by_recording(biosim_items, 0.2, seed) if biosim_items else ([], [])
     return tr, va, btr, bva
@@ -318,32 +89,6 @@ def _trained(out_dir: Path, resume: bool, run) -> Path:
     return run().checkpoint
 
 
-CALIBRATION_AUGMENT_SEED = 90_210
-"""Seed of the augmented pass the familiarity is fitted on (not an epoch's)."""
-
-
-def calibrate(model: bytes, train_items, val_items, val_windows, spec: FrontEndSpec,
-              ) -> Calibration:
-    """Temperature and familiarity of an int8 model. The temperature is fitted on the
-    validation windows as they are; the familiarity on windows augmented as in training
-    (``RECIPE_AUGMENT``: other rates, filters, noise, mains, backgrounds): familiar is what
-    the model was trained on, not only what the simulators wrote."""
-    from convert.dataset import WindowBuilder, background_items
-    from convert.evaluate import int8_probabilities, int8_scores
-    from edge.calibration import fit_calibration
-    from edge.classifier import Classifier
-    from edge.labels import LABELS
-
-    clf = Classifier(model, list(LABELS))
-    probs = int8_probabilities(clf, int8_scores(clf, val_windows))
-    with WindowBuilder(spec.mel, spec.window, aug=RECIPE_AUGMENT,
-                       background_items=background_items(train_items),
-                       workers=WORKERS) as b:
-        seen = b.build(train_items, augment_seed=CALIBRATION_AUGMENT_SEED)
-        seen_val = b.build(val_items, augment_seed=CALIBRATION_AUGMENT_SEED + 1)
-    cal = fit_calibration(seen.x, seen_val.x, probs, val_windows.y)
-    log(f"  temperature {cal.temperature:g}, unfamiliar above {cal.unfamiliar_above:g}")
-    return cal
 
 
 def cross_simulator(out: Path, synth_train: Path, biosim_train: Path, test: dict, *,
@@ -352,11 +97,6 @@ def cross_simulator(out: Path, synth_train: Path, biosim_train: Path, test: dict
     """Train on one simulator only, test on the other's held-out corpus (and its own),
     each direction with the same reduced recipe; PTQ int8, calibrated on the training
     simulator's own validation recordings (the test simulator is never seen)."""
-    from convert.architecture import load_checkpoint
-    from convert.dataset import split_by_recording
-    from convert.evaluate import evaluate
-    from convert.quantize import representative, to_int8_tflite
-
     res: dict[str, Any] = {"epochs": epochs, "recipe": "corpus + augmentation, PTQ"}
     for name, data, other in (("synth", synth_train, "biosim"),
                               ("biosim", biosim_train, "synth")):
@@ -382,6 +122,7 @@ def cross_simulator(out: Path, synth_train: Path, biosim_train: Path, test: dict
 
 
 def _generalisation_row(rep: dict[str, Any]) -> dict[str, Any]:
+    """The figures of one evaluation the card's generalisation table shows."""
     return {"macro_f1_int8": rep["macro_f1_int8"], "ece_int8": rep["ece_int8"],
             "ece_int8_uncalibrated": rep["ece_int8_uncalibrated"],
             "confidently_wrong_share": rep["confidently_wrong_share"],
@@ -404,15 +145,6 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
     """``resume``: keep the corpora and finished trainings already in ``out`` (same
     sizes and seeds) and redo every stage after them — the result is what a full run
     gives, since each stage is seeded."""
-    import numpy as np
-
-    from convert.architecture import load_checkpoint
-    from convert.biosim import biosim_corpus
-    from convert.dataset import WindowBuilder
-    from convert.evaluate import evaluate
-    from convert.packing import pack
-    from convert.quantize import qat_finetune, representative, to_int8_tflite
-
     t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     # a resumed run redoes the later stages only: the card keeps the full run's time
@@ -519,7 +251,7 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
     log(f"[bundle] {bundle}")
     pack(bundle, model=chosen, key_path=key, name="nemg-default", version=version,
          spec=spec, metrics=metrics, checkpoint=checkpoint.read_bytes(),
-         development_key=True, calibration=cal,
+         decision=DEFAULT_DECISION, development_key=True, calibration=cal,
          description="Default 12-class model trained on two simulators (development key)")
     meta = {"name": "nemg-default", "version": version, "arch": arch,
             "params": int(float_model.count_params()), "method": method,
@@ -531,7 +263,9 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
             "biosim_test_per_class": biosim_test_per_class,
             "source_rate_share": RECIPE_AUGMENT.p_source_rate,
             "duration_s": duration_s, "ptq_f1": ptq_rep["macro_f1_int8"], "qat_f1": qat_f1,
-            "uncertain_threshold": 0.5, "front_end": spec.describe()}
+            # the card states the threshold the bundle decides with (edge.spec's default)
+            "uncertain_threshold": DEFAULT_DECISION.uncertain_threshold,
+            "front_end": spec.describe()}
     docs = docs or ROOT / "docs"
     docs.mkdir(parents=True, exist_ok=True)
     (docs / "model-card.md").write_text(model_card(report, meta))
@@ -548,7 +282,7 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m convert.pipeline")
+    ap = argparse.ArgumentParser(prog="python -m convert.make_model")
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "model")
     ap.add_argument("--per-class", type=int, default=120)
     ap.add_argument("--test-per-class", type=int, default=30)
