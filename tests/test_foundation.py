@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 from conftest import ROOT, assert_one_line_error, run_nemg
@@ -68,7 +67,7 @@ def test_edge_imports_and_runs_without_tensorflow():
         # every importer is numpy only: a box reads EDF itself (here a garbled one, which
         # is a clear input error, not "install pyedflib")
         from edge.errors import InputError
-        from edge.readers.importers import load_recording
+        from edge.readers import load_recording
         import tempfile, pathlib
         f = pathlib.Path(tempfile.mkdtemp()) / 'x.edf'
         f.write_bytes(b'0' * 256)
@@ -120,17 +119,40 @@ def test_interleaved_timing_rotates_and_counts_runs():
     assert res["a"].repeats == 4 and len(res["a"].wall_all_s) == 4
 
 
-def test_median_separates_a_slow_candidate_from_a_fast_one():
-    def spin(seconds):
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            pass
+def test_median_separates_a_slow_candidate_from_a_fast_one(monkeypatch):
+    """The harness's arithmetic on a clock the candidates advance themselves (no reading of
+    the real one): each candidate's wall and CPU seconds are its own, the median ignores one
+    stalled run, and a candidate that waits costs wall time but no CPU."""
 
-    res = bench.measure_interleaved(
-        {"fast": lambda: spin(0.001), "slow": lambda: spin(0.02)}, repeats=3, warmup=0
-    )
-    assert res["slow"].wall_s > res["fast"].wall_s
-    assert res["slow"].cpu_s > res["fast"].cpu_s
+    class Clock:
+        wall = cpu = 0.0
+
+        def perf_counter(self) -> float:
+            return self.wall
+
+        def process_time(self) -> float:
+            return self.cpu
+
+    clock = Clock()
+    monkeypatch.setattr(bench, "time", clock)  # the harness's clocks only
+    runs = {"fast": 0, "slow": 0}
+
+    def fast():
+        runs["fast"] += 1
+        stall = 0.5 if runs["fast"] == 2 else 0.0  # one run preempted for half a second
+        clock.wall += 0.001 + stall
+        clock.cpu += 0.001
+
+    def slow():  # waits: wall time, no CPU
+        runs["slow"] += 1
+        clock.wall += 0.02
+
+    res = bench.measure_interleaved({"fast": fast, "slow": slow}, repeats=3, warmup=1)
+    assert runs == {"fast": 4, "slow": 4}  # 1 warm-up + 3 timed each
+    assert res["fast"].wall_all_s == pytest.approx((0.501, 0.001, 0.001))
+    assert res["fast"].wall_s == pytest.approx(0.001) and res["fast"].cpu_s == pytest.approx(0.001)
+    assert res["slow"].wall_s == pytest.approx(0.02) and res["slow"].cpu_s == 0.0
+    assert res["slow"].wall_s > res["fast"].wall_s and res["slow"].cpu_s < res["fast"].cpu_s
 
 
 def test_harness_rejects_nonsense():

@@ -107,9 +107,12 @@ def test_assembler_reports_exact_gaps():
     events = [e for f in d.feed(b"".join(frames)) for e in a.push(f)]
     gaps = [e for e in events if isinstance(e, Gap)]
     assert [(g.index, g.lost) for g in gaps] == [(80, 80), (280, 40)]
+    checked = 0
     for e in events:
         if isinstance(e, Samples):
             np.testing.assert_array_equal(e.values, values[e.index:e.index + e.values.size])
+            checked += e.values.size
+    assert checked == 10 * 40 - 120  # every sample that was sent, and no other
     assert a.samples_lost == 120 and d.stats.frames_lost == 3
 
 

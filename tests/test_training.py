@@ -18,16 +18,15 @@ from convert.dataset import (
     build_windows,
     window_label,
 )
+from convert.make_model import make_default_model
 from convert.packing import generate_key, pack
-from convert.pipeline import make_default_model
 from convert.train import EpochRecordings, TrainConfig
 from edge.bundle import Bundle, TrustStore
 from edge.classifier import FEATURE_INPUT_SCALE, Classifier, InputRequantizer
 from edge.errors import ConfigError, IntegrityError
-from edge.features import MelConfig
 from edge.labels import LABELS, PATHOLOGICAL
 from edge.readers.wav import write_wav
-from edge.windows import WindowConfig
+from edge.spec import MelConfig, WindowConfig
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +47,24 @@ def trusted(t) -> TrustStore:
     return TrustStore.from_dir(t["trusted"])
 
 
+def _confusion_of(b: Bundle, ws) -> np.ndarray:
+    """The confusion matrix (true x called) of bundle ``b``'s int8 model, with its
+    calibration, on windows ``ws``: counted here, independently of the evaluation code."""
+    clf = Classifier(b.model_bytes, b.labels)
+    raw = np.stack([clf.probabilities(clf.invoke_int8(w)) for w in ws.x])
+    called = b.calibration.probabilities(raw).argmax(axis=1)
+    cm = np.zeros((len(LABELS), len(LABELS)), np.int64)
+    np.add.at(cm, (ws.y, called), 1)
+    return cm
+
+
+def _macro_f1(cm: np.ndarray) -> float:
+    """Mean F1 = 2TP / (2TP + FP + FN) over the classes present."""
+    support, called, hits = cm.sum(axis=1), cm.sum(axis=0), np.diag(cm)
+    present = support > 0
+    return float(np.mean(2 * hits[present] / (support + called)[present]))
+
+
 def test_tiny_end_to_end_bundle_is_int8_loads_and_self_tests(tiny):
     b = Bundle.read(tiny["bundle"])
     m = b.verify(trusted(tiny))
@@ -65,14 +82,24 @@ def test_tiny_end_to_end_bundle_is_int8_loads_and_self_tests(tiny):
     assert set(rep["per_class_int8"]) == set(LABELS)
     assert 0 <= rep["ece_int8"] <= 1 and 0 <= rep["agreement"] <= 1
     assert set(rep["accuracy_vs_gain_db"]) == {"-20.0", "-10.0", "0.0", "10.0", "20.0"}
-    assert rep["accuracy_vs_gain_db"]["0.0"] == rep["accuracy_int8"]  # the clean test itself
+    # the bundle's figures, recomputed from its own int8 model's answers on the held-out
+    # recordings: a confusion matrix counted here, not read from the report; counts are
+    # exact, so the figures agree to float rounding (1e-12)
+    test_items = read_corpus(tiny["out"] / "build" / "corpus-test")
+    cm = _confusion_of(b, build_windows(test_items, b.mel_config, b.window_config))
+    assert len(test_items) == len(LABELS)  # one recording per class
+    assert cm.sum() == m["metrics"]["windows"] == rep["windows"] > len(LABELS)
+    confusion = json.loads((tiny["out"] / "build" / "report" / "confusion.json").read_text())
+    assert confusion["labels"] == list(LABELS) and confusion["matrix"] == cm.tolist()
+    assert np.trace(cm) / cm.sum() == pytest.approx(m["metrics"]["accuracy_int8"], abs=1e-12)
+    assert _macro_f1(cm) == pytest.approx(m["metrics"]["macro_f1_int8"], abs=1e-12)
     # generalisation: both simulators held out, and the two cross-simulator models
     assert set(rep["held_out"]) == {"synth", "biosim"}
     for train_on, test_on in (("synth", "biosim"), ("biosim", "synth")):
         row = rep["cross_simulator"][f"train_{train_on}"][f"test_{test_on}"]
         assert 0 <= row["macro_f1_int8"] <= 1 and set(row["recall"]) == set(LABELS)
     # the front end and the calibration travel in the bundle
-    assert m["front_end"]["window_step_ms"] == 10.0 and m["front_end"]["sample_rate_hz"] == 20_000
+    assert m["front_end"]["window_step_ms"] == 10.0 and m["mel_config"]["sample_rate_hz"] == 20_000
     assert b.calibration.temperature == rep["temperature"] > 0
     assert len(b.calibration.summary_mean) == 2 * b.mel_config.num_mels
     card = (tiny["out"] / "docs" / "model-card.md").read_text()
@@ -323,18 +350,34 @@ def test_train_quantize_evaluate_cli(tiny, tmp_path):
                                    str(tmp_path / "o")), "labels.csv")
 
 
-def test_default_bundle_is_committed_and_verifies():
+def test_default_bundle_is_committed_and_verifies(tmp_path):
     b = Bundle.read(ROOT / "models" / "nemg-default.nemg")
     m = b.verify(TrustStore.from_dir(ROOT / "keys" / "trusted"))
     assert m["development_key"] is True
     assert len(b.model_bytes) <= 100_000
     # Issue 5's target: macro-F1 >= 0.95 on the 30-per-class held-out set (the shipped
-    # 1.4.0 reaches 0.9537 there, docs/model-card.md).
+    # 1.4.0 reaches 0.9537 there, docs/model-card.md) -- what the bundle says ...
     assert m["metrics"]["macro_f1_int8"] >= 0.95
     assert tuple(map(int, m["version"].split("."))) >= (1, 4, 0)
     assert m["metrics"]["windows"] >= 3000  # the 30-recordings-per-class test set
     assert m["metrics"]["agreement"] >= 0.99
     b.self_test()
+    # ... against what its model does: the first 3 of those 30 recordings per class (the
+    # test seed; each recording depends on (seed, label, index) alone, so the same
+    # patients), classified here. A tenth of the windows, and the synthesiser has changed
+    # since 1.4.0 was measured (threshold contractions, 2200250), so the stated tolerance
+    # is 0.05 (measured at the time of writing: 0.921 on these windows, 0.934 on all 30)
+    synth_corpus(tmp_path / "test", 3, seed=m["metrics"]["test_seed"], duration_s=6.0,
+                 workers=2)
+    cm = _confusion_of(b, build_windows(read_corpus(tmp_path / "test"), b.mel_config,
+                                        b.window_config, workers=2))
+    assert cm.sum() >= 0.09 * m["metrics"]["windows"]  # a tenth of the windows, or near it
+    assert (cm.sum(axis=1) > 0).all()  # every class tried
+    assert _macro_f1(cm) >= m["metrics"]["macro_f1_int8"] - 0.05
+    assert np.trace(cm) / cm.sum() >= m["metrics"]["accuracy_int8"] - 0.05
+    # and never more wrong windows than the whole stored set admits
+    assert cm.sum() - np.trace(cm) <= round((1 - m["metrics"]["accuracy_int8"])
+                                            * m["metrics"]["windows"])
 
 
 def test_model_benchmark_runs():

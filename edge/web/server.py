@@ -1,6 +1,7 @@
 """The bedside page's server: Python's own ``http.server``, nothing to install.
 
-Routes (everything else is 404; no route changes a model, the store or the box):
+Routes (any other path is 404, another method on a route 405; no route changes a model, the
+store or the box):
 
 - ``GET /`` and its assets (``edge/web/static``; no CDN, the page loads offline);
 - ``GET /api/stream``: Server-Sent Events, one message per :data:`TICK_S` with the samples,
@@ -15,6 +16,10 @@ opened once as ``/?token=…``, which sets a cookie); a request without it gets 
 loopback the Host header must name loopback, so a web page elsewhere cannot reach the box
 through a rebound DNS name.
 
+Every request that is not valid (a malformed request line, an unknown method, a bad
+Content-Length, a body that is not a JSON object, …) is answered with a 4xx and a JSON body
+``{"error": "…"}``, never a traceback; :func:`http.server`'s own refusals take the same form.
+
 Why no aiohttp or Starlette: the page needs one push stream at 20 messages a second and a
 rare POST. Server-Sent Events over the standard library do that, so the box's dependencies,
 and the wheels it needs on aarch64 and armv7l, stay as they were. ``nemg bench web``
@@ -27,26 +32,33 @@ import hmac
 import io
 import ipaddress
 import json
+import sys
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, NoReturn
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from edge.errors import ConfigError, NemgError
 from edge.eventlog import EventLog
 from edge.labels import LABELS
-from edge.web import DEFAULT_LISTEN
 from edge.web.hub import WebHub
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+"""Where ``--web`` listens when given no address: this box's own screen only."""
 
 TICK_S = 0.05
 """The stream's message interval: 20 updates a second, ≤ 50 ms of batching."""
 KEEPALIVE_S = 10.0
 MAX_BODY = 4096
+REQUEST_TIMEOUT_S = 30.0
+"""How long a client may stall on the socket (sending its request, or not reading the
+stream) before its connection is dropped: a half-sent body must not hold a thread forever."""
 MIN_TOKEN = 16
 MAX_STREAMS = 8
 """Pages streaming at once (each holds a thread); one more is told to wait."""
@@ -167,11 +179,13 @@ class WebScreen:
 
     def correct(self, body: dict[str, Any]) -> dict[str, Any]:
         event_id, label = body.get("event_id"), body.get("label")
-        if not isinstance(event_id, int) or isinstance(event_id, bool) or \
+        if set(body) != {"event_id", "label"} or \
+                not isinstance(event_id, int) or isinstance(event_id, bool) or \
                 not 0 < event_id <= MAX_ID or \
                 not isinstance(label, str) or (label != CONFIRM and label not in LABELS):
             raise _HttpError(HTTPStatus.BAD_REQUEST,
-                             "need {\"event_id\": N, \"label\": a label or \"confirm\"}")
+                             "need {\"event_id\": N, \"label\": a label or \"confirm\"} "
+                             "and nothing else")
         log = self.open_log()
         try:
             try:
@@ -230,14 +244,60 @@ class WebScreen:
 
 
 class _HttpError(Exception):
-    def __init__(self, status: HTTPStatus, message: str) -> None:
+    def __init__(self, status: HTTPStatus, message: str,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers
+
+
+def _session_page(path: str) -> tuple[int, bool] | None:
+    """``/api/sessions/N`` or ``/api/sessions/N/events.csv`` → (N, is the CSV), else None."""
+    sid, _, tail = path.removeprefix("/api/sessions/").partition("/")
+    if not path.startswith("/api/sessions/") or tail not in ("", "events.csv") or \
+            not (sid.isascii() and sid.isdigit()) or len(sid) > len(str(MAX_ID)) or \
+            int(sid) > MAX_ID:  # isascii: "²" is a digit to str.isdigit, not to int()
+        return None
+    return int(sid), bool(tail)
+
+
+def _allowed(path: str) -> str | None:
+    """The method a path answers (None: no such page)."""
+    if path == "/api/corrections":
+        return "POST"
+    if path in ASSETS or path in ("/api/stream", "/api/state", "/api/sessions") or \
+            _session_page(path) is not None:
+        return "GET"
+    return None
+
+
+def _netloc(url: str) -> str | None:
+    try:
+        return urlsplit(url).netloc
+    except ValueError:
+        return None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _report_fault(exc: BaseException, client: str) -> None:
+    """One line on stderr for a fault of the box's own (never a request's), not a traceback."""
+    print(f"nemg: warning: the bedside page: internal error ({type(exc).__name__}) "
+          f"answering {client}", file=sys.stderr)
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     screen: WebScreen
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that went away is no news; anything else is one line, not socketserver's
+        # traceback (the handler answers every request it can parse itself)
+        exc = sys.exc_info()[1]
+        if exc is not None and not isinstance(exc, OSError):
+            _report_fault(exc, client_address[0])
 
     def server_bind(self) -> None:
         if ":" in self.server_address[0]:
@@ -252,6 +312,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "nemg-edge"
     sys_version = ""
+    timeout = REQUEST_TIMEOUT_S
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the box's journal is for findings, not page loads
@@ -272,14 +333,47 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _json(self, obj: Any, status: int = 200) -> None:
+    def _json(self, obj: Any, status: int = 200, extra: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(obj, default=_jsonable).encode(),
-                   "application/json")
+                   "application/json", extra)
 
-    def _error(self, status: HTTPStatus, message: str) -> None:
-        self._json({"error": message}, status)
+    def _error(self, status: HTTPStatus, message: str,
+               extra: dict[str, str] | None = None) -> None:
+        self._json({"error": message}, status, extra)
 
-    def _refused(self) -> tuple[_HttpError | None, dict[str, str]]:
+    def parse_request(self) -> bool:
+        """http.server's parsing, refusing HTTP/0.9 (its answers have no status line)."""
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":
+            self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/1.0 or HTTP/1.1 only")
+            return False
+        return True
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """http.server's own refusals (a malformed request line, a URI or headers too long)
+        as JSON, like every other refusal."""
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # so the answer has its status line
+        status = HTTPStatus(code)
+        self._error(status, message or status.phrase, {"Connection": "close"})
+
+    def __getattr__(self, name: str) -> Any:
+        # http.server looks up do_<METHOD>: every method but GET and POST is a 405 (or 404)
+        # rather than its 501 page
+        if name.startswith("do_"):
+            return self._other_method
+        raise AttributeError(name)
+
+    def _url(self) -> SplitResult:
+        try:
+            return urlsplit(self.path)
+        except ValueError:  # e.g. an absolute URI with a broken [IPv6] host
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "a malformed URL") from None
+
+    def _refused(self, url: SplitResult) -> tuple[_HttpError | None, dict[str, str]]:
         """Host and token checks: (why the request is refused or None, headers to set)."""
         s = self.screen
         if s.token is None:
@@ -288,7 +382,6 @@ class _Handler(BaseHTTPRequestHandler):
                 return None, {}
             return _HttpError(HTTPStatus.FORBIDDEN, "this page answers requests for this box "
                                                     "only (Host: 127.0.0.1 or localhost)"), {}
-        url = urlsplit(self.path)
         given = parse_qs(url.query).get("token", [None])[0]
         if given is None:
             cookie = SimpleCookie(self.headers.get("Cookie") or "")
@@ -300,76 +393,110 @@ class _Handler(BaseHTTPRequestHandler):
         cookie = f"nemg_token={s.token}; HttpOnly; SameSite=Strict; Path=/"
         return None, ({"Set-Cookie": cookie} if "token=" in url.query else {})
 
+    def _answer(self, route: Callable[[SplitResult, dict[str, str]], None]) -> None:
+        """Run ``route`` after the host and token checks; whatever it raises is answered
+        as JSON, never as a traceback."""
+        try:
+            url = self._url()
+            refused, extra = self._refused(url)
+            if refused is not None:
+                raise refused
+            route(url, extra)
+        except _HttpError as exc:
+            self._error(exc.status, str(exc), exc.headers)
+        except OSError:
+            pass  # the client went away or stalled past REQUEST_TIMEOUT_S
+        except Exception as exc:  # a fault of the box's, not the request's: still JSON
+            _report_fault(exc, self.client_address[0])
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR,
+                        f"internal error ({type(exc).__name__})")
+
     # ---- routes ------------------------------------------------------------------------------
     def do_GET(self) -> None:
-        try:
-            refused, extra = self._refused()
-            if refused is not None:
-                raise refused
-            path = urlsplit(self.path).path
-            if path in ASSETS:
-                name, ctype = ASSETS[path]
-                body = resources.files("edge.web").joinpath("static", name).read_bytes()
-                self._send(200, body, ctype, extra)
-            elif path == "/api/stream":
-                if not self.screen.streams.acquire(blocking=False):
-                    raise _HttpError(HTTPStatus.SERVICE_UNAVAILABLE,
-                                     f"{MAX_STREAMS} pages are already watching this box")
-                try:
-                    self._stream()
-                finally:
-                    self.screen.streams.release()
-            elif path == "/api/state":
-                self._json(self.screen.hub.state)
-            elif path == "/api/sessions":
-                self._json(self.screen.sessions())
-            elif path.startswith("/api/sessions/"):
-                rest = path[len("/api/sessions/"):]
-                sid, _, tail = rest.partition("/")
-                if not sid.isdigit() or len(sid) > len(str(MAX_ID)) or int(sid) > MAX_ID \
-                        or tail not in ("", "events.csv"):
-                    raise _HttpError(HTTPStatus.NOT_FOUND, "no such page")
-                if tail:
-                    self._send(200, self.screen.events_csv(int(sid)).encode(),
-                               "text/csv; charset=utf-8",
-                               {"Content-Disposition":
-                                f'attachment; filename="nemg-session-{sid}.csv"'})
-                else:
-                    self._json(self.screen.session(int(sid)))
-            else:
-                raise _HttpError(HTTPStatus.NOT_FOUND, "no such page")
-        except _HttpError as exc:
-            self._error(exc.status, str(exc))
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        self._answer(self._get)
 
     def do_POST(self) -> None:
-        try:
-            refused, _ = self._refused()
-            if refused is not None:
-                raise refused
-            origin = self.headers.get("Origin")
-            if origin is not None and urlsplit(origin).netloc != self.headers.get("Host"):
-                raise _HttpError(HTTPStatus.FORBIDDEN, "a page of another site")
-            if urlsplit(self.path).path != "/api/corrections":
-                raise _HttpError(HTTPStatus.NOT_FOUND, "no such page")
-            n = int(self.headers.get("Content-Length") or -1)
-            if not 0 < n <= MAX_BODY:
-                raise _HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE if n > MAX_BODY else
-                                 HTTPStatus.LENGTH_REQUIRED, f"a body of 1–{MAX_BODY} bytes")
-            if "application/json" not in (self.headers.get("Content-Type") or ""):
-                raise _HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "JSON only")
+        self._answer(self._post)
+
+    def _other_method(self) -> None:
+        self._answer(self._not_allowed)
+
+    def _not_allowed(self, url: SplitResult, extra: dict[str, str]) -> NoReturn:
+        """404 for no such page, 405 (with Allow) for a page of another method."""
+        allowed = _allowed(url.path)
+        if allowed is None:
+            raise _HttpError(HTTPStatus.NOT_FOUND, "no such page")
+        raise _HttpError(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not answered "
+                         f"here (only {allowed})", {"Allow": allowed})
+
+    def _get(self, url: SplitResult, extra: dict[str, str]) -> None:
+        path = url.path
+        if path in ASSETS:
+            name, ctype = ASSETS[path]
+            body = resources.files("edge.web").joinpath("static", name).read_bytes()
+            self._send(200, body, ctype, extra)
+        elif path == "/api/stream":
+            if not self.screen.streams.acquire(blocking=False):
+                raise _HttpError(HTTPStatus.SERVICE_UNAVAILABLE,
+                                 f"{MAX_STREAMS} pages are already watching this box")
             try:
-                body = json.loads(self.rfile.read(n))
-            except (ValueError, UnicodeDecodeError):
-                raise _HttpError(HTTPStatus.BAD_REQUEST, "not JSON") from None
-            if not isinstance(body, dict):
-                raise _HttpError(HTTPStatus.BAD_REQUEST, "not a JSON object")
-            self._json(self.screen.correct(body), 201)
-        except _HttpError as exc:
-            self._error(exc.status, str(exc))
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+                self._stream()
+            finally:
+                self.screen.streams.release()
+        elif path == "/api/state":
+            self._json(self.screen.hub.state)
+        elif path == "/api/sessions":
+            self._json(self.screen.sessions())
+        elif (page := _session_page(path)) is not None:
+            sid, csv = page
+            if csv:
+                self._send(200, self.screen.events_csv(sid).encode(),
+                           "text/csv; charset=utf-8",
+                           {"Content-Disposition":
+                            f'attachment; filename="nemg-session-{sid}.csv"'})
+            else:
+                self._json(self.screen.session(sid))
+        else:
+            self._not_allowed(url, extra)
+
+    def _post(self, url: SplitResult, extra: dict[str, str]) -> None:
+        origin = self.headers.get("Origin")
+        if origin is not None and _netloc(origin) != self.headers.get("Host"):
+            raise _HttpError(HTTPStatus.FORBIDDEN, "a page of another site")
+        if url.path != "/api/corrections":
+            self._not_allowed(url, extra)
+        n = self._content_length()
+        if "application/json" not in (self.headers.get("Content-Type") or ""):
+            raise _HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "JSON only")
+        try:
+            data = self.rfile.read(n)
+        except TimeoutError:
+            raise _HttpError(HTTPStatus.REQUEST_TIMEOUT, "the body did not arrive") from None
+        if len(data) < n:
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "the body ended before its "
+                                                     "Content-Length")
+        try:
+            body = json.loads(data, parse_constant=_no_constant)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "not JSON") from None
+        if not isinstance(body, dict):
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "not a JSON object")
+        self._json(self.screen.correct(body), 201)
+
+    def _content_length(self) -> int:
+        """The body's length: one Content-Length of 1–:data:`MAX_BODY` bytes."""
+        given = self.headers.get_all("Content-Length") or []
+        if not given:
+            raise _HttpError(HTTPStatus.LENGTH_REQUIRED, f"a body of 1–{MAX_BODY} bytes "
+                                                         "with its Content-Length")
+        text = given[0].strip()
+        if len(given) > 1 or not (text.isascii() and text.isdigit()):
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "one Content-Length, a number")
+        n = int(text) if len(text) <= len(str(MAX_BODY)) else MAX_BODY + 1
+        if not 0 < n <= MAX_BODY:
+            raise _HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE if n else
+                             HTTPStatus.BAD_REQUEST, f"a body of 1–{MAX_BODY} bytes")
+        return n
 
     def _stream(self) -> None:
         s = self.screen
@@ -411,3 +538,17 @@ def _jsonable(o: Any) -> Any:
     if hasattr(o, "tolist"):
         return o.tolist()
     return str(o)
+
+def start_web(listen: str, *, token: str | None, log_path, inner, trial: bool = False,
+              announce=None):
+    """Start the page's server for one live session: (the server, the session's view).
+    ``inner``: the terminal or plain view the session also keeps; ``announce``: a stream
+    told where the page is."""
+    from edge.web.hub import WebView
+
+    hub = WebHub()
+    screen = WebScreen(hub, listen=listen, log_path=log_path, token=token)
+    screen.start()
+    if announce is not None:
+        print(f"bedside page on {screen.url}", file=announce, flush=True)
+    return screen, WebView(hub, inner, trial=trial)
