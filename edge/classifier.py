@@ -15,7 +15,7 @@ from edge.errors import InputError, IntegrityError
 from edge.interpreter import create_interpreter, require_runtime
 
 #: The float model's input is q / 64 for int8 features q: with calibration spanning the
-#: int8 range the converter then picks exactly scale 1/64, zero point 0.
+#: int8 range the TFLite quantizer then picks exactly scale 1/64, zero point 0.
 FEATURE_INPUT_SCALE = 1.0 / 64.0
 FEATURE_INPUT_ZERO_POINT = 0
 FEATURE_INPUT_RANGE = (-128 * FEATURE_INPUT_SCALE, 127 * FEATURE_INPUT_SCALE)

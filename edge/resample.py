@@ -213,7 +213,7 @@ class _Plan:
 _WIDTHS = (4, 8, 12, 16, 20, 24, 32, 40, 48, 64)
 _NARROW = 6
 _CHUNK = 1 << 17
-"""Inputs converted to float64 and resampled at a time (1 MiB: stays in cache)."""
+"""Inputs taken to float64 and resampled at a time (1 MiB: stays in cache)."""
 _FEW = 600
 """Up to this many (groups × rows of a block), gather the rows of every block and make
 one batched matrix product rather than one per block (a call costs more than that)."""

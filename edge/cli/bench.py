@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from benches.harness import BENCHMARKS
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from benches.harness import BENCHMARKS
+
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help=f"benchmarks to run ({', '.join(sorted(BENCHMARKS))}, or 'all')")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -22,7 +22,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benches.harness import BenchOptions, limit_threads_env, pin_to_one_cpu, run_benchmark
+    from benches.harness import (
+        BENCHMARKS,
+        BenchOptions,
+        limit_threads_env,
+        pin_to_one_cpu,
+        run_benchmark,
+    )
     from edge.errors import ConfigError
 
     if args.list:

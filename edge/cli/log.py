@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edge.cli import option_anywhere
+from edge.cli.options import option_anywhere
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edge.cli import option_anywhere
+from edge.cli.options import option_anywhere
 from edge.paths import default_store
 
 STORE_HELP = ("store root (default $NEMG_STORE, else /var/lib/nemg if it is a store, else "

@@ -19,7 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from convert.pipeline import quantize_checkpoint
+    from convert.quantize import quantize_checkpoint
 
     info = quantize_checkpoint(args.checkpoint, args.data, args.out, args.method,
                                qat_epochs=args.qat_epochs, seed=args.seed)
