@@ -39,6 +39,22 @@ OP_RESOLVERS: dict[str, str | None] = {INT8_LOGITS_REF: "BUILTIN_REF", LEGACY: N
 """Arithmetic -> the runtime's ``OpResolverType`` member that reproduces it (None: the
 runtime's default)."""
 
+RUNTIMES_COMPUTING: dict[str, tuple[str, ...]] = {INT8_LOGITS_REF: ("litert", "tensorflow"),
+                                                  LEGACY: ()}
+"""Arithmetic -> the runtimes (``edge.interpreter.RUNTIMES`` keys) whose kernels compute it
+(empty: any; the golden self-test decides). tflite-runtime 2.14's reference kernels
+requantize with gemmlowp's double rounding where LiteRT 2.3 and TensorFlow 2.21 round once
+(``TFLITE_SINGLE_ROUNDING``): its FULLY_CONNECTED logits differ by 1 quantum on 15 of 1678
+measured windows, so it is refused before it runs."""
+
+KERNELS: dict[str, str] = {
+    INT8_LOGITS_REF: "TFLite reference kernels (BUILTIN_REF, single rounding), softmax by "
+                     "the manifest's table",
+    LEGACY: "the runtime's default kernels (XNNPACK on LiteRT and tf.lite), quantized "
+            "SOFTMAX in the graph",
+}
+"""Arithmetic -> the kernels it runs on, in words (``nemg info``, messages)."""
+
 TABLE_SIZE = 256
 """Differences of two int8 logits: 0..255."""
 
@@ -97,7 +113,18 @@ class Arithmetic:
 
     @property
     def op_resolver(self) -> str | None:
+        """The ``OpResolverType`` member to run the model with (None: the default)."""
         return OP_RESOLVERS[self.name]
+
+    @property
+    def runtimes(self) -> tuple[str, ...]:
+        """The runtimes that compute this arithmetic (empty: any)."""
+        return RUNTIMES_COMPUTING[self.name]
+
+    @property
+    def kernels(self) -> str:
+        """The kernels it runs on, in words."""
+        return KERNELS[self.name]
 
     @property
     def logits(self) -> bool:
@@ -105,6 +132,7 @@ class Arithmetic:
         return self.name == INT8_LOGITS_REF
 
     def to_manifest(self) -> dict[str, Any]:
+        """The manifest's section (merge it into the manifest)."""
         return {"arithmetic": {"name": self.name,
                                "softmax_exp_table": list(self.softmax_exp_table)}}
 
@@ -123,3 +151,7 @@ class Arithmetic:
                                  f"{TABLE_SIZE} numbers")
         return cls(str(d.get("name")), tuple(v if isinstance(v, float) else float("nan")
                                              for v in table))
+
+
+LEGACY_ARITHMETIC = Arithmetic()
+"""The arithmetic of a bundle without the section (and of a bare model)."""

@@ -4,10 +4,12 @@ A bundle is one zip file (stored, not compressed) with:
 
 - ``manifest.json`` — name, semantic version, created, labels, the front end and the
   decisions (:mod:`edge.spec`), input and output quantisation, compatible boards,
-  calibration, metrics, and the sha256 of every other member;
+  calibration, the int8 arithmetic it was validated with (:mod:`edge.arithmetic`; none:
+  legacy), metrics, and the sha256 of every other member;
 - ``manifest.sig`` — Ed25519 signature over the exact bytes of manifest.json;
 - ``model.tflite`` — the int8 model;
-- ``golden.npz`` — samples -> expected int8 features -> expected int8 scores;
+- ``golden.npz`` — samples -> expected int8 features -> expected int8 outputs (int8
+  logits for an int8-logits bundle) under the bundle's arithmetic;
 - optionally ``checkpoint.h5`` — float weights for fine-tuning on a workstation.
 
 Verification order: signature against trusted keys first (nothing unsigned is parsed
@@ -18,7 +20,8 @@ A hostile file is bounded before anything is read from it: a regular file of at 
 (a bundle is never compressed, so no member can inflate) with its declared size equal to
 its stored size, and all of them together no larger than the file: memory is bounded by
 the input. The golden self-test then
-runs the real front end and the real interpreter and must match bit for bit.
+runs the real front end and the real interpreter, on the kernels the bundle's arithmetic
+names, and must match bit for bit.
 """
 
 from __future__ import annotations
@@ -32,14 +35,18 @@ import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edge.arithmetic import Arithmetic
 from edge.calibration import Calibration
 from edge.errors import ConfigError, IntegrityError
 from edge.features import MelFrontEnd
 from edge.spec import DecisionConfig, FrontEndSpec, MelConfig, WindowConfig
+
+if TYPE_CHECKING:
+    from edge.classifier import Classifier
 
 BUNDLE_FORMAT = 1
 DEFAULT_BOARDS = ("nemg-fe1", "ads1299-fe")
@@ -220,7 +227,7 @@ class Bundle:
             if name not in listed:
                 raise IntegrityError(f"{self.source}: {name} is not covered by the signature")
         try:  # a signed manifest can still be malformed: refused here, not when running
-            _ = self.spec, self.decision, self.calibration
+            _ = self.spec, self.decision, self.calibration, self.arithmetic
         except (ConfigError, IntegrityError, KeyError, TypeError, ValueError) as exc:
             raise IntegrityError(f"{self.source}: {exc}") from None
         self.verified = True
@@ -266,6 +273,20 @@ class Bundle:
                                      self.mel_config.num_mels)
 
     @property
+    def arithmetic(self) -> Arithmetic:
+        """The int8 arithmetic the bundle was validated with (:mod:`edge.arithmetic`): the
+        kernels to run its model on and how its outputs become probabilities; legacy for
+        a bundle without the section. An unknown one is refused by :meth:`verify`."""
+        return Arithmetic.from_manifest(self.manifest)
+
+    def classifier(self, num_threads: int = 1) -> Classifier:
+        """The bundle's model loaded under its arithmetic: what the pipeline and the
+        self-test run."""
+        from edge.classifier import Classifier
+
+        return Classifier(self.model_bytes, self.labels, num_threads, self.arithmetic)
+
+    @property
     def model_bytes(self) -> bytes:
         return self.members["model.tflite"]
 
@@ -295,9 +316,8 @@ class Bundle:
             raise IntegrityError(f"{self.source}: golden.npz unreadable ({exc})") from None
 
     def self_test(self, num_threads: int = 1) -> dict[str, Any]:
-        """Golden vectors through the real front end and interpreter: bit-exact or raise."""
-        from edge.classifier import Classifier
-
+        """Golden vectors through the real front end and interpreter, under the bundle's
+        arithmetic: bit-exact or raise (naming the runtime and the arithmetic)."""
         g = self.golden()
         fe = MelFrontEnd(self.mel_config)
         feats = fe.process(g["samples"])
@@ -306,15 +326,27 @@ class Bundle:
                 else "shape"
             raise IntegrityError(f"{self.source}: self-test failed: features differ from the "
                                  f"golden vectors ({diff} cells)")
-        clf = Classifier(self.model_bytes, self.labels, num_threads)
+        arith = self.arithmetic
+        try:
+            clf = self.classifier(num_threads)
+        except (ConfigError, IntegrityError) as exc:
+            raise type(exc)(f"{self.source}: {exc}") from None
+        mismatch = clf.table_mismatch(self.calibration)
+        if mismatch:
+            raise IntegrityError(f"{self.source}: self-test failed: {mismatch}")
         w = self.window_config
+        kind = "logits" if arith.logits else "scores"
         for i, start in enumerate(g["window_starts"]):
             scores = clf.invoke_int8(feats[start : start + w.frames])
             if not np.array_equal(scores, g["scores"][i]):
-                raise IntegrityError(f"{self.source}: self-test failed: window {i} scores "
-                                     f"{scores.tolist()} != golden {g['scores'][i].tolist()}")
+                raise IntegrityError(
+                    f"{self.source}: self-test failed: window {i} {kind} {scores.tolist()} "
+                    f"!= golden {g['scores'][i].tolist()} under {clf.runtime.title} "
+                    f"({arith.op_resolver or 'default'} kernels); this bundle was validated "
+                    f"with {arith.name}: {arith.kernels}")
         return {"windows": len(g["window_starts"]), "frames": int(feats.shape[0]),
-                "runtime": clf.runtime.name}
+                "runtime": clf.runtime.name, "runtime_version": clf.runtime.version,
+                "arithmetic": arith.name, "op_resolver": arith.op_resolver}
 
 
 def load_spec(path: str | Path) -> FrontEndSpec:

@@ -3,10 +3,12 @@
 Two things travel in the bundle (``manifest["calibration"]``), fitted by ``make model`` on
 validation recordings (never on a test set):
 
-- **Temperature** ``T``: the int8 model's softmax outputs, raised to ``1/T`` and
-  renormalised, so that a top probability of 0.8 is right about 80 % of the time. The
-  output is already quantised (steps of 1/256), so each probability is floored at half a
-  step before its logarithm: an output of 0 means "below 1/256", not "impossible".
+- **Temperature** ``T``: so that a top probability of 0.8 is right about 80 % of the time.
+  A bundle of int8 logits (:data:`edge.arithmetic.INT8_LOGITS_REF`) holds it inside its
+  softmax table (``exp(-d · scale / T)``), so here it is only a record the self-test checks
+  the table against. A legacy bundle's int8 softmax outputs are raised to ``1/T`` and
+  renormalised here; being quantised (steps of 1/256), each is floored at half a step
+  before its logarithm: an output of 0 means "below 1/256", not "impossible".
 - **Familiarity**: how unlike the training windows a window's spectrum is. Each window is
   summarised by the mean and the spread over time of each Mel band (int8 features, so the
   summary is exact); the score is the root-mean-square z-score of that summary against the

@@ -9,6 +9,11 @@ time (the choice is logged and shown by ``nemg info``):
 
 ``NEMG_TFLITE_RUNTIME=litert|tflite_runtime|tensorflow`` forces one. Nothing else in
 ``edge`` touches a runtime module directly.
+
+Which kernels run a model is chosen per interpreter by an op resolver name (the members of
+the runtimes' shared ``OpResolverType``: ``AUTO``, ``BUILTIN``, ``BUILTIN_REF``,
+``BUILTIN_WITHOUT_DEFAULT_DELEGATES``; None keeps the runtime's default) — the bundle's
+arithmetic (:mod:`edge.arithmetic`) says which.
 """
 
 from __future__ import annotations
@@ -23,11 +28,18 @@ from edge.errors import ConfigError, MissingExtraError
 
 log = logging.getLogger(__name__)
 
-#: runtime name -> (module holding ``Interpreter``, attribute path inside it)
+#: runtime name -> module holding ``Interpreter`` (and ``OpResolverType``)
 RUNTIMES: dict[str, str] = {
     "litert": "ai_edge_litert.interpreter",
     "tflite_runtime": "tflite_runtime.interpreter",
     "tensorflow": "tensorflow.lite.python.interpreter",
+}
+
+#: runtime name -> how people call it (messages)
+RUNTIME_TITLES: dict[str, str] = {
+    "litert": "LiteRT",
+    "tflite_runtime": "tflite-runtime",
+    "tensorflow": "tf.lite",
 }
 
 
@@ -47,6 +59,19 @@ class Runtime:
     interpreter_class: Any
     """The ``Interpreter`` class itself."""
 
+    op_resolver_type: Any = None
+    """The module's ``OpResolverType`` enum (None: the runtime cannot choose kernels)."""
+
+    @property
+    def title(self) -> str:
+        """``"LiteRT 2.3.0"``: name and version for messages."""
+        return f"{RUNTIME_TITLES[self.name]} {self.version}"
+
+    def op_resolvers(self) -> tuple[str, ...]:
+        """The op resolver names this runtime accepts."""
+        t = self.op_resolver_type
+        return tuple(t.__members__) if t is not None else ()
+
 
 def _version_of(module: str) -> str:
     from importlib import metadata
@@ -65,7 +90,8 @@ def _version_of(module: str) -> str:
 def _load(name: str) -> Runtime:
     module_name = RUNTIMES[name]
     module = importlib.import_module(module_name)
-    return Runtime(name, module_name, _version_of(module_name), module.Interpreter)
+    return Runtime(name, module_name, _version_of(module_name), module.Interpreter,
+                   getattr(module, "OpResolverType", None))
 
 
 def select_runtime(forced: str | None = None) -> Runtime | None:
@@ -94,15 +120,28 @@ if RUNTIME is not None:
     log.info("TFLite runtime: %s %s (%s)", RUNTIME.name, RUNTIME.version, RUNTIME.module)
 
 
-def create_interpreter(runtime: Runtime, **kwargs: Any) -> Any:
+def create_interpreter(runtime: Runtime, *, op_resolver: str | None = None,
+                       **kwargs: Any) -> Any:
     """``runtime.interpreter_class(**kwargs)`` with tensors allocated, its start-up line
     (``Created TensorFlow Lite XNNPACK delegate``, which would be the first line before any
     ``nemg: error:``) kept off stderr: the C++ logger writes to file descriptor 2 directly,
-    so it is caught there; anything else it prints is passed on."""
+    so it is caught there; anything else it prints is passed on.
+
+    ``op_resolver``: an ``OpResolverType`` member name (``"BUILTIN_REF"``: TFLite's
+    reference kernels), passed as ``experimental_op_resolver_type``; None leaves the
+    runtime's default. A runtime without it is a :class:`ConfigError`."""
     import sys
     import tempfile
 
     from edge.console import is_noise
+
+    if op_resolver is not None:
+        if op_resolver not in runtime.op_resolvers():
+            raise ConfigError(f"{runtime.title} cannot run a model with op resolver "
+                              f"{op_resolver} (it offers: "
+                              f"{', '.join(runtime.op_resolvers()) or 'none'})")
+        kwargs["experimental_op_resolver_type"] = getattr(runtime.op_resolver_type,
+                                                          op_resolver)
 
     with tempfile.TemporaryFile() as caught:
         sys.stderr.flush()

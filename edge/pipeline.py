@@ -32,7 +32,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from edge.bundle import Bundle
-from edge.classifier import Classifier
 from edge.errors import ConfigError
 from edge.features import MelFrontEnd
 from edge.labels import PATHOLOGICAL, UNCERTAIN
@@ -134,7 +133,7 @@ class Pipeline:
         self.mel = bundle.mel_config
         self.win = bundle.window_config
         self.labels = bundle.labels
-        self.classifier = Classifier(bundle.model_bytes, self.labels, num_threads)
+        self.classifier = bundle.classifier(num_threads)
         self.calibration = bundle.calibration
         if (self.classifier.frames, self.classifier.num_mels) != (self.win.frames,
                                                                   self.mel.num_mels):
@@ -288,7 +287,7 @@ class Pipeline:
 
     def _decide(self, window: np.ndarray, t_in: float, events: list[Event]) -> WindowResult:
         scores = self.classifier.invoke_int8(window)
-        probs = self.calibration.probabilities(self.classifier.probabilities(scores))
+        probs = self.classifier.calibrated_probabilities(scores, self.calibration)
         top = int(np.argmax(probs))
         conf = float(probs[top])
         hop = self.mel.hop_length
