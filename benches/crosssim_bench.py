@@ -74,7 +74,8 @@ def _score(bundle, corpus: Path) -> dict[str, Any]:
     from convert.evaluate import evaluate
 
     rep = evaluate(bundle.model_bytes, read_corpus(corpus), None, spec=bundle.spec,
-                   calibration=bundle.calibration, robustness=False, workers=2)
+                   calibration=bundle.calibration, arithmetic=bundle.arithmetic,
+                   robustness=False, workers=2)
     return {k: rep[k] for k in ("macro_f1_int8", "ece_int8", "confidently_wrong_share",
                                 "unfamiliar_share", "windows")} | {
         "recall": {k: round(v["recall"], 3) for k, v in rep["per_class_int8"].items()}}

@@ -3,8 +3,12 @@ JSON), float vs int8 agreement, calibration (ECE), accuracy vs SNR and vs gain, 
 accuracy on pathological recordings by what the discharge sits on (nothing, end-plate
 noise, a voluntary unit: a patient who is not fully at rest).
 
-The int8 model runs through ``edge.classifier.Classifier`` — the box's own interpreter path —
-on features from the box's own front end. :func:`evaluate_model` is ``nemg evaluate``.
+The int8 model runs through ``edge.classifier.Classifier`` — the box's own interpreter path,
+under the arithmetic the bundle names (:mod:`edge.arithmetic`; by default the one
+:func:`convert.packing.pack` ships: the graph cut before its SOFTMAX on TFLite's reference
+kernels, the softmax table with the temperature inside) — on features from the box's own
+front end, and every probability comes from ``Classifier.calibrated_probabilities``, the
+box's one path. :func:`evaluate_model` is ``nemg evaluate``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from convert.dataset import (
     background_of,
     build_windows,
 )
+from convert.packing import logits_model, packing_arithmetic
 from convert.train import TrainConfig
+from edge.arithmetic import Arithmetic, TableSoftmax, exp_table
 from edge.bundle import Bundle, load_spec
 from edge.calibration import Calibration
 from edge.classifier import Classifier
@@ -47,8 +53,21 @@ def int8_scores(clf: Classifier, ws: WindowSet) -> np.ndarray:
     return np.stack([clf.invoke_int8(w) for w in ws.x]) if len(ws) else np.zeros((0, 0))
 
 
-def int8_probabilities(clf: Classifier, scores: np.ndarray) -> np.ndarray:
-    return np.stack([clf.probabilities(s) for s in scores])
+def int8_probabilities(clf: Classifier, scores: np.ndarray,
+                       calibration: Calibration | None = None) -> np.ndarray:
+    """What the box decides on for int8 outputs ``scores`` [windows, classes] under the
+    classifier's arithmetic and ``calibration`` (the identity: its temperature only if the
+    arithmetic's table holds it)."""
+    return clf.calibrated_probabilities(scores, calibration or Calibration())
+
+
+def uncalibrated_probabilities(clf: Classifier, scores: np.ndarray) -> np.ndarray:
+    """The probabilities at temperature 1 (the calibration's reference figure): the table
+    softmax of T = 1 for int8 logits, the dequantised softmax for a legacy graph."""
+    if not clf.arithmetic.logits:
+        return int8_probabilities(clf, scores)
+    softmax = TableSoftmax(exp_table(clf.output_quantization[0], 1.0))
+    return np.stack([softmax(s) for s in scores])
 
 
 def confidently_wrong(probs: np.ndarray, y: np.ndarray,
@@ -139,18 +158,25 @@ def accuracy_by_discharge_snr(items: list[CorpusItem], ws: WindowSet,
 def evaluate(model: bytes, items: list[CorpusItem], out_dir: Path | None = None, *,
              float_model=None, spec: FrontEndSpec,
              robustness: bool = True, windows: WindowSet | None = None,
-             workers: int = 1, calibration: Calibration | None = None) -> dict[str, Any]:
+             workers: int = 1, calibration: Calibration | None = None,
+             arithmetic: Arithmetic | None = None) -> dict[str, Any]:
     """The report of ``model`` on ``items``. ``windows``: their clean windows, when the
     caller already has them (``build_windows(items)`` — the same windows) and evaluates
     several models on them. ``workers``: processes computing windows (the front end over
-    every test condition dominates a report with robustness); results do not depend on it."""
+    every test condition dominates a report with robustness); results do not depend on it.
+    ``arithmetic``: a bundle's (:attr:`edge.bundle.Bundle.arithmetic`); None: what
+    :func:`convert.packing.pack` would ship for ``model`` and ``calibration`` (the model cut
+    before its SOFTMAX, the table of the calibration's temperature)."""
     mel, win = spec.mel, spec.window
-    clf = Classifier(model, list(LABELS))
-    ws = windows if windows is not None else build_windows(items, mel, win, workers=workers)
     cal = calibration or Calibration()
+    if arithmetic is None:
+        model = logits_model(model)
+        arithmetic = packing_arithmetic(model, cal.temperature)
+    clf = Classifier(model, list(LABELS), arithmetic=arithmetic)
+    ws = windows if windows is not None else build_windows(items, mel, win, workers=workers)
     scores = int8_scores(clf, ws)
-    raw = int8_probabilities(clf, scores)
-    probs = cal.probabilities(raw)
+    raw = uncalibrated_probabilities(clf, scores)
+    probs = int8_probabilities(clf, scores, cal)
     unfamiliar = np.array([cal.unfamiliar(w) for w in ws.x], bool)
     pred = probs.argmax(axis=1)
     report: dict[str, Any] = {
@@ -163,6 +189,7 @@ def evaluate(model: bytes, items: list[CorpusItem], out_dir: Path | None = None,
         "confidently_wrong_share": confidently_wrong(probs, ws.y, unfamiliar),
         "unfamiliar_share": float(unfamiliar.mean()) if len(ws) else 0.0,
         "temperature": cal.temperature,
+        "arithmetic": arithmetic.name,
         "model_bytes": len(model),
         "input_quantization": list(clf.input_quantization),
         "output_quantization": list(clf.output_quantization),
@@ -249,15 +276,16 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
 def evaluate_model(model_path: Path, data: Path, out: Path | None,
                    checkpoint: Path | None = None, robustness: bool = True,
                    front_end: Path | None = None) -> dict[str, Any]:
-    """A bundle is evaluated with its own front end and calibration; a bare .tflite with
-    its checkpoint's front end (or ``front_end``: a bundle, checkpoint or JSON spec)."""
+    """A bundle is evaluated with its own front end, calibration and arithmetic; a bare
+    .tflite with its checkpoint's front end (or ``front_end``: a bundle, checkpoint or JSON
+    spec), cut before its SOFTMAX and run as a bundle would run it."""
     if not model_path.is_file():
         raise InputError(f"{model_path}: no such file")
-    cal = None
+    cal = arithmetic = None
     spec = load_spec(front_end) if front_end is not None else None
     if model_path.suffix == ".nemg":
         b = Bundle.read(model_path)
-        model, cal = b.model_bytes, b.calibration
+        model, cal, arithmetic = b.model_bytes, b.calibration, b.arithmetic
         if spec is not None and spec != b.spec:
             raise InputError(f"{model_path}: the bundle's front end is not --front-end's")
         spec = b.spec
@@ -275,4 +303,4 @@ def evaluate_model(model_path: Path, data: Path, out: Path | None,
         raise InputError(f"{model_path}: a bare .tflite needs --checkpoint or --front-end to "
                          "say which features it was trained on")
     return evaluate(model, read_corpus(data), out, float_model=fm, robustness=robustness,
-                    workers=WORKERS, spec=spec, calibration=cal)
+                    workers=WORKERS, spec=spec, calibration=cal, arithmetic=arithmetic)

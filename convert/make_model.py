@@ -24,7 +24,7 @@ from convert.corpus import read_corpus, synth_corpus
 from convert.dataset import WindowBuilder, split_by_recording
 from convert.evaluate import WORKERS, evaluate
 from convert.model_card import model_card
-from convert.packing import pack
+from convert.packing import logits_model, pack
 from convert.quantize import qat_finetune, representative, to_int8_tflite
 from convert.synth import PARAMS
 from convert.train import RECIPE, RECIPE_AUGMENT, RECIPE_BIOSIM_PER_CLASS, TrainConfig, log, train
@@ -218,6 +218,8 @@ def make_default_model(out: Path, *, per_class: int, test_per_class: int, epochs
             log(f"  QAT unavailable: {exc}")
         use_qat = qat_val is not None and prefer_qat(ptq_val, qat_val)
         chosen, method = (qat, "qat") if use_qat else (ptq, "ptq")
+        # what the bundle carries, calibrated and evaluated as the box runs it: int8 logits
+        chosen = logits_model(chosen)
         twin = qm if use_qat else float_model
         (out / "model-ptq.tflite").write_bytes(ptq)
         if qat is not None:

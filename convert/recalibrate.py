@@ -1,10 +1,14 @@
 """``nemg bundle calibrate``: a bundle's model, unchanged, with a temperature and a
 familiarity check fitted anew on validation recordings of both simulators, re-signed.
 
-For a model built before ``make model`` fitted them (1.4.x carries none: temperature 1,
-no familiarity), or to refit them on other validation data. The weights, the front end and
-the golden vectors stay as they are, so every window's top class is the same; only what its
-probability means and which windows are answered ``uncertain`` change. Validation
+For a model built before ``make model`` fitted them (1.4.0 and 1.4.1 carry none:
+temperature 1, no familiarity), or to refit them on other validation data. The weights and
+the front end stay as they are; the temperature is fitted on the int8 logits under the
+bundle's arithmetic (:func:`convert.calibrate.fit_logit_temperature`) and the repacked
+bundle's softmax table is rebuilt from it (:func:`convert.packing.pack`), while its golden
+logits stay the same bits (a bundle from before the arithmetic section is cut before its
+SOFTMAX on the way). Every window's top class is the same; only what its probability means
+and which windows are answered ``uncertain`` change. Validation
 recordings are drawn from seeds no test corpus uses (``make model`` tests on 22, ``nemg
 bench crosssim`` on 101). Fitted as ``make model`` fits them (:func:`convert.calibrate.
 calibrate`): the temperature on the validation windows as they are, the familiarity

@@ -41,6 +41,26 @@ def test_temperature_fitted_on_overconfident_outputs_makes_them_honest():
     assert abs(q.max(axis=1).mean() - 0.6) < 0.05  # confidence ≈ accuracy
 
 
+def test_the_temperature_fitted_on_int8_logits_is_the_one_that_drew_them():
+    """Labels drawn from the softmax of int8 logits at temperature 2 (scale 0.25): the
+    NLL of the bundle's table softmax is lowest near T = 2, and the table of that T is
+    what the box then answers with."""
+    from convert.calibrate import fit_logit_temperature
+    from edge.arithmetic import TableSoftmax, exp_table
+
+    rng = np.random.default_rng(3)
+    scale, n = 0.25, 6000
+    logits = rng.integers(-40, 40, (n, 12))
+    p = np.exp(logits * scale / 2.0)
+    p /= p.sum(axis=1, keepdims=True)
+    y = np.array([rng.choice(12, p=row) for row in p])
+    t = fit_logit_temperature(logits.astype(np.int8), y, scale)
+    assert abs(t - 2.0) < 0.1 and t == round(t, 4)
+    q = TableSoftmax(exp_table(scale, t))(logits[0].astype(np.int8))
+    np.testing.assert_allclose(q, np.exp(logits[0] * scale / t) / np.exp(
+        logits[0] * scale / t).sum(), rtol=1e-12)
+
+
 def test_a_window_unlike_the_training_windows_is_unfamiliar():
     rng = np.random.default_rng(1)
     train = rng.integers(-60, -20, (300, 198, 40)).astype(np.int8)
@@ -76,14 +96,21 @@ def test_a_hostile_calibration_is_refused_not_applied(bad):
 
 def _resigned(tmp_path, calibration: dict | None, name: str = "cal.nemg", edit=None):
     """The shipped model re-signed with ``calibration`` in its manifest (None: none, as a
-    bundle from before calibration), after ``edit(manifest)`` if given."""
+    bundle from before calibration) and the softmax table of its temperature (as
+    ``convert.packing.pack`` writes it; a temperature it cannot take is left to the
+    verification), after ``edit(manifest)`` if given."""
     from convert.packing import load_private_key
+    from edge.arithmetic import exp_table
 
     def change(m):
         man = json.loads(m["manifest.json"])
         man.pop("calibration", None)
         if calibration is not None:
             man["calibration"] = calibration
+        t = (calibration or {}).get("temperature", 1.0)
+        if "arithmetic" in man and t > 0:
+            man["arithmetic"]["softmax_exp_table"] = list(
+                exp_table(man["output"]["quantization"][0], t))
         if edit is not None:
             edit(man)
         raw = json.dumps(man, indent=1, sort_keys=True).encode()

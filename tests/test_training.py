@@ -19,10 +19,11 @@ from convert.dataset import (
     window_label,
 )
 from convert.make_model import make_default_model
-from convert.packing import generate_key, pack
+from convert.packing import generate_key, op_names, pack
 from convert.train import EpochRecordings, TrainConfig
+from edge.arithmetic import INT8_LOGITS_REF, exp_table
 from edge.bundle import Bundle, TrustStore
-from edge.classifier import FEATURE_INPUT_SCALE, Classifier, InputRequantizer
+from edge.classifier import FEATURE_INPUT_SCALE, InputRequantizer
 from edge.errors import ConfigError, IntegrityError
 from edge.labels import LABELS, PATHOLOGICAL
 from edge.readers.wav import write_wav
@@ -49,10 +50,11 @@ def trusted(t) -> TrustStore:
 
 def _confusion_of(b: Bundle, ws) -> np.ndarray:
     """The confusion matrix (true x called) of bundle ``b``'s int8 model, with its
-    calibration, on windows ``ws``: counted here, independently of the evaluation code."""
-    clf = Classifier(b.model_bytes, b.labels)
-    raw = np.stack([clf.probabilities(clf.invoke_int8(w)) for w in ws.x])
-    called = b.calibration.probabilities(raw).argmax(axis=1)
+    calibration and arithmetic, on windows ``ws``: counted here through the box's own
+    classifier, independently of the evaluation code."""
+    clf = b.classifier()
+    called = np.stack([clf.calibrated_probabilities(clf.invoke_int8(w), b.calibration)
+                       for w in ws.x]).argmax(axis=1)
     cm = np.zeros((len(LABELS), len(LABELS)), np.int64)
     np.add.at(cm, (ws.y, called), 1)
     return cm
@@ -71,15 +73,20 @@ def test_tiny_end_to_end_bundle_is_int8_loads_and_self_tests(tiny):
     assert m["labels"] == list(LABELS) and m["version"] == "0.1.0"
     assert m["input"]["dtype"] == "int8" and m["output"]["dtype"] == "int8"
     assert m["input"]["quantization"] == [FEATURE_INPUT_SCALE, 0]  # features fed as they are
-    clf = Classifier(b.model_bytes, b.labels)
+    clf = b.classifier()
     details = clf.interpreter.get_tensor_details()
     assert all(d["dtype"] in (np.int8, np.int32) for d in details)  # int32: biases only
+    # int8 logits on the reference kernels, the softmax table of the fitted temperature
+    assert "SOFTMAX" not in op_names(b.model_bytes)
+    assert m["arithmetic"]["name"] == INT8_LOGITS_REF
+    assert b.arithmetic.softmax_exp_table == exp_table(m["output"]["quantization"][0],
+                                                       b.calibration.temperature)
     assert b.self_test()["windows"] == 3
     assert tiny["summary"]["bytes"] <= 100_000
     for name in ("report.json", "confusion.json", "confusion.png", "robustness.png"):
         assert (tiny["out"] / "build" / "report" / name).is_file()
     rep = json.loads((tiny["out"] / "build" / "report" / "report.json").read_text())
-    assert set(rep["per_class_int8"]) == set(LABELS)
+    assert set(rep["per_class_int8"]) == set(LABELS) and rep["arithmetic"] == INT8_LOGITS_REF
     assert 0 <= rep["ece_int8"] <= 1 and 0 <= rep["agreement"] <= 1
     assert set(rep["accuracy_vs_gain_db"]) == {"-20.0", "-10.0", "0.0", "10.0", "20.0"}
     # the bundle's figures, recomputed from its own int8 model's answers on the held-out
