@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test lint bench model venv-edge venv-dev clean
+.PHONY: demo test test-arm lint bench model venv-edge venv-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ demo: venv-edge
 ## test: ruff + the whole pytest suite
 test: venv-dev lint
 	$(BIN)/python -m pytest -q
+
+## test-arm: the box on an emulated Raspberry Pi 4 (qemu-user, Debian's aarch64 Python and the
+## edge extra's aarch64 wheels, cached in build/arm64) against this machine, bit for bit; and
+## on x86 under each TFLite runtime README lists (docs/boards.md)
+test-arm: venv-dev
+	tools/arm/runtimes.sh
+	tools/arm/test.sh
 
 lint: venv-dev
 	$(BIN)/ruff check .
