@@ -106,3 +106,15 @@ def test_an_internal_error_is_one_short_line_however_long_its_text():
 
     text = describe_exception(TypeError("bytes: " + "\x00\n" * 100_000))
     assert "\n" not in text and len(text) <= 300 and text.startswith("TypeError: bytes:")
+
+
+def test_a_reader_that_goes_away_ends_the_batch_quietly():
+    """``nemg classify A B | head -c 1``: no error line per remaining file, no traceback."""
+    wav = str(ROOT / "rigs" / "data" / "demo-exam.wav")
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "classify", wav, wav, wav],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert proc.stdout.read(1)  # the first file's first byte, then the pipe closes
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=600) == 0
+    assert "error" not in err and "Traceback" not in err, err

@@ -19,6 +19,8 @@ def report_failure(path: Path, exc: Exception, debug: bool) -> int:
     internal error is re-raised under ``--debug``."""
     from edge.errors import NemgError
 
+    if isinstance(exc, BrokenPipeError):  # the reader went away (``| head``): stop the batch
+        raise exc
     if isinstance(exc, NemgError):
         msg = str(exc)
         print(f"nemg: error: {msg if str(path) in msg else f'{path}: {msg}'}",
