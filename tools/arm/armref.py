@@ -6,7 +6,7 @@ every window's int8 model outputs, and each file's line of ``nemg classify --jso
 
 writes the x86 reference that tools/arm/test_arm.py checks the emulated aarch64 box
 against. Files: those given, else the demo exam, the shared real recordings that exist
-here and, with ``--sim``, a simulated set written there first (:data:`SIM_SETS`: 96 clips
+here and, with ``--sim``, a simulated set written there first (:data:`SIM_SETS`: 120 clips
 of both simulators). ``--store-bundles`` writes the shipped model re-signed as two
 versions (the development key), for the store install/rollback check: packing needs the
 workstation toolchain, which the emulated box does not have.
@@ -28,8 +28,8 @@ PROJECT = Path(__file__).resolve().parents[2]
 SHARED_REAL = Path(os.environ.get("NEMG_SHARED_REAL", PROJECT.parent / "shared/data/real"))
 """Real recordings that may not be committed (../shared/data/real/README.md)."""
 
-SIM_SETS: tuple[tuple[str, int], ...] = (("template", 4), ("bio", 4))
-"""(simulator, clips per class) of the simulated set: 2 × 4 × 12 classes = 96 clips."""
+SIM_SETS: tuple[tuple[str, int], ...] = (("template", 5), ("bio", 5))
+"""(simulator, clips per class) of the simulated set: 2 × 5 × 12 classes = 120 clips."""
 SIM_SEED = 32
 STORE_VERSIONS = ("1.0.0", "1.1.0")
 

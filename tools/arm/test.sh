@@ -2,7 +2,7 @@
 # `make test-arm`, part 1: the box's checks on an emulated Raspberry Pi 4 (tools/arm/setup.sh
 # builds and caches it under build/arm64), compared with this x86 machine's results.
 #   1. x86: the reference (int8 features, every window's int8 outputs, classify --json) of
-#      the demo exam, the shared real files that exist here and 96 simulated clips; the
+#      the demo exam, the shared real files that exist here and 120 simulated clips; the
 #      shipped model re-signed as two versions for the store check
 #   2. aarch64: nemg info; tools/arm/test_arm.py against that reference (bundle verify and
 #      golden self-test, store install/confirm/rollback); the x86 suite's own tests of the
