@@ -290,7 +290,7 @@ class RestCheckConfig(_Fields):
     """Independent units at voluntary rates that make a stretch a contraction. Chosen on
     simulation alone: the smallest count at which at most 1 % of 3 s stretches of abnormal
     spontaneous activity are withheld — 672 stretches (each checked class, 12 recordings
-    of 12 s from each of ``convert.synth`` and ``convert.biosim``, seed 77): 5 were
+    of 12 s from each of the two simulators, template and bio, seed 77): 5 were
     (0.7 %; at 4, 2.1 %). On a held-out draw (seed 78) 2 of 672 (0.3 %), and 36 of 96
     stretches of simulated voluntary recordings were recognised (those holding fewer units
     give nothing to go on). Not tuned on any real recording."""

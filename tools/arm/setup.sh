@@ -91,6 +91,21 @@ run() {
   fi
 }
 
+# download_debs NAME ARCH 'deb line...' WHAT OUT PACKAGE...: the packages' .debs into $debs
+# (a private apt NAME for ARCH), and an empty OUT to unpack them into.
+download_debs() {
+  local name=$1 arch=$2 sources=$3 what=$4 out=$5
+  shift 5
+  apt_for "$name" "$arch" "$sources"
+  run "$logs/apt-$name.log" "read the package lists for $what from $mirror" \
+    apt-get "${APT[@]}" --error-on=any update
+  debs=$cache/apt/$name/debs
+  rm -rf "$debs" "$out"
+  mkdir -p "$debs" "$out"
+  (cd "$debs" && run "$logs/apt-$name.log" "download $what from $mirror" \
+    apt-get "${APT[@]}" download "$@")
+}
+
 stamp_ok() { [ "$force" = 0 ] && [ -f "$cache/.$1" ] && [ "$(cat "$cache/.$1")" = "$2" ]; }
 stamp() { printf '%s\n' "$2" > "$cache/.$1"; }
 
@@ -102,16 +117,10 @@ if stamp_ok root "$key" && [ -x "$cache/root/usr/bin/python3.11" ]; then
   say "arm64 user space: cached ($cache/root)"
 else
   say "arm64 user space: downloading Debian Bookworm's python3.11 for arm64 ..."
-  apt_for bookworm-arm64 arm64 "deb [arch=arm64 signed-by=$keyring] $mirror/debian bookworm main
-deb [arch=arm64 signed-by=$keyring] $mirror/debian-security bookworm-security main"
-  run "$logs/apt-bookworm.log" "read Debian Bookworm's arm64 package lists from $mirror" \
-    apt-get "${APT[@]}" --error-on=any update
-  debs=$cache/apt/bookworm-arm64/debs
-  rm -rf "$debs" "$cache/root.new"
-  mkdir -p "$debs" "$cache/root.new"
-  (cd "$debs" && run "$logs/apt-bookworm.log" \
-    "download Bookworm's arm64 python3.11 packages from $mirror" \
-    apt-get "${APT[@]}" download "${ROOT_PACKAGES[@]/%/:arm64}")
+  download_debs bookworm-arm64 arm64 "deb [arch=arm64 signed-by=$keyring] $mirror/debian bookworm main
+deb [arch=arm64 signed-by=$keyring] $mirror/debian-security bookworm-security main" \
+    "Debian Bookworm's arm64 python3.11 packages" "$cache/root.new" \
+    "${ROOT_PACKAGES[@]/%/:arm64}"
   for deb in "$debs"/*.deb; do
     dpkg-deb -x "$deb" "$cache/root.new"
   done
@@ -130,14 +139,8 @@ if stamp_ok qemu "$key" && [ -x "$cache/qemu/qemu-aarch64" ]; then
   say "qemu: cached ($("$cache/qemu/qemu-aarch64" --version | head -n 1))"
 else
   say "qemu: downloading Debian Trixie's qemu-user (static, ~70 MB) ..."
-  apt_for trixie-amd64 amd64 "deb [arch=amd64 signed-by=$keyring] $mirror/debian trixie main"
-  run "$logs/apt-trixie.log" "read Debian Trixie's package lists from $mirror" \
-    apt-get "${APT[@]}" --error-on=any update
-  debs=$cache/apt/trixie-amd64/debs
-  rm -rf "$debs" "$cache/qemu.new"
-  mkdir -p "$debs" "$cache/qemu.new"
-  (cd "$debs" && run "$logs/apt-trixie.log" \
-    "download Trixie's qemu-user from $mirror" apt-get "${APT[@]}" download qemu-user:amd64)
+  download_debs trixie-amd64 amd64 "deb [arch=amd64 signed-by=$keyring] $mirror/debian trixie main" \
+    "Debian Trixie's qemu-user" "$cache/qemu.new" qemu-user:amd64
   # only the emulators this needs: the package holds all ~30 targets (465 MB unpacked)
   dpkg-deb --fsys-tarfile "$debs"/qemu-user_*.deb \
     | tar -x -C "$cache/qemu.new" --strip-components=3 \
