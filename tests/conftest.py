@@ -52,6 +52,11 @@ def rewrite_bundle(src: Path, dst: Path, change) -> Path:
 
 # ---- model stores ------------------------------------------------------------------------
 SHIPPED = ROOT / "models" / "nemg-default.nemg"
+
+HANG_GUARD_S = 600.0
+"""The one deadline a test may hold: against a hang only. A correct run finishes long
+before it however slow the machine; what a test checks is keyed to samples, frames and
+events, and a tripped guard fails as a hang, never as a wrong figure."""
 DEV_PUB = ROOT / "keys" / "trusted" / "nemg-dev.pub"
 DEV_KEY = ROOT / "keys" / "dev" / "nemg-dev.key"
 

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, assert_one_line_error, run_nemg
+from conftest import HANG_GUARD_S, ROOT, assert_one_line_error, run_nemg
 
 from edge.errors import ConfigError, DeviceError
 from rigs.sources import open_source
@@ -22,11 +22,6 @@ FE1 = get_frontend("nemg-fe1")
 
 def ramp_source(profile=FE1) -> SampleSource:
     return open_source("ramp", profile)
-
-
-HANG_GUARD_S = 300.0
-"""A deadline against a hang only: a correct link delivers every count asked for long
-before it, however slow the machine; what a test checks is keyed to samples and events."""
 
 
 def collect(client: FrontEndClient, n_samples: int):

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_nemg
+from conftest import HANG_GUARD_S, ROOT, run_nemg
 
 from edge.acquire.board import BoardScaler
 from edge.eventlog import EventLog, LogWriteError
@@ -55,14 +55,20 @@ def live_windows(bundle, path, *, faults=None, link_path=None, log=None):
         client = FrontEndClient(link, reconnect=link_path is not None,
                                 backoff_initial_s=0.02, backoff_max_s=0.2)
         session = LiveSession(Pipeline(bundle), client, FE1, log=log)
-        hang_guard = time.monotonic() + 600  # minutes: stops only a session that would hang
+        hang_guard = time.monotonic() + HANG_GUARD_S
+        hung = []
 
-        def done():  # every sample sent is heard, or lost in a gap a later frame announced
+        def heard_all() -> bool:  # every sample sent is heard, or lost in an announced gap
             heard = session.state.samples + session.pipeline.samples_lost
-            return (vfe.finished.is_set() and heard >= vfe.stats.sent_until
-                    - vfe.source_origin) or time.monotonic() > hang_guard
+            return vfe.finished.is_set() and heard >= vfe.stats.sent_until - vfe.source_origin
+
+        def done() -> bool:
+            if time.monotonic() > hang_guard:
+                hung.append(True)
+            return heard_all() or bool(hung)
 
         summary = session.run(until=done)
+    assert not hung, f"the live session hung: not every sample heard in {HANG_GUARD_S:g} s"
     return session, summary
 
 
@@ -136,7 +142,7 @@ def test_sigkill_loses_no_event_reported_as_logged(tmp_path):
                                stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
         reported = []
-        hang = threading.Timer(600, run.kill)  # a guard against a hang, not a measure of speed
+        hang = threading.Timer(HANG_GUARD_S, run.kill)  # against a hang only
         hang.start()
         while len(reported) < 6 and (line := run.stdout.readline()):
             if "#" in line:
@@ -185,7 +191,7 @@ def test_classify_json_schema_and_bad_files(bundle, exam_wav, tmp_path):
         make(tmp_path / name)
         args.append(str(tmp_path / name))
     args.append(str(path))
-    proc = run_nemg(*args, timeout=300)
+    proc = run_nemg(*args, timeout=HANG_GUARD_S)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("nemg: error:")]
     assert len(errors) == len(bad)
@@ -220,7 +226,7 @@ def test_log_commands(bundle, exam_wav, tmp_path):
 
 def test_demo_runs_and_scores_the_script(tmp_path):
     env = {"NEMG_LOG_DB": str(tmp_path / "d.db")}  # the default log: 'nemg log list' finds it
-    proc = run_nemg("demo", "--fast", "--plain", timeout=300, env=env)
+    proc = run_nemg("demo", "--fast", "--plain", timeout=HANG_GUARD_S, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "segments named correctly" in proc.stdout
     ok = int(proc.stdout.split("segments named correctly")[0].split()[-1].split("/")[0])
@@ -255,7 +261,7 @@ def test_a_full_disk_stops_the_log_not_the_session(bundle, exam_wav, tmp_path):
     assert offline == len(session.state.windows) > 10  # every window still classified
 
 
-def returns(fn, hang_s: float = 300.0):
+def returns(fn, hang_s: float = HANG_GUARD_S):
     """``fn()``'s result, asserting that it returned at all: a guard against a hang (the
     session once waited forever here), not a measure of speed — the limit is minutes."""
     import threading
