@@ -61,7 +61,7 @@ def classify_recording(rec, bundle, rest_check: bool = True) -> dict[str, Any]:
     windows = pipe.push(x, 0)[0]
     labels = Counter(w.label for w in windows)
     n = max(1, len(windows))
-    note = pipe.rest.note() if pipe.rest is not None else None
+    note = pipe.caveat()
     return {"windows": len(windows), "motor_unit_share": labels["motor_unit"] / n,
             "pathological_share": sum(v for k, v in labels.items() if k in PATHOLOGICAL) / n,
             "labels": dict(labels.most_common()), "finding": summarize(windows)["label"],

@@ -408,8 +408,7 @@ class LiveSession:
         return lab, conf, probs
 
     def _rest_note(self, since: int, until: int | None) -> dict | None:
-        rest = self.pipeline.rest
-        return rest.note(since=since, until=until) if rest is not None else None
+        return self.pipeline.caveat(since=since, until=until)
 
     def caveat(self, s: SessionState) -> str | None:
         """The rest check's note beside the finding shown, while it is abnormal

@@ -49,7 +49,7 @@ def classify_file(pipe_factory: Callable[[], Pipeline], path: Path,
     pipe.flush()
     b = pipe.bundle
     summary = tally.finding()
-    caveat = pipe.rest.note() if pipe.rest is not None else None
+    caveat = pipe.caveat()
     if caveat:
         summary["caveat"] = caveat
     return {

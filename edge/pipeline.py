@@ -35,6 +35,7 @@ from edge.bundle import Bundle
 from edge.errors import ConfigError
 from edge.features import MelFrontEnd
 from edge.labels import PATHOLOGICAL, UNCERTAIN
+from edge.recogniser import Evidence, Recogniser
 from edge.rest_check import RestCheck
 from edge.spec import DecisionConfig
 
@@ -70,8 +71,15 @@ class WindowResult:
     label is 'uncertain' and the window carries no weight in the smoothing."""
     contracting: bool = False
     """Its top class is abnormal spontaneous activity, but several units fire at voluntary
-    rates in the stretch it ends (:mod:`edge.rest_check`): the muscle is not at rest, the
-    label is 'uncertain' and the window carries no weight in the smoothing."""
+    rates in the stretch it ends and none backs the call (:mod:`edge.recogniser`; a bundle
+    without one: :mod:`edge.rest_check`): the muscle is not at rest, the label is
+    'uncertain' and the window carries no weight in the smoothing."""
+    evidence: Evidence | None = None
+    """What the discharge recogniser heard in the stretch the window ends (None: the
+    bundle has no recogniser, or too little signal yet)."""
+    criterion: str = ""
+    """How the recogniser's evidence entered the label: 'agrees', 'silent', 'contradicts'
+    or 'names' (:meth:`edge.recogniser.Evidence.fuse`; '' without evidence)."""
 
 
 @dataclass(frozen=True)
@@ -152,10 +160,15 @@ class Pipeline:
         """Longest loss in samples that is concealed rather than closing the window."""
         self._concealed_spans: deque[tuple[int, int]] = deque()  # stream [start, end)
         self.front_end = MelFrontEnd(self.mel)
+        self.recogniser = (Recogniser(self.fs, self.mel.uv_per_lsb,
+                                      self.win.samples(self.mel), d.recogniser)
+                           if rest_check and d.recogniser is not None else None)
+        """The discharge recogniser whose evidence is fused into each label (None: the
+        bundle has none, or it is turned off — the model's labels alone)."""
         self.rest = (RestCheck(self.fs, self.win.samples(self.mel), d.rest_check)
-                     if rest_check else None)
-        """Withholds calls of spontaneous activity during a contraction (None: off, the
-        model's labels alone — for measuring what the check adds)."""
+                     if rest_check and self.recogniser is None else None)
+        """A bundle without a recogniser: withholds calls of spontaneous activity during
+        a contraction (None: subsumed by the recogniser, or off)."""
         self._frames = np.zeros((0, self.mel.num_mels), dtype=np.int8)
         self._frames_dropped = 0  # frames of this segment already slid out of the buffer
         self._segment_start = 0  # stream index where the current segment began
@@ -193,8 +206,8 @@ class Pipeline:
             else:
                 events += self.gap(lost, "index jump")
         self.samples_in += samples.size
-        if self.rest is not None:
-            self.rest.push(samples, self._next_index)
+        for guard in self._guards:
+            guard.push(samples, self._next_index)
         self._next_index += samples.size
         new = self.front_end.push(samples)
         if new.size and self.keep_frames:
@@ -208,8 +221,8 @@ class Pipeline:
             window = self._frames[a : a + w.frames]
             results.append(self._decide(window, t_in, events))
             self._next_window += w.hop_frames
-        if self.rest is not None:
-            self.rest.trim()
+        for guard in self._guards:
+            guard.trim()
         drop = self._next_window - self._frames_dropped  # frames no window needs any more
         if drop > 0:
             self._frames = self._frames[drop:]
@@ -282,8 +295,8 @@ class Pipeline:
         self._segment_start = self._next_index
         self._recent.clear()
         self._concealed_spans.clear()
-        if self.rest is not None:
-            self.rest.reset(self._next_index)
+        for guard in self._guards:
+            guard.reset(self._next_index)
 
     def _decide(self, window: np.ndarray, t_in: float, events: list[Event]) -> WindowResult:
         scores = self.classifier.invoke_int8(window)
@@ -294,10 +307,22 @@ class Pipeline:
         start = self._segment_start + self._next_window * hop
         end = start + self.win.samples(self.mel)
         unfamiliar = self.calibration.unfamiliar(window)
-        contracting = (self.rest is not None and not unfamiliar
-                       and self.rest.withholds(self.labels[top], end))
-        confident = conf >= self.threshold and not unfamiliar and not contracting
-        label = self.labels[top] if confident else UNCERTAIN
+        evidence, criterion = None, ""
+        if self.recogniser is not None:
+            evidence = self.recogniser.look(end)
+        if unfamiliar:
+            contracting = False
+        elif evidence is not None:
+            label, criterion = evidence.fuse(self.labels[top], conf >= self.threshold,
+                                             self.recogniser.config.override)
+            contracting = criterion == "contradicts"
+            if contracting:
+                self.recogniser.withheld[self.labels[top]] += 1
+        else:
+            contracting = self.rest is not None and self.rest.withholds(self.labels[top], end)
+        if evidence is None or unfamiliar:
+            confident = conf >= self.threshold and not unfamiliar and not contracting
+            label = self.labels[top] if confident else UNCERTAIN
         # an answer on a window unlike any trained, or on a contraction that it calls
         # spontaneous activity, is no evidence for or against a label
         self._recent.append(np.full(probs.size, 1.0 / probs.size)
@@ -311,7 +336,7 @@ class Pipeline:
         concealed = sum(max(0, min(b, end) - max(a, start)) for a, b in spans)
         res = WindowResult(self.windows_done, start, end, start / self.fs, end / self.fs,
                            label, conf, probs, smoothed, smooth, time.perf_counter() - t_in,
-                           concealed, unfamiliar, contracting)
+                           concealed, unfamiliar, contracting, evidence, criterion)
         self.windows_done += 1
         self._follow(smoothed, smooth, start, end, events)
         return res
@@ -362,6 +387,17 @@ class Pipeline:
                      else mean.max())
         return [Event("label", r.label, r.start_sample, end, r.start_sample / self.fs,
                       end / self.fs, conf, r.windows)]
+
+    @property
+    def _guards(self) -> tuple:
+        """What keeps the stretch before each window: the recogniser or the rest check."""
+        return tuple(g for g in (self.recogniser, self.rest) if g is not None)
+
+    def caveat(self, since: int | None = None, until: int | None = None) -> dict | None:
+        """Why calls were withheld between stream indices ``since`` and ``until``: the
+        voluntary activity heard (None: none was)."""
+        guard = self.recogniser or self.rest
+        return guard.note(since=since, until=until) if guard is not None else None
 
     @property
     def next_index(self) -> int:

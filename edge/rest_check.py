@@ -36,6 +36,7 @@ import numpy as np
 from edge.labels import PATHOLOGICAL, UNCERTAIN
 from edge.muap.decomposition import DecompositionConfig, decompose, steady_intervals, time_locked
 from edge.spec import DEFAULT_DECISION, RestCheckConfig
+from edge.stretch import StretchBuffer
 
 #: Calls a contraction undermines: every abnormal spontaneous discharge is judged at rest.
 #: (End-plate activity, a normal finding, is not checked: its irregular spikes decompose
@@ -111,8 +112,10 @@ class RestCheck:
     """Top class -> windows withheld (labelled 'uncertain') because of a contraction."""
     made: int = 0
     """Checks made so far."""
-    _tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
-    _tail_start: int = 0
+    _buffer: StretchBuffer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._buffer = StretchBuffer(self.stretch)
 
     @property
     def stretch(self) -> int:
@@ -120,21 +123,15 @@ class RestCheck:
 
     def reset(self, start: int) -> None:
         """A new segment begins at stream index ``start`` (nothing before a gap counts)."""
-        self._tail, self._tail_start = np.zeros(0, np.int16), start
+        self._buffer.reset(start)
 
     def push(self, samples: np.ndarray, start: int) -> None:
-        """Contiguous int16 ``samples`` from stream index ``start``, held until
-        :meth:`trim` (the windows decided on them may end anywhere in them)."""
-        if start != self._tail_start + self._tail.size:
-            self.reset(start)
-        self._tail = np.concatenate([self._tail, samples]) if self._tail.size else samples
+        """Contiguous int16 ``samples`` from stream index ``start`` (:class:`StretchBuffer`)."""
+        self._buffer.push(samples, start)
 
     def trim(self) -> None:
         """Keep only the segment's last stretch (after a push's windows)."""
-        drop = self._tail.size - self.stretch
-        if drop > 0:
-            self._tail = self._tail[drop:].copy()
-            self._tail_start += drop
+        self._buffer.trim()
 
     def check(self, end: int) -> Check | None:
         """The check that stands for a window ending at stream index ``end``: the last one
@@ -144,11 +141,9 @@ class RestCheck:
         last = self.checks[-1] if self.checks else None
         if last is not None and 0 <= end - last.end < round(c.recheck_s * self.fs):
             return last
-        a = max(self._tail_start, end - self.stretch)
-        shortest = self.min_stretch or round(c.min_stretch_s * self.fs)
-        if end > self._tail_start + self._tail.size or end - a < shortest:
+        x = self._buffer.stretch_ending(end, self.min_stretch or round(c.min_stretch_s * self.fs))
+        if x is None:
             return None
-        x = self._tail[a - self._tail_start: end - self._tail_start]
         rates = voluntary_rates(x, self.fs, at_least=c.min_voluntary_units, config=c)
         chk = Check(end, tuple(rates))
         self.checks.append(chk)
@@ -175,13 +170,20 @@ class RestCheck:
                 and (since is None or c.end > since) and (until is None or c.end <= until)]
         if not busy:
             return None
-        rates = [r for c in busy for r in c.rates_hz]
-        units = int(np.median([len(c.rates_hz) for c in busy]))
-        calls = " or ".join(lab.replace("_", " ") for lab, _ in self.withheld.most_common(2))
-        return {"kind": "voluntary_activity", "units": units,
-                "rates_hz": [round(min(rates), 1), round(max(rates), 1)],
-                "windows_withheld": dict(self.withheld),
-                "text": f"not at rest: {units} units firing at {min(rates):.0f}–"
-                        f"{max(rates):.0f} Hz (voluntary activity); "
-                        f"{'calls of ' + calls if calls else 'calls'} withheld — "
-                        f"judge spontaneous activity at rest"}
+        return voluntary_note([len(c.rates_hz) for c in busy],
+                              [r for c in busy for r in c.rates_hz], self.withheld)
+
+
+def voluntary_note(units: list[int], rates: list[float], withheld: Counter[str],
+                   why: str = "") -> dict:
+    """The caveat on findings made over voluntary activity: units per look, their rates,
+    the calls withheld, and ``why`` they were (after the calls)."""
+    n = int(np.median(units))
+    calls = " or ".join(lab.replace("_", " ") for lab, _ in withheld.most_common(2))
+    return {"kind": "voluntary_activity", "units": n,
+            "rates_hz": [round(min(rates), 1), round(max(rates), 1)],
+            "windows_withheld": dict(withheld),
+            "text": f"not at rest: {n} units firing at {min(rates):.0f}–"
+                    f"{max(rates):.0f} Hz (voluntary activity); "
+                    f"{'calls of ' + calls if calls else 'calls'} withheld{why} — "
+                    f"judge spontaneous activity at rest"}

@@ -72,6 +72,18 @@ def _count(name: str, v: Any) -> None:
         raise ConfigError(f"{name} must be a whole number >= 1 (got {v!r})")
 
 
+def _rate_range(config: Any, section: str, name: str) -> None:
+    """Refuse a field that is not a rising pair of numbers; keep it as a tuple."""
+    rates = getattr(config, name)
+    if not isinstance(rates, list | tuple) or len(rates) != 2:
+        raise ConfigError(f"{section}.{name} must be [low, high] (got {rates!r})")
+    for r in rates:
+        _number(f"{section}.{name}", r)
+    if rates[0] >= rates[1]:
+        raise ConfigError(f"{section}.{name} must rise (got {list(rates)})")
+    object.__setattr__(config, name, tuple(rates))  # JSON gives a list
+
+
 # ---- front end -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MelConfig(_Fields):
@@ -304,20 +316,85 @@ class RestCheckConfig(_Fields):
         if self.min_stretch_s > self.stretch_s:
             raise ConfigError(f"rest_check.min_stretch_s {self.min_stretch_s} exceeds "
                               f"stretch_s {self.stretch_s}")
-        rates = self.voluntary_rate_hz
-        if not isinstance(rates, list | tuple) or len(rates) != 2:
-            raise ConfigError(f"rest_check.voluntary_rate_hz must be [low, high] (got {rates!r})")
-        for r in rates:
-            _number("rest_check.voluntary_rate_hz", r)
-        if rates[0] >= rates[1]:
-            raise ConfigError(f"rest_check.voluntary_rate_hz must rise (got {list(rates)})")
-        object.__setattr__(self, "voluntary_rate_hz", tuple(rates))  # JSON gives a list
+        _rate_range(self, "rest_check", "voluntary_rate_hz")
         _count("rest_check.min_voluntary_units", self.min_voluntary_units)
         _count("rest_check.max_check_segments", self.max_check_segments)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "voluntary_rate_hz": list(self.voluntary_rate_hz)}
 
+
+
+@dataclass(frozen=True)
+class RecogniserConfig(_Fields):
+    """The discharge recogniser (:mod:`edge.recogniser`): how a stretch is decomposed into
+    trains, the firing and shape criteria each class's trains meet (docs/evidence.md gives
+    their sources), and how its evidence enters the label. Chosen on the two simulators
+    alone (docs/evidence.md says how); never on a real recording."""
+
+    stretch_s: float = RestCheckConfig.stretch_s
+    """Seconds decomposed per look (the rest check's, which it subsumes)."""
+    recheck_s: float = RestCheckConfig.recheck_s
+    """A look stands for the windows ending within this after it (two at a 0.5 s hop)."""
+    detect_sigma: float = 6.0
+    """Spikes: peaks of the sharpened signal above this many noise deviations."""
+    min_firings: int = 4
+    """A train needs this many discharges in the stretch (three intervals)."""
+    refractory_ms: float = 3.0
+    """Shortest interval one generator fires at: a neuromyotonic unit at 300 Hz."""
+    max_segments: int = 1000
+    """Spikes the shapes are learnt from per look (bounds its time and memory; the
+    matching still sees every spike)."""
+    slow_rate_hz: tuple[float, float] = (0.5, 16.0)
+    """Fibrillations and positive sharp waves fire at 0.5–15 Hz."""
+    regular_cv: float = 0.08
+    """At most this spread of intervals (quartile CV) is a denervated fibre's metronome
+    regularity; voluntary units fire with 10–30 %."""
+    brief_ms: float = 6.0
+    """A fibrillation's potential lasts 1–5 ms; a positive sharp wave's 10–30 ms."""
+    locked_cv: float = 0.02
+    """A complex repetitive discharge repeats time-locked: intervals within 2 %."""
+    locked_min_hz: float = 4.0
+    """... at 5–150 Hz."""
+    fast_rate_hz: float = 20.0
+    """Myotonic discharges fire at 20–150 Hz ..."""
+    wax_wane_ratio: float = 1.3
+    """... waxing and waning in rate or amplitude by at least this factor."""
+    very_fast_rate_hz: float = 120.0
+    """Neuromyotonic discharges fire at 150–300 Hz."""
+    burst_gap_ratio: float = 4.0
+    """Myokymic bursts: an interval this many times the train's median separates two."""
+    voluntary_rate_hz: tuple[float, float] = RestCheckConfig.voluntary_rate_hz
+    """Voluntary units fire semi-regularly from recruitment onset (about 5 Hz) to a
+    moderate contraction (the rest check's range) ..."""
+    voluntary_max_cv: float = 0.5
+    """... with an interval spread above ``regular_cv`` and at most this."""
+    min_voluntary_trains: int = 2
+    """Independent voluntary trains that make a stretch voluntary activity: a call of
+    spontaneous activity that no train of the stretch backs is then withheld."""
+    complex_span_ms: float = 100.0
+    """Voluntary trains keeping one offset within this are one generator: the fibres of
+    a complex repetitive discharge's loop (complexes up to 100 ms), not several units."""
+    override: bool = False
+    """Where the CNN is not confident and the recogniser's trains name one discharge
+    alone, that discharge is the label."""
+
+    def __post_init__(self) -> None:
+        for name in ("stretch_s", "recheck_s", "detect_sigma", "refractory_ms",
+                     "regular_cv", "brief_ms", "locked_cv", "locked_min_hz", "fast_rate_hz",
+                     "wax_wane_ratio", "very_fast_rate_hz", "burst_gap_ratio",
+                     "voluntary_max_cv", "complex_span_ms"):
+            _number(f"recogniser.{name}", getattr(self, name))
+        for name in ("slow_rate_hz", "voluntary_rate_hz"):
+            _rate_range(self, "recogniser", name)
+        for name in ("min_firings", "max_segments", "min_voluntary_trains"):
+            _count(f"recogniser.{name}", getattr(self, name))
+        if not isinstance(self.override, bool):
+            raise ConfigError("recogniser.override must be true or false")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "slow_rate_hz": list(self.slow_rate_hz),
+                "voluntary_rate_hz": list(self.voluntary_rate_hz)}
 
 
 LEGACY_DECISION_KEYS = ("uncertain_threshold", "smoothing_windows", "min_event_windows")
@@ -344,7 +421,11 @@ class DecisionConfig(_Fields):
     """Longest loss zero-filled (concealed) rather than closing the window: one or two lost
     10 ms frames (:mod:`edge.pipeline`)."""
     rest_check: RestCheckConfig = field(default_factory=RestCheckConfig)
-    """When a call of spontaneous activity is withheld as made during a contraction."""
+    """When a call of spontaneous activity is withheld as made during a contraction (a
+    bundle without a ``recogniser``; the recogniser subsumes it)."""
+    recogniser: RecogniserConfig | None = field(default_factory=RecogniserConfig)
+    """The discharge recogniser and its fusion with the CNN (:mod:`edge.recogniser`).
+    None for a bundle packed before it existed: its labels stay what they were."""
 
     def __post_init__(self) -> None:
         t = self.uncertain_threshold
@@ -356,15 +437,26 @@ class DecisionConfig(_Fields):
         _number("max_concealed_gap_ms", self.max_concealed_gap_ms, positive=False)
         if not isinstance(self.rest_check, RestCheckConfig):
             raise ConfigError("rest_check must be a RestCheckConfig")
+        if self.recogniser is not None and not isinstance(self.recogniser, RecogniserConfig):
+            raise ConfigError("recogniser must be a RecogniserConfig")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "rest_check": self.rest_check.to_dict()}
+        d = {**asdict(self), "rest_check": self.rest_check.to_dict()}
+        if self.recogniser is None:
+            del d["recogniser"]
+        else:
+            d["recogniser"] = self.recogniser.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> DecisionConfig:
         kw = dict(_known_fields(cls, d))
         if "rest_check" in kw:
             kw["rest_check"] = RestCheckConfig.from_dict(kw["rest_check"])
+        if "recogniser" in kw and not isinstance(kw["recogniser"], dict):
+            raise ConfigError("decision.recogniser must be an object")
+        kw["recogniser"] = (RecogniserConfig.from_dict(kw["recogniser"])
+                            if "recogniser" in kw else None)  # older bundles: none
         return cls(**kw)
 
     def to_manifest(self) -> dict[str, Any]:
@@ -377,7 +469,7 @@ class DecisionConfig(_Fields):
         keys (and the defaults for what it does not state)."""
         if "decision" in m:
             return cls.from_dict(m["decision"])
-        return cls(**{k: m[k] for k in LEGACY_DECISION_KEYS if k in m})
+        return cls(**{k: m[k] for k in LEGACY_DECISION_KEYS if k in m}, recogniser=None)
 
 
 DEFAULT_DECISION = DecisionConfig()

@@ -172,7 +172,7 @@ def test_a_session_without_end_remembers_a_bounded_number_of_checks():
         assert rest.check(start + quiet.size) is not None
         rest.trim()
     assert rest.made == KEEP_CHECKS + 10 and len(rest.checks) == KEEP_CHECKS
-    assert rest._tail.size == quiet.size and rest.note() is None  # nothing fires in silence
+    assert rest._buffer._tail.size == quiet.size and rest.note() is None  # nothing fires in silence
 
 
 def test_nemg_classify_says_which_calls_it_withheld_and_why(tmp_path):

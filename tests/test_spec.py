@@ -26,6 +26,7 @@ from edge.spec import (
     DecisionConfig,
     FrontEndSpec,
     MelConfig,
+    RecogniserConfig,
     RestCheckConfig,
     WindowConfig,
 )
@@ -129,7 +130,8 @@ def test_the_spec_imports_nothing_of_the_box_but_its_errors_and_the_dsp_imports_
 # ---- decisions -------------------------------------------------------------------------------
 ODD = DecisionConfig(uncertain_threshold=0.99, smoothing_windows=1, min_event_windows=1,
                      max_concealed_gap_ms=0.0,
-                     rest_check=RestCheckConfig(min_voluntary_units=1000))
+                     rest_check=RestCheckConfig(min_voluntary_units=1000),
+                     recogniser=RecogniserConfig(min_voluntary_trains=1000))
 """Every decision unlike the default, each visible on its own in the pipeline."""
 
 
@@ -141,13 +143,17 @@ def test_the_decision_section_round_trips_through_a_manifest():
     assert DecisionConfig.from_manifest(DEFAULT_DECISION.to_manifest()) == DEFAULT_DECISION
     partial = {"decision": {"smoothing_windows": 5, "rest_check": {"recheck_s": 2.0}}}
     assert DecisionConfig.from_manifest(partial) == replace(
-        DEFAULT_DECISION, smoothing_windows=5, rest_check=RestCheckConfig(recheck_s=2.0))
+        DEFAULT_DECISION, smoothing_windows=5, rest_check=RestCheckConfig(recheck_s=2.0),
+        recogniser=None)  # a section written before the recogniser: none, labels as they were
+    tuned = {"decision": {"recogniser": {"regular_cv": 0.05, "slow_rate_hz": [1, 12]}}}
+    assert DecisionConfig.from_manifest(tuned).recogniser == RecogniserConfig(
+        regular_cv=0.05, slow_rate_hz=(1.0, 12.0))
 
 
 def test_a_manifest_without_a_decision_section_reads_its_legacy_keys_and_the_defaults():
-    assert DecisionConfig.from_manifest({}) == DEFAULT_DECISION
+    assert DecisionConfig.from_manifest({}) == replace(DEFAULT_DECISION, recogniser=None)
     legacy = {"uncertain_threshold": 0.7, "smoothing_windows": 4, "min_event_windows": 2}
-    assert DecisionConfig.from_manifest(legacy) == DecisionConfig(0.7, 4, 2)
+    assert DecisionConfig.from_manifest(legacy) == DecisionConfig(0.7, 4, 2, recogniser=None)
     # the section wins over stray top-level keys
     both = {**legacy, **DEFAULT_DECISION.to_manifest()}
     assert DecisionConfig.from_manifest(both) == DEFAULT_DECISION
@@ -159,6 +165,8 @@ def test_a_manifest_without_a_decision_section_reads_its_legacy_keys_and_the_def
     {"max_concealed_gap_ms": -1}, {"max_concealed_gap_ms": float("nan")}, {"loudness": 3},
     {"rest_check": {"voluntary_rate_hz": [30, 5]}}, {"rest_check": {"stretch_s": 0}},
     {"rest_check": {"min_stretch_s": 4.0}}, {"rest_check": {"voluntary_rate_hz": 5}},
+    {"recogniser": 3}, {"recogniser": {"regular_cv": 0}}, {"recogniser": {"override": 1}},
+    {"recogniser": {"slow_rate_hz": [15, 1]}}, {"recogniser": {"min_voluntary_trains": 0}},
     {"rest_check": [1]}, [0.5],
 ])
 def test_a_malformed_decision_section_is_refused(decision):
@@ -203,13 +211,15 @@ def test_a_legacy_bundle_decides_with_its_top_level_keys_and_the_defaults(tmp_pa
     from edge.runtime import load_verified
 
     bare = load_verified(_resigned(tmp_path, _legacy, "bare.nemg"))
-    assert "decision" not in bare.manifest and bare.decision == DEFAULT_DECISION
+    legacy_default = replace(DEFAULT_DECISION, recogniser=None)  # no recogniser then
+    assert "decision" not in bare.manifest and bare.decision == legacy_default
     pipe = Pipeline(bare)
+    assert pipe.recogniser is None
     assert (pipe.threshold, pipe.smoothing, pipe.min_event_windows) == (0.5, 3, 3)
     assert pipe.rest.config == DEFAULT_DECISION.rest_check and pipe.max_concealed == 500
     old = load_verified(_resigned(
         tmp_path, lambda m: _legacy(m, uncertain_threshold=0.8, smoothing_windows=5), "old.nemg"))
-    assert old.decision == replace(DEFAULT_DECISION, uncertain_threshold=0.8,
+    assert old.decision == replace(legacy_default, uncertain_threshold=0.8,
                                    smoothing_windows=5)
 
 
@@ -281,18 +291,23 @@ def test_the_pipeline_follows_the_bundles_events_concealment_and_rest_check(odd_
     assert pipe.gaps_concealed == 0
     x = small_contraction()
     shipped, odd = Pipeline(load_verified()), Pipeline(odd_bundle)
-    assert any(w.contracting for w in shipped.push(x, 0)[0])  # 5 units make a contraction
+    assert any(w.contracting for w in shipped.push(x, 0)[0])  # its units make a contraction
     assert not any(w.contracting for w in odd.push(x, 0)[0])  # 1000 do not
-    assert odd.rest.config.min_voluntary_units == 1000
+    assert odd.recogniser.config.min_voluntary_trains == 1000 and odd.rest is None
     # an experiment's keyword still wins over the bundle's value
     assert Pipeline(odd_bundle, uncertain_threshold=0.5).threshold == 0.5
 
 
-DECISION_NAMES = sorted({f.name for f in fields(DecisionConfig) + fields(RestCheckConfig)}
-                        - {"rest_check"})
-OTHER_MEANING = {"lock_window_ms": "edge/muap/decomposition.py"}
+DECISION_NAMES = sorted({f.name for f in fields(DecisionConfig) + fields(RestCheckConfig)
+                         + fields(RecogniserConfig)} - {"rest_check", "recogniser", "override"})
+# (sections, and a switch: the test below finds numbers given twice)
+OTHER_MEANING = {"lock_window_ms": "edge/muap/decomposition.py",
+                 "detect_sigma": "edge/muap/decomposition.py",
+                 "refractory_ms": "edge/muap/decomposition.py"}
 """Fields of another config that share a decision's name: the decomposition's own lock
-window (the spikes of one MUAP, 5 ms) is not the rest check's (a CRD's loop, 100 ms)."""
+window (the spikes of one MUAP, 5 ms) is not the rest check's (a CRD's loop, 100 ms); its
+detection threshold and refractory period for ``nemg muap`` are not the ones the bundle's
+recogniser decomposes with (a neuromyotonic unit fires every 3 ms)."""
 
 
 def test_each_decision_default_is_written_once_in_edge_and_convert():
