@@ -706,10 +706,12 @@ BIOSIM_SEED_TAG = 7_331  # keeps biosim's streams apart from synth.py's for the 
 def biosim_corpus(out, per_class: int, seed: int, *,
                   sample_rate_hz: int = DEFAULT_SPEC.mel.sample_rate_hz,
                   duration_s: float = 4.0, uv_per_lsb: float = DEFAULT_SPEC.mel.uv_per_lsb,
-                  labels: tuple[str, ...] = LABELS, progress=None) -> dict[str, Any]:
+                  labels: tuple[str, ...] = LABELS, progress=None,
+                  simulate=simulate) -> dict[str, Any]:
     """``wav/*.wav`` + ``labels.csv`` + ``manifest.json``, the corpus format every
     workstation command reads (``nemg evaluate --data``). Recording ``i`` of a class
-    depends on (seed, class, i) alone."""
+    depends on (seed, class, i) alone. ``simulate``: what draws each recording (called as
+    :func:`simulate` is, without ``needle``), e.g. another setting of this simulator."""
     import csv
     import json
     from pathlib import Path
