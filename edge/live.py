@@ -361,7 +361,8 @@ class LiveSession:
             if ev.kind == "label" and ev.label in NOTED_LABELS:
                 cav = self._rest_note(ev.start_sample, ev.end_sample)
                 if cav is not None:
-                    ev = replace(ev, detail=DETAIL_PREFIX + cav["text"])
+                    ev = replace(ev, detail=DETAIL_PREFIX + cav["text"]
+                                 + (f"; {ev.detail}" if ev.detail else ""))
             logged_id = self._log.record(ev)  # durable before shown
             self.state.events.append(ev)
             self._tell("event", ev, logged_id)

@@ -385,8 +385,10 @@ class Pipeline:
         self._last_followed = (r.label, mean, r.windows)
         conf = float(mean[self.labels.index(r.label)] if r.label in self.labels
                      else mean.max())
+        line = (self.recogniser.event_line(r.label, r.start_sample, end)
+                if self.recogniser is not None and r.label != UNCERTAIN else "")
         return [Event("label", r.label, r.start_sample, end, r.start_sample / self.fs,
-                      end / self.fs, conf, r.windows)]
+                      end / self.fs, conf, r.windows, line)]
 
     @property
     def _guards(self) -> tuple:

@@ -40,7 +40,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.labels import PATHOLOGICAL, UNCERTAIN
-from edge.muap.decomposition import DecompositionConfig, decompose, robust_sigma, time_locked
+from edge.muap.decomposition import (
+    DecompositionConfig,
+    decompose,
+    locked_together,
+    robust_sigma,
+    time_locked,
+)
 from edge.rest_check import voluntary_note
 from edge.spec import RecogniserConfig
 from edge.stretch import StretchBuffer
@@ -72,6 +78,8 @@ class Train:
     """Peak to peak of the median potential."""
     backs: tuple[str, ...]
     """Classes whose criteria it meets (:data:`TRAIN_CLASSES` order)."""
+    times: tuple[int, ...] = ()
+    """Stream indices of its discharges (what a trace marks)."""
 
     def describe(self) -> str:
         backs = "/".join(b.replace("_", " ") for b in self.backs) or "no class"
@@ -80,8 +88,10 @@ class Train:
                 f"{self.phases} phases, initially {self.initial}, {self.amplitude_uv:.0f} µV "
                 f"({backs})")
 
-    def to_dict(self) -> dict:
-        return {"firings": self.firings, "rate_hz": round(self.rate_hz, 2),
+    def to_dict(self, fs: int | None = None) -> dict:
+        """For JSON; with ``fs``, the discharges' times too (s from the stream's start)."""
+        times = {"times_s": [round(t / fs, 5) for t in self.times]} if fs else {}
+        return times | {"firings": self.firings, "rate_hz": round(self.rate_hz, 2),
                 "regularity_cv": round(self.regularity_cv, 4), "pattern": self.pattern,
                 "duration_ms": round(self.duration_ms, 2), "phases": self.phases,
                 "initial": self.initial, "amplitude_uv": round(self.amplitude_uv, 1),
@@ -141,11 +151,62 @@ class Evidence:
                 if self.voluntary else "")
         return lead + "; ".join(t.describe() for t in self.trains[:3])
 
-    def to_dict(self) -> dict:
-        return {"stretch_s": [self.start, self.end], "voluntary": self.voluntary,
+    def to_dict(self, fs: int, times: bool = False) -> dict:
+        """For JSON (``fs``: the stream's rate; ``times``: each discharge's time too)."""
+        return {"stretch_s": [round(self.start / fs, 4), round(self.end / fs, 4)],
+                "voluntary": self.voluntary,
                 "voluntary_trains": self.voluntary_trains,
                 "backs": sorted(self.backed), "names": self.named,
-                "trains": [t.to_dict() for t in self.trains], "text": self.reason()}
+                "trains": [t.to_dict(fs if times else None) for t in self.trains],
+                "text": self.reason()}
+
+
+SAME_SHAPE = 0.9
+"""Two trains whose matching shapes correlate at least this much (and whose union fires
+as regularly as its parts: :func:`_regular_union`) are one generator the clustering split
+by size: a myotonic discharge waxes and wanes, a neuromyotonic one decrements."""
+
+
+def _spread(f: np.ndarray) -> tuple[int, int]:
+    """(interquartile range, median) of a train's intervals: integers."""
+    q1, q2, q3 = _quartiles(np.diff(f))
+    return q3 - q1, q2
+
+
+def _regular_union(both: tuple[int, int], a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Two parts of one train: their union's spread (IQR / median) at most the worse
+    part's, and at most twice the better's plus 0.02 (integers)."""
+    (u, m), worse, better = both, max(a, b, key=lambda s: s[0] / s[1]), \
+        min(a, b, key=lambda s: s[0] / s[1])
+    return (u * worse[1] <= worse[0] * m
+            and 50 * u * better[1] <= 100 * better[0] * m + better[1] * m)
+
+
+def join_split_trains(units: list, refractory: int) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """(firings, wide-band template, shape energy) per generator: the decomposition's
+    units, those the clustering split by size joined back (:data:`SAME_SHAPE`)."""
+    trains = [(u.firings, u.template_uv, u.shape) for u in units]
+    joined = True
+    while joined:
+        joined = False
+        for i in range(len(trains)):
+            for j in range(i + 1, len(trains)):
+                (fa, ta, sa), (fb, _, sb) = trains[i], trains[j]
+                dot = float(sa @ sb)
+                if dot <= 0 or dot * dot < SAME_SHAPE ** 2 * float(sa @ sa) * float(sb @ sb):
+                    continue
+                f = np.union1d(fa, fb)
+                if f.size < 4 or np.diff(f).min() < refractory:
+                    continue
+                if _regular_union(_spread(f), _spread(fa), _spread(fb)):
+                    big = ta if np.ptp(ta) >= np.ptp(trains[j][1]) else trains[j][1]
+                    trains[i] = (f, big, sa if float(sa @ sa) >= float(sb @ sb) else sb)
+                    del trains[j]
+                    joined = True
+                    break
+            if joined:
+                break
+    return [(f, t, float(s @ s)) for f, t, s in trains]
 
 
 def _quartiles(v: np.ndarray) -> tuple[int, int, int]:
@@ -161,8 +222,16 @@ def _thirds(v: np.ndarray) -> tuple[float, float, float]:
             float(np.median(v[v.size - k:])))
 
 
-def _shape(t: np.ndarray, sigma: float, fs: int) -> tuple[float, int, str]:
-    """Duration (ms), phases and initial sign of a median potential (half-integers)."""
+TEMPLATE_MS = (-10.0, 30.0)
+"""Span of a train's median potential around each discharge."""
+
+
+def _shape(t: np.ndarray, sigma: float, fs: int, reach: int) -> tuple[float, int, str]:
+    """Duration (ms), phases and initial sign of a median potential (half-integers),
+    within ``reach`` samples of its discharge (half the train's interval: a fast train's
+    median potential holds its neighbours too)."""
+    at = round(-TEMPLATE_MS[0] * fs / 1000)
+    t = t[max(0, at - reach): at + reach]
     edge = max(1, t.size // 20)
     t = t - float(np.median(np.concatenate([t[:edge], t[-edge:]])))
     peak = float(np.max(np.abs(t)))
@@ -177,8 +246,11 @@ def _shape(t: np.ndarray, sigma: float, fs: int) -> tuple[float, int, str]:
 
 
 def measure_train(firings: np.ndarray, template: np.ndarray, x: np.ndarray, sigma: float,
-                  fs: int, uv_per_lsb: float, c: RecogniserConfig) -> Train:
-    """One train's firing and shape, and the classes it backs (integer decisions)."""
+                  fs: int, uv_per_lsb: float, c: RecogniserConfig, start: int = 0,
+                  partnered: bool = False) -> Train:
+    """One train's firing and shape, and the classes it backs (integer decisions);
+    ``start``: the stream index of ``x[0]``; ``partnered``: another train of the stretch
+    fires time-locked with it."""
     isi = np.diff(firings)
     q1, q2, q3 = _quartiles(isi)
     rate = fs / q2
@@ -190,25 +262,27 @@ def measure_train(firings: np.ndarray, template: np.ndarray, x: np.ndarray, sigm
     # per-discharge size: peak to peak within ±1 ms of each firing (integers)
     w = max(1, fs // 1000)
     amps = np.array([int(np.ptp(x[max(0, i - w): i + w + 1])) for i in firings.tolist()])
-    a1, _, a3 = _thirds(amps)
-    r1, _, r3 = _thirds(isi)
-    ratio = c.wax_wane_ratio
-    waxing = max(a1, a3) >= ratio * min(a1, a3) or max(r1, r3) >= ratio * min(r1, r3)
-    decrementing = a1 >= ratio * a3 and r1 <= r3 * ratio
+    ratio, waxing, decrementing = c.wax_wane_ratio, False, False
+    if isi.size >= 3:  # a third of the train at least one interval
+        a1, _, a3 = _thirds(amps)
+        r1, _, r3 = _thirds(isi)
+        waxing = max(a1, a3) >= ratio * min(a1, a3) or max(r1, r3) >= ratio * min(r1, r3)
+        decrementing = a1 >= ratio * a3 and r1 <= r3 * ratio
     gaps = int(np.count_nonzero(isi >= c.burst_gap_ratio * q2))
-    bursts = gaps >= 1 and isi.size - gaps >= 2 * gaps and fs >= c.fast_rate_hz * q2
-    duration, phases, initial = _shape(template, sigma, fs)
+    bursts = gaps >= 2 and isi.size - gaps >= 2 * gaps and fs >= c.fast_rate_hz * q2
+    duration, phases, initial = _shape(template, sigma, fs, q2 // 2)
     brief = duration <= c.brief_ms
     vlo, vhi = c.voluntary_rate_hz
     voluntary = (vlo * q2 <= fs <= vhi * q2 and not regular
                  and spread <= round(1000 * c.voluntary_max_cv * 1349) * q2 / 1000)
+    complex_ = partnered or phases >= c.complex_min_phases
     backs = []
-    if slow and regular:
+    if slow and regular and not complex_:
         backs.append("fibrillation" if brief else "positive_sharp_wave")
-    if locked:
+    if locked and complex_:
         backs.append("complex_repetitive")
     fast = fs >= c.fast_rate_hz * q2
-    if fast and waxing and not locked:
+    if fast and waxing and not (locked and complex_):
         backs.append("myotonic")
     if fs >= c.very_fast_rate_hz * q2:
         backs.append("neuromyotonic")
@@ -216,12 +290,13 @@ def measure_train(firings: np.ndarray, template: np.ndarray, x: np.ndarray, sigm
         backs.append("myokymic")
     if voluntary:
         backs.append("motor_unit")
-    pattern = ("time-locked" if locked else "bursts" if bursts
+    pattern = ("time-locked" if locked and complex_ else "bursts" if bursts
                else "decrementing" if decrementing and fast
                else "waxing/waning" if waxing and fast
                else "steady" if regular or voluntary else "irregular")
     return Train(int(firings.size), rate, spread / 1349 / q2, pattern, duration, phases,
-                 initial, float(np.ptp(template)) * uv_per_lsb, tuple(backs))
+                 initial, float(np.ptp(template)) * uv_per_lsb, tuple(backs),
+                 tuple((firings + start).tolist()))
 
 
 def recognise(x: np.ndarray, fs: int, uv_per_lsb: float, c: RecogniserConfig,
@@ -231,17 +306,21 @@ def recognise(x: np.ndarray, fs: int, uv_per_lsb: float, c: RecogniserConfig,
     dc = DecompositionConfig(detect_sigma=c.detect_sigma, min_seed=c.min_firings,
                              refractory_ms=c.refractory_ms, min_rate_hz=1e-9,
                              max_isi_cv=1e9, max_cluster_segments=c.max_segments,
-                             template_ms=(-10.0, 30.0))
+                             template_ms=TEMPLATE_MS)
     units = [u for u in decompose(x, fs, dc, exact=True)
-             if u.firings is not None and u.firings.size >= c.min_firings]
+             if u.firings is not None and u.firings.size >= 3]
+    gens = [g for g in join_split_trains(units, round(c.refractory_ms * fs / 1000))
+            if g[0].size >= c.min_firings]
     sigma = robust_sigma(x, integers=True)
-    trains = [measure_train(u.firings, u.template_uv, x, sigma, fs, uv_per_lsb, c)
-              for u in units]
-    # voluntary trains that keep one offset are one generator (a complex's fibres)
-    vol = [(list(u.firings), float(np.ptp(u.template_uv)))
-           for u, t in zip(units, trains, strict=True) if "motor_unit" in t.backs]
-    fir, energy = [f for f, _ in vol], [e for _, e in vol]
     tol, window = max(1, round(0.25e-3 * fs)), round(c.complex_span_ms * fs / 1000)
+    partnered = [any(locked_together(f, g[0], tol, window) for g in gens if g[0] is not f)
+                 for f, _, _ in gens]
+    trains = [measure_train(f, tmpl, x, sigma, fs, uv_per_lsb, c, start, p)
+              for (f, tmpl, _), p in zip(gens, partnered, strict=True)]
+    # voluntary trains that keep one offset are one generator (a complex's fibres)
+    vol = [(list(f), energy) for (f, _, energy), t in zip(gens, trains, strict=True)
+           if "motor_unit" in t.backs]
+    fir, energy = [f for f, _ in vol], [e for _, e in vol]
     while (twin := time_locked(fir, energy, tol, window)) is not None:
         del fir[twin], energy[twin]
     return Evidence(start + x.size, start, tuple(trains), len(fir),
@@ -309,3 +388,19 @@ class Recogniser:
                               [t.rate_hz for e in busy for t in e.trains
                                if "motor_unit" in t.backs], self.withheld,
                               " (no train backs them)")
+
+    def event_line(self, label: str, since: int, until: int) -> str:
+        """The evidence behind an event of ``label`` over stream indices [since, until):
+        the train that backs it best (most discharges), or what contradicted or did not
+        back it; '' when no look fell in it."""
+        looks = [e for e in self.looks if since < e.end <= until]
+        if not looks:
+            return ""
+        backing = [t for e in looks for t in e.trains if label in t.backs]
+        if label == "motor_unit" and any(e.voluntary for e in looks):
+            n = max(e.voluntary_trains for e in looks)
+            return f"evidence: voluntary activity, {n} units at voluntary rates"
+        if backing:
+            best = max(backing, key=lambda t: t.firings)
+            return f"evidence: backed by a train of {best.describe()}"
+        return f"evidence: no train backs it ({looks[-1].reason()})"

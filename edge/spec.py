@@ -355,7 +355,11 @@ class RecogniserConfig(_Fields):
     locked_cv: float = 0.02
     """A complex repetitive discharge repeats time-locked: intervals within 2 %."""
     locked_min_hz: float = 4.0
-    """... at 5–150 Hz."""
+    """... at 5–150 Hz ..."""
+    complex_min_phases: int = 4
+    """... and is a complex of several spikes: this many phases, or other trains of the
+    stretch firing time-locked with it (its loop's other fibres). A single fibre firing
+    as regularly is a fibrillation."""
     fast_rate_hz: float = 20.0
     """Myotonic discharges fire at 20–150 Hz ..."""
     wax_wane_ratio: float = 1.3
@@ -387,7 +391,8 @@ class RecogniserConfig(_Fields):
             _number(f"recogniser.{name}", getattr(self, name))
         for name in ("slow_rate_hz", "voluntary_rate_hz"):
             _rate_range(self, "recogniser", name)
-        for name in ("min_firings", "max_segments", "min_voluntary_trains"):
+        for name in ("min_firings", "max_segments", "min_voluntary_trains",
+                     "complex_min_phases"):
             _count(f"recogniser.{name}", getattr(self, name))
         if not isinstance(self.override, bool):
             raise ConfigError("recogniser.override must be true or false")

@@ -395,20 +395,26 @@ def time_locked(firings: list[list[int]], energy: list[float], tol: int,
     a MUAP is identified by its main spike."""
     for i in range(len(firings)):
         for j in range(i + 1, len(firings)):
-            a, b = np.sort(firings[i]), np.sort(firings[j])
-            if a.size < 3 or b.size < 3:
-                continue
-            few, many = (a, b) if a.size <= b.size else (b, a)
-            k = np.clip(np.searchsorted(many, few), 1, many.size - 1)
-            near = np.where(np.abs(many[k] - few) < np.abs(many[k - 1] - few),
-                            many[k], many[k - 1]) - few
-            near = near[np.abs(near) <= window]
-            if near.size < few.size / 2:
-                continue
-            mode = np.median(near)
-            if np.mean(np.abs(near - mode) <= tol) * near.size >= few.size / 2:
+            if locked_together(firings[i], firings[j], tol, window):
                 return i if energy[i] < energy[j] else j
     return None
+
+
+def locked_together(fa, fb, tol: int, window: int) -> bool:
+    """Whether two trains (sample indices) keep one offset (± ``tol``) within ``window``
+    for most of the sparser one's discharges: one generator seen twice."""
+    a, b = np.sort(fa), np.sort(fb)
+    if a.size < 3 or b.size < 3:
+        return False
+    few, many = (a, b) if a.size <= b.size else (b, a)
+    k = np.clip(np.searchsorted(many, few), 1, many.size - 1)
+    near = np.where(np.abs(many[k] - few) < np.abs(many[k - 1] - few),
+                    many[k], many[k - 1]) - few
+    near = near[np.abs(near) <= window]
+    if near.size < few.size / 2:
+        return False
+    mode = np.median(near)
+    return bool(np.mean(np.abs(near - mode) <= tol) * near.size >= few.size / 2)
 
 
 def decompose(x_uv: np.ndarray, fs: float, config: DecompositionConfig | None = None, *,

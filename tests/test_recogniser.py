@@ -1,0 +1,256 @@
+"""The discharge recogniser (edge/recogniser.py): each class's firing criterion on signals
+built to meet it (and to miss it), the fusion rule, its place in the pipeline, and its
+determinism (block sizes, golden evidence)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import DEV_KEY, ROOT, SHIPPED, small_contraction
+
+from edge.labels import UNCERTAIN
+from edge.recogniser import Evidence, Recogniser, Train, recognise
+from edge.spec import DEFAULT_DECISION, RecogniserConfig
+
+FS = 20_000
+UV = 0.5
+C = RecogniserConfig()
+GOLDEN = ROOT / "tests" / "golden" / "recogniser.json"
+
+
+def _wave(shape: str) -> np.ndarray:
+    """A discharge's potential in µV: 'fib' (2 ms, initially positive, triphasic), 'psw'
+    (a sharp positive onset, a 12 ms negative phase), 'muap' (a 9 ms triphasic unit),
+    'complex' (a serrated potential of four spikes within 4 ms)."""
+    t = np.arange(int(0.03 * FS)) / FS * 1000  # ms
+    if shape == "fib":
+        return 120 * np.sin(2 * np.pi * t / 2.0) * (t < 2.0)
+    if shape == "psw":
+        return np.where(t < 1.0, 150 * t, np.where(t < 13, -60 * np.exp(-(t - 1) / 5), 0.0))
+    if shape == "muap":
+        return 500 * np.sin(2 * np.pi * t / 9.0) * (t < 9.0) * (1 + 0.3 * np.sin(t))
+    spike = 200 * np.sin(2 * np.pi * t / 0.8) * (t < 0.8)
+    out = np.zeros_like(t)
+    for k, d in enumerate((0.0, 0.9, 2.1, 3.0)):  # one serrated, polyphasic potential
+        i = int(d * FS / 1000)
+        out[i:] += spike[: t.size - i] * (1 - 0.2 * k) * (-1) ** k
+    return out
+
+
+def _train(shape: str, rate_hz: float, cv: float, seconds: float = 3.0, seed: int = 1,
+           gain: np.ndarray | None = None, x: np.ndarray | None = None) -> np.ndarray:
+    """µV: ``shape`` firing at ``rate_hz`` with interval spread ``cv`` over noise."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * FS)
+    x = rng.normal(0, 5, n) if x is None else x
+    w = _wave(shape)
+    t, k = rng.uniform(0, 1 / rate_hz), 0
+    while t * FS + w.size < n:
+        i = int(t * FS)
+        x[i: i + w.size] += w * (1.0 if gain is None else gain[min(k, gain.size - 1)])
+        t += max(0.002, rng.normal(1 / rate_hz, cv / rate_hz))
+        k += 1
+    return x
+
+
+def _int16(uv: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(uv / UV), -32768, 32767).astype(np.int16)
+
+
+def _evidence(uv: np.ndarray) -> Evidence:
+    return recognise(_int16(uv), FS, UV, C)
+
+
+def _main(ev: Evidence) -> Train:
+    return max(ev.trains, key=lambda t: t.firings)
+
+
+def test_a_regular_slow_brief_train_backs_fibrillation():
+    ev = _evidence(_train("fib", 7.0, 0.01))
+    t = _main(ev)
+    assert 6.5 < t.rate_hz < 7.5 and t.regularity_cv < C.regular_cv
+    assert t.duration_ms <= C.brief_ms and t.initial == "+"
+    assert "fibrillation" in t.backs and not ev.voluntary and ev.named == "fibrillation"
+    assert "fibrillation" in ev.backed and "7.0 Hz" in t.describe()
+
+
+def test_a_regular_slow_long_train_backs_positive_sharp_waves():
+    t = _main(_evidence(_train("psw", 4.0, 0.01)))
+    assert t.duration_ms > C.brief_ms and t.initial == "+"
+    assert t.backs == ("positive_sharp_wave",)
+
+
+def test_an_irregular_slow_train_backs_no_denervated_fibre():
+    """Fibrillations are metronome-regular; a unit firing with a 25 % spread is not one."""
+    t = _main(_evidence(_train("fib", 8.0, 0.25)))
+    assert t.regularity_cv > C.regular_cv
+    assert "fibrillation" not in t.backs and "positive_sharp_wave" not in t.backs
+
+
+def test_a_time_locked_complex_backs_a_complex_repetitive_discharge():
+    t = _main(_evidence(_train("complex", 35.0, 0.002)))
+    assert 33 < t.rate_hz < 37 and t.pattern == "time-locked"
+    assert "complex_repetitive" in t.backs and t.phases >= 4
+
+
+def test_a_very_fast_train_backs_neuromyotonia():
+    t = _main(_evidence(_train("fib", 160.0, 0.02)))
+    assert t.rate_hz > C.very_fast_rate_hz and "neuromyotonic" in t.backs
+    assert t.duration_ms < 1000 / 160  # measured on the potential, not its neighbours
+
+
+def test_a_waxing_and_waning_fast_train_backs_myotonia():
+    """The clustering splits a train whose size swells and fades; the recogniser joins
+    its parts back (same shape, a union as regular as its parts)."""
+    swell = 0.5 + np.sin(np.linspace(0, np.pi, 400))
+    tr = _main(_evidence(_train("fib", 30.0, 0.05, gain=swell)))
+    assert tr.firings > 60 and "myotonic" in tr.backs and tr.pattern == "waxing/waning"
+
+
+def test_grouped_bursts_back_myokymia():
+    rng = np.random.default_rng(4)
+    x = rng.normal(0, 5, 3 * FS)
+    w = _wave("muap")
+    for burst in np.arange(0.1, 2.9, 0.45):  # a burst of 5 at 40 Hz every 0.45 s
+        for k in range(5):
+            i = int((burst + k / 40) * FS)
+            x[i: i + w.size] += w
+    tr = _main(_evidence(x))
+    assert "myokymic" in tr.backs and tr.pattern == "bursts"
+
+
+def test_several_units_at_voluntary_rates_are_voluntary_activity_and_contradict_calls():
+    ev = recognise(small_contraction()[: 3 * FS], FS, UV, C)
+    assert ev.voluntary and ev.voluntary_trains >= C.min_voluntary_trains
+    assert "motor_unit" in ev.backed and ev.named in ("motor_unit", None)
+    assert ev.contradicts("positive_sharp_wave") or "positive_sharp_wave" in ev.backed
+    assert not ev.contradicts("motor_unit") and not ev.contradicts("end_plate")
+    assert "voluntary activity" in ev.reason()
+
+
+def _ev(backs: tuple[str, ...] = (), voluntary: bool = False) -> Evidence:
+    t = Train(8, 7.0, 0.02, "steady", 2.0, 3, "+", 100.0, backs)
+    return Evidence(FS, 0, (t,) if backs else (), 3 if voluntary else 0, voluntary)
+
+
+@pytest.mark.parametrize(("ev", "cnn", "confident", "override", "out"), [
+    (_ev(voluntary=True), "fibrillation", True, False, (UNCERTAIN, "contradicts")),
+    (_ev(("fibrillation",), voluntary=True), "fibrillation", True, False,
+     ("fibrillation", "agrees")),
+    (_ev(("fibrillation",)), "fibrillation", False, False, (UNCERTAIN, "agrees")),
+    (_ev(), "end_plate", True, False, ("end_plate", "silent")),
+    (_ev(voluntary=True), "motor_unit", True, False, ("motor_unit", "agrees")),
+    (_ev(("complex_repetitive",)), "motor_unit", False, True, ("complex_repetitive", "names")),
+    (_ev(("complex_repetitive",)), "motor_unit", True, True, ("motor_unit", "silent")),
+    (_ev(("complex_repetitive",)), "motor_unit", False, False, (UNCERTAIN, "silent")),
+])
+def test_the_fusion_rule(ev, cnn, confident, override, out):
+    """Withheld where voluntary activity and no train back a call of spontaneous activity;
+    with ``override``, a discharge the trains alone name where the CNN is not confident;
+    otherwise the CNN's call."""
+    assert ev.fuse(cnn, confident, override) == out
+
+
+def _golden_signal() -> np.ndarray:
+    """Three seconds each of a fibrillation, a complex repetitive discharge and a voluntary
+    contraction: every kind of train the recogniser judges."""
+    fib = _train("fib", 6.0, 0.01, seed=11)
+    crd = _train("complex", 40.0, 0.002, seed=12)
+    return np.concatenate([_int16(fib), _int16(crd), small_contraction()[: 3 * FS]])
+
+
+def _digest(ev: Evidence) -> dict:
+    return {"voluntary_trains": ev.voluntary_trains, "backs": sorted(ev.backed),
+            "trains": [[t.firings, t.times[0], t.times[-1], t.phases, t.initial,
+                        list(t.backs), t.pattern] for t in ev.trains]}
+
+
+def test_evidence_matches_its_golden_vector_bit_for_bit():
+    """Integer decisions: the same trains and criteria on every box (tools/arm runs this
+    on an emulated aarch64). Regenerate only with a reason: ``NEMG_REGEN_GOLDEN=1``."""
+    import hashlib
+    import os
+
+    x = _golden_signal()
+    got = {"input_sha256": hashlib.sha256(x.tobytes()).hexdigest(),
+           "looks": [_digest(recognise(x[a: a + 3 * FS], FS, UV, C, a))
+                     for a in range(0, x.size, 3 * FS)]}
+    if os.environ.get("NEMG_REGEN_GOLDEN"):
+        GOLDEN.write_text(json.dumps(got) + "\n")
+    want = json.loads(GOLDEN.read_text())
+    assert got["input_sha256"] == want["input_sha256"], "the test's own signal differs"
+    assert got["looks"] == want["looks"]
+
+
+@pytest.fixture(scope="module")
+def recogniser_bundle(tmp_path_factory):
+    """The shipped model with the default decisions (a recogniser) re-signed."""
+    from convert.packing import repack
+    from edge.bundle import Bundle
+    from edge.runtime import load_verified
+
+    out = tmp_path_factory.mktemp("rec") / "rec.nemg"
+    repack(Bundle.read(SHIPPED), out, key_path=DEV_KEY, version="0.0.2",
+           decision=DEFAULT_DECISION)
+    return load_verified(out)
+
+
+def test_the_pipeline_fuses_the_evidence_the_same_whatever_the_block_size(recogniser_bundle):
+    from edge.pipeline import Pipeline
+
+    x = small_contraction()
+    whole = Pipeline(recogniser_bundle)
+    a, ev_a = whole.push(x, 0)
+    ev_a += whole.flush()
+    pieces = Pipeline(recogniser_bundle)
+    b, ev_b = [], []
+    for i in range(0, x.size, 1237):
+        r, e = pieces.push(x[i: i + 1237])
+        b += r
+        ev_b += e
+    ev_b += pieces.flush()
+    assert [(w.label, w.criterion, w.evidence) for w in a] == \
+        [(w.label, w.criterion, w.evidence) for w in b]
+    assert ev_a == ev_b and all(w.evidence is not None for w in a)
+    # the model alone calls this contraction positive sharp waves; none of them stands
+    withheld = [w for w in a if w.criterion == "contradicts"]
+    assert withheld and all(w.label == UNCERTAIN and w.contracting for w in withheld)
+    assert whole.caveat() is not None and "no train backs them" in whole.caveat()["text"]
+    assert whole.rest is None and whole.recogniser.made <= len(a)
+
+
+def test_a_look_does_not_outlive_a_gap(recogniser_bundle):
+    from edge.pipeline import Pipeline
+
+    pipe = Pipeline(recogniser_bundle)
+    x = small_contraction()
+    pipe.push(x[: 3 * FS], 0)
+    made = pipe.recogniser.made
+    pipe.gap(FS)
+    assert pipe.recogniser.look(pipe.next_index) is None  # nothing of the new segment yet
+    pipe.push(x[3 * FS:], 4 * FS)
+    assert pipe.recogniser.made > made
+    assert all(e.start >= 4 * FS for e in list(pipe.recogniser.looks)[made:])
+
+
+def test_a_bundle_without_a_recogniser_keeps_the_rest_check():
+    from edge.pipeline import Pipeline
+    from edge.runtime import load_verified
+
+    old = load_verified()
+    if old.decision.recogniser is not None:
+        pytest.skip("the shipped bundle has a recogniser")  # pragma: no cover
+    pipe = Pipeline(old)
+    assert pipe.recogniser is None and pipe.rest is not None
+
+
+def test_a_recogniser_stays_bounded_in_a_long_session():
+    rec = Recogniser(FS, UV, 2 * FS, C)
+    quiet = np.zeros(FS, np.int16)
+    for k in range(80):
+        rec.push(quiet, k * FS)
+        rec.look((k + 1) * FS)
+        rec.trim()
+    assert len(rec.looks) <= 64 and rec._buffer._tail.size <= 3 * FS
