@@ -2,8 +2,9 @@
 
 The recordings in ``../shared/data/real/`` (see its README) are all **voluntary**
 contractions: the honest label of every window is ``motor_unit`` and none is pathological.
-Reported per file and overall: the share of windows called ``motor_unit``, called any
-pathological class, and the file's finding; then the same at lower levels
+Reported per file and overall, three ways (the CNN alone, the discharge recogniser alone,
+the box fusing them: :mod:`benches.threeway`): the share of windows called ``motor_unit``,
+called any pathological class, and the file's finding; then the same at lower levels
 (:data:`LEVELS_DB`): a clinic's voluntary MUAPs at low force can be 100–600 µV, a quarter of
 these recordings' (the files' peaks are 0.8–7 mV); and as unscaled files, at the scale the
 box estimates from their noise floor (the estimate does not depend on the unknown gain).
@@ -49,24 +50,40 @@ def load_real(path: Path, how: str):
     return load_recording(path) if how == "wfdb" else load_two_columns(path, how)
 
 
-def classify_recording(rec, bundle, rest_check: bool = True) -> dict[str, Any]:
-    """Window labels of a recording through the box's pipeline at the model rate (as
-    ``nemg classify`` reads it); ``rest_check=False``: the model's labels alone."""
+def _figures(labels: list[str], finding: str) -> dict[str, Any]:
     from edge.labels import PATHOLOGICAL
+
+    counts = Counter(labels)
+    n = max(1, len(labels))
+    return {"windows": len(labels), "motor_unit_share": counts["motor_unit"] / n,
+            "pathological_share": sum(v for k, v in counts.items() if k in PATHOLOGICAL) / n,
+            "labels": dict(counts.most_common()), "finding": finding}
+
+
+def classify_recording(rec, bundle) -> dict[str, Any]:
+    """Window labels of a recording through the box's pipeline at the model rate (as
+    ``nemg classify`` reads it), with the CNN's and the recogniser's own labels beside the
+    box's (:mod:`benches.threeway`)."""
+    from types import SimpleNamespace
+
+    from benches.threeway import labels_three_ways
     from edge.pipeline import Pipeline, summarize
     from edge.resample import resample_int16
 
-    pipe = Pipeline(bundle, rest_check=rest_check)  # int16 at the file's rate, resampled
+    pipe = Pipeline(bundle)  # int16 at the file's rate, resampled
     x = resample_int16(rec.to_int16(pipe.mel.uv_per_lsb), rec.sample_rate_hz, pipe.fs)
     windows = pipe.push(x, 0)[0]
-    labels = Counter(w.label for w in windows)
-    n = max(1, len(windows))
     note = pipe.caveat()
-    return {"windows": len(windows), "motor_unit_share": labels["motor_unit"] / n,
-            "pathological_share": sum(v for k, v in labels.items() if k in PATHOLOGICAL) / n,
-            "labels": dict(labels.most_common()), "finding": summarize(windows)["label"],
-            "withheld_not_at_rest": sum(w.contracting for w in windows),
-            "caveat": note["text"] if note else None}
+    out = _figures([w.label for w in windows], summarize(windows)["label"]) | {
+        "withheld_not_at_rest": sum(w.contracting for w in windows),
+        "caveat": note["text"] if note else None}
+    ways = [labels_three_ways(w, bundle.labels, pipe.threshold) for w in windows]
+    for way in ("cnn", "recogniser"):
+        labs = [v[way][0] for v in ways]
+        shown = [SimpleNamespace(label=lab, confidence=w.confidence, contracting=False)
+                 for lab, w in zip(labs, windows, strict=True)]
+        out[way] = _figures(labs, summarize(shown)["label"])
+    return out
 
 
 def run(opts: BenchOptions) -> dict[str, Any]:
@@ -95,9 +112,6 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         for db, gain in gains.items():
             scaled = replace(rec, samples_uv=rec.samples_uv * gain)
             r = classify_recording(scaled, bundle)
-            alone = classify_recording(scaled, bundle, rest_check=False)
-            r["model_alone"] = {k: alone[k] for k in ("finding", "labels",
-                                                      "pathological_share")}
             key = db if isinstance(db, str) else f"{db:+d}_db" if db else "recorded"
             files[name][key] = r
             if db == "estimated":
@@ -109,9 +123,11 @@ def run(opts: BenchOptions) -> dict[str, Any]:
             t["withheld"] += r["withheld_not_at_rest"]
             t["files_motor_unit"] += r["finding"] == "motor_unit"
             t["files_pathological"] += r["finding"] in PATHOLOGICAL
-            t["pathological_alone"] += round(alone["pathological_share"] * alone["windows"])
-            t["files_motor_unit_alone"] += alone["finding"] == "motor_unit"
-            t["files_pathological_alone"] += alone["finding"] in PATHOLOGICAL
+            for way in ("cnn", "recogniser"):
+                alone = r[way]
+                t[f"pathological_{way}"] += round(alone["pathological_share"] * r["windows"])
+                t[f"files_motor_unit_{way}"] += alone["finding"] == "motor_unit"
+                t[f"files_pathological_{way}"] += alone["finding"] in PATHOLOGICAL
             t["files"] += 1
     out: dict[str, Any] = {"model": f"{bundle.name} {bundle.version}",
                            "files_read": totals[0]["files"]}
@@ -124,9 +140,10 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         out[f"pathological_window_share{key}"] = t["pathological"] / n
         out[f"pathological_findings{key}"] = t["files_pathological"]
         out[f"windows_withheld_not_at_rest{key}"] = t["withheld"] / n
-        # the model's labels without the rest check (edge/rest_check.py): what it adds
-        out[f"files_called_motor_unit_model_alone{key}"] = t["files_motor_unit_alone"]
-        out[f"pathological_window_share_model_alone{key}"] = t["pathological_alone"] / n
-        out[f"pathological_findings_model_alone{key}"] = t["files_pathological_alone"]
+        # the CNN alone and the recogniser alone beside the box (benches/threeway.py)
+        for way in ("cnn", "recogniser"):
+            out[f"files_called_motor_unit_{way}{key}"] = t[f"files_motor_unit_{way}"]
+            out[f"pathological_window_share_{way}{key}"] = t[f"pathological_{way}"] / n
+            out[f"pathological_findings_{way}{key}"] = t[f"files_pathological_{way}"]
     out["files"] = files
     return out

@@ -297,6 +297,36 @@ def golden_vectors(logits: bytes, arithmetic: Arithmetic, mel: MelConfig, win: W
     return buf.getvalue(), {"windows": len(starts), "candidates": len(cand), "tells": told}
 
 
+DECISION_GOLDEN_SEED = 29
+"""Seed of the decision path's golden signal (:func:`decision_golden`)."""
+
+
+def decision_golden(bundle: Bundle, golden: bytes, mel: MelConfig) -> bytes:
+    """``golden`` (golden.npz) with the decision path's golden labels added: a small
+    myopathic contraction (voluntary activity the model alone calls spontaneous) then a
+    fibrillation, 3 s each, and what the box's pipeline decides on each window of it under
+    ``bundle``'s decisions (:func:`edge.pipeline.decide_golden`). ``bundle`` is the one
+    being packed (trusted: built here)."""
+    from convert.biosim import simulate_contraction
+    from convert.synth import synthesize
+    from edge.pipeline import decide_golden
+
+    fs = mel.sample_rate_hz
+    rng = np.random.default_rng(DECISION_GOLDEN_SEED)
+    contraction = simulate_contraction(fs=fs, duration_s=3.0, pool="myopathic",
+                                       excitation=2.0, rng=rng).signal_uv * 0.125
+    fib = synthesize("fibrillation", fs=fs, duration_s=3.0, rng=rng,
+                     mixture_share=0.0).signal_uv
+    samples = float_to_int16(np.concatenate([contraction, fib]), mel.uv_per_lsb)
+    bundle.verified = True  # packed here this moment, from the bytes just signed
+    with np.load(io.BytesIO(golden), allow_pickle=False) as g:
+        arrays = {k: g[k] for k in g.files}
+    arrays |= decide_golden(bundle, samples)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
 def pack(out: Path, *, model: bytes, key_path: Path, name: str, version: str,
          spec: FrontEndSpec, labels: tuple[str, ...] = LABELS,
          metrics: dict[str, Any] | None = None,
@@ -324,35 +354,49 @@ def pack(out: Path, *, model: bytes, key_path: Path, name: str, version: str,
     members = {"model.tflite": logits, "golden.npz": golden}
     if checkpoint is not None:
         members["checkpoint.h5"] = checkpoint
-    manifest = {
-        "format": BUNDLE_FORMAT,
-        "name": name,
-        "version": version,
-        "description": description,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "labels": list(labels),
-        **spec.to_manifest(),
-        "input": {"shape": [1, win.frames, mel.num_mels, 1], "dtype": "int8",
-                  "quantization": list(clf.input_quantization)},
-        "output": {"shape": [1, len(labels)], "dtype": "int8",
-                   "quantization": list(clf.output_quantization)},
-        **arithmetic.to_manifest(),
-        "compatible_boards": list(boards),
-        **decision.to_manifest(),
-        "calibration": cal.to_dict(),
-        "metrics": metrics or {},
-        "members": {n: sha256(b) for n, b in members.items()},
-        "key_id": key_id(public_raw(key.public_key())),
-        "development_key": development_key,
-    }
-    raw = json.dumps(manifest, indent=1, sort_keys=True).encode()
+
+    def signed(members: dict[str, bytes]) -> tuple[dict[str, Any], bytes]:
+        manifest = _manifest(members)
+        raw = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:
+            z.writestr("manifest.json", raw)
+            z.writestr("manifest.sig", key.sign(raw))
+            for n, b in members.items():
+                z.writestr(n, b)
+        return manifest, buf.getvalue()
+
+    def _manifest(members: dict[str, bytes]) -> dict[str, Any]:
+        return {
+            "format": BUNDLE_FORMAT,
+            "name": name,
+            "version": version,
+            "description": description,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "labels": list(labels),
+            **spec.to_manifest(),
+            "input": {"shape": [1, win.frames, mel.num_mels, 1], "dtype": "int8",
+                      "quantization": list(clf.input_quantization)},
+            "output": {"shape": [1, len(labels)], "dtype": "int8",
+                       "quantization": list(clf.output_quantization)},
+            **arithmetic.to_manifest(),
+            "compatible_boards": list(boards),
+            **decision.to_manifest(),
+            "calibration": cal.to_dict(),
+            "metrics": metrics or {},
+            "members": {n: sha256(b) for n, b in members.items()},
+            "key_id": key_id(public_raw(key.public_key())),
+            "development_key": development_key,
+        }
+
+    manifest, data = signed(members)
+    if decision.recogniser is not None:  # the decision path's golden labels, decided by
+        # the box's own pipeline on this very bundle
+        members["golden.npz"] = decision_golden(Bundle.from_bytes(data), golden, mel)
+        manifest, data = signed(members)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
-        z.writestr("manifest.json", raw)
-        z.writestr("manifest.sig", key.sign(raw))
-        for n, b in members.items():
-            z.writestr(n, b)
+    tmp.write_bytes(data)
     os.replace(tmp, out)
     return manifest
 

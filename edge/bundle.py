@@ -152,6 +152,9 @@ class Bundle:
     source: str
     members: dict[str, bytes]
     verified: bool = False
+    decision_checked: dict | None = None
+    """The decision path's golden self-test, once passed (:func:`edge.pipeline.
+    check_decision_golden`: the pipeline's layer runs it)."""
 
     @classmethod
     def read(cls, path: str | Path, *, follow_links: bool = True) -> Bundle:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from edge.bundle import Bundle
-from edge.errors import ConfigError
+from edge.errors import ConfigError, IntegrityError
 from edge.features import MelFrontEnd
 from edge.labels import PATHOLOGICAL, UNCERTAIN
 from edge.recogniser import Evidence, Recogniser
@@ -131,12 +131,16 @@ class Pipeline:
                  uncertain_threshold: float | None = None,
                  smoothing_windows: int | None = None,
                  max_concealed_gap_ms: float | None = None,
-                 rest_check: bool = True) -> None:
+                 rest_check: bool = True, self_test: bool = True) -> None:
         """Decides as the bundle says (:attr:`Bundle.decision`). For experiments,
         ``decision`` replaces the bundle's and the other keywords one value of it; a
-        ``rest_check`` of False turns the check off (the model's labels alone)."""
+        ``rest_check`` of False turns the recogniser (or an older bundle's rest check) off:
+        the model's labels alone. ``self_test``: the bundle's decision path must first
+        reproduce its golden labels (:func:`check_decision_golden`, once per bundle)."""
         if not bundle.verified:
             raise ConfigError("the pipeline only runs verified bundles")
+        if self_test:
+            check_decision_golden(bundle)
         self.bundle = bundle
         self.mel = bundle.mel_config
         self.win = bundle.window_config
@@ -431,6 +435,51 @@ class Pipeline:
         gap closed it), the last event's. What a screen shows as the finding."""
         followed = self.followed()
         return followed[0] if followed is not None else None
+
+
+#: How a window's criterion is stored in a bundle's golden labels (index).
+GOLDEN_CRITERIA = ("", "agrees", "silent", "contradicts", "names")
+
+
+def decide_golden(bundle: Bundle, samples: np.ndarray) -> dict[str, np.ndarray]:
+    """What the bundle's own decision path decides on each window of int16 ``samples``:
+    the golden labels a bundle carries (``decision_*`` arrays of golden.npz)."""
+    pipe = Pipeline(bundle, self_test=False)
+    windows = pipe.push(samples, 0)[0]
+    index = {lab: i for i, lab in enumerate(bundle.labels)}
+    return {"decision_samples": samples,
+            "decision_labels": np.array([index.get(w.label, -1) for w in windows], np.int8),
+            "decision_criteria": np.array([GOLDEN_CRITERIA.index(w.criterion)
+                                           for w in windows], np.int8),
+            "decision_backs": np.array([sum(1 << index[b] for b in w.evidence.backed)
+                                        if w.evidence is not None else 0 for w in windows],
+                                       np.int64)}
+
+
+def check_decision_golden(bundle: Bundle) -> dict | None:
+    """The bundle's decision path on its golden signal must decide every window as when it
+    was packed (labels, criteria, the classes the evidence backs), on this box: raises
+    IntegrityError naming the first window that differs. None for a bundle without golden
+    labels (packed before the recogniser: its rest check has its own golden tests).
+    Checked once per bundle object."""
+    if bundle.decision_checked is not None:
+        return bundle.decision_checked or None
+    g = bundle.golden()
+    if "decision_samples" not in g:
+        if bundle.decision.recogniser is not None:
+            raise IntegrityError(f"{bundle.source}: self-test failed: a recogniser in its "
+                                 f"decisions but no golden labels for it")
+        bundle.decision_checked = {}
+        return None
+    got = decide_golden(bundle, g["decision_samples"])
+    for key in ("decision_labels", "decision_criteria", "decision_backs"):
+        want, have = g[key], got[key]
+        if want.shape != have.shape or not np.array_equal(want, have):
+            i = int(np.flatnonzero(want != have)[0]) if want.shape == have.shape else "count"
+            raise IntegrityError(f"{bundle.source}: self-test failed: the decision path "
+                                 f"differs from its golden labels ({key}, window {i})")
+    bundle.decision_checked = {"windows": int(got["decision_labels"].size)}
+    return bundle.decision_checked
 
 
 @dataclass

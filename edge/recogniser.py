@@ -153,7 +153,7 @@ class Evidence:
 
     def to_dict(self, fs: int, times: bool = False) -> dict:
         """For JSON (``fs``: the stream's rate; ``times``: each discharge's time too)."""
-        return {"stretch_s": [round(self.start / fs, 4), round(self.end / fs, 4)],
+        return {"span_s": [round(self.start / fs, 4), round(self.end / fs, 4)],
                 "voluntary": self.voluntary,
                 "voluntary_trains": self.voluntary_trains,
                 "backs": sorted(self.backed), "names": self.named,

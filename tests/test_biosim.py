@@ -179,6 +179,14 @@ def test_the_cross_simulator_benchmark_scores_both_conditions():
                 "ece_int8_biosim"):
         assert 0 <= out[key] <= 1
     assert out["scaled"]["windows"] == out["unscaled_estimated"]["windows"] == 2 * 12 * 5
-    box, alone = out["box"]["box"], out["box"]["alone"]  # the whole pipeline, with and without
-    assert box["confidently_wrong_share"] <= alone["confidently_wrong_share"]  # the rest check
-    assert 0 <= out["box_voluntary_windows_called_pathological_biosim"] <= 1
+    # the CNN alone, the recogniser alone and the box, on every setting, from one run each
+    assert set(out["three_way"]) == {"biosim", "heldout", "synth", "background_synth",
+                                     "background_biosim"}
+    for setting, ways in out["three_way"].items():
+        assert set(ways) == {"cnn", "recogniser", "box"}
+        assert len({w["windows"] for w in ways.values()}) == 1, setting
+        for w in ways.values():
+            assert 0 <= w["recordings_flagged_pathological"] <= 1
+            assert w["macro_f1"] is None or 0 <= w["macro_f1"] <= 1
+    assert 0 <= out["box_macro_f1_heldout"] <= 1
+    assert 0 <= out["box_recordings_flagged_pathological_background_biosim"] <= 1

@@ -254,3 +254,29 @@ def test_a_recogniser_stays_bounded_in_a_long_session():
         rec.look((k + 1) * FS)
         rec.trim()
     assert len(rec.looks) <= 64 and rec._buffer._tail.size <= 3 * FS
+
+
+def test_a_bundle_whose_decision_path_differs_from_its_golden_labels_is_refused(
+        recogniser_bundle, tmp_path):
+    """The golden labels travel in the signed bundle; a box that decides otherwise (another
+    code, another machine) refuses to label anything with it."""
+    import io
+
+    from edge.bundle import Bundle
+    from edge.errors import IntegrityError
+    from edge.pipeline import Pipeline, check_decision_golden
+
+    g = recogniser_bundle.golden()
+    assert {"decision_samples", "decision_labels", "decision_criteria",
+            "decision_backs"} <= set(g)
+    assert check_decision_golden(recogniser_bundle)["windows"] == g["decision_labels"].size
+    criteria = set(g["decision_criteria"].tolist())
+    assert 3 in criteria and (1 in criteria or 2 in criteria)  # something withheld
+    g["decision_labels"] = (g["decision_labels"] + 1).astype(np.int8)  # another box's labels
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **g)
+    forged = Bundle(recogniser_bundle.source, {**recogniser_bundle.members,
+                                               "golden.npz": buf.getvalue()}, verified=True)
+    with pytest.raises(IntegrityError, match=r"decision path differs from its golden labels "
+                                             r"\(decision_labels, window 0\)"):
+        Pipeline(forged)

@@ -109,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
     out = {"bundle": str(args.bundle), "ok": True, "name": m["name"], "version": m["version"],
            "model_sha256": b.sha256, "development_key": m.get("development_key", False)}
     if args.self_test:
+        from edge.pipeline import check_decision_golden
+
         out["self_test"] = b.self_test()
+        out["decision_self_test"] = check_decision_golden(b)
     print(json.dumps(out))
     return 0
