@@ -131,12 +131,16 @@ class Pipeline:
                  uncertain_threshold: float | None = None,
                  smoothing_windows: int | None = None,
                  max_concealed_gap_ms: float | None = None,
-                 rest_check: bool = True, self_test: bool = True) -> None:
+                 rest_check: bool = True, self_test: bool = True,
+                 evidence_always: bool = False) -> None:
         """Decides as the bundle says (:attr:`Bundle.decision`). For experiments,
         ``decision`` replaces the bundle's and the other keywords one value of it; a
         ``rest_check`` of False turns the recogniser (or an older bundle's rest check) off:
         the model's labels alone. ``self_test``: the bundle's decision path must first
-        reproduce its golden labels (:func:`check_decision_golden`, once per bundle)."""
+        reproduce its golden labels (:func:`check_decision_golden`, once per bundle).
+        ``evidence_always``: the recogniser looks at every window, not only where its
+        evidence can change the label (a file classified offline, a benchmark); the
+        labels are the same either way."""
         if not bundle.verified:
             raise ConfigError("the pipeline only runs verified bundles")
         if self_test:
@@ -169,6 +173,7 @@ class Pipeline:
                            if rest_check and d.recogniser is not None else None)
         """The discharge recogniser whose evidence is fused into each label (None: the
         bundle has none, or it is turned off — the model's labels alone)."""
+        self.evidence_always = evidence_always
         self.rest = (RestCheck(self.fs, self.win.samples(self.mel), d.rest_check)
                      if rest_check and self.recogniser is None else None)
         """A bundle without a recogniser: withholds calls of spontaneous activity during
@@ -312,8 +317,9 @@ class Pipeline:
         end = start + self.win.samples(self.mel)
         unfamiliar = self.calibration.unfamiliar(window)
         evidence, criterion = None, ""
-        if self.recogniser is not None:
-            evidence = self.recogniser.look(end)
+        rec = self.recogniser
+        if rec is not None and (self.evidence_always or self._evidence_counts(top, conf)):
+            evidence = rec.look(end)
         if unfamiliar:
             contracting = False
         elif evidence is not None:
@@ -394,6 +400,14 @@ class Pipeline:
         return [Event("label", r.label, r.start_sample, end, r.start_sample / self.fs,
                       end / self.fs, conf, r.windows, line)]
 
+    def _evidence_counts(self, top: int, confidence: float) -> bool:
+        """Whether the recogniser's evidence can change this window's label: a call of
+        spontaneous activity (withheld over voluntary activity no train backs), or, with
+        ``override``, a call the CNN is not confident of. Elsewhere the box need not look
+        (a look costs 2–100 ms of a core: docs/performance.md)."""
+        return self.labels[top] in PATHOLOGICAL or (
+            self.recogniser.config.override and confidence < self.threshold)
+
     @property
     def _guards(self) -> tuple:
         """What keeps the stretch before each window: the recogniser or the rest check."""
@@ -444,7 +458,7 @@ GOLDEN_CRITERIA = ("", "agrees", "silent", "contradicts", "names")
 def decide_golden(bundle: Bundle, samples: np.ndarray) -> dict[str, np.ndarray]:
     """What the bundle's own decision path decides on each window of int16 ``samples``:
     the golden labels a bundle carries (``decision_*`` arrays of golden.npz)."""
-    pipe = Pipeline(bundle, self_test=False)
+    pipe = Pipeline(bundle, self_test=False, evidence_always=True)
     windows = pipe.push(samples, 0)[0]
     index = {lab: i for i, lab in enumerate(bundle.labels)}
     return {"decision_samples": samples,

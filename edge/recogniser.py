@@ -344,15 +344,13 @@ class Recogniser:
     """CNN call -> windows withheld ('uncertain') because the evidence contradicted it
     (counted by the pipeline, which fuses)."""
     _buffer: StretchBuffer = field(init=False)
-    _segment_start: int = 0
 
     def __post_init__(self) -> None:
         self._buffer = StretchBuffer(round(self.config.stretch_s * self.fs))
 
     def reset(self, start: int) -> None:
-        """A new segment begins at stream index ``start``: no look before it stands."""
+        """A new segment begins at stream index ``start`` (nothing before a gap counts)."""
         self._buffer.reset(start)
-        self._segment_start = start
 
     def push(self, samples: np.ndarray, start: int) -> None:
         self._buffer.push(samples, start)
@@ -361,13 +359,9 @@ class Recogniser:
         self._buffer.trim()
 
     def look(self, end: int) -> Evidence | None:
-        """The evidence for a window ending at stream index ``end``: the last look if it
-        ended within ``recheck_s`` before, else a new one. None when less than
-        ``min_stretch`` is here."""
-        last = self.looks[-1] if self.looks else None
-        if (last is not None and last.start >= self._segment_start
-                and 0 <= end - last.end < round(self.config.recheck_s * self.fs)):
-            return last
+        """The evidence for a window ending at stream index ``end``: the stretch ending
+        with it, and nothing else (so a window's evidence never depends on which other
+        windows were looked at). None when less than ``min_stretch`` is here."""
         x = self._buffer.stretch_ending(end, self.min_stretch)
         if x is None:
             return None

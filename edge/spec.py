@@ -333,9 +333,8 @@ class RecogniserConfig(_Fields):
     alone (docs/evidence.md says how); never on a real recording."""
 
     stretch_s: float = RestCheckConfig.stretch_s
-    """Seconds decomposed per look (the rest check's, which it subsumes)."""
-    recheck_s: float = RestCheckConfig.recheck_s
-    """A look stands for the windows ending within this after it (two at a 0.5 s hop)."""
+    """Seconds decomposed per look, ending with the window looked at (the rest check's,
+    which it subsumes)."""
     detect_sigma: float = 6.0
     """Spikes: peaks of the sharpened signal above this many noise deviations."""
     min_firings: int = 4
@@ -384,7 +383,7 @@ class RecogniserConfig(_Fields):
     alone, that discharge is the label."""
 
     def __post_init__(self) -> None:
-        for name in ("stretch_s", "recheck_s", "detect_sigma", "refractory_ms",
+        for name in ("stretch_s", "detect_sigma", "refractory_ms",
                      "regular_cv", "brief_ms", "locked_cv", "locked_min_hz", "fast_rate_hz",
                      "wax_wane_ratio", "very_fast_rate_hz", "burst_gap_ratio",
                      "voluntary_max_cv", "complex_span_ms"):

@@ -33,6 +33,7 @@ cd "$project"
 "$here/python" -m pytest -q -p no:cacheprovider "$here/test_arm.py" \
   tests/test_features.py::test_golden_vectors_bit_exact \
   tests/test_features.py::test_a_long_input_is_bit_identical_in_every_block_size \
+  tests/test_recogniser.py::test_evidence_matches_its_golden_vector_bit_for_bit \
   tests/test_protocol.py \
   tests/test_link.py::test_corruption_and_drops_never_deliver_a_bad_sample_and_gaps_are_exact \
   tests/test_link.py::test_disconnect_and_reappear_resumes_with_an_exact_gap \

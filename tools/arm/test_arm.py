@@ -118,6 +118,18 @@ def test_shipped_bundle_verifies_and_passes_its_golden_self_test():
     assert proc.returncode == 0, proc.stderr
 
 
+def test_the_decision_path_reproduces_the_bundles_golden_labels():
+    """The recogniser and the fusion decide the bundle's golden signal here as on the
+    workstation that packed it: every window's label, criterion and backed classes."""
+    from edge.pipeline import check_decision_golden
+    from edge.runtime import load_verified
+
+    b = load_verified()
+    if b.decision.recogniser is None:
+        pytest.skip("the shipped bundle has no recogniser")
+    assert check_decision_golden(b)["windows"] > 0
+
+
 def test_store_installs_confirms_upgrades_and_rolls_back(tmp_path):
     """The store's self-test policy runs the golden self-test here at install and confirm."""
     from edge.store import ModelStore
