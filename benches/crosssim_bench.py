@@ -130,7 +130,7 @@ def _windows(job: tuple[str, str, int, int, float]) -> tuple[str, list]:
     setting, label, i, seed, duration_s = job
     x = uv_to_int16(_recording(setting, label, i, seed, duration_s),
                     _BUNDLE.mel_config.uv_per_lsb)
-    return label, Pipeline(_BUNDLE).push(x, 0)[0]
+    return label, Pipeline(_BUNDLE, evidence_always=True).push(x, 0)[0]
 
 
 def three_way(bundle, per_class: int, duration_s: float = 4.0,

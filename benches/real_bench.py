@@ -70,7 +70,7 @@ def classify_recording(rec, bundle) -> dict[str, Any]:
     from edge.pipeline import Pipeline, summarize
     from edge.resample import resample_int16
 
-    pipe = Pipeline(bundle)  # int16 at the file's rate, resampled
+    pipe = Pipeline(bundle, evidence_always=True)  # int16 at the file's rate, resampled
     x = resample_int16(rec.to_int16(pipe.mel.uv_per_lsb), rec.sample_rate_hz, pipe.fs)
     windows = pipe.push(x, 0)[0]
     note = pipe.caveat()

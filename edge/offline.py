@@ -14,16 +14,22 @@ from typing import Any
 
 from edge.acquire.files import open_file
 from edge.errors import InputError
-from edge.pipeline import Pipeline, WindowTally
+from edge.pipeline import Pipeline, WindowResult, WindowTally
 
 
-def window_dict(w: Any, labels: list[str]) -> dict[str, Any]:
-    """One decided window as ``nemg classify --json`` writes it."""
+def window_dict(w: WindowResult, labels: list[str], fs: int) -> dict[str, Any]:
+    """One decided window as ``nemg classify --json`` writes it (``fs``: the stream's
+    rate): with the discharge recogniser's ``evidence`` (its trains, no firing times;
+    null when the bundle has no recogniser) and the ``criterion`` by which it entered
+    the label ('agrees', 'silent', 'contradicts', 'names'; null without evidence)."""
+    ev = w.evidence
     return {"start_s": round(w.start_s, 4), "end_s": round(w.end_s, 4),
             "label": w.label, "confidence": round(w.confidence, 4),
             "unfamiliar": w.unfamiliar, "contracting": w.contracting,
             "probabilities": {lab: round(float(p), 4)
-                              for lab, p in zip(labels, w.probabilities, strict=True)}}
+                              for lab, p in zip(labels, w.probabilities, strict=True)},
+            "evidence": None if ev is None else ev.to_dict(fs),
+            "criterion": w.criterion or None}
 
 
 def classify_file(pipe_factory: Callable[[], Pipeline], path: Path,
@@ -32,6 +38,7 @@ def classify_file(pipe_factory: Callable[[], Pipeline], path: Path,
     """Classify one file. Each window's result goes to ``on_window`` as it is decided
     (bounded memory), or, without it, into the returned ``windows`` list."""
     pipe = pipe_factory()
+    pipe.evidence_always = True  # a file's every window shows its evidence (the same labels)
     stream = open_file(path, pipe.mel, channel, scale_uv)
     need = pipe.win.samples(pipe.mel)
     if stream.total < need:
@@ -44,7 +51,7 @@ def classify_file(pipe_factory: Callable[[], Pipeline], path: Path,
     for block in stream.blocks():
         for w in pipe.push(block, index)[0]:
             tally.add(w)
-            emit(window_dict(w, pipe.labels))
+            emit(window_dict(w, pipe.labels, pipe.fs))
         index += block.size
     pipe.flush()
     b = pipe.bundle

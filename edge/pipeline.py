@@ -169,7 +169,7 @@ class Pipeline:
         self._concealed_spans: deque[tuple[int, int]] = deque()  # stream [start, end)
         self.front_end = MelFrontEnd(self.mel)
         self.recogniser = (Recogniser(self.fs, self.mel.uv_per_lsb,
-                                      self.win.samples(self.mel), d.recogniser)
+                                      self.win.samples(self.mel), d.recogniser, d.rest_check)
                            if rest_check and d.recogniser is not None else None)
         """The discharge recogniser whose evidence is fused into each label (None: the
         bundle has none, or it is turned off — the model's labels alone)."""

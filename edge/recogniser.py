@@ -47,8 +47,8 @@ from edge.muap.decomposition import (
     robust_sigma,
     time_locked,
 )
-from edge.rest_check import voluntary_note
-from edge.spec import RecogniserConfig
+from edge.rest_check import DEFAULT_REST, voluntary_note, voluntary_rates
+from edge.spec import RecogniserConfig, RestCheckConfig
 from edge.stretch import StretchBuffer
 
 KEEP_LOOKS = 64
@@ -109,6 +109,8 @@ class Evidence:
     """Independent trains at voluntary rates and spread."""
     voluntary: bool
     """At least ``min_voluntary_trains`` of them: voluntary activity."""
+    voluntary_rates_hz: tuple[float, ...] = ()
+    """Their firing rates (for people)."""
 
     @property
     def backed(self) -> frozenset[str]:
@@ -147,7 +149,9 @@ class Evidence:
         """One line for a person: what fired and what it backs."""
         if not self.trains:
             return "no train of 4 or more discharges"
-        lead = (f"voluntary activity: {self.voluntary_trains} units at voluntary rates; "
+        r = self.voluntary_rates_hz
+        span = f" ({min(r):.0f}–{max(r):.0f} Hz)" if r else ""
+        lead = (f"voluntary activity: {self.voluntary_trains} units at voluntary rates{span}; "
                 if self.voluntary else "")
         return lead + "; ".join(t.describe() for t in self.trains[:3])
 
@@ -268,8 +272,15 @@ def measure_train(firings: np.ndarray, template: np.ndarray, x: np.ndarray, sigm
         r1, _, r3 = _thirds(isi)
         waxing = max(a1, a3) >= ratio * min(a1, a3) or max(r1, r3) >= ratio * min(r1, r3)
         decrementing = a1 >= ratio * a3 and r1 <= r3 * ratio
+    # one generator's rate drifts, merged units' jumps: successive intervals compared where
+    # both are near the median (a missed or an extra discharge is not a jump)
+    near = (2 * isi >= q2) & (2 * isi <= 3 * q2)
+    pairs = near[1:] & near[:-1]
+    jumps = np.abs(np.diff(isi))[pairs]
+    smooth = jumps.size >= 2 and float(np.median(jumps)) <= c.smooth_jump * q2
     gaps = int(np.count_nonzero(isi >= c.burst_gap_ratio * q2))
-    bursts = gaps >= 2 and isi.size - gaps >= 2 * gaps and fs >= c.fast_rate_hz * q2
+    bursts = (gaps >= 2 and isi.size - gaps >= 2 * gaps and fs >= c.fast_rate_hz * q2
+              and smooth)
     duration, phases, initial = _shape(template, sigma, fs, q2 // 2)
     brief = duration <= c.brief_ms
     vlo, vhi = c.voluntary_rate_hz
@@ -281,10 +292,10 @@ def measure_train(firings: np.ndarray, template: np.ndarray, x: np.ndarray, sigm
         backs.append("fibrillation" if brief else "positive_sharp_wave")
     if locked and complex_:
         backs.append("complex_repetitive")
-    fast = fs >= c.fast_rate_hz * q2
+    fast = fs >= c.fast_rate_hz * q2 and smooth
     if fast and waxing and not (locked and complex_):
         backs.append("myotonic")
-    if fs >= c.very_fast_rate_hz * q2:
+    if fast and fs >= c.very_fast_rate_hz * q2:
         backs.append("neuromyotonic")
     if bursts:
         backs.append("myokymic")
@@ -300,9 +311,12 @@ def measure_train(firings: np.ndarray, template: np.ndarray, x: np.ndarray, sigm
 
 
 def recognise(x: np.ndarray, fs: int, uv_per_lsb: float, c: RecogniserConfig,
-              start: int = 0) -> Evidence:
+              start: int = 0, rest: RestCheckConfig = DEFAULT_REST) -> Evidence:
     """The evidence in int16 samples ``x`` at ``fs`` (stream index ``start`` of its
-    first sample)."""
+    first sample). Voluntary activity is ``min_voluntary_trains`` of the recogniser's own
+    trains at voluntary rates and spread, or what the rest check calls a contraction
+    (``rest``: its decomposition, with a voluntary unit's refractory period, separates a
+    contraction's units better than one tuned to fast discharges; its own count)."""
     dc = DecompositionConfig(detect_sigma=c.detect_sigma, min_seed=c.min_firings,
                              refractory_ms=c.refractory_ms, min_rate_hz=1e-9,
                              max_isi_cv=1e9, max_cluster_segments=c.max_segments,
@@ -323,8 +337,14 @@ def recognise(x: np.ndarray, fs: int, uv_per_lsb: float, c: RecogniserConfig,
     fir, energy = [f for f, _ in vol], [e for _, e in vol]
     while (twin := time_locked(fir, energy, tol, window)) is not None:
         del fir[twin], energy[twin]
-    return Evidence(start + x.size, start, tuple(trains), len(fir),
-                    len(fir) >= c.min_voluntary_trains)
+    # the rest check's count (its own decomposition, its own threshold: subsumed)
+    rates = (voluntary_rates(x, fs, at_least=rest.min_voluntary_units, config=rest)
+             if len(fir) < c.min_voluntary_trains else [])
+    own = [t.rate_hz for t in trains if "motor_unit" in t.backs]
+    units = max(len(fir), len(rates))
+    return Evidence(start + x.size, start, tuple(trains), units,
+                    len(fir) >= c.min_voluntary_trains or bool(rates),
+                    tuple(rates if len(rates) > len(fir) else own))
 
 
 @dataclass
@@ -337,6 +357,8 @@ class Recogniser:
     min_stretch: int
     """Shortest stretch looked at, samples (one window: the first windows of a segment)."""
     config: RecogniserConfig
+    rest: RestCheckConfig = DEFAULT_REST
+    """How voluntary units are also counted (the bundle's rest check, subsumed)."""
     looks: deque[Evidence] = field(default_factory=lambda: deque(maxlen=KEEP_LOOKS))
     made: int = 0
     """Looks made so far."""
@@ -365,7 +387,7 @@ class Recogniser:
         x = self._buffer.stretch_ending(end, self.min_stretch)
         if x is None:
             return None
-        ev = recognise(x, self.fs, self.uv_per_lsb, self.config, end - x.size)
+        ev = recognise(x, self.fs, self.uv_per_lsb, self.config, end - x.size, self.rest)
         self.looks.append(ev)
         self.made += 1
         return ev
@@ -379,8 +401,7 @@ class Recogniser:
         if not busy:
             return None
         return voluntary_note([e.voluntary_trains for e in busy],
-                              [t.rate_hz for e in busy for t in e.trains
-                               if "motor_unit" in t.backs], self.withheld,
+                              [r for e in busy for r in e.voluntary_rates_hz], self.withheld,
                               " (no train backs them)")
 
     def event_line(self, label: str, since: int, until: int) -> str:

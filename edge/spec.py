@@ -361,6 +361,11 @@ class RecogniserConfig(_Fields):
     as regularly is a fibrillation."""
     fast_rate_hz: float = 20.0
     """Myotonic discharges fire at 20–150 Hz ..."""
+    smooth_jump: float = 0.25
+    """... as one fibre or unit does: the median change between successive intervals at
+    most this share of the median interval (its rate drifts; several units merged into
+    one train jump at random). Asked of every fast train (myotonic, neuromyotonic,
+    myokymic)."""
     wax_wane_ratio: float = 1.3
     """... waxing and waning in rate or amplitude by at least this factor."""
     very_fast_rate_hz: float = 120.0
@@ -378,15 +383,15 @@ class RecogniserConfig(_Fields):
     complex_span_ms: float = 100.0
     """Voluntary trains keeping one offset within this are one generator: the fibres of
     a complex repetitive discharge's loop (complexes up to 100 ms), not several units."""
-    override: bool = False
+    override: bool = True
     """Where the CNN is not confident and the recogniser's trains name one discharge
-    alone, that discharge is the label."""
+    alone, that discharge is the label (chosen on both simulators: docs/evidence.md)."""
 
     def __post_init__(self) -> None:
         for name in ("stretch_s", "detect_sigma", "refractory_ms",
                      "regular_cv", "brief_ms", "locked_cv", "locked_min_hz", "fast_rate_hz",
                      "wax_wane_ratio", "very_fast_rate_hz", "burst_gap_ratio",
-                     "voluntary_max_cv", "complex_span_ms"):
+                     "voluntary_max_cv", "complex_span_ms", "smooth_jump"):
             _number(f"recogniser.{name}", getattr(self, name))
         for name in ("slow_rate_hz", "voluntary_rate_hz"):
             _rate_range(self, "recogniser", name)

@@ -227,9 +227,10 @@ def test_the_pipeline_fuses_the_evidence_the_same_whatever_the_block_size(recogn
     lazy = Pipeline(recogniser_bundle)
     c = lazy.push(x, 0)[0]
     assert [w.label for w in c] == [w.label for w in a]
-    calls = [recogniser_bundle.labels[int(np.argmax(w.probabilities))] for w in c]
-    assert [w.evidence is not None for w in c] == [cl in PATHOLOGICAL for cl in calls]
-    assert lazy.recogniser.made == sum(cl in PATHOLOGICAL for cl in calls)
+    needed = [recogniser_bundle.labels[int(np.argmax(w.probabilities))] in PATHOLOGICAL
+              or w.confidence < lazy.threshold for w in c]  # (``override`` is on)
+    assert [w.evidence is not None for w in c] == needed
+    assert lazy.recogniser.made == sum(needed)
 
 
 def test_a_look_does_not_outlive_a_gap(recogniser_bundle):

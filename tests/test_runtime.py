@@ -207,7 +207,7 @@ def test_classify_json_schema_and_bad_files(bundle, exam_wav, tmp_path):
     assert set(r["summary"]) == {"label", "confidence", "pathological"}
     w = r["windows"][0]
     assert set(w) == {"start_s", "end_s", "label", "confidence", "unfamiliar", "contracting",
-                      "probabilities"}
+                      "probabilities", "evidence", "criterion"}
     assert abs(sum(w["probabilities"].values()) - 1) < 0.01
 
 

@@ -21,8 +21,8 @@ import numpy as np
 from edge.eventlog import HeldSamples
 from edge.labels import PATHOLOGICAL
 from edge.live import SessionState, Sink
-from edge.pipeline import Event
-from edge.screen import PlainView, muap_line
+from edge.pipeline import Event, WindowResult
+from edge.screen import PlainView, evidence_line, evidence_verdict, model_call, muap_line
 from wire.link import LinkEvent
 
 if TYPE_CHECKING:
@@ -218,6 +218,7 @@ class WebView(Sink):
         self._last_window = -1
         self._dirty = True
         self._session: LiveSession | None = None
+        self._evidence: tuple[WindowResult | None, dict[str, Any] | None] = (None, None)
 
     def attach(self, session: LiveSession) -> None:
         self._session = session
@@ -289,6 +290,8 @@ class WebView(Sink):
                         "uncertain_reason": reason, "caveat": session.caveat(s),
                         "at_s": s.last.end_s,
                         "window": s.last.index,
+                        "criterion": s.last.criterion or None,
+                        "evidence": self._evidence_of(s.last, list(p.labels), p.fs),
                         "probabilities": [round(float(x), 4) for x in probs],
                         "pending": None if nxt is None else {
                             "label": nxt[0], "windows": nxt[1],
@@ -317,3 +320,17 @@ class WebView(Sink):
                 "evidence": s.muap.evidence, "start_s": s.muap.start_sample / p.fs,
                 "end_s": s.muap.end_sample / p.fs},
         }
+
+    def _evidence_of(self, w: WindowResult, labels: list[str], fs: int
+                     ) -> dict[str, Any] | None:
+        """A window's evidence for the page (None: it has none): its trains with their
+        discharges' times (s on the samples' timeline, what the trace marks), the model's
+        own call, how the evidence entered the label and the terminal's line for it. Kept
+        for the window: the state is rebuilt several times per window."""
+        if self._evidence[0] is not w:
+            ev = w.evidence
+            self._evidence = (w, None if ev is None else ev.to_dict(fs, times=True) | {
+                "window": w.index, "call": model_call(w, labels),
+                "criterion": w.criterion or None, "verdict": evidence_verdict(w, labels),
+                "line": evidence_line(w, labels)})
+        return self._evidence[1]

@@ -13,11 +13,13 @@ const SPECTRO_FRAMES = 1000;    // 10 s of 10 ms feature frames
 const AUDIO_LEAD_S = 0.03;      // scheduled this far ahead of the audio clock
 const AUDIO_MAX_LEAD_S = 0.08;  // further ahead than this, playback restarts (latency bound)
 const FADE_S = 0.003;           // ramps at the edges of a run: silence, not clicks, at a gap
+const MARKS = ["#ffd166", "#4cc9f0", "#ff8fab", "#c77dff", "#f8961e", "#b5e48c"];  // one per train
+const CRITERIA = { agrees: "backed", contradicts: "withheld", names: "named" };  // edge/recogniser.py
 
 const $ = (id) => document.getElementById(id);
 const nice = (label) => label.replace(/_/g, " ");
 const stats = {
-  started: performance.now(), messages: 0, frames: 0, latencies: [], drawn: 0,
+  started: performance.now(), messages: 0, frames: 0, latencies: [], drawn: 0, marks: 0,
   audio: { chunks: 0, restarts: 0, gaps: 0, latencies: [] },
 };
 window.nemg = { stats, state: null };
@@ -101,6 +103,27 @@ function drawTrace() {
     if (y2 !== y1) g.lineTo(x + .5, y2);
   }
   g.stroke();
+  stats.marks = drawMarks(g, W, sweepStart, sweepN, pos + erase);
+}
+// The discharges of the last window's trains (the recogniser's evidence): a tick above the
+// trace at each, one row and colour per train, where the beam drew that sample.
+function drawMarks(g, W, sweepStart, sweepN, erased) {
+  const ev = state.decision && state.decision.evidence;
+  if (!ev) return 0;
+  let n = 0;
+  ev.trains.slice(0, MARKS.length).forEach((t, k) => {
+    g.fillStyle = MARKS[k];
+    const y = 18 + 7 * k;
+    for (const ts of t.times_s) {
+      const i = Math.round(ts * fs);
+      if (i > ring.head || i < sweepStart - sweepN || Number.isNaN(ring.get(i))) continue;  // not drawn
+      const current = i >= sweepStart;
+      const x = Math.floor((i - (current ? sweepStart : sweepStart - sweepN)) * W / sweepN);
+      if (!current && x <= erased) continue;   // the new sweep has drawn over it
+      g.fillRect(x, y, 2, 5); n++;
+    }
+  });
+  return n;
 }
 
 // ---- the spectrogram of the model's int8 features -------------------------------------------
@@ -202,6 +225,38 @@ function buildBars() {
     box.append(n, t, v);
   }
 }
+function trainText(t) {
+  const backs = t.backs.length ? t.backs.map(nice).join("/") : "no class";
+  return `${t.firings}× ${t.rate_hz.toFixed(1)} Hz · CV ${(100 * t.regularity_cv).toFixed(0)} % · ${t.pattern} · ` +
+    `${t.duration_ms.toFixed(1)} ms · ${t.phases} ph · initially ${t.initial} · ${t.amplitude_uv.toFixed(0)} µV → ${backs}`;
+}
+// How the recogniser's evidence entered the last window's label (a badge beside the
+// finding; 'not backed' only for a call of spontaneous activity, as edge/screen.py words it),
+// and its trains (a legend under the trace, in the colours of their marks).
+function renderEvidence(ev) {
+  const badge = $("finding-criterion"), box = $("evidence");
+  const word = !ev ? "" : CRITERIA[ev.criterion] ||
+    (ev.criterion === "silent" && state.pathological_labels.includes(ev.call) ? "not backed" : "");
+  badge.hidden = !word; badge.textContent = word;
+  badge.className = "criterion " + (ev ? ev.criterion || "" : ""); badge.title = ev ? ev.line : "";
+  box.hidden = !ev; box.textContent = "";
+  if (!ev) return;
+  const v = document.createElement("span"); v.className = "verdict"; v.title = ev.line;
+  v.textContent = ev.trains.length ? ev.verdict + (ev.voluntary ? ` · voluntary activity: ${ev.voluntary_trains} units` : "") +
+    ` · ${fmtS(ev.span_s[0])}–${fmtS(ev.span_s[1])} s` : `${ev.verdict} — ${ev.text}`;
+  box.appendChild(v);
+  ev.trains.slice(0, MARKS.length).forEach((t, k) => {
+    const s = document.createElement("span"); s.className = "train";
+    const dot = document.createElement("span"); dot.className = "dot"; dot.style.background = MARKS[k];
+    s.append(dot, trainText(t));
+    box.appendChild(s);
+  });
+  if (ev.trains.length > MARKS.length) {
+    const more = document.createElement("span"); more.className = "train"; more.textContent = `+${ev.trains.length - MARKS.length} more`;
+    box.appendChild(more);
+  }
+  dirtyTrace = true;
+}
 function render(st) {
   const first = !state || state.labels.join() !== st.labels.join();
   state = st; window.nemg.state = st;
@@ -219,6 +274,7 @@ function render(st) {
     $("finding-label").textContent = st.live ? "listening…" : "no decision";
     $("finding-detail").textContent = ""; box.className = "finding uncertain";
     $("finding-caveat").hidden = true;
+    renderEvidence(null);
   } else {
     const unc = d.label === "uncertain";
     $("finding-label").textContent = nice(d.label).toUpperCase() + (d.pathological ? "  · PATHOLOGICAL" : "");
@@ -229,6 +285,9 @@ function render(st) {
     $("finding-caveat").hidden = !d.caveat;
     $("finding-caveat").textContent = d.caveat ? `⚠ ${d.caveat}` : "";
     box.dataset.label = d.label;
+    try { renderEvidence(d.evidence); } catch (e) {   // the trace and the sound must go on
+      console.error("evidence not shown:", e); renderEvidence(null);
+    }
     const fills = $("bars").querySelectorAll(".fill"), vals = $("bars").querySelectorAll(".val");
     d.probabilities.forEach((p, i) => {
       fills[i].style.width = (p * 100).toFixed(1) + "%";
@@ -253,8 +312,10 @@ function eventText(ev) {
   if (ev.kind === "muap") return `MUAP: ${ev.label}`;
   return `${nice(ev.label)} (${ev.confidence.toFixed(2)})${ev.pathological ? " ⚠" : ""}`;
 }
-// the rest check's note travels in a label event's detail (edge/rest_check.DETAIL_PREFIX)
-const caveatOf = (ev) => (ev.detail || "").startsWith("caveat: ") ? ev.detail.slice(8) : "";
+// a label event's detail: the rest check's note (edge/rest_check.DETAIL_PREFIX), then the
+// recogniser's evidence line (edge/recogniser.py Recogniser.event_line), either or both
+const caveatOf = (ev) => (ev.detail || "").startsWith("caveat: ") ? ev.detail.slice(8).split("; evidence: ")[0] : "";
+const evidenceOf = (ev) => { const m = /(?:^|; )evidence: (.*)$/.exec(ev.detail || ""); return m ? m[1] : ""; };
 function renderEvents(events) {
   const ol = $("events"); ol.textContent = "";
   for (const ev of [...events].reverse()) {
@@ -264,6 +325,7 @@ function renderEvents(events) {
     const t = document.createElement("span"); t.className = "t"; t.textContent = `${fmtS(ev.start_s)}–${fmtS(ev.end_s)} s`;
     const l = document.createElement("span"); l.className = "l"; l.textContent = eventText(ev);
     li.append(t, l);
+    if (evidenceOf(ev)) li.title = evidenceOf(ev);
     if (caveatOf(ev)) { const c = document.createElement("span"); c.className = "c"; c.textContent = "not at rest: calls withheld (voluntary activity)"; li.appendChild(c); }
     if (judged.has(ev.id)) { const j = document.createElement("span"); j.className = "j"; j.textContent = judged.get(ev.id); li.appendChild(j); }
     if (ev.correctable) li.addEventListener("click", () => openJudge(ev));
@@ -276,7 +338,8 @@ let judging = null;
 function openJudge(ev) {
   judging = ev;
   $("judge-what").textContent = `${fmtS(ev.start_s)}–${fmtS(ev.end_s)} s: the model said ${nice(ev.label).toUpperCase()} (${ev.confidence.toFixed(2)}). Was it?` +
-    (caveatOf(ev) ? ` (The box noted ${caveatOf(ev)}.)` : "");
+    (caveatOf(ev) ? ` (The box noted ${caveatOf(ev)}.)` : "") +
+    (evidenceOf(ev) ? ` Its evidence: ${evidenceOf(ev)}.` : "");
   const grid = $("judge-labels"); grid.textContent = "";
   for (const lab of state.labels) {
     const b = document.createElement("button"); b.type = "button"; b.textContent = nice(lab); b.dataset.label = lab;
@@ -343,6 +406,7 @@ async function showSession(id) {
   const tb = $("session-events").querySelector("tbody"); tb.textContent = "";
   for (const ev of data.events) {
     const tr = document.createElement("tr"); tr.dataset.event = ev.id;
+    if (evidenceOf(ev)) tr.title = evidenceOf(ev);
     const c = latest.get(ev.id);
     cells(tr, [`${fmtS(ev.start_s)}–${fmtS(ev.end_s)}`, ev.kind, ev.kind === "gap" ? ev.detail : nice(ev.label) + (caveatOf(ev) ? " · not at rest" : ""),
       ev.kind === "label" ? ev.confidence.toFixed(2) : "", c ? (c.confirmed ? "✓ confirmed" : `→ ${nice(c.label)}`) : ""]);
