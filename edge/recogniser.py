@@ -83,10 +83,9 @@ class Train:
 
     def describe(self) -> str:
         backs = "/".join(b.replace("_", " ") for b in self.backs) or "no class"
-        return (f"{self.firings} firings at {self.rate_hz:.1f} Hz, CV "
-                f"{100 * self.regularity_cv:.0f} %, {self.pattern}, {self.duration_ms:.1f} ms, "
-                f"{self.phases} phases, initially {self.initial}, {self.amplitude_uv:.0f} µV "
-                f"({backs})")
+        return (f"{self.rate_hz:.1f} Hz, CV {100 * self.regularity_cv:.0f} %, {self.pattern}, "
+                f"{self.duration_ms:.1f} ms, {self.phases} phases, initially {self.initial}, "
+                f"{self.amplitude_uv:.0f} µV, {self.firings} firings ({backs})")
 
     def to_dict(self, fs: int | None = None) -> dict:
         """For JSON; with ``fs``, the discharges' times too (s from the stream's start)."""
@@ -409,8 +408,8 @@ class Recogniser:
         the train that backs it best (most discharges), or what contradicted or did not
         back it; '' when no look fell in it."""
         looks = [e for e in self.looks if since < e.end <= until]
-        if not looks:
-            return ""
+        if not looks or label not in TRAIN_CLASSES:
+            return ""  # nothing looked at, or a class no train pattern decides
         backing = [t for e in looks for t in e.trains if label in t.backs]
         if label == "motor_unit" and any(e.voluntary for e in looks):
             n = max(e.voluntary_trains for e in looks)
@@ -418,4 +417,6 @@ class Recogniser:
         if backing:
             best = max(backing, key=lambda t: t.firings)
             return f"evidence: backed by a train of {best.describe()}"
+        if label == "motor_unit":
+            return ""  # a normal call the recogniser does not contradict
         return f"evidence: no train backs it ({looks[-1].reason()})"

@@ -66,6 +66,10 @@ def shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 
+PLAIN_WIDTH = 80
+"""Columns of the plain view's lines (a serial console, a journal)."""
+
+
 class PlainView(Sink):
     """For pipes and logs: one line per event."""
 
@@ -81,9 +85,13 @@ class PlainView(Sink):
                   flush=True)
         else:
             mark = " [pathological]" if ev.label in PATHOLOGICAL else ""
-            note = f" ({ev.detail})" if ev.detail else ""
             print(f"{ev.start_s:8.2f}–{ev.end_s:.2f} s  {ev.label:<20} {ev.confidence:.2f}"
-                  f"{mark} {tag}{note}", file=self.out, flush=True)
+                  f"{mark} {tag}", file=self.out, flush=True)
+            for part in ev.detail.split("; evidence: ") if ev.detail else ():
+                # the caveat and the evidence, each on its own line of an 80-column
+                # terminal (the event log keeps them whole)
+                text = part if part.startswith(("caveat", "evidence")) else f"evidence: {part}"
+                print(shorten(f"          {text}", PLAIN_WIDTH), file=self.out, flush=True)
 
     def link(self, ev: LinkEvent) -> None:
         """A link change, so a pipe or journal shows a pulled cable or a hung device."""

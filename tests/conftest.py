@@ -50,6 +50,26 @@ def rewrite_bundle(src: Path, dst: Path, change) -> Path:
     return dst
 
 
+def as_before_the_recogniser(members: dict[str, bytes], manifest: dict) -> None:
+    """Edit a bundle's members and parsed manifest in place into one packed before the
+    discharge recogniser: no ``recogniser`` in its decisions, no decision golden labels
+    (whose hash the manifest lists). A test that re-signs an edited manifest without
+    repacking needs it: the golden labels hold for the decisions they were packed with."""
+    import io
+
+    import numpy as np
+
+    from edge.bundle import sha256
+
+    manifest.get("decision", {}).pop("recogniser", None)
+    with np.load(io.BytesIO(members["golden.npz"])) as g:
+        kept = {k: g[k] for k in g.files if not k.startswith("decision_")}
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **kept)
+    members["golden.npz"] = buf.getvalue()
+    manifest["members"]["golden.npz"] = sha256(members["golden.npz"])
+
+
 # ---- model stores ------------------------------------------------------------------------
 SHIPPED = ROOT / "models" / "nemg-default.nemg"
 

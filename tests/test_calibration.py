@@ -98,12 +98,15 @@ def _resigned(tmp_path, calibration: dict | None, name: str = "cal.nemg", edit=N
     """The shipped model re-signed with ``calibration`` in its manifest (None: none, as a
     bundle from before calibration) and the softmax table of its temperature (as
     ``convert.packing.pack`` writes it; a temperature it cannot take is left to the
-    verification), after ``edit(manifest)`` if given."""
+    verification), after ``edit(manifest)`` if given; decided as before the recogniser."""
+    from conftest import as_before_the_recogniser
+
     from convert.packing import load_private_key
     from edge.arithmetic import exp_table
 
     def change(m):
         man = json.loads(m["manifest.json"])
+        as_before_the_recogniser(m, man)  # its golden labels held for the calibration
         man.pop("calibration", None)
         if calibration is not None:
             man["calibration"] = calibration

@@ -57,7 +57,23 @@ def contraction(tmp_path_factory) -> Path:
     return small_contraction_wav(tmp_path_factory.mktemp("con") / "contraction.wav")
 
 
-def test_classify_json_gives_each_windows_evidence_and_criterion(recognising, fibrillation):
+@pytest.fixture(scope="module")
+def without(tmp_path_factory) -> Path:
+    """The shipped model packed as before the recogniser (its decisions without one)."""
+    from dataclasses import replace
+
+    from convert.packing import repack
+    from edge.bundle import Bundle
+    from edge.spec import DEFAULT_DECISION
+
+    out = tmp_path_factory.mktemp("without") / "without.nemg"
+    repack(Bundle.read(SHIPPED), out, key_path=DEV_KEY, version="1.4.99",
+           decision=replace(DEFAULT_DECISION, recogniser=None))
+    return out
+
+
+def test_classify_json_gives_each_windows_evidence_and_criterion(recognising, without,
+                                                                  fibrillation):
     res = classify_file(lambda: Pipeline(load_verified(recognising)), fibrillation)
     windows = json.loads(json.dumps(res))["windows"]
     assert windows and all(WINDOW_KEYS | {"evidence", "criterion"} == set(w) for w in windows)
@@ -74,7 +90,7 @@ def test_classify_json_gives_each_windows_evidence_and_criterion(recognising, fi
     train = next(t for t in backed[-1]["evidence"]["trains"] if "fibrillation" in t["backs"])
     assert 0.5 <= train["rate_hz"] <= 16 and train["initial"] in "+-"
     # a bundle without a recogniser: the same keys, no evidence
-    old = classify_file(lambda: Pipeline(load_verified(SHIPPED)), fibrillation)["windows"]
+    old = classify_file(lambda: Pipeline(load_verified(without)), fibrillation)["windows"]
     assert len(old) == len(windows)
     assert all(w["evidence"] is None and w["criterion"] is None for w in old)
 
@@ -142,7 +158,9 @@ def test_the_event_log_keeps_the_evidence_and_nemg_log_show_prints_it(recognisin
     fib = [e for e in log.events(sid) if e["kind"] == "label" and e["label"] == "fibrillation"]
     log.close()
     assert fib and fib[0]["detail"].startswith("evidence: backed by a train of ")
-    assert fib[0]["detail"] in out.getvalue()  # the plain view's line
+    # the plain view's line under the event, cut to an 80-column terminal
+    line = next(ln for ln in out.getvalue().splitlines() if "evidence: backed" in ln)
+    assert len(line) <= 80 and fib[0]["detail"].startswith(line.strip().rstrip("…"))
     shown = run_nemg("log", "show", str(sid), "--db", str(db))
     assert shown.returncode == 0, shown.stderr
     assert fib[0]["detail"] in shown.stdout

@@ -248,15 +248,26 @@ def test_a_look_does_not_outlive_a_gap(recogniser_bundle):
     assert all(e.start >= 4 * FS for e in list(pipe.recogniser.looks)[made:])
 
 
-def test_a_bundle_without_a_recogniser_keeps_the_rest_check():
+def test_a_bundle_without_a_recogniser_keeps_the_rest_check(tmp_path):
+    """A bundle packed before the recogniser (no ``recogniser`` in its decisions) decides
+    as it did: the rest check, no evidence, no golden labels asked for."""
+    from dataclasses import replace
+
+    from convert.packing import repack
+    from edge.bundle import Bundle
     from edge.pipeline import Pipeline
     from edge.runtime import load_verified
 
-    old = load_verified()
-    if old.decision.recogniser is not None:
-        pytest.skip("the shipped bundle has a recogniser")  # pragma: no cover
+    out = tmp_path / "old.nemg"
+    repack(Bundle.read(SHIPPED), out, key_path=DEV_KEY, version="0.0.4",
+           decision=replace(DEFAULT_DECISION, recogniser=None))
+    old = load_verified(out)
+    assert "decision_samples" not in old.golden()
     pipe = Pipeline(old)
     assert pipe.recogniser is None and pipe.rest is not None
+    windows = pipe.push(small_contraction(), 0)[0]
+    assert all(w.evidence is None and w.criterion == "" for w in windows)
+    assert any(w.contracting for w in windows)  # the rest check withholds
 
 
 def test_a_recogniser_stays_bounded_in_a_long_session():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_nemg, small_contraction, small_contraction_wav
+from conftest import DEV_KEY, SHIPPED, run_nemg, small_contraction, small_contraction_wav
 
 from convert.synth import synthesize
 from edge.labels import PATHOLOGICAL, UNCERTAIN
@@ -41,12 +41,27 @@ def fibrillation() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def pipeline_factory():
-    from edge.pipeline import Pipeline
-    from edge.runtime import load_verified
+def rest_bundle(tmp_path_factory):
+    """The shipped model with decisions as before the recogniser: the rest check decides
+    (what a bundle packed before it still does)."""
+    from dataclasses import replace
 
-    bundle = load_verified()
-    return lambda **kw: Pipeline(bundle, **kw)
+    from convert.packing import repack
+    from edge.bundle import Bundle
+    from edge.runtime import load_verified
+    from edge.spec import DEFAULT_DECISION
+
+    out = tmp_path_factory.mktemp("rest") / "rest.nemg"
+    repack(Bundle.read(SHIPPED), out, key_path=DEV_KEY, version="0.0.3",
+           decision=replace(DEFAULT_DECISION, recogniser=None))
+    return load_verified(out)
+
+
+@pytest.fixture(scope="module")
+def pipeline_factory(rest_bundle):
+    from edge.pipeline import Pipeline
+
+    return lambda **kw: Pipeline(rest_bundle, **kw)
 
 
 def _push(pipe, x: np.ndarray, block_s: float | None = None):
@@ -176,6 +191,10 @@ def test_a_session_without_end_remembers_a_bounded_number_of_checks():
 
 
 def test_nemg_classify_says_which_calls_it_withheld_and_why(tmp_path):
+    """The shipped bundle: its recogniser, which subsumes the rest check, withholds the
+    calls and says why."""
+    from edge.spec import DEFAULT_DECISION
+
     wav = small_contraction_wav(tmp_path / "contraction_low.wav")
     proc = run_nemg("classify", str(wav), "--json")
     assert proc.returncode == 0, proc.stderr
@@ -183,7 +202,8 @@ def test_nemg_classify_says_which_calls_it_withheld_and_why(tmp_path):
     s = res["summary"]
     assert s["pathological"] is False
     assert s["caveat"]["kind"] == "voluntary_activity"
-    assert s["caveat"]["units"] >= MIN_VOLUNTARY_UNITS
+    assert s["caveat"]["units"] >= DEFAULT_DECISION.recogniser.min_voluntary_trains
+    assert "no train backs them" in s["caveat"]["text"]
     assert any(w["contracting"] and w["label"] == UNCERTAIN for w in res["windows"])
     text = run_nemg("classify", str(wav)).stdout
     assert "caveat: not at rest" in text

@@ -186,13 +186,18 @@ def test_a_new_manifest_states_the_sample_rate_once_an_old_one_is_checked():
         FrontEndSpec.from_manifest({**old, "sample_rate_hz": 20_000})
 
 
-def _resigned(tmp_path: Path, edit, name: str) -> Path:
-    """The shipped bundle with ``edit(manifest)`` applied, re-signed with the dev key."""
+def _resigned(tmp_path: Path, edit, name: str, legacy: bool = False) -> Path:
+    """The shipped bundle with ``edit(manifest)`` applied, re-signed with the dev key;
+    ``legacy``: also without the decision path's golden labels (as packed before them)."""
+    from conftest import as_before_the_recogniser
+
     from convert.packing import load_private_key
 
     def change(members):
         man = json.loads(members["manifest.json"])
         edit(man)
+        if legacy:
+            as_before_the_recogniser(members, man)
         raw = json.dumps(man, indent=1, sort_keys=True).encode()
         members["manifest.json"], members["manifest.sig"] = \
             raw, load_private_key(DEV_KEY).sign(raw)
@@ -210,7 +215,7 @@ def test_a_legacy_bundle_decides_with_its_top_level_keys_and_the_defaults(tmp_pa
     from edge.pipeline import Pipeline
     from edge.runtime import load_verified
 
-    bare = load_verified(_resigned(tmp_path, _legacy, "bare.nemg"))
+    bare = load_verified(_resigned(tmp_path, _legacy, "bare.nemg", legacy=True))
     legacy_default = replace(DEFAULT_DECISION, recogniser=None)  # no recogniser then
     assert "decision" not in bare.manifest and bare.decision == legacy_default
     pipe = Pipeline(bare)
@@ -218,7 +223,8 @@ def test_a_legacy_bundle_decides_with_its_top_level_keys_and_the_defaults(tmp_pa
     assert (pipe.threshold, pipe.smoothing, pipe.min_event_windows) == (0.5, 3, 3)
     assert pipe.rest.config == DEFAULT_DECISION.rest_check and pipe.max_concealed == 500
     old = load_verified(_resigned(
-        tmp_path, lambda m: _legacy(m, uncertain_threshold=0.8, smoothing_windows=5), "old.nemg"))
+        tmp_path, lambda m: _legacy(m, uncertain_threshold=0.8, smoothing_windows=5), "old.nemg",
+        legacy=True))
     assert old.decision == replace(legacy_default, uncertain_threshold=0.8,
                                    smoothing_windows=5)
 
@@ -269,8 +275,9 @@ def test_the_pipeline_decides_with_the_bundles_threshold_and_smoothing(odd_bundl
     for a, b in zip(shipped, odd, strict=True):
         assert np.array_equal(a.probabilities, b.probabilities)  # the same model
         heard = not (b.unfamiliar or b.contracting)
-        # threshold 0.99: a label only at that confidence
-        assert (b.label != UNCERTAIN) == (heard and b.confidence >= 0.99)
+        # threshold 0.99: a label only at that confidence, or one the trains name alone
+        assert (b.label != UNCERTAIN) == (heard and (b.confidence >= 0.99
+                                                     or b.criterion == "names"))
         changed += a.label != b.label
         if heard:  # smoothing over one window: the window's own probabilities
             assert np.array_equal(b.smoothed_probabilities, b.probabilities)
