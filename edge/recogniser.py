@@ -49,7 +49,7 @@ from edge.muap.decomposition import (
 )
 from edge.rest_check import DEFAULT_REST, voluntary_note, voluntary_rates
 from edge.spec import RecogniserConfig, RestCheckConfig
-from edge.stretch import StretchBuffer
+from edge.stretch import KeepsStretch, StretchBuffer
 
 KEEP_LOOKS = 64
 """Looks remembered (bounded memory in a session of hours)."""
@@ -347,7 +347,7 @@ def recognise(x: np.ndarray, fs: int, uv_per_lsb: float, c: RecogniserConfig,
 
 
 @dataclass
-class Recogniser:
+class Recogniser(KeepsStretch):
     """Fed the stream's samples (:meth:`push`), asked for the evidence behind each window
     (:meth:`look`), trimmed after (:meth:`trim`); remembers its recent looks."""
 
@@ -368,16 +368,6 @@ class Recogniser:
 
     def __post_init__(self) -> None:
         self._buffer = StretchBuffer(round(self.config.stretch_s * self.fs))
-
-    def reset(self, start: int) -> None:
-        """A new segment begins at stream index ``start`` (nothing before a gap counts)."""
-        self._buffer.reset(start)
-
-    def push(self, samples: np.ndarray, start: int) -> None:
-        self._buffer.push(samples, start)
-
-    def trim(self) -> None:
-        self._buffer.trim()
 
     def look(self, end: int) -> Evidence | None:
         """The evidence for a window ending at stream index ``end``: the stretch ending

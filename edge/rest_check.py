@@ -36,7 +36,7 @@ import numpy as np
 from edge.labels import PATHOLOGICAL, UNCERTAIN
 from edge.muap.decomposition import DecompositionConfig, decompose, steady_intervals, time_locked
 from edge.spec import DEFAULT_DECISION, RestCheckConfig
-from edge.stretch import StretchBuffer
+from edge.stretch import KeepsStretch, StretchBuffer
 
 #: Calls a contraction undermines: every abnormal spontaneous discharge is judged at rest.
 #: (End-plate activity, a normal finding, is not checked: its irregular spikes decompose
@@ -97,7 +97,7 @@ class Check:
 
 
 @dataclass
-class RestCheck:
+class RestCheck(KeepsStretch):
     """Fed the stream's samples (:meth:`push`), asked about each window whose top class is
     checked (:meth:`check`), trimmed after (:meth:`trim`). Remembers what it found for the
     notes (:meth:`note`)."""
@@ -120,18 +120,6 @@ class RestCheck:
     @property
     def stretch(self) -> int:
         return round(self.config.stretch_s * self.fs)
-
-    def reset(self, start: int) -> None:
-        """A new segment begins at stream index ``start`` (nothing before a gap counts)."""
-        self._buffer.reset(start)
-
-    def push(self, samples: np.ndarray, start: int) -> None:
-        """Contiguous int16 ``samples`` from stream index ``start`` (:class:`StretchBuffer`)."""
-        self._buffer.push(samples, start)
-
-    def trim(self) -> None:
-        """Keep only the segment's last stretch (after a push's windows)."""
-        self._buffer.trim()
 
     def check(self, end: int) -> Check | None:
         """The check that stands for a window ending at stream index ``end``: the last one

@@ -44,3 +44,22 @@ class StretchBuffer:
         if end > self._tail_start + self._tail.size or end - a < shortest:
             return None
         return self._tail[a - self._tail_start: end - self._tail_start]
+
+
+class KeepsStretch:
+    """A check fed the stream like a :class:`StretchBuffer` (kept in ``_buffer``): the rest
+    check and the discharge recogniser."""
+
+    _buffer: StretchBuffer
+
+    def reset(self, start: int) -> None:
+        """A new segment begins at stream index ``start`` (nothing before a gap counts)."""
+        self._buffer.reset(start)
+
+    def push(self, samples: np.ndarray, start: int) -> None:
+        """Contiguous int16 ``samples`` from stream index ``start``."""
+        self._buffer.push(samples, start)
+
+    def trim(self) -> None:
+        """Keep only the segment's last stretch (after a push's windows)."""
+        self._buffer.trim()
