@@ -34,11 +34,14 @@ def window_dict(w: WindowResult, labels: list[str], fs: int) -> dict[str, Any]:
 
 def classify_file(pipe_factory: Callable[[], Pipeline], path: Path,
                   channel: int | str | None = None, scale_uv: float | None = None,
-                  on_window: Callable[[dict], None] | None = None) -> dict[str, Any]:
+                  on_window: Callable[[dict], None] | None = None,
+                  evidence_always: bool = False) -> dict[str, Any]:
     """Classify one file. Each window's result goes to ``on_window`` as it is decided
-    (bounded memory), or, without it, into the returned ``windows`` list."""
+    (bounded memory), or, without it, into the returned ``windows`` list. The recogniser
+    looks where its evidence can change a label, or at every window with
+    ``evidence_always`` (slower; the same labels)."""
     pipe = pipe_factory()
-    pipe.evidence_always = True  # a file's every window shows its evidence (the same labels)
+    pipe.evidence_always = evidence_always
     stream = open_file(path, pipe.mel, channel, scale_uv)
     need = pipe.win.samples(pipe.mel)
     if stream.total < need:

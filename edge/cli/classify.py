@@ -29,6 +29,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="µV per sample unit for files that record no scale (an integer "
                              "WAV's LSB, or 1.0 of a float WAV); amplitude is diagnostic, "
                              "so without it the scale is estimated from the noise floor")
+    parser.add_argument("--evidence-everywhere", action="store_true",
+                        help="the discharge recogniser looks at every window (its evidence on "
+                             "each; slower), not only where it can change the label (calls of "
+                             "spontaneous activity, unsure calls); the labels are the same")
 
 
 def _write_result(path: Path, pipe_factory, args: argparse.Namespace, out: TextIO) -> None:
@@ -48,7 +52,8 @@ def _write_result(path: Path, pipe_factory, args: argparse.Namespace, out: TextI
             count[0] += 1
 
         res = classify_file(pipe_factory, path, args.channel, args.scale_uv,
-                            on_window=as_json if args.json else as_text)
+                            on_window=as_json if args.json else as_text,
+                            evidence_always=args.evidence_everywhere)
         spool.seek(0)
         head = {k: v for k, v in res.items() if k not in ("windows", "summary")}
         if args.json:
