@@ -18,14 +18,15 @@ the literature and where each threshold was chosen): a slow metronome-regular tr
 denervated fibre (brief: fibrillation; long: positive sharp wave); a time-locked one a
 complex repetitive discharge; a fast waxing/waning one myotonic; a very fast one
 neuromyotonic; a bursting one myokymic; a semi-regular one at 5–30 Hz a voluntary unit.
-Several independent voluntary trains make the stretch **voluntary activity**.
+Several independent voluntary trains — or the rest check's contraction, counted by its own
+decomposition — make the stretch **voluntary activity**.
 
 **Fusion** (:meth:`Evidence.fuse`), in one sentence: *a call of abnormal spontaneous
-activity made where the recogniser hears voluntary activity and no train that backs the
-call is withheld (``uncertain``, both reasons shown); otherwise the CNN's call stands.*
-(With ``override``, a discharge that the trains alone name also becomes the label where
-the CNN is not confident.) It subsumes the rest check (:mod:`edge.rest_check`), which a
-bundle without a ``recogniser`` section still uses.
+activity made over voluntary activity that no train backs is withheld (``uncertain``, both
+reasons shown); where the CNN is unsure and the trains alone name one discharge, that is
+the label (``override``, the bundle's); otherwise the CNN's call stands.* It subsumes the
+rest check (:mod:`edge.rest_check`), which a bundle without a ``recogniser`` section still
+decides with.
 
 **Bit-exact.** The decomposition is exact (integers and dyadic values only); every
 decision here compares integers or single correctly-rounded products, so the label is the
@@ -147,7 +148,7 @@ class Evidence:
     def reason(self) -> str:
         """One line for a person: what fired and what it backs."""
         if not self.trains:
-            return "no train of 4 or more discharges"
+            return "no train of discharges found"
         r = self.voluntary_rates_hz
         span = f" ({min(r):.0f}–{max(r):.0f} Hz)" if r else ""
         lead = (f"voluntary activity: {self.voluntary_trains} units at voluntary rates{span}; "
