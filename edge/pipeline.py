@@ -318,7 +318,8 @@ class Pipeline:
         unfamiliar = self.calibration.unfamiliar(window)
         evidence, criterion = None, ""
         rec = self.recogniser
-        if rec is not None and (self.evidence_always or self._evidence_counts(top, conf)):
+        if rec is not None and not unfamiliar and (self.evidence_always
+                                                   or self._evidence_counts(top, conf)):
             evidence = rec.look(end)
         if unfamiliar:
             contracting = False
@@ -334,9 +335,14 @@ class Pipeline:
             confident = conf >= self.threshold and not unfamiliar and not contracting
             label = self.labels[top] if confident else UNCERTAIN
         # an answer on a window unlike any trained, or on a contraction that it calls
-        # spontaneous activity, is no evidence for or against a label
-        self._recent.append(np.full(probs.size, 1.0 / probs.size)
-                            if unfamiliar or contracting else probs)
+        # spontaneous activity, is no evidence for or against a label; a discharge the
+        # trains alone named counts for it, as the window's label does
+        if unfamiliar or contracting:
+            self._recent.append(np.full(probs.size, 1.0 / probs.size))
+        elif criterion == "names":
+            self._recent.append(np.eye(probs.size)[self.labels.index(label)])
+        else:
+            self._recent.append(probs)
         smooth = np.mean(self._recent, axis=0)
         s_top = int(np.argmax(smooth))
         smoothed = self.labels[s_top] if smooth[s_top] >= self.threshold else UNCERTAIN

@@ -279,8 +279,10 @@ def test_the_pipeline_decides_with_the_bundles_threshold_and_smoothing(odd_bundl
         assert (b.label != UNCERTAIN) == (heard and (b.confidence >= 0.99
                                                      or b.criterion == "names"))
         changed += a.label != b.label
-        if heard:  # smoothing over one window: the window's own probabilities
+        if heard and b.criterion != "names":  # smoothing over one window: its own
             assert np.array_equal(b.smoothed_probabilities, b.probabilities)
+        elif heard:  # ... or, named by its trains alone, that class's
+            assert b.smoothed_label == b.label
     assert changed > 0  # the shipped threshold (0.5) labels some of those
     assert any(not np.array_equal(a.smoothed_probabilities, a.probabilities)
                for a in shipped)  # ... and smooths over three
