@@ -366,18 +366,35 @@ class Recogniser(KeepsStretch):
     """CNN call -> windows withheld ('uncertain') because the evidence contradicted it
     (counted by the pipeline, which fuses)."""
     _buffer: StretchBuffer = field(init=False)
+    _step: int = field(init=False)
+    """The look grid's step, samples (0: none)."""
 
     def __post_init__(self) -> None:
-        self._buffer = StretchBuffer(round(self.config.stretch_s * self.fs))
+        self._step = round(self.config.look_every_s * self.fs)
+        self._buffer = StretchBuffer(round(self.config.stretch_s * self.fs),
+                                     behind=self._step)
+
+    def look_end(self, end: int) -> int:
+        """Where the look for a window ending at stream index ``end`` ends: the last
+        point of the segment's look grid at or before it (``look_every_s`` apart from
+        the end of the segment's first window; every window's end without a grid)."""
+        first = self._buffer.segment_start + self.min_stretch
+        if self._step == 0 or end <= first:
+            return end
+        return first + (end - first) // self._step * self._step
 
     def look(self, end: int) -> Evidence | None:
         """The evidence for a window ending at stream index ``end``: the stretch ending
-        with it, and nothing else (so a window's evidence never depends on which other
-        windows were looked at). None when less than ``min_stretch`` is here."""
-        x = self._buffer.stretch_ending(end, self.min_stretch)
+        at its grid point (:meth:`look_end`), and nothing else (so a window's evidence
+        never depends on which other windows were looked at). None when less than
+        ``min_stretch`` is here."""
+        at = self.look_end(end)
+        if self.looks and self.looks[-1].end == at:
+            return self.looks[-1]  # the window before took this grid point's look
+        x = self._buffer.stretch_ending(at, self.min_stretch)
         if x is None:
             return None
-        ev = recognise(x, self.fs, self.uv_per_lsb, self.config, end - x.size, self.rest)
+        ev = recognise(x, self.fs, self.uv_per_lsb, self.config, at - x.size, self.rest)
         self.looks.append(ev)
         self.made += 1
         return ev

@@ -324,6 +324,10 @@ class RestCheckConfig(_Fields):
         return {**asdict(self), "voluntary_rate_hz": list(self.voluntary_rate_hz)}
 
 
+LOOK_EVERY_S_BEFORE_GRID = 0.0
+"""The look step of a recogniser packed before :attr:`RecogniserConfig.look_every_s`
+(1.6.0): a look at every window's end."""
+
 
 @dataclass(frozen=True)
 class RecogniserConfig(_Fields):
@@ -386,6 +390,12 @@ class RecogniserConfig(_Fields):
     override: bool = True
     """Where the CNN is not confident and the recogniser's trains name one discharge
     alone, that discharge is the label (chosen on both simulators: docs/evidence.md)."""
+    look_every_s: float = 1.0
+    """Looks fall on a grid of this step, from the end of a segment's first window; a
+    window takes the last look at or before its end (its stretch then ends up to one
+    step before the window does). Two windows a look at a 0.5 s hop: a look costs 2–100
+    ms of a core (docs/performance.md). 0: a look at every window's end, as bundles
+    packed before 1.6.1 decide (:data:`LOOK_EVERY_S_BEFORE_GRID`)."""
 
     def __post_init__(self) -> None:
         for name in ("stretch_s", "detect_sigma", "refractory_ms",
@@ -393,6 +403,7 @@ class RecogniserConfig(_Fields):
                      "wax_wane_ratio", "very_fast_rate_hz", "burst_gap_ratio",
                      "voluntary_max_cv", "complex_span_ms", "smooth_jump"):
             _number(f"recogniser.{name}", getattr(self, name))
+        _number("recogniser.look_every_s", self.look_every_s, positive=False)
         for name in ("slow_rate_hz", "voluntary_rate_hz"):
             _rate_range(self, "recogniser", name)
         for name in ("min_firings", "max_segments", "min_voluntary_trains",
@@ -400,6 +411,12 @@ class RecogniserConfig(_Fields):
             _count(f"recogniser.{name}", getattr(self, name))
         if not isinstance(self.override, bool):
             raise ConfigError("recogniser.override must be true or false")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RecogniserConfig:
+        """A manifest's recogniser; one packed before the look grid looks at every
+        window, as it did (a code update never changes an unchanged bundle's labels)."""
+        return cls(**{"look_every_s": LOOK_EVERY_S_BEFORE_GRID, **_known_fields(cls, d)})
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "slow_rate_hz": list(self.slow_rate_hz),

@@ -15,13 +15,18 @@ class StretchBuffer:
     index (:meth:`stretch_ending`), trimmed after a push's windows (:meth:`trim`)."""
 
     stretch: int
-    """Samples kept: the longest stretch asked for."""
+    """The longest stretch asked for, samples."""
+    behind: int = 0
+    """How far before the latest window's end a stretch may end, samples (kept too)."""
+    segment_start: int = 0
+    """Stream index where the current segment began."""
     _tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
     _tail_start: int = 0
 
     def reset(self, start: int) -> None:
         """A new segment begins at stream index ``start`` (nothing before a gap counts)."""
         self._tail, self._tail_start = np.zeros(0, np.int16), start
+        self.segment_start = start
 
     def push(self, samples: np.ndarray, start: int) -> None:
         """Contiguous int16 ``samples`` from stream index ``start``, held until
@@ -32,7 +37,7 @@ class StretchBuffer:
 
     def trim(self) -> None:
         """Keep only the segment's last stretch (after a push's windows)."""
-        drop = self._tail.size - self.stretch
+        drop = self._tail.size - self.stretch - self.behind
         if drop > 0:
             self._tail = self._tail[drop:].copy()
             self._tail_start += drop

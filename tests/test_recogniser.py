@@ -222,7 +222,12 @@ def test_the_pipeline_fuses_the_evidence_the_same_whatever_the_block_size(recogn
     withheld = [w for w in a if w.criterion == "contradicts"]
     assert withheld and all(w.label == UNCERTAIN and w.contracting for w in withheld)
     assert whole.caveat() is not None and "no train backs them" in whole.caveat()["text"]
-    assert whole.rest is None and whole.recogniser.made == len(a)
+    # one look per point of the look grid (a second apart: two windows at a 0.5 s hop)
+    rec = whole.recogniser
+    grid = [rec.look_end(w.end_sample) for w in a]
+    assert whole.rest is None and rec.made == len(set(grid)) < len(a)
+    assert all(w.evidence.end == g for w, g in zip(a, grid, strict=True))
+    assert set(np.diff(sorted(set(grid)))) == {round(rec.config.look_every_s * rec.fs)}
     # looking only where the evidence can change a label: the same labels, fewer looks
     lazy = Pipeline(recogniser_bundle)
     c = lazy.push(x, 0)[0]
@@ -230,7 +235,7 @@ def test_the_pipeline_fuses_the_evidence_the_same_whatever_the_block_size(recogn
     needed = [recogniser_bundle.labels[int(np.argmax(w.probabilities))] in PATHOLOGICAL
               or w.confidence < lazy.threshold for w in c]  # (``override`` is on)
     assert [w.evidence is not None for w in c] == needed
-    assert lazy.recogniser.made == sum(needed)
+    assert lazy.recogniser.made == len({g for g, n in zip(grid, needed, strict=True) if n})
 
 
 def test_a_look_does_not_outlive_a_gap(recogniser_bundle):
@@ -277,7 +282,31 @@ def test_a_recogniser_stays_bounded_in_a_long_session():
         rec.push(quiet, k * FS)
         rec.look((k + 1) * FS)
         rec.trim()
-    assert len(rec.looks) <= 64 and rec._buffer._tail.size <= 3 * FS
+    kept = round((C.stretch_s + C.look_every_s) * FS)  # a stretch and one grid step
+    assert len(rec.looks) <= 64 and rec._buffer._tail.size <= kept
+
+
+def test_a_recogniser_packed_before_the_look_grid_looks_at_every_window(tmp_path):
+    """1.6.0's manifest has no ``look_every_s``: it is read as a look at every window's
+    end, so its labels do not change under this code."""
+    from dataclasses import replace
+
+    from convert.packing import repack
+    from edge.bundle import Bundle
+    from edge.pipeline import Pipeline
+    from edge.runtime import load_verified
+
+    d = RecogniserConfig().to_dict()
+    del d["look_every_s"]
+    assert RecogniserConfig.from_dict(d).look_every_s == 0
+    assert RecogniserConfig.from_dict(RecogniserConfig().to_dict()) == RecogniserConfig()
+    out = tmp_path / "grid0.nemg"
+    every = replace(DEFAULT_DECISION, recogniser=replace(C, look_every_s=0.0))
+    repack(Bundle.read(SHIPPED), out, key_path=DEV_KEY, version="0.0.5", decision=every)
+    pipe = Pipeline(load_verified(out), evidence_always=True)
+    windows = pipe.push(small_contraction(), 0)[0]
+    assert pipe.recogniser.made == len(windows)
+    assert all(w.evidence.end == w.end_sample for w in windows)
 
 
 def test_a_bundle_whose_decision_path_differs_from_its_golden_labels_is_refused(

@@ -147,7 +147,8 @@ def test_the_decision_section_round_trips_through_a_manifest():
         recogniser=None)  # a section written before the recogniser: none, labels as they were
     tuned = {"decision": {"recogniser": {"regular_cv": 0.05, "slow_rate_hz": [1, 12]}}}
     assert DecisionConfig.from_manifest(tuned).recogniser == RecogniserConfig(
-        regular_cv=0.05, slow_rate_hz=(1.0, 12.0))
+        regular_cv=0.05, slow_rate_hz=(1.0, 12.0),
+        look_every_s=0.0)  # written before the look grid: a look at every window
 
 
 def test_a_manifest_without_a_decision_section_reads_its_legacy_keys_and_the_defaults():
