@@ -12,8 +12,13 @@
   for each matched unit the error of its measures against the unit's noiseless potential.
   A unit is *findable* when its potential peaks ≥ 300 µV (smaller ones sit in the
   background of the others).
+- **Dense contractions** (:mod:`benches.dense_muap`: 5–20 active units from both
+  simulators, healthy, myopathic and neurogenic, test seeds): units found, merged and
+  split, for every unit the decomposition reports (``dense``) and for the units it
+  measures (``dense_measured``: those :mod:`edge.muap.validity` calls valid).
 - **emgdb** (tibialis anterior; healthy, myopathy, neuropathy): the interpretation of each.
-- **Speed**: decomposition real-time factor on one core (R00108, or a simulated recording).
+- **Speed and memory**: decomposition real-time factor on one core (R00108, or a simulated
+  recording); peak memory of decomposing a dense recording of 10 s and of 60 s.
 """
 
 from __future__ import annotations
@@ -88,11 +93,50 @@ def _r00108(data: Path) -> dict[str, Any] | None:
     units = decompose(rec.samples_uv, rec.sample_rate_hz)
     m = match_units([u.firings_s for u in units], truth, 3e-3)
     f1 = [m[k][1]["f1"] if k in m else 0.0 for k in truth]
+    valid = measured(units, rec.samples_uv)
     return {"expert_units": len(truth), "expert_firings": int(sum(t.size for t in truth.values())),
-            "units_found": len(units), "expert_units_matched": len(m),
+            "units_found": len(units), "units_measured": len(valid),
+            "expert_units_matched": len(m),
             "median_firing_f1": float(np.median(f1)),
             "per_unit": {str(k): {kk: round(v, 3) for kk, v in m[k][1].items()} if k in m
                          else None for k in sorted(truth)}}
+
+
+def measured(units: list, x_uv: np.ndarray) -> list:
+    """The units :func:`edge.muap.analysis.analyse` measures: those its validity check
+    calls valid."""
+    from edge.muap.validity import VALID, train_validity
+
+    rms = float(np.std(x_uv))
+    return [u for u in units if train_validity(u.firings_s, float(np.ptp(u.template_fine_uv)),
+                                               rms)["verdict"] == VALID]
+
+
+def measured_decomposition(x_uv: np.ndarray, fs: int) -> list[np.ndarray]:
+    """The trains of the units the box measures (for :func:`dense_section`)."""
+    from edge.muap.decomposition import decompose
+
+    return [u.firings_s for u in measured(decompose(x_uv, fs), x_uv)]
+
+
+def _memory(quick: bool) -> dict[str, Any]:
+    """Peak memory (tracemalloc, MB) of decomposing a dense recording of 10 s and 60 s
+    (15 healthy units, biosim): what the bound grows with."""
+    import tracemalloc
+
+    from convert.dense import dense_contraction
+    from edge.muap.decomposition import decompose
+
+    out = {}
+    for seconds in (3.0,) if quick else (10.0, 60.0):
+        rec = dense_contraction("biosim", 15, "healthy", np.random.default_rng([33, 60]),
+                                duration_s=seconds)
+        tracemalloc.start()
+        decompose(rec.signal_uv, rec.fs)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        out[f"{seconds:g}_s"] = round(peak / 2**20, 1)
+    return out
 
 
 def read_eaf(path: Path) -> dict[int, np.ndarray]:
@@ -170,6 +214,7 @@ def _emgdb(data: Path) -> dict[str, Any]:
 
 
 def run(opts: BenchOptions) -> dict[str, Any]:
+    from benches.dense_muap import current_decomposition, dense_section
     from benches.harness import pin_to_one_cpu
     from benches.real_bench import real_data_dir
     from edge.muap.decomposition import decompose
@@ -178,6 +223,11 @@ def run(opts: BenchOptions) -> dict[str, Any]:
     data = real_data_dir()
     r108 = _r00108(data)
     sim = _simulated(1 if opts.quick else 3)
+    dense = dense_section(current_decomposition, quick=opts.quick)
+    dense_measured = dense_section(measured_decomposition, quick=opts.quick)
+    for d in (dense, dense_measured):
+        d.pop("recordings")  # per-recording rows: python -m benches.dense_muap has them
+        d.pop("recordings_units_columns")
     emg = _emgdb(data)
     if (data / "R00108.hea").is_file():
         from edge.readers import load_recording
@@ -211,7 +261,8 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         voluntary_rates(busy, mel.sample_rate_hz)
         check.append(time.process_time() - t0)
     return {"r00108": r108 if r108 is not None else "skipped: ../shared/data/real/R00108.* "
-            "absent", "simulated": sim, "emgdb": emg,
+            "absent", "simulated": sim, "dense": dense, "dense_measured": dense_measured,
+            "decomposition_peak_mb": _memory(opts.quick), "emgdb": emg,
             "rest_check_s_per_stretch": float(np.median(check)),
             "rest_check_realtime_factor": STRETCH_S / float(np.median(check)),
             "emgdb_correct": sum(v["finding"] == v["expected"] for v in emg.values()),

@@ -1,6 +1,7 @@
 """The MUAP report picture: what a clinician reads off a QEMG screen — each unit's
-template with its duration and amplitude marked and its measures beside it, the raster of
-firings, and each unit's firing rate over time. Needs matplotlib (the workstation extra;
+template with its duration and amplitude marked and its measures beside it (a unit the
+decomposition cannot vouch for greyed, with its verdict instead: merged or uncertain), the
+raster of firings, and each unit's firing rate over time. Needs matplotlib (the workstation extra;
 ``nemg muap`` without ``-o`` does not)."""
 
 from __future__ import annotations
@@ -27,19 +28,28 @@ def write_report(res: dict[str, Any], out: Path) -> None:
     rows = -(-n // cols)
     fig = plt.figure(figsize=(2.4 * cols, 2.6 * rows + 4.2))
     grid = fig.add_gridspec(rows + 2, cols, height_ratios=[2.6] * rows + [1.8, 1.8])
-    colors = plt.cm.tab10(np.arange(n) % 10)
+    colors = [c if u["measured"] else (0.6, 0.6, 0.6, 1.0)
+              for c, u in zip(plt.cm.tab10(np.arange(n) % 10), units, strict=False)]
     span = 0.0
     for k, u in enumerate(units):
         ax = fig.add_subplot(grid[k // cols, k % cols])
         v = np.asarray(u["template_uv"])
         t = np.arange(v.size) / u["template_rate_hz"] * 1000
         ax.plot(t, v, color=colors[k], lw=1.2)
-        if u["onset_ms"] is not None:
-            ax.axvspan(u["onset_ms"], u["end_ms"], color="0.9", zorder=0)
-        ax.set_title(f"unit {u['id']}", fontsize=9)
-        ax.text(0.02, 0.02, f"{u['amplitude_uv']:.0f} µV\n{u['duration_ms']:.1f} ms\n"
-                f"{u['phases']} ph · {u['turns']} turns\n{u['firing_rate_hz']:.1f} Hz",
-                transform=ax.transAxes, fontsize=7, va="bottom")
+        if not u["measured"]:
+            va = u["validity"]
+            ax.set_title(f"unit {u['id']}: {va['verdict']}", fontsize=9, color="0.35")
+            ax.text(0.02, 0.02, f"not measured\n{va['ptp_to_rms']:g}× RMS\n"
+                    f"{va['short_interval_share']:.0%} short intervals",
+                    transform=ax.transAxes, fontsize=7, va="bottom", color="0.35")
+        else:
+            if u["onset_ms"] is not None:
+                ax.axvspan(u["onset_ms"], u["end_ms"], color="0.9", zorder=0)
+            conf = (f" · {u['validity']['ptp_to_rms']:g}× RMS" if "validity" in u else "")
+            ax.set_title(f"unit {u['id']}{conf}", fontsize=9)
+            ax.text(0.02, 0.02, f"{u['amplitude_uv']:.0f} µV\n{u['duration_ms']:.1f} ms\n"
+                    f"{u['phases']} ph · {u['turns']} turns\n{u['firing_rate_hz']:.1f} Hz",
+                    transform=ax.transAxes, fontsize=7, va="bottom")
         ax.tick_params(labelsize=7)
         ax.set_xlabel("ms", fontsize=7)
         span = max(span, float(np.ptp(v)))
@@ -59,7 +69,9 @@ def write_report(res: dict[str, Any], out: Path) -> None:
     rates.set_ylim(0, 50)
     rates.set_xlabel("time (s)", fontsize=8)
     i = res["interpretation"]
-    fig.suptitle(f"{Path(res['file']).name}: {i['finding']} — {len(units)} units"
+    measured = sum(u["measured"] for u in units)
+    fig.suptitle(f"{Path(res['file']).name}: {i['finding']} — {measured} of {len(units)} "
+                 "units measured"
                  f"{' · ' + res['muscle'] if res.get('muscle') else ''}", fontsize=11)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

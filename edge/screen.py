@@ -21,9 +21,11 @@ from wire.link import LinkEvent
 def muap_line(r: MuapResult) -> str:
     """A MUAP site summary in one line."""
     s = r.summary
+    flagged = sum(s.get("units_flagged", {}).values())
+    aside = f" ({flagged} more flagged, not measured)" if flagged else ""
     if not s.get("units"):
-        return f"MUAP: no steady unit found → {r.finding}"
-    return (f"MUAP: {s['units']} units · {s['mean_amplitude_uv']:.0f} µV · "
+        return f"MUAP: no steady unit measured{aside} → {r.finding}"
+    return (f"MUAP: {s['units']} units{aside} · {s['mean_amplitude_uv']:.0f} µV · "
             f"{s['mean_duration_ms']:.1f} ms · {s['polyphasic_share']:.0%} polyphasic · "
             f"{s['mean_firing_rate_hz']:.0f} Hz → {r.finding}")
 

@@ -174,7 +174,12 @@ def test_bad_input_gets_a_clear_answer_not_a_guess(tmp_path):
 
 def test_the_committed_emgdb_excerpt_is_analysed():
     res = analyse(*_excerpt(), muscle="tibialis anterior")
-    assert res["summary"]["units"] >= 1 and res["interpretation"]["evidence"]
+    s, units = res["summary"], res["units"]
+    assert s["units_found"] == len(units) >= 1 and res["interpretation"]["evidence"]
+    # every unit is measured, or shown with the reason it is not
+    assert s["units"] == sum(u["measured"] for u in units)
+    assert all(u["measured"] == ("duration_ms" in u) for u in units)
+    assert all(u["measured"] or u["validity"]["reason"] for u in units)
 
 
 def _excerpt():
@@ -270,3 +275,70 @@ def test_a_live_session_logs_a_muap_summary_of_a_steady_contraction(tmp_path):
     assert len(logged) == len(summary["muap"])
     assert json.loads(logged[0]["detail"])["summary"]["units"] == summary["muap"][0]["units"]
     assert "MUAP" in out.getvalue()
+
+
+# ---- validity: which units are measured -----------------------------------------------------
+def _train(rate_hz: float, cv: float, seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    isi = np.clip(rng.normal(1 / rate_hz, cv / rate_hz, int(seconds * rate_hz * 1.2)),
+                  0.02, None)
+    t = np.cumsum(isi)
+    return t[t < seconds]
+
+
+def test_a_steady_unit_standing_out_is_valid_and_two_interleaved_are_merged():
+    from edge.muap.validity import MERGED, UNCERTAIN, VALID, train_validity
+
+    one = _train(10.0, 0.15, 10.0, 1)
+    assert train_validity(one, 1000.0, 100.0)["verdict"] == VALID
+    two = np.sort(np.concatenate([one, _train(12.0, 0.15, 10.0, 2)]))
+    merged = train_validity(two, 1000.0, 100.0)
+    assert merged["verdict"] == MERGED and merged["short_interval_share"] > 0.2
+    small = train_validity(one, 200.0, 100.0)  # 2× the signal's RMS: hidden in the others
+    assert small["verdict"] == UNCERTAIN and small["ptp_to_rms"] == 2.0
+    ragged = train_validity(_train(10.0, 0.6, 10.0, 3), 1000.0, 100.0)
+    assert ragged["verdict"] in (UNCERTAIN, MERGED)
+
+
+def test_flagged_units_are_shown_not_measured_and_left_out_of_the_site():
+    from edge.muap.validity import MERGED, VALID
+
+    good = {"id": 1, "amplitude_uv": 650, "duration_ms": 9.5, "phases": 3,
+            "firing_rate_hz": 10.0, "measured": True,
+            "validity": {"verdict": VALID, "ptp_to_rms": 4.0}}
+    bad = {"id": 2, "firing_rate_hz": 30.0, "measured": False,
+           "validity": {"verdict": MERGED, "ptp_to_rms": 3.0}}
+    s = summarize_site([good, {**good, "id": 3}, {**good, "id": 4}, bad])
+    assert s["units"] == 3 and s["units_found"] == 4 and s["units_flagged"][MERGED] == 1
+    assert s["max_firing_rate_hz"] == 10.0  # the merged train's rate is not a unit's
+    assert [v["verdict"] for v in s["unit_verdicts"]] == [VALID, VALID, VALID, MERGED]
+    out = interpret(s, "tibialis anterior", sample_rate_hz=20_000)
+    assert out["finding"] == "normal" and "1 merged" in out["evidence"][0]
+
+
+def test_fragments_of_one_unit_are_joined_and_two_units_are_not():
+    """A unit seeded twice, each fragment anchored on another of its spikes, interleaving:
+    one unit again, at the first fragment's fiducial point. Another unit's train, or the
+    same discharges seen twice, are not joined."""
+    from edge.muap.decomposition import DecompositionConfig, join_fragments
+
+    rate, c = 40_000, DecompositionConfig()
+    rng = np.random.default_rng(5)
+    t = np.arange(-200, 600)
+    muap = 800 * np.exp(-((t - 0) / 30.0) ** 2) - 600 * np.exp(-((t - 60) / 40.0) ** 2)
+    other = 700 * np.sin(t / 25.0) * np.exp(-((t - 100) / 120.0) ** 2)
+    x = rng.normal(0, 10, 10 * rate)
+    fire = np.cumsum(rng.normal(0.1, 0.012, 95) * rate).astype(int) + 2000
+    for f in fire:
+        x[f - 200: f + 600] += muap
+    fire2 = np.cumsum(rng.normal(0.11, 0.012, 85) * rate).astype(int) + 3100
+    for f in fire2:
+        x[f - 200: f + 600] += other
+    a, b = fire[::2], fire[1::2] + 60  # b anchored on the second spike
+    shapes = [np.zeros(100), np.ones(100), 2 * np.ones(100)]
+    trains, kept = join_fragments(x, rate, [a.tolist(), b.tolist(), fire2.tolist()], shapes, c)
+    assert len(trains) == 2 and kept[0] is shapes[0] and kept[1] is shapes[2]
+    assert trains[0] == sorted(fire.tolist())  # at the first fragment's fiducial point
+    assert trains[1] == fire2.tolist()  # the other unit interleaves too, but is not alike
+    twice, _ = join_fragments(x, rate, [fire.tolist(), (fire + 60).tolist()], shapes[:2], c)
+    assert len(twice) == 2  # the same discharges seen twice collide: not one train

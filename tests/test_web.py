@@ -591,6 +591,7 @@ def test_the_muap_panel_shows_the_summary_the_log_records(tmp_path):
     last = summary["muap"][-1]
     assert page is not None and f"{last['finding']}" in panel
     assert f"{last['units']} units" in panel
+    assert "units: #1 " in panel  # each unit's confidence (valid, merged or uncertain)
 
 
 @needs_browser

@@ -69,6 +69,11 @@ def _text(res: dict[str, Any]) -> str:
     lines = [f"{res['file']}: {i['finding'].upper()} — {s['units']} unit(s), "
              f"{res['duration_s']:.1f} s at {res['sample_rate_hz']:g} Hz"]
     for u in res["units"]:
+        if not u["measured"]:
+            v = u["validity"]
+            lines.append(f"  unit {u['id']:>2}: {v['verdict'].upper()}, not measured: "
+                         f"{v['reason']} ({len(u['firings_s'])} firings)")
+            continue
         lines.append(f"  unit {u['id']:>2}: {u['amplitude_uv']:7.0f} µV  {u['duration_ms']:5.1f} ms"
                      f"  {u['phases']} phases  {u['turns']:>2} turns  "
                      f"{u['firing_rate_hz']:5.1f} Hz  ({len(u['firings_s'])} firings)")

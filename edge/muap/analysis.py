@@ -9,6 +9,7 @@ from edge.errors import InputError
 from edge.muap.decomposition import DecompositionConfig, decompose
 from edge.muap.interpretation import interpret, summarize_site
 from edge.muap.measures import unit_dict
+from edge.muap.validity import DEFAULT_VALIDITY, ValidityConfig, train_validity
 
 MIN_CONTRACTION_S = 2.0
 """Shortest recording analysed: a unit at 8 Hz fires 16 times (the seeding needs 8)."""
@@ -26,10 +27,15 @@ def check_contraction(x_uv: np.ndarray, fs: float, min_s: float = MIN_CONTRACTIO
 
 
 def analyse(x_uv: np.ndarray, fs: float, *, muscle: str | None = None,
-            age: float | None = None, config: DecompositionConfig | None = None) -> dict:
-    """Decomposition, per-unit measures, the site summary and its interpretation."""
+            age: float | None = None, config: DecompositionConfig | None = None,
+            validity: ValidityConfig = DEFAULT_VALIDITY) -> dict:
+    """Decomposition, each unit's validity, the measures of the valid ones, the site
+    summary and its interpretation."""
     check_contraction(x_uv, fs)
-    units = [unit_dict(u, fs) for u in decompose(x_uv, fs, config)]
+    rms = float(np.std(x_uv))
+    units = [unit_dict(u, fs, train_validity(u.firings_s, float(np.ptp(u.template_fine_uv)),
+                                             rms, validity))
+             for u in decompose(x_uv, fs, config)]
     summary = summarize_site(units)
     if not units:
         interpretation = {"finding": "indeterminate", "reference": None,

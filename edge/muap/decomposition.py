@@ -17,7 +17,14 @@ contract of the features; numpy only):
    energy are subtracted when they remove at least half the template's own; the next pass
    finds what the subtraction uncovered (resolvable superpositions). A unit cannot fire
    twice within ``refractory_ms``.
-5. **Units kept**: at least ``min_rate_hz`` over the recording, and a regular train (the CV
+5. **Fragments joined** (not in an exact decomposition: what the box's labels rest on stays
+   as it was packed): a unit whose discharges vary — jiggle, a polyphasic MUAP whose
+   largest spike changes — is seeded as several, each anchored on another spike. Two whose
+   wide-band potentials match up to a shift, whose trains interleave without collisions
+   once shifted, and which together fire as one unit does (as regularly as one motor
+   neurone, or more regularly than either alone) are one unit (the firing pattern as
+   evidence, as DQEMG's train validity uses it: Parsaei & Stashuk).
+6. **Units kept**: at least ``min_rate_hz`` over the recording, and a regular train (the CV
    of its inter-discharge intervals below ``max_isi_cv``): a steadily firing motor unit.
 """
 
@@ -70,6 +77,26 @@ class DecompositionConfig:
     clustering is O(n²) in memory: 3000 segments need 72 MB; the matching sees all)."""
     template_ms: tuple[float, float] = (-20.0, 20.0)
     """Span of the wide-band template around each firing (holds a 30 ms neurogenic MUAP)."""
+    join_span_ms: tuple[float, float] = (-5.0, 10.0)
+    """Fragments of one unit (step 5) are compared on their wide-band potentials over this
+    span around their firings ..."""
+    join_shift_ms: float = 4.0
+    """... at any shift up to this (each fragment is anchored on its own spike) ..."""
+    join_correlation: float = 0.85
+    """... where they correlate at least this much ..."""
+    join_amplitude_ratio: float = 1.6
+    """... and their peak-to-peaks differ by at most this factor; ..."""
+    join_collisions: float = 0.05
+    """... their trains, shifted, collide (fire within ``refractory_ms``) for at most this
+    share of the sparser's discharges ..."""
+    join_regularity_gain: float = 0.05
+    """... and together they fire as one unit: their intervals' CV at least this much below
+    the more regular one's (fragments that split a unit's discharges unevenly) ..."""
+    join_max_cv: float = 0.3
+    """... or at most this (fragments that took turns: each alone is as regular, at half
+    the rate; one motor neurone at steady force fires with a CV of 0.1–0.25). Chosen on
+    the two simulators' dense contractions (validation seeds of ``benches/dense_muap.py``),
+    never on a real recording."""
 
 
 @dataclass
@@ -417,6 +444,84 @@ def locked_together(fa, fb, tol: int, window: int) -> bool:
     return bool(np.mean(np.abs(near - mode) <= tol) * near.size >= few.size / 2)
 
 
+def _interval_cv(f: np.ndarray) -> float:
+    """CV of a train's steady intervals (missed discharges left out); inf when too few."""
+    isi = steady_intervals(f) if f.size > 3 else f[:0]
+    return float(isi.std() / isi.mean()) if isi.size > 2 else math.inf
+
+
+def _collisions(f: np.ndarray, g: np.ndarray, refractory: int) -> int:
+    """Discharges of sorted ``g`` within ``refractory`` of one of sorted ``f``."""
+    if not f.size or not g.size:
+        return 0
+    j = np.searchsorted(f, g)
+    near = np.zeros(g.size, bool)
+    for k in (j - 1, j):
+        ok = (k >= 0) & (k < f.size)
+        near[ok] |= np.abs(f[k[ok]] - g[ok]) < refractory
+    return int(near.sum())
+
+
+def _best_lag(u: np.ndarray, v: np.ndarray, max_lag: int) -> tuple[float, int]:
+    """The normalised correlation of ``v`` shifted against ``u`` at its best lag within
+    ± ``max_lag`` (``u[n] ≈ v[n − lag]``), and that lag."""
+    best = (-2.0, 0)
+    for lag in range(-max_lag, max_lag + 1):
+        a, b = max(0, lag), min(u.size, u.size + lag)
+        uu, vv = u[a:b], v[a - lag: b - lag]
+        den = math.sqrt(float(uu @ uu) * float(vv @ vv))
+        r = float(uu @ vv) / den if den else -2.0
+        if r > best[0]:
+            best = (r, lag)
+    return best
+
+
+def join_fragments(x: np.ndarray, rate: float, firings: list[list[int]],
+                   shapes: list[np.ndarray], c: DecompositionConfig
+                   ) -> tuple[list[list[int]], list[np.ndarray]]:
+    """Fragments of one unit joined (module doc, step 5): the best-correlated pair that
+    meets every criterion first, until none does. ``x``: the wide-band signal at ``rate``;
+    a joined train keeps the first fragment's fiducial point and matching shape."""
+    ms = rate / 1000.0
+    ta, tb = round(-c.join_span_ms[0] * ms), round(c.join_span_ms[1] * ms)
+    refractory, max_lag = round(c.refractory_ms * ms), round(c.join_shift_ms * ms)
+    trains = [np.asarray(f, dtype=np.int64) for f in firings]
+    shapes = list(shapes)
+
+    def potential(f: np.ndarray) -> np.ndarray:
+        f = f[(f - ta >= 0) & (f + tb < x.size)]
+        return (np.median(np.stack([x[t - ta: t + tb] for t in f]), axis=0) if f.size
+                else np.zeros(ta + tb))
+
+    pots = [potential(f) for f in trains]
+    while len(trains) > 1:
+        best = None
+        for i in range(len(trains)):
+            for j in range(i + 1, len(trains)):
+                pi, pj = float(np.ptp(pots[i])), float(np.ptp(pots[j]))
+                if max(pi, pj) > c.join_amplitude_ratio * min(pi, pj):
+                    continue
+                r, lag = _best_lag(pots[i], pots[j], max_lag)
+                if r < c.join_correlation or (best is not None and r <= best[0]):
+                    continue
+                fj = trains[j] - lag  # j's discharges at i's fiducial point
+                fewer = min(trains[i].size, trains[j].size)
+                if _collisions(trains[i], fj, refractory) > c.join_collisions * fewer:
+                    continue
+                both = np.sort(np.concatenate([trains[i], fj]))
+                alone = min(_interval_cv(trains[i]), _interval_cv(trains[j]))
+                cv = _interval_cv(both)
+                if cv <= alone - c.join_regularity_gain or cv <= c.join_max_cv:
+                    best = (r, i, j, both)
+        if best is None:
+            break
+        _, i, j, both = best
+        trains[i] = both[(both >= 0) & (both < x.size)]
+        pots[i] = potential(trains[i])
+        del trains[j], shapes[j], pots[j]
+    return [f.tolist() for f in trains], shapes
+
+
 def decompose(x_uv: np.ndarray, fs: float, config: DecompositionConfig | None = None, *,
               exact: bool = False, stop_below: int = 0) -> list[Unit]:
     """Motor units of a steady contraction ``x_uv`` (µV at ``fs`` Hz), largest first.
@@ -474,6 +579,8 @@ def decompose(x_uv: np.ndarray, fs: float, config: DecompositionConfig | None = 
             break
         del shapes[twin]
         firings = peel(y, shapes, a, thr, dead, max_lag, refractory, c.passes)
+    if not exact:
+        firings, shapes = join_fragments(x, rate, firings, shapes, c)
     duration = x.size / rate
     kept = [(np.array(f, dtype=np.int64), s) for f, s in zip(firings, shapes, strict=True)
             if _regular(np.array(f, dtype=np.int64), c, duration)]

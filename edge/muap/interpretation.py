@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge.muap.measures import MeasureConfig
+from edge.muap.validity import MERGED, UNCERTAIN
 
 REFERENCE_FILE = "muap_reference.json"
 MIN_UNITS = 3
@@ -27,11 +28,21 @@ def reference_values(muscle: str | None) -> tuple[str, dict]:
 
 
 def summarize_site(units: list[dict]) -> dict:
-    """Mean measures over the units found, the polyphasic share and recruitment."""
+    """Mean measures over the units measured (those the decomposition could trust:
+    :mod:`edge.muap.validity`), the polyphasic share and recruitment; how many units were
+    found, and each one's verdict."""
+    found = {"units_found": len(units),
+             "units_flagged": {v: sum(u.get("validity", {}).get("verdict") == v for u in units)
+                               for v in (MERGED, UNCERTAIN)},
+             "unit_verdicts": [{"id": u["id"], **{k: u["validity"][k] for k in
+                                                  ("verdict", "ptp_to_rms")}}
+                               for u in units if "validity" in u]}
+    units = [u for u in units if u.get("measured", True)]
     if not units:
-        return {"units": 0}
+        return {"units": 0, **found}
     rates = [u["firing_rate_hz"] for u in units]
     return {
+        **found,
         "units": len(units),
         "mean_amplitude_uv": round(float(np.mean([u["amplitude_uv"] for u in units])), 1),
         "mean_duration_ms": round(float(np.mean([u["duration_ms"] for u in units])), 2),
@@ -62,9 +73,15 @@ def interpret(summary: dict, muscle: str | None = None, age: float | None = None
     if age is not None:
         evidence.append(f"age {age:g}: the reference values are not age-stratified")
     n = summary.get("units", 0)
+    flagged = summary.get("units_flagged", {})
+    if any(flagged.values()):
+        evidence.append(f"{summary['units_found']} unit(s) found, {n} measured: "
+                        f"{flagged.get(MERGED, 0)} merged and {flagged.get(UNCERTAIN, 0)} "
+                        "uncertain not measured (docs/muap.md)")
     if n < MIN_UNITS:
         return {"finding": "indeterminate", "reference": name,
-                "evidence": [*evidence, f"{n} unit(s) found: at least {MIN_UNITS} are needed"]}
+                "evidence": [*evidence, f"{n} unit(s) measured: at least {MIN_UNITS} are "
+                                            "needed"]}
     neuro, myo = [], []
     amp, dur, poly = (summary["mean_amplitude_uv"], summary["mean_duration_ms"],
                       summary["polyphasic_share"])

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.muap.decomposition import Unit, steady_intervals
+from edge.muap.validity import VALID
 
 
 @dataclass(frozen=True)
@@ -162,10 +163,15 @@ def firing_stats(firings_s: np.ndarray) -> dict[str, float]:
             "isi_cv": round(float(isi.std() / isi.mean()), 3)}
 
 
-def unit_dict(u: Unit, fs: float) -> dict:
-    """A unit as ``nemg muap --json`` writes it (``fs``: the file's rate)."""
+def unit_dict(u: Unit, fs: float, validity: dict | None = None) -> dict:
+    """A unit as ``nemg muap --json`` writes it (``fs``: the file's rate). With its
+    ``validity`` (:func:`edge.muap.validity.train_validity`): a unit flagged merged or
+    uncertain is not measured (its template and firings only, and why)."""
+    measured = validity is None or validity["verdict"] == VALID
     return {"id": u.id, "firings_s": [round(float(t), 5) for t in u.firings_s],
-            **measure(u.template_fine_uv, u.analysis_rate_hz, noise_uv=u.template_noise_uv),
+            **(measure(u.template_fine_uv, u.analysis_rate_hz, noise_uv=u.template_noise_uv)
+               if measured else {}),
             **firing_stats(u.firings_s),
             "template_uv": [round(float(v), 1) for v in u.template_uv],
-            "template_rate_hz": fs}
+            "template_rate_hz": fs, "measured": measured,
+            **({"validity": validity} if validity is not None else {})}

@@ -302,6 +302,13 @@ function render(st) {
     const b = document.createElement("b"); b.textContent = `MUAP ${fmtS(m.start_s)}–${fmtS(m.end_s)} s: ${m.finding}`;
     const p = document.createElement("div"); p.textContent = m.line;
     mb.append(b, p);
+    const verdicts = (m.summary && m.summary.unit_verdicts) || [];
+    if (verdicts.length) {  // each unit's confidence; flagged ones are not measured
+      const q = document.createElement("div"); q.className = "units";
+      q.textContent = "units: " + verdicts.map((v) => v.verdict === "valid"
+        ? `#${v.id} ✓ ${v.ptp_to_rms}× RMS` : `#${v.id} ${v.verdict}, not measured`).join(" · ");
+      mb.appendChild(q);
+    }
     for (const e of m.evidence.slice(0, 3)) { const q = document.createElement("div"); q.textContent = "· " + e; mb.appendChild(q); }
   }
   renderEvents(st.events);
