@@ -5,7 +5,8 @@ end's samples come from :mod:`edge.acquire.board` (scaled, at the model's rate, 
 explicit gaps); the session batches them into one pipeline call per decision and hands
 what comes out to its sinks: the event log (first, so an event is durable before it is
 shown), the MUAP analysis, the raw-signal capture and the view (a terminal, a pipe, the
-bedside page: :mod:`edge.screen`, :mod:`edge.web.hub`).
+bedside page: :mod:`edge.screen`, :mod:`edge.web.hub`). A command adds sinks of its own
+(the exam recording, :mod:`edge.exam_recording`) with ``sinks=``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import contextlib
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -114,6 +115,9 @@ class Sink:
         """The stream ended: the sink's events still owed (waited for)."""
         return []
 
+    def summarize(self, summary: dict) -> None:
+        """Add the sink's own figures to the session's summary (after :meth:`finish`)."""
+
     def close(self) -> None:
         """The session is over (also after an error)."""
 
@@ -209,9 +213,12 @@ class LiveSession:
     def __init__(self, pipeline: Pipeline, client: FrontEndClient, board: FrontEndProfile,
                  *, log: EventLog | None = None, view: Sink | None = None,
                  capture_minutes: float = 0.0, capture_dir: Path | None = None,
-                 source: str = "", muap: MuapMonitor | None = None) -> None:
+                 source: str = "", muap: MuapMonitor | None = None,
+                 sinks: Sequence[Sink] = ()) -> None:
         """``view``: a screen (none: nothing shown); ``capture_minutes``: keep that much of
-        the signal, written into ``capture_dir``; ``muap``: MUAP analysis (None: off)."""
+        the signal, written into ``capture_dir``; ``muap``: MUAP analysis (None: off);
+        ``sinks``: more sinks, told first (the exam recording: it has the samples before
+        they are shown)."""
         check_board(pipeline, board)
         self.pipeline = pipeline
         self.client = client
@@ -223,7 +230,7 @@ class LiveSession:
         self.muap = muap
         """MUAP analysis of voluntary stretches (None: off)."""
         self.state = SessionState()
-        self.sinks: list[Sink] = []
+        self.sinks: list[Sink] = list(sinks)
         """In the order they are told (and closed): the view before the capture is written."""
         if muap is not None:
             self.sinks.append(MuapSink(muap))
@@ -369,11 +376,12 @@ class LiveSession:
 
     # ---- reporting -------------------------------------------------------------------------
     def summary(self) -> dict:
-        """The session's figures, finding and model (what ``nemg run`` prints as JSON)."""
+        """The session's figures, finding and model (what ``nemg run`` prints as JSON), and
+        what its sinks add (``recording``: the exam recording, None: none)."""
         p, c = self.pipeline, self.client
         lat = np.array(self.state.latencies) * 1000 if self.state.latencies else np.zeros(1)
         finding = self.state.tally.finding()
-        return {
+        out = {
             "seconds": time.monotonic() - self.state.started,
             "signal_seconds": self.state.samples / p.fs,
             "windows": p.windows_done,
@@ -390,10 +398,16 @@ class LiveSession:
             "peak_rss_mb": peak_rss_mb(),
             "model": {"name": p.bundle.name, "version": p.bundle.version,
                       "sha256": p.bundle.sha256},
+            "muscle": self.muap.muscle if self.muap is not None else None,
+            "age": self.muap.age if self.muap is not None else None,
             "muap": ([{"start_s": r.start_sample / p.fs, "end_s": r.end_sample / p.fs,
                        "finding": r.finding, **r.summary} for r in self.muap.results]
                      if self.muap is not None else None),
+            "recording": None,
         }
+        for s in self.sinks:
+            s.summarize(out)
+        return out
 
     def shown_decision(self, s: SessionState) -> tuple[str, float, np.ndarray] | None:
         """What every screen shows as the finding: the label the event log is following,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -57,10 +58,11 @@ def score(windows: list[WindowResult]) -> list[dict]:
 def run_demo(*, fast: bool = False, model: Path | None = None, plain: bool = False,
              out: TextIO = sys.stdout, log_path: Path | None = None,
              web: str | None = None, web_token: str | None = None,
-             linger: bool = False) -> dict:
+             linger: bool = False, sinks: Sequence = ()) -> dict:
     """``log_path``: the event log the session is recorded in (None: not recorded).
     ``web``: also serve the bedside page there; ``linger``: keep serving it after the
-    examination, for review and corrections, until interrupted."""
+    examination, for review and corrections, until interrupted; ``sinks``: the session's
+    own (:class:`edge.live.Sink`: the exam recording)."""
     from edge.eventlog import open_for_session
     from edge.live import LiveSession
     from edge.pipeline import Pipeline
@@ -94,7 +96,7 @@ def run_demo(*, fast: bool = False, model: Path | None = None, plain: bool = Fal
         screen, view = start_web(web, token=web_token, log_path=log.path if log else None,
                                  inner=view, announce=sys.stderr)
     session = LiveSession(Pipeline(bundle), FrontEndClient(link, reconnect=False), board,
-                          view=view, log=log, source="demo")
+                          view=view, log=log, source="demo", sinks=sinks)
     done = threading.Event()
 
     def finished() -> bool:

@@ -169,3 +169,25 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     why = browser_missing()
     if why is not None:
         terminalreporter.write_sep("!", f"browser tests were SKIPPED: {why}", yellow=True)
+
+
+@pytest.fixture(scope="session")
+def demo_exam(tmp_path_factory):
+    """``nemg demo --fast`` with an event log, run once for the suite: (log path, the
+    process). Its session 1 is recorded beside the log (edge/exam_recording.py); tests
+    read it, none writes to it."""
+    db = tmp_path_factory.mktemp("demo-exam") / "events.db"
+    proc = run_nemg("demo", "--fast", "--plain", "--log", str(db), check=True)
+    return db, proc
+
+
+def mount_namespaces_missing() -> str | None:
+    """Why a test cannot mount a real tmpfs in a private mount namespace here (``unshare
+    -rm``: a read-only or tiny file system, as a full or locked USB stick is), or None."""
+    import shutil
+
+    if shutil.which("unshare") is None:
+        return "no unshare"
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs none /mnt"],
+                          capture_output=True, check=False)
+    return None if proc.returncode == 0 else "unshare cannot mount a tmpfs here"

@@ -13,15 +13,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log", type=Path, help="event log to record the session in "
                         "(default $NEMG_LOG_DB or ~/.local/share/nemg/events.db)")
     parser.add_argument("--no-log", action="store_true", help="do not record the session")
-    from edge.cli.run import add_web_options
+    from edge.cli.run import add_recording_options, add_web_options
 
+    add_recording_options(parser)
     add_web_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from edge.cli.run import check_web
+    from edge.cli.run import check_web, recording_sinks
     from edge.paths import default_db
     from rigs.demo import run_demo
 
@@ -29,5 +30,5 @@ def run(args: argparse.Namespace) -> int:
     run_demo(fast=args.fast, model=args.model, plain=args.plain,
              log_path=None if args.no_log else args.log or default_db(),
              web=args.web, web_token=args.web_token,
-             linger=bool(args.web) and sys.stdin.isatty())
+             linger=bool(args.web) and sys.stdin.isatty(), sinks=recording_sinks(args))
     return 0

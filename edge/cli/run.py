@@ -26,7 +26,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "runs after every 8 s the classifier follows motor_unit)")
     parser.add_argument("--muscle", help="muscle examined, for the MUAP reference values")
     parser.add_argument("--age", type=float, help="the patient's age, recorded with them")
+    add_recording_options(parser)
     add_web_options(parser)
+
+
+def add_recording_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-recording", action="store_true",
+                        help="do not record the examination's signal (by default the whole "
+                             "exam is kept beside the event log, in recordings/)")
+    parser.add_argument("--recording-budget-mb", type=float, metavar="MB",
+                        help="stop recording once it holds MB megabytes (default: no limit "
+                             "but the disk's; 1 MB is 25 s at 20 kHz)")
+
+
+def recording_sinks(args: argparse.Namespace) -> list:
+    """The session's exam recording beside its event log
+    (:class:`edge.exam_recording.ExamRecorder`), unless ``--no-recording``; a bad budget is
+    refused here, before anything is opened."""
+    if args.no_recording:
+        return []
+    from edge.errors import ConfigError
+    from edge.exam_recording import MB, ExamRecorder
+
+    mb = args.recording_budget_mb
+    if mb is not None and not mb > 0:
+        raise ConfigError(f"--recording-budget-mb {mb:g}: must be above 0")
+    return [ExamRecorder(budget_bytes=None if mb is None else int(mb * MB))]
 
 
 def add_web_options(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from wire.link import FrontEndClient, SerialLink
 
     check_web(args)
+    sinks = recording_sinks(args)
     board = get_frontend(args.board)
     bundle = load_verified(args.model, args.trusted, num_threads=args.threads)
     pipe = Pipeline(bundle, num_threads=args.threads)
@@ -89,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         session = LiveSession(pipe, client, board, log=log, view=view,
                               capture_minutes=args.capture_minutes,
                               capture_dir=(log.path.parent / "captures") if log else None,
-                              muap=muap)
+                              muap=muap, sinks=sinks)
         summary = session.run(duration_s=args.duration)
     finally:
         if screen is not None:
