@@ -1,4 +1,5 @@
-"""Opening files a hostile or careless user hands us: regular files only, bounded.
+"""Opening files a hostile or careless user hands us: regular files only, bounded; and
+making a write durable (:func:`fsync_dir`).
 
 A FIFO would block a reader forever and ``/dev/zero`` never ends; a symlink planted in a
 store could redirect a write. Everything here refuses those before reading a byte.
@@ -72,3 +73,22 @@ def read_regular_file(path: Path, max_bytes: int, what: str = "file",
         except OSError as exc:
             raise error(f"{path}: cannot read ({exc.strerror})") from None
     return b"".join(parts)
+
+
+def fsync_dir(path: Path, *, required: bool = True) -> None:
+    """Make a rename in folder ``path`` durable (a power cut or a pulled stick after it
+    keeps it). ``required`` False: a folder that cannot be synced (some file systems refuse)
+    is let be, the file itself having been synced; otherwise the OSError is raised."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        if required:
+            raise
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        if required:
+            raise
+    finally:
+        os.close(fd)

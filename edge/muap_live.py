@@ -17,7 +17,7 @@ import json
 import queue
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -61,6 +61,27 @@ class MuapResult:
     finding: str
     summary: dict
     evidence: list[str]
+    templates: list[dict] = field(default_factory=list)
+    """Each unit's template for the report (:func:`report_templates`), kept in the log's
+    event (not sent to the page)."""
+
+
+REPORT_TEMPLATE_POINTS = 100
+"""Points a unit's template keeps in the event log (its 40 ms at 2.5 kHz: the report's
+small drawing, not a measure)."""
+
+
+def report_templates(units: list[dict]) -> list[dict]:
+    """The units of an analysis as the report draws them: id, verdict and the template
+    thinned to at most :data:`REPORT_TEMPLATE_POINTS` points (µV, 1 µV steps)."""
+    out = []
+    for u in units:
+        v = u["template_uv"]
+        step = max(1, -(-len(v) // REPORT_TEMPLATE_POINTS))
+        out.append({"id": u["id"], "verdict": u.get("validity", {}).get("verdict", "valid"),
+                    "template_ms": round(len(v) / u["template_rate_hz"] * 1000, 2),
+                    "template_uv": [round(float(x)) for x in v[::step]]})
+    return out
 
 
 class MuapMonitor:
@@ -138,7 +159,8 @@ class MuapMonitor:
         try:
             res = analyse(s.uv, self.fs, muscle=self.muscle, age=self.age)
             return MuapResult(s.start_sample, s.end_sample, res["interpretation"]["finding"],
-                              res["summary"], res["interpretation"]["evidence"])
+                              res["summary"], res["interpretation"]["evidence"],
+                              report_templates(res["units"]))
         except InputError as exc:  # clipping: say so, do not guess
             return MuapResult(s.start_sample, s.end_sample, "indeterminate", {"units": 0},
                               [str(exc)])
@@ -152,7 +174,8 @@ class MuapMonitor:
         """The summary as an event-log entry (kind ``muap``, label = the finding)."""
         return Event("muap", r.finding, r.start_sample, r.end_sample, r.start_sample / self.fs,
                      r.end_sample / self.fs, 0.0, 0,
-                     json.dumps({"summary": r.summary, "evidence": r.evidence}))
+                     json.dumps({"summary": r.summary, "evidence": r.evidence,
+                                 "templates": r.templates}))
 
 
 class MuapWorker:

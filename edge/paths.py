@@ -9,6 +9,7 @@ too (``$XDG_DATA_HOME/nemg``, by default ``~/.local/share/nemg``).
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 SYSTEM_STORE = Path("/var/lib/nemg")
@@ -35,3 +36,20 @@ def default_db() -> Path:
     """``$NEMG_LOG_DB``, else the per-user event log."""
     env = os.environ.get("NEMG_LOG_DB")
     return Path(env) if env else user_data_dir() / "events.db"
+
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+"""Executables looked for on the PATH, after ``NEMG_CHROMIUM``."""
+
+
+def find_chromium() -> str | None:
+    """Chromium (the report's PDF, the browser tests): ``$NEMG_CHROMIUM``, else Chromium
+    or Chrome on the PATH; None when there is none."""
+    env = os.environ.get("NEMG_CHROMIUM")
+    if env:
+        return env if Path(env).is_file() else None
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None

@@ -44,6 +44,7 @@ from typing import Any
 
 from edge.bundle import MAX_BUNDLE_BYTES, Bundle, TrustStore, parse_version
 from edge.errors import ConfigError, IntegrityError, NemgError
+from edge.fileio import fsync_dir
 from edge.labels import LABELS
 
 SLOTS = ("a", "b")
@@ -58,14 +59,6 @@ class InstallRefused(NemgError):
     """A bundle failed a check; nothing on the box changed."""
 
     exit_code = 4
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _open_new(path: Path) -> int:
@@ -241,7 +234,7 @@ class ModelStore:
         os.replace(tmp, path)
         if steps:
             self.fault("state-renamed")
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         if steps:
             self.fault("state-dir-fsynced")
 
@@ -418,7 +411,7 @@ class ModelStore:
             self.fault("slot-fsynced")
             os.replace(tmp, slot_file)
             self.fault("slot-renamed")
-            _fsync_dir(slot_file.parent)
+            fsync_dir(slot_file.parent)
         self.fault("slot-dir-fsynced")
         new_state = {"active": target, "previous": st.get("active"), "trial": True,
                      "trial_boots": 0}

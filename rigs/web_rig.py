@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -21,24 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import ConfigError
+from edge.paths import find_chromium
 
 CHROMIUM_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync",
                  "--autoplay-policy=user-gesture-required")
 """Headless, and no connection of Chromium's own (there is no network on the box)."""
-
-
-def find_chromium() -> str | None:
-    """``$NEMG_CHROMIUM``, else Chromium or Chrome on the PATH."""
-    env = os.environ.get("NEMG_CHROMIUM")
-    if env:
-        return env if Path(env).is_file() else None
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 def browser_missing() -> str | None:

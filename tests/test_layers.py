@@ -48,8 +48,10 @@ EDGE_GROUPS: dict[str, tuple[str, ...]] = {
               "edge.bundle", "edge.store", "edge.runtime"),
     "decision": ("edge.rest_check", "edge.muap", "edge.recogniser", "edge.pipeline",
                  "edge.offline"),
-    "session": ("edge.live", "edge.session", "edge.muap_live", "edge.eventlog"),
-    "views": ("edge.web", "edge.muap_report", "edge.screen"),
+    "session": ("edge.live", "edge.session", "edge.muap_live", "edge.eventlog",
+                "edge.exam_recording"),
+    "views": ("edge.web", "edge.muap_report", "edge.screen", "edge.exam_export",
+              "edge.exam_report", "edge.exam_save"),
     "cli": ("edge.cli",),
 }
 GROUP_RANK = {g: i for i, g in enumerate(EDGE_GROUPS)}

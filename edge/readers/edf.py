@@ -142,6 +142,8 @@ class EdfReader(SignalReader):
         annotations = []
         for j in (k for k, sig in enumerate(h.signals) if sig.label in ANNOTATIONS):
             for onset, dur, label in _annotations(path, self._raw(j)):
+                if len(label.split()) > 1:
+                    continue  # words (a finding, "Recording starts"): a note, not a label
                 check_label(label, f"{path} annotation at {onset:.3f} s")
                 annotations.append((float(onset), float(onset + max(dur, 0.0)), label))
         super().__init__(path, h.rate_hz(self.index), h.records * s.per_record, unit=s.unit,

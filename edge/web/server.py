@@ -9,7 +9,9 @@ store or the box):
 - ``GET /api/state``: the panel state once;
 - ``POST /api/corrections`` ``{"event_id": N, "label": L}`` (``L`` a label, or
   ``"confirm"``): the clinician's judgement, with the stretch's raw samples, into the log;
-- ``GET /api/sessions``, ``/api/sessions/N``, ``/api/sessions/N/events.csv``: the review.
+- ``GET /api/sessions``, ``/api/sessions/N``, ``/api/sessions/N/events.csv``: the review;
+- ``POST /api/save-usb`` ``{"session": N}``: that exam's EDF+ and report onto the USB stick
+  (:mod:`edge.exam_save`); a missing, read-only or full stick is a 409 saying which.
 
 Bound to loopback by default. Listening on any other address needs a token (the page is
 opened once as ``/?token=…``, which sets a cookie); a request without it gets 401. On
@@ -46,6 +48,7 @@ from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from edge.errors import ConfigError, NemgError
 from edge.eventlog import EventLog
+from edge.exam_save import USB_MOUNT, save_exam
 from edge.labels import LABELS
 from edge.web.hub import WebHub
 
@@ -78,6 +81,9 @@ SECURITY_HEADERS = {
 MAX_ID = (1 << 63) - 1
 """The largest event or session id there can be (SQLite's integers): a larger one in a
 request is answered as malformed or missing, never handed to the database."""
+
+POST_ROUTES = ("/api/corrections", "/api/save-usb")
+"""The routes a page may POST to (every other route is GET only)."""
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -122,8 +128,11 @@ class WebScreen:
     """Serve ``hub`` to pages; ``log_path``: the event log for corrections and review."""
 
     def __init__(self, hub: WebHub, *, listen: str = DEFAULT_LISTEN,
-                 log_path: Path | None = None, token: str | None = None) -> None:
+                 log_path: Path | None = None, token: str | None = None,
+                 usb_mount: Path = USB_MOUNT) -> None:
         self.hub = hub
+        self.usb_mount = usb_mount
+        """Where the exam stick is mounted (deploy/media-nemg\\x2dusb.mount)."""
         self.host, port = parse_listen(listen)
         self.token = check_token(self.host, token)
         self.log_path = log_path
@@ -205,6 +214,26 @@ class WebScreen:
         finally:
             log.close()
 
+    def save_usb(self, body: dict[str, Any]) -> dict[str, Any]:
+        sid = body.get("session")
+        if set(body) != {"session"} or not isinstance(sid, int) or isinstance(sid, bool) or \
+                not 0 < sid <= MAX_ID:
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "need {\"session\": N} and nothing else")
+        log = self.open_log()
+        try:
+            log.session(sid)
+        except NemgError as exc:
+            log.close()
+            raise _HttpError(HTTPStatus.NOT_FOUND, str(exc)) from None
+        try:
+            files = save_exam(log, sid, self.usb_mount)
+            return {"session": sid, "files": [f.name for f in files],
+                    "folder": str(files[0].parent)}
+        except NemgError as exc:  # no stick, read-only, full, pulled: the clinician's to fix
+            raise _HttpError(HTTPStatus.CONFLICT, str(exc)) from None
+        finally:
+            log.close()
+
     def sessions(self) -> list[dict[str, Any]]:
         log = self.open_log()
         try:
@@ -263,7 +292,7 @@ def _session_page(path: str) -> tuple[int, bool] | None:
 
 def _allowed(path: str) -> str | None:
     """The method a path answers (None: no such page)."""
-    if path == "/api/corrections":
+    if path in POST_ROUTES:
         return "POST"
     if path in ASSETS or path in ("/api/stream", "/api/state", "/api/sessions") or \
             _session_page(path) is not None:
@@ -463,7 +492,7 @@ class _Handler(BaseHTTPRequestHandler):
         origin = self.headers.get("Origin")
         if origin is not None and _netloc(origin) != self.headers.get("Host"):
             raise _HttpError(HTTPStatus.FORBIDDEN, "a page of another site")
-        if url.path != "/api/corrections":
+        if url.path not in POST_ROUTES:
             self._not_allowed(url, extra)
         n = self._content_length()
         if "application/json" not in (self.headers.get("Content-Type") or ""):
@@ -481,7 +510,10 @@ class _Handler(BaseHTTPRequestHandler):
             raise _HttpError(HTTPStatus.BAD_REQUEST, "not JSON") from None
         if not isinstance(body, dict):
             raise _HttpError(HTTPStatus.BAD_REQUEST, "not a JSON object")
-        self._json(self.screen.correct(body), 201)
+        if url.path == "/api/save-usb":
+            self._json(self.screen.save_usb(body), 201)
+        else:
+            self._json(self.screen.correct(body), 201)
 
     def _content_length(self) -> int:
         """The body's length: one Content-Length of 1–:data:`MAX_BODY` bytes."""

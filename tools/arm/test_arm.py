@@ -197,3 +197,26 @@ def test_classify_json_byte_equal_x86(file):
     if not exact() and _moved(file):
         pytest.xfail(f"legacy arithmetic, int8 outputs moved: {why}")
     pytest.fail(why)
+
+
+def test_the_exam_is_recorded_and_leaves_the_box_as_edf_plus_and_a_report(tmp_path):
+    """Issue 34 on the box: ``nemg demo`` records its exam beside the log; ``nemg log
+    export --edf`` (edfio, the edge extra alone) and ``nemg log report`` work here, and the
+    box's own EDF reader gives back the recorded samples."""
+    import numpy as np
+
+    from edge.exam_recording import open_recording
+    from edge.readers import load_recording
+
+    db = tmp_path / "events.db"
+    for args in (("demo", "--fast", "--plain", "--log", str(db)),
+                 ("log", "export", "1", "--edf", str(tmp_path / "exam.edf"), "--db", str(db)),
+                 ("log", "report", "1", "-o", str(tmp_path / "exam.html"), "--db", str(db))):
+        proc = nemg(*args)
+        assert proc.returncode == 0, proc.stderr
+    rec = open_recording(db, 1)
+    edf = load_recording(tmp_path / "exam.edf")
+    assert edf.sample_rate_hz == rec.sample_rate_hz
+    got = edf.samples_uv[: rec.samples.size]
+    assert np.max(np.abs(got - rec.samples * rec.uv_per_lsb)) <= rec.uv_per_lsb
+    assert "<svg" in (tmp_path / "exam.html").read_text(encoding="utf-8")

@@ -408,6 +408,7 @@ async function showSession(id) {
   const s = data.session;
   $("session-title").textContent = `Session ${id} · ${s.model_name} ${s.model_version} · ${s.source}`;
   const a = $("session-csv"); a.href = `/api/sessions/${id}/events.csv`; a.hidden = false;
+  $("session-usb").hidden = false;
   const latest = new Map();
   for (const c of data.corrections) latest.set(c.event_id, c);
   const tb = $("session-events").querySelector("tbody"); tb.textContent = "";
@@ -431,6 +432,16 @@ function showTab(which) {
   $("tab-live").classList.toggle("on", which === "live"); $("tab-review").classList.toggle("on", which === "review");
   if (which === "review") showSessions();
 }
+// the chosen exam's EDF+ and report onto the USB stick; the box says what went wrong
+$("session-usb").addEventListener("click", async () => {
+  const b = $("session-usb"); b.disabled = true; toast("saving to USB…");
+  try {
+    const r = await fetch("/api/save-usb", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ session: currentSession }) });
+    const body = await r.json();
+    toast(r.ok ? `saved to USB: ${body.files.join(", ")}` : `not saved: ${body.error || r.statusText}`);
+  } catch (e) { toast(`not saved: ${e.message}`); } finally { b.disabled = false; }
+});
 $("tab-live").addEventListener("click", () => showTab("live"));
 $("tab-review").addEventListener("click", () => showTab("review"));
 
