@@ -16,6 +16,9 @@
   simulators, healthy, myopathic and neurogenic, test seeds): units found, merged and
   split, for every unit the decomposition reports (``dense``) and for the units it
   measures (``dense_measured``: those :mod:`edge.muap.validity` calls valid).
+- **Simulated patients** (:func:`_patients`: both simulators' dense contractions of 6–10
+  units, healthy, myopathic and neurogenic, test seeds): how often the site's reading is
+  right, and how often it is indeterminate, against the generic limb references.
 - **emgdb** (tibialis anterior; healthy, myopathy, neuropathy): the interpretation of each.
 - **Speed and memory**: decomposition real-time factor on one core (R00108, or a simulated
   recording); peak memory of decomposing a dense recording of 10 s and of 60 s.
@@ -195,6 +198,37 @@ def _simulated(n_per_pool: int, seed: int = 4242) -> dict[str, Any]:
             if rows else None, "units_measured": len(rows)}
 
 
+PATIENT_SEED = 30_029
+"""Seeds of the simulated patients (none was looked at when a rule was chosen)."""
+
+EXPECTED = {"healthy": "normal", "myopathic": "myopathic", "neurogenic": "neurogenic"}
+
+
+def _patients(per_cell: int) -> dict[str, Any]:
+    """Each simulator's patients read against the generic limb limits: right, wrong and
+    indeterminate shares per pool (the reading a clinician would get from ``nemg muap``)."""
+    from convert.dense import SIMULATORS, dense_contraction
+    from edge.muap.analysis import analyse
+
+    out: dict[str, Any] = {}
+    for si, sim in enumerate(SIMULATORS):
+        part: dict[str, Any] = {}
+        for pool, want in EXPECTED.items():
+            got = []
+            for k in range(per_cell):
+                n = 6 + k % 5  # 6–10 active units
+                rng = np.random.default_rng([PATIENT_SEED, si, len(pool), k])
+                rec = dense_contraction(sim, n, pool, rng, duration_s=10.0)
+                got.append(analyse(rec.signal_uv, rec.fs)["interpretation"]["finding"])
+            part[pool] = {"expected": want, "right": got.count(want) / len(got),
+                          "indeterminate": got.count("indeterminate") / len(got),
+                          "wrong": sum(g not in (want, "indeterminate") for g in got)
+                          / len(got), "findings": got}
+        part["right"] = float(np.mean([part[p]["right"] for p in EXPECTED]))
+        out[sim] = part
+    return out
+
+
 def _emgdb(data: Path) -> dict[str, Any]:
     from edge.muap.analysis import analyse
     from edge.readers import load_two_columns
@@ -223,6 +257,7 @@ def run(opts: BenchOptions) -> dict[str, Any]:
     data = real_data_dir()
     r108 = _r00108(data)
     sim = _simulated(1 if opts.quick else 3)
+    patients = _patients(1 if opts.quick else 6)
     dense = dense_section(current_decomposition, quick=opts.quick)
     dense_measured = dense_section(measured_decomposition, quick=opts.quick)
     for d in (dense, dense_measured):
@@ -261,7 +296,8 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         voluntary_rates(busy, mel.sample_rate_hz)
         check.append(time.process_time() - t0)
     return {"r00108": r108 if r108 is not None else "skipped: ../shared/data/real/R00108.* "
-            "absent", "simulated": sim, "dense": dense, "dense_measured": dense_measured,
+            "absent", "simulated": sim, "patients": patients, "dense": dense,
+            "dense_measured": dense_measured,
             "decomposition_peak_mb": _memory(opts.quick), "emgdb": emg,
             "rest_check_s_per_stretch": float(np.median(check)),
             "rest_check_realtime_factor": STRETCH_S / float(np.median(check)),

@@ -113,8 +113,10 @@ def _site(amp, dur, poly=0.0, units=6, rate=10.0):
 
 @pytest.mark.parametrize("site,finding", [
     (_site(650, 9.5), "normal"),
-    (_site(650, 14.0), "neurogenic"),
-    (_site(1500, 10.0), "neurogenic"),
+    (_site(650, 14.0), "indeterminate"),  # long alone: one measure, not a finding
+    (_site(1500, 10.0), "indeterminate"),  # large alone
+    (_site(1500, 14.0), "neurogenic"),  # long and large: two measures agree
+    (_site(650, 14.0, units=3, rate=40.0), "neurogenic"),  # long, few units firing fast
     (_site(300, 6.0, poly=0.5), "myopathic"),
     (_site(1500, 6.0), "indeterminate"),  # large and short: conflicting
     (_site(650, 9.5, units=2), "indeterminate"),  # too few units
@@ -123,6 +125,24 @@ def test_the_interpretation_follows_the_evidence(site, finding):
     out = interpret(site, "tibialis anterior", sample_rate_hz=20_000)
     assert out["finding"] == finding and out["evidence"]
     assert out["reference"] == "tibialis_anterior"
+
+
+def test_one_measure_alone_is_named_but_is_no_finding():
+    out = interpret(_site(650, 14.0), "tibialis anterior", sample_rate_hz=20_000)
+    assert out["finding"] == "indeterminate"
+    assert any("one measure only" in e for e in out["evidence"])
+    assert any("mean duration 14 ms above" in e for e in out["evidence"])
+    assert any("provisional" in e for e in out["evidence"])  # 6 units, not 20
+
+
+def test_outliers_count_where_the_muscle_has_single_mup_limits():
+    """Biceps (single-MUP limits 4.2–16.4 ms, 178–1414 µV): three long units among
+    normal ones are a neurogenic sign; with a long mean, two signs agree."""
+    units = [{"amplitude_uv": 450, "duration_ms": d, "phases": 3, "firing_rate_hz": 10.0}
+             for d in (9, 10, 11, 17, 18, 19, 13, 13)]
+    out = interpret(summarize_site(units), "biceps brachii", sample_rate_hz=20_000)
+    assert out["reference"] == "biceps" and out["finding"] == "neurogenic"
+    assert any("3 units above the single-MUP limits" in e for e in out["evidence"])
 
 
 def test_a_narrow_band_never_calls_a_small_amplitude_myopathic():
