@@ -135,6 +135,14 @@ def test_one_measure_alone_is_named_but_is_no_finding():
     assert any("provisional" in e for e in out["evidence"])  # 6 units, not 20
 
 
+def test_polyphasia_backs_the_side_the_units_size_shows():
+    normal_size = interpret(_site(650, 9.5, poly=0.6), "tibialis anterior", 20_000)
+    assert normal_size["finding"] == "indeterminate"  # abnormal, but not specific
+    assert any("neither neurogenic nor myopathic" in e for e in normal_size["evidence"])
+    long_ = interpret(_site(650, 14.0, poly=0.6), "tibialis anterior", 20_000)
+    assert long_["finding"] == "neurogenic"  # long, and polyphasic: two measures
+
+
 def test_outliers_count_where_the_muscle_has_single_mup_limits():
     """Biceps (single-MUP limits 4.2–16.4 ms, 178–1414 µV): three long units among
     normal ones are a neurogenic sign; with a long mean, two signs agree."""

@@ -123,10 +123,17 @@ def interpret(summary: dict, muscle: str | None = None, age: float | None = None
     if ratio > reduced:
         neuro["recruitment"] = f"recruitment ratio {ratio:g} above {reduced:g}: few units " \
                                "firing fast"
-    if poly > p_hi:
-        (myo if dur <= d_hi else neuro)["polyphasia"] = \
-            f"polyphasic share {poly:.0%} above {p_hi:.0%}"
     _outliers(summary, ref, narrow, neuro, myo)
+    nonspecific = ""
+    if poly > p_hi:  # polyphasia is not specific: it backs the side the units' size shows
+        line = f"polyphasic share {poly:.0%} above {p_hi:.0%}"
+        if neuro.keys() & {"duration", "amplitude", "outliers"}:
+            neuro["polyphasia"] = line
+        elif myo.keys() & {"duration", "amplitude", "outliers"}:
+            myo["polyphasia"] = line
+        else:
+            nonspecific = f"{line}, with units of normal size: abnormal, neither " \
+                          "neurogenic nor myopathic on its own"
     if neuro and myo:
         finding = "indeterminate"
         evidence += [*neuro.values(), *myo.values(), "neurogenic and myopathic signs together"]
@@ -138,6 +145,9 @@ def interpret(summary: dict, muscle: str | None = None, age: float | None = None
         evidence += [*(neuro or myo).values(),
                      f"one measure only: a {'neurogenic' if neuro else 'myopathic'} reading "
                      f"needs {MIN_CONCORDANT} independent measures that agree"]
+    elif nonspecific:
+        finding = "indeterminate"
+        evidence.append(nonspecific)
     else:
         finding = "normal"
         evidence.append(f"mean amplitude {amp:g} µV, duration {dur:g} ms, polyphasic "
