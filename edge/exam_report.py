@@ -263,40 +263,45 @@ def write_report(log: EventLog, session_id: int, out: Path, *,
                  as_pdf: bool | None = None) -> Path:
     """The report written to ``out``: HTML, or PDF (``as_pdf``; None: when ``out`` ends in
     ``.pdf``; needs Chromium). Written to a temporary file beside it, then renamed: a
-    failure leaves no half report."""
+    failure leaves no half report, and is said in one line naming ``out``."""
     page = report_html(log, session_id)
     if as_pdf is None:
         as_pdf = out.suffix.lower() == ".pdf"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    tmp = Path(tmp_name)
+    chromium = find_chromium() if as_pdf else None
+    if as_pdf and chromium is None:
+        raise InputError(f"{out}: a PDF needs Chromium (set NEMG_CHROMIUM, or write .html "
+                         "and print it)")
+    tmp: Path | None = None
     try:
-        if as_pdf:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+        tmp = Path(tmp_name)
+        if chromium is not None:
             os.close(fd)
-            _print_pdf(page, tmp)
+            _print_pdf(chromium, page, tmp, out)
         else:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(page)
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, out)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     return out
 
 
-def _print_pdf(page: str, out: Path) -> None:
-    chromium = find_chromium()
-    if chromium is None:
-        raise InputError(f"{out.name}: a PDF needs Chromium (set NEMG_CHROMIUM, or write .html "
-                         "and print it)")
+def _print_pdf(chromium: str, page: str, tmp: Path, out: Path) -> None:
+    """``page`` printed to ``tmp`` by headless Chromium (``out``: the name errors give)."""
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "report.html"
         src.write_text(page, encoding="utf-8")
         proc = subprocess.run(
             [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer",
-             f"--user-data-dir={d}/profile", f"--print-to-pdf={out}", src.as_uri()],
+             f"--user-data-dir={d}/profile", f"--print-to-pdf={tmp}", src.as_uri()],
             capture_output=True, timeout=120, check=False)
-    if proc.returncode != 0 or not out.is_file() or out.stat().st_size == 0:
-        raise InputError(f"{out.name}: Chromium could not print the report "
+    if proc.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
+        raise InputError(f"{out}: Chromium could not print the report "
                          f"(exit {proc.returncode})")

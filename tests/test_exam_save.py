@@ -105,6 +105,14 @@ def test_the_commands_say_what_is_wrong_in_one_line(demo_log, tmp_path):
                                    "--db", str(demo_log)), "no USB stick")
     assert_one_line_error(run_nemg("log", "report", "7", "-o", str(tmp_path / "r.html"),
                                    "--db", str(demo_log)), "no session 7")
+    assert_one_line_error(run_nemg("log", "report", "1", "-o", "/proc/nemg-report.html",
+                                   "--db", str(demo_log)), "/proc/nemg-report.html",
+                          "cannot write")
+    pdf = tmp_path / "r.pdf"
+    assert_one_line_error(run_nemg("log", "report", "1", "-o", str(pdf), "--db", str(demo_log),
+                                   env={"NEMG_CHROMIUM": str(tmp_path / "no-chromium")}),
+                          str(pdf), "needs Chromium")
+    assert not pdf.exists() and not list(tmp_path.glob(".r.pdf*"))
     out = tmp_path / "r.html"
     proc = run_nemg("log", "report", "1", "-o", str(out), "--db", str(demo_log), check=True)
     assert proc.stdout.strip() == str(out) and "Traces" in out.read_text(encoding="utf-8")
