@@ -98,7 +98,7 @@ def export_edf(log: EventLog, log_path: Path, session_id: int, out: Path, *,
         note(ev["start_sample"], ev["end_sample"], event_text(ev)) for ev in events]
     notes += [note(c["start_sample"], c["end_sample"], correction_text(c))
               for c in corrections]
-    summary = _summary(session)
+    summary = session_summary(session)
     muscle = summary.get("muscle") or rec.meta.get("muscle")
     if muscle:
         age = summary.get("age", rec.meta.get("age"))
@@ -210,7 +210,9 @@ def _subfield(value: Any, limit: int) -> str:
     return s[:limit] or "X"
 
 
-def _summary(session: dict[str, Any]) -> dict[str, Any]:
+def session_summary(session: dict[str, Any]) -> dict[str, Any]:
+    """A session's summary from the event log (``{}`` when it never ended or is unreadable:
+    a box killed mid-exam leaves none)."""
     try:
         s = json.loads(session.get("summary") or "{}")
     except ValueError:

@@ -25,6 +25,7 @@ import numpy as np
 
 from edge.errors import InputError
 from edge.eventlog import EventLog
+from edge.exam_export import session_summary
 from edge.labels import PATHOLOGICAL
 from edge.paths import find_chromium
 
@@ -98,14 +99,6 @@ def _when(stamp: str | None) -> str:
     return f"{stamp[:10]} {stamp[11:16]} UTC" if stamp and len(stamp) >= 16 else "—"
 
 
-def _summary(session: dict[str, Any]) -> dict[str, Any]:
-    try:
-        s = json.loads(session.get("summary") or "{}")
-    except ValueError:
-        s = {}
-    return s if isinstance(s, dict) else {}
-
-
 def _recording(log: EventLog, session_id: int):
     """The session's recorded signal, or None (none kept, or unreadable)."""
     try:
@@ -152,7 +145,7 @@ def report_html(log: EventLog, session_id: int) -> str:
     session = log.session(session_id)
     events = log.events(session_id)
     corrections = log.corrections(session_id)
-    summary = _summary(session)
+    summary = session_summary(session)
     rec = _recording(log, session_id)
     labels = [e for e in events if e["kind"] == "label"]
     fixed = {c["event_id"]: c for c in corrections}
