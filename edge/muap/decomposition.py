@@ -444,8 +444,9 @@ def locked_together(fa, fb, tol: int, window: int) -> bool:
     return bool(np.mean(np.abs(near - mode) <= tol) * near.size >= few.size / 2)
 
 
-def _interval_cv(f: np.ndarray) -> float:
-    """CV of a train's steady intervals (missed discharges left out); inf when too few."""
+def interval_cv(f: np.ndarray) -> float:
+    """CV of a train's steady intervals (missed discharges left out); inf when too few
+    (fewer than three intervals)."""
     isi = steady_intervals(f) if f.size > 3 else f[:0]
     return float(isi.std() / isi.mean()) if isi.size > 2 else math.inf
 
@@ -509,8 +510,8 @@ def join_fragments(x: np.ndarray, rate: float, firings: list[list[int]],
                 if _collisions(trains[i], fj, refractory) > c.join_collisions * fewer:
                     continue
                 both = np.sort(np.concatenate([trains[i], fj]))
-                alone = min(_interval_cv(trains[i]), _interval_cv(trains[j]))
-                cv = _interval_cv(both)
+                alone = min(interval_cv(trains[i]), interval_cv(trains[j]))
+                cv = interval_cv(both)
                 if cv <= alone - c.join_regularity_gain or cv <= c.join_max_cv:
                     best = (r, i, j, both)
         if best is None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.muap.decomposition import steady_intervals
+from edge.muap.decomposition import interval_cv
 
 VALID, MERGED, UNCERTAIN = "valid", "merged", "uncertain"
 VERDICTS = (VALID, MERGED, UNCERTAIN)
@@ -62,8 +62,7 @@ def train_validity(firings_s: np.ndarray, ptp_uv: float, signal_rms_uv: float,
     isi = np.diff(f)
     ratio = ptp_uv / signal_rms_uv if signal_rms_uv > 0 else float("inf")
     short = float(np.mean(isi < c.short_ratio * np.median(isi))) if isi.size else 1.0
-    steady = steady_intervals(f)
-    cv = float(steady.std() / steady.mean()) if steady.size > 1 else float("inf")
+    cv = interval_cv(f)
     if short > c.max_short_share:
         verdict, reason = MERGED, (f"{short:.0%} of its intervals are under half its usual "
                                    "one: more than one unit's discharges")
