@@ -97,9 +97,6 @@ SETTINGS: dict[str, tuple[int, str]] = {
     "biosim": (111, "all"), "heldout": (113, "all"), "synth": (115, "all"),
     "background_synth": (117, "pathological"), "background_biosim": (119, "pathological")}
 
-_BUNDLE = None
-
-
 def _recording(setting: str, label: str, i: int, seed: int, duration_s: float) -> np.ndarray:
     """Recording ``i`` of ``label`` in ``setting``, µV at the model rate."""
     from convert.heldout import FS, background_kind, heldout_simulate, over_background
@@ -118,39 +115,34 @@ def _recording(setting: str, label: str, i: int, seed: int, duration_s: float) -
                            duration_s=duration_s, rng=rng).signal_uv
 
 
-def _windows(job: tuple[str, str, int, int, float]) -> tuple[str, list]:
-    """One recording through the box's pipeline (in a worker: the bundle loaded once)."""
-    global _BUNDLE
+def _windows(job: tuple[str, str, int, int, float], bundle) -> tuple[str, list]:
+    """One recording through the box's pipeline (in a worker; the bundle sent once)."""
     from edge.pipeline import Pipeline
     from edge.readers.recording import uv_to_int16
-    from edge.runtime import load_verified
 
-    if _BUNDLE is None:
-        _BUNDLE = load_verified()
     setting, label, i, seed, duration_s = job
     x = uv_to_int16(_recording(setting, label, i, seed, duration_s),
-                    _BUNDLE.mel_config.uv_per_lsb)
-    return label, Pipeline(_BUNDLE, evidence_always=True).push(x, 0)[0]
+                    bundle.mel_config.uv_per_lsb)
+    return label, Pipeline(bundle, evidence_always=True).push(x, 0)[0]
 
 
 def three_way(bundle, per_class: int, duration_s: float = 4.0,
               workers: int = 2) -> dict[str, Any]:
     """The CNN alone, the recogniser alone and the box on every setting of
     :data:`SETTINGS`."""
-    from multiprocessing import get_context
-
     from benches.threeway import ThreeWayTally
     from edge.labels import PATHOLOGICAL
+    from nemg_common.executor import executor
 
     out: dict[str, Any] = {}
-    with get_context("spawn").Pool(workers) as pool:
+    with executor(workers) as ex:  # local processes, or the cluster of --ray
         for setting, (seed, classes) in SETTINGS.items():
             labels = LABELS if classes == "all" else [lab for lab in LABELS
                                                       if lab in PATHOLOGICAL]
             jobs = [(setting, lab, i, seed, duration_s) for lab in labels
                     for i in range(per_class)]
             tally = ThreeWayTally()
-            for truth, windows in pool.imap(_windows, jobs, chunksize=2):
+            for truth, windows in ex.map(_windows, jobs, shared=bundle, chunksize=2):
                 tally.add(truth, windows, bundle.labels, bundle.decision.uncertain_threshold)
             out[setting] = tally.report()
     return out

@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, str] = {
     "rest": "benches.rest_bench:run",
     "web": "benches.web_bench:run",
     "pi": "benches.pi_bench:run",
+    "cluster": "benches.cluster_bench:run",
 }
 
 

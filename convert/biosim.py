@@ -707,40 +707,42 @@ def biosim_corpus(out, per_class: int, seed: int, *,
                   sample_rate_hz: int = DEFAULT_SPEC.mel.sample_rate_hz,
                   duration_s: float = 4.0, uv_per_lsb: float = DEFAULT_SPEC.mel.uv_per_lsb,
                   labels: tuple[str, ...] = LABELS, progress=None,
-                  simulate=simulate) -> dict[str, Any]:
+                  simulate=simulate, workers: int = 1) -> dict[str, Any]:
     """``wav/*.wav`` + ``labels.csv`` + ``manifest.json``, the corpus format every
     workstation command reads (``nemg evaluate --data``). Recording ``i`` of a class
     depends on (seed, class, i) alone. ``simulate``: what draws each recording (called as
-    :func:`simulate` is, without ``needle``), e.g. another setting of this simulator."""
-    import csv
-    import json
+    :func:`simulate` is, without ``needle``), e.g. another setting of this simulator; it
+    runs in this process, in job order, and a crashed run starts again. With this module's
+    own ``simulate``, ``workers`` processes (or the configured cluster) draw them and a
+    re-run resumes (:func:`convert.corpus.write_corpus`)."""
     from pathlib import Path
 
-    from edge.readers.recording import uv_to_int16
-    from edge.readers.wav import write_wav
+    from convert.corpus import write_corpus
+    from nemg_common.executor import LocalExecutor, executor
 
-    out = Path(out)
-    (out / "wav").mkdir(parents=True, exist_ok=True)
-    rows, files = [], []
-    jobs = [(lab, i) for lab in labels for i in range(per_class)]
-    for done, (lab, i) in enumerate(jobs, 1):
-        rng = np.random.default_rng([BIOSIM_SEED_TAG, seed, LABELS.index(lab), i])
-        r = simulate(lab, fs=sample_rate_hz, duration_s=duration_s, rng=rng)
-        pcm = uv_to_int16(r.signal_uv, uv_per_lsb)
-        name = f"wav/{lab}_{i:04d}.wav"
-        write_wav(out / name, pcm, sample_rate_hz, uv_per_lsb)
-        rows += [(name, round(a, 4), round(b, 4), s) for a, b, s in r.spans]
-        files.append({"file": name, "label": lab, "index": i, "firings": len(r.firings),
-                      **{k: (round(v, 3) if isinstance(v, float) else v)
-                         for k, v in r.info.items()}})
-        if progress:
-            progress(done, len(jobs))
-    with (out / "labels.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["file", "start_s", "end_s", "label"])
-        w.writerows(rows)
-    manifest = {"kind": "nemg-biosim-corpus", "seed": seed, "per_class": per_class,
-                "sample_rate_hz": sample_rate_hz, "duration_s": duration_s,
-                "uv_per_lsb": uv_per_lsb, "labels": list(labels), "files": files}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    return manifest
+    head = {"kind": "nemg-biosim-corpus", "seed": seed, "per_class": per_class,
+            "sample_rate_hz": sample_rate_hz, "duration_s": duration_s,
+            "uv_per_lsb": uv_per_lsb, "labels": list(labels)}
+    own = simulate is globals()["simulate"]
+    jobs = [(lab, i, seed, sample_rate_hz, duration_s, uv_per_lsb, None if own else simulate)
+            for lab in labels for i in range(per_class)]
+    with executor(workers) if own else LocalExecutor(1) as ex:
+        return write_corpus(Path(out), head, jobs, _biosim_one, ex=ex, progress=progress,
+                            resume=own)
+
+
+def _biosim_one(job, wav_dir):
+    """Draw and write one recording of :func:`biosim_corpus` (in a worker)."""
+    from convert.corpus import Synthesised, job_name, write_wav_atomic
+    from edge.readers.recording import uv_to_int16
+
+    lab, i, seed, sample_rate_hz, duration_s, uv_per_lsb, draw = job
+    rng = np.random.default_rng([BIOSIM_SEED_TAG, seed, LABELS.index(lab), i])
+    r = (draw or simulate)(lab, fs=sample_rate_hz, duration_s=duration_s, rng=rng)
+    pcm = uv_to_int16(r.signal_uv, uv_per_lsb)
+    name = job_name(job)
+    rows = [(f"wav/{name}", round(a, 4), round(b, 4), s) for a, b, s in r.spans]
+    entry = {"file": f"wav/{name}", "label": lab, "index": i, "firings": len(r.firings),
+             **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.info.items()}}
+    return Synthesised(name, write_wav_atomic(wav_dir, name, pcm, sample_rate_hz, uv_per_lsb),
+                       rows, entry)

@@ -26,6 +26,7 @@ from edge.acquire.files import recording_at_rate
 from edge.features import MelFrontEnd, float_to_int16
 from edge.labels import LABELS, PATHOLOGICAL
 from edge.spec import MelConfig, WindowConfig
+from nemg_common.executor import Executor, executor
 
 TIERS: tuple[frozenset[str], ...] = (
     frozenset(PATHOLOGICAL),
@@ -185,25 +186,27 @@ def _item_windows(item: CorpusItem | FreshRecording, mel: MelConfig, win: Window
     return x, y, np.full(y.size, item.seed)
 
 
-# Worker processes keep their background signals between calls (loaded once).
-_WORKER_BACKGROUNDS: list[Background] = []
+# Worker processes keep their background signals between calls (loaded once per set).
+_WORKER_BACKGROUNDS: dict[tuple, list[Background]] = {}
 
 
-def _worker_init(background_items: list[CorpusItem], mel: MelConfig) -> None:
-    _WORKER_BACKGROUNDS[:] = load_backgrounds(background_items, mel)
-
-
-def _worker_build(args):
+def _worker_build(args, shared: tuple[list[CorpusItem], MelConfig]):
     items, mel, win, augment_seed, aug, condition = args
+    bg_items, bg_mel = shared
+    key = (tuple(str(i.path) for i in bg_items), repr(bg_mel))
+    if key not in _WORKER_BACKGROUNDS:
+        _WORKER_BACKGROUNDS.clear()
+        _WORKER_BACKGROUNDS[key] = load_backgrounds(bg_items, bg_mel)
     fe = MelFrontEnd(mel)
-    return [_item_windows(i, mel, win, fe, augment_seed, aug, _WORKER_BACKGROUNDS, condition)
-            for i in items]
+    return [_item_windows(i, mel, win, fe, augment_seed, aug, _WORKER_BACKGROUNDS[key],
+                          condition) for i in items]
 
 
 class WindowBuilder:
     """Builds the windows of a list of recordings, optionally augmented, in ``workers``
-    processes. The result does not depend on ``workers``: each recording's augmentation
-    is seeded by (epoch seed, recording) alone. Use as a context manager (or ``close``)."""
+    processes (or on the configured cluster: :func:`nemg_common.executor.executor`). The
+    result does not depend on where: each recording's augmentation is seeded by (epoch
+    seed, recording) alone. Use as a context manager (or ``close``)."""
 
     def __init__(self, mel: MelConfig, win: WindowConfig, *, aug: AugmentConfig | None = None,
                  background_items: list[CorpusItem] | None = None, workers: int = 1) -> None:
@@ -211,7 +214,8 @@ class WindowBuilder:
         self.background_items = list(background_items or [])
         self.workers = max(1, workers)
         self._backgrounds: list[Background] | None = None
-        self._pool = None
+        self._executor: Executor | None = None
+        self._shared = (self.background_items, mel)
 
     def _local_backgrounds(self) -> list[Background]:
         if self._backgrounds is None:
@@ -230,25 +234,21 @@ class WindowBuilder:
         """Start :meth:`build` in the worker processes and return at once; calling the
         result waits for the windows. The trainer prepares the next epoch's windows
         while the network trains on this one's. With one worker, nothing starts early."""
-        if self.workers == 1 or len(items) < 2 * self.workers:
+        if self._executor is None:
+            self._executor = executor(self.workers)
+        ex = self._executor
+        if ex.where == "local" and (ex.workers == 1 or len(items) < 2 * ex.workers):
             def local() -> WindowSet:
                 fe = MelFrontEnd(self.mel)
                 bgs = self._local_backgrounds() if augment_seed is not None else []
                 return self._concat([_item_windows(i, self.mel, self.win, fe, augment_seed,
                                                    self.aug, bgs, condition) for i in items])
             return local
-        if self._pool is None:
-            import multiprocessing as mp
-
-            # spawn: workers never inherit TensorFlow's threads from the trainer
-            self._pool = mp.get_context("spawn").Pool(
-                self.workers, _worker_init, (self.background_items, self.mel))
-        n = -(-len(items) // (4 * self.workers))  # a few chunks per worker
+        n = -(-len(items) // (4 * ex.workers))  # a few chunks per worker
         chunks = [items[k:k + n] for k in range(0, len(items), n)]
-        pending = self._pool.map_async(
-            _worker_build,
-            [(c, self.mel, self.win, augment_seed, self.aug, condition) for c in chunks])
-        return lambda: self._concat([p for chunk in pending.get() for p in chunk])
+        pending = ex.submit(_worker_build, [(c, self.mel, self.win, augment_seed, self.aug,
+                                             condition) for c in chunks], shared=self._shared)
+        return lambda: self._concat([p for chunk in pending() for p in chunk])
 
     def _concat(self, parts) -> WindowSet:
         if not parts:
@@ -259,10 +259,9 @@ class WindowBuilder:
                          np.concatenate([p[2] for p in parts]))
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()  # a prefetched epoch nobody will train on is dropped
-            self._pool.join()
-            self._pool = None
+        if self._executor is not None:
+            self._executor.close()  # a prefetched epoch nobody will train on is dropped
+            self._executor = None
 
     def __enter__(self) -> WindowBuilder:
         return self

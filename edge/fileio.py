@@ -92,3 +92,21 @@ def fsync_dir(path: Path, *, required: bool = True) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """``data`` as ``path``, all or nothing: a temporary beside it, renamed over it (a
+    process killed half-way leaves the old file or none, never half a file).
+    ``durable``: also fsync the file and the folder (the rename survives a power cut)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if durable:
+        fsync_dir(path.parent)

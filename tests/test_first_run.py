@@ -8,10 +8,10 @@ import sys
 import pytest
 from conftest import ROOT, assert_one_line_error, run_nemg
 
-# A box install (the 'edge' extra) has no scipy, TensorFlow or matplotlib: hide them.
+# A box install (the 'edge' extra) has no scipy, TensorFlow, matplotlib or Ray: hide them.
 WITHOUT_WORKSTATION = (
     "import sys\n"
-    "for m in ('scipy', 'tensorflow', 'tf_keras', 'matplotlib', 'pyedflib', 'wfdb'):\n"
+    "for m in ('scipy', 'tensorflow', 'tf_keras', 'matplotlib', 'pyedflib', 'wfdb', 'ray'):\n"
     "    sys.modules[m] = None\n"
     "from edge.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
@@ -32,6 +32,15 @@ def test_workstation_commands_on_a_box_name_the_extra(args, tmp_path):
     proc = run_box_only(*(a.format(tmp=tmp_path) for a in args))
     assert_one_line_error(proc, "needs the 'convert' extra", "pip install 'nemg-edge[convert]'")
     assert "internal error" not in proc.stderr
+
+
+def test_a_cluster_without_ray_or_a_head_is_one_line(tmp_path):
+    exam = str(ROOT / "rigs" / "data" / "demo-exam.wav")
+    assert_one_line_error(run_box_only("classify", exam, "--ray"),
+                          "needs the 'cluster' extra", "pip install 'nemg-edge[cluster]'")
+    # nothing listens there: an answer at once, not Ray's minutes of retries
+    assert_one_line_error(run_nemg("classify", exam, "--ray", "127.0.0.1:1"),
+                          "no Ray cluster at '127.0.0.1:1'", "ray start --head")
 
 
 def test_help_has_no_stray_lines_and_names_real_actions():

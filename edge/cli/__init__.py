@@ -83,7 +83,7 @@ COMMANDS: tuple[Command, ...] = (
 _EXTRA_OF_MODULE = {
     "tensorflow": "convert", "tf_keras": "convert", "tensorflow_model_optimization": "convert",
     "scipy": "convert", "matplotlib": "convert", "pyedflib": "convert", "wfdb": "convert",
-    "serial": "edge", "cryptography": "edge", "numpy": "edge",
+    "serial": "edge", "cryptography": "edge", "numpy": "edge", "ray": "cluster",
 }
 
 
@@ -137,6 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 level=logging.INFO if args.verbose else logging.WARNING,
                 format="%(levelname)s %(name)s: %(message)s",
             )
+            if getattr(args, "ray", None) is not None:
+                from nemg_common.executor import configure, ray_address
+
+                configure(ray_address(args.ray))
             with filtered_stderr() if cmd.native_chatter else contextlib.nullcontext():
                 return int(module.run(args) or 0)
         except ModuleNotFoundError as exc:  # a dependency of an extra that is not installed

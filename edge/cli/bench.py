@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from edge.cli.options import add_ray_option
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from benches.harness import BENCHMARKS
@@ -19,6 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="tiny inputs: checks the benchmark runs, figures not meaningful")
     parser.add_argument("--all-cpus", action="store_true",
                         help="do not pin the process to one CPU")
+    add_ray_option(parser)  # crosssim's per-recording work on a cluster
 
 
 def run(args: argparse.Namespace) -> int:

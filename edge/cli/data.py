@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from edge.cli.options import add_ray_option
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -19,11 +21,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--duration", type=float, default=6.0, metavar="S", help="per recording")
     s.add_argument("--labels", help="comma-separated subset of classes")
     s.add_argument("--workers", type=int, default=2,
-                   help="processes synthesising (the corpus does not depend on it)")
+                   help="processes synthesising (the corpus does not depend on it, nor on "
+                        "--ray); a re-run after a crash makes only what is missing")
     s.add_argument("--simulator", choices=["template", "bio"], default="template",
                    help="template: convert/synth.py (what the model trains on); bio: the "
                         "independent biophysical simulator convert/biosim.py (line-source "
                         "fibres, needle, volume conductor), for cross-simulator validation")
+    add_ray_option(s)
     sh = sub.add_parser("show", help="draw waveform + spectrogram of a recording")
     sh.add_argument("file", type=Path)
     sh.add_argument("-o", "--out", type=Path, required=True, help="PNG to write")
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
             m = biosim_corpus(args.out, args.per_class, args.seed,
                               sample_rate_hz=args.sample_rate, duration_s=args.duration,
-                              labels=labels,
+                              labels=labels, workers=args.workers,
                               progress=Progress("simulating", unit=" recordings").update)
             print(json.dumps({"out": str(args.out), "files": len(m["files"]),
                               "seed": args.seed, "simulator": "bio"}))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge.cli.options import add_front_end_option
+from edge.cli.options import add_front_end_option, add_ray_option
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                  "trained on (a bundle bears its own)")
     parser.add_argument("--no-robustness", action="store_true",
                         help="skip accuracy vs SNR and gain")
+    add_ray_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge.cli.options import add_front_end_option
+from edge.cli.options import add_front_end_option, add_ray_option
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="with --init-from: convolution blocks kept frozen")
     parser.add_argument("--workers", type=int, default=2,
                         help="processes computing augmented windows (same result for any)")
+    add_ray_option(parser)  # the windows of every epoch built on a cluster
     add_front_end_option(parser, "the front end to train on: a bundle (.nemg), a checkpoint or a "
                                  "JSON spec with mel_config and window (default: "
                                  "edge.spec.DEFAULT_SPEC, as make model; a fine-tune keeps its "

@@ -96,12 +96,17 @@ def wav_header(frames: int, sample_rate_hz: int, uv_per_lsb: float) -> bytes:
     return b"RIFF" + struct.pack("<I", len(body) + frames * 2) + body
 
 
-def write_wav(path: Path, samples: np.ndarray, sample_rate_hz: int, uv_per_lsb: float) -> None:
-    """int16 mono with the µV/LSB scale in an ICMT chunk."""
+def wav_bytes(samples: np.ndarray, sample_rate_hz: int, uv_per_lsb: float) -> bytes:
+    """A whole WAV file: int16 mono with the µV/LSB scale in an ICMT chunk."""
     x = np.asarray(samples)
     if x.dtype != np.int16 or x.ndim != 1:
-        raise ValueError("write_wav takes a 1-D int16 array")
-    path.write_bytes(wav_header(x.size, sample_rate_hz, uv_per_lsb) + x.astype("<i2").tobytes())
+        raise ValueError("a WAV is written from a 1-D int16 array")
+    return wav_header(x.size, sample_rate_hz, uv_per_lsb) + x.astype("<i2").tobytes()
+
+
+def write_wav(path: Path, samples: np.ndarray, sample_rate_hz: int, uv_per_lsb: float) -> None:
+    """:func:`wav_bytes` as ``path``."""
+    path.write_bytes(wav_bytes(samples, sample_rate_hz, uv_per_lsb))
 
 
 def wav_info(path: Path) -> WavInfo:

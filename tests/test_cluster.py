@@ -1,0 +1,190 @@
+"""The per-recording work on a real local Ray cluster (a head and a second node, each its
+own raylet and worker processes on this machine; not ``local_mode``): the same bytes as
+the local path, a worker killed mid-job, a node that leaves, a driver killed mid-run.
+
+Faults are keyed to progress (a recording written, records on disk), never to time."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import HANG_GUARD_S, ROOT, run_nemg
+
+ray = pytest.importorskip("ray", reason="the cluster extra (make venv-dev installs it)")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from convert.corpus import PARTIAL_DIR, synth_corpus  # noqa: E402
+from nemg_common import executor as ex  # noqa: E402
+
+LABELS = ("fibrillation", "fasciculation", "motor_unit", "silence")
+SYNTH = {"per_class": 6, "seed": 36, "duration_s": 2.0, "labels": LABELS}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1,
+                                                      "include_dashboard": False})
+    c.add_node(num_cpus=1)
+    ex.configure(c.address)
+    try:
+        yield c
+    finally:
+        ex.configure(None)
+        ray.shutdown()
+        c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_corpus(cluster, tmp_path_factory) -> Path:
+    """The corpus as the local path writes it (one process)."""
+    out = tmp_path_factory.mktemp("local") / "corpus"
+    ex.configure(None)
+    try:
+        synth_corpus(out, SYNTH["per_class"], SYNTH["seed"], duration_s=SYNTH["duration_s"],
+                     labels=SYNTH["labels"])
+    finally:
+        ex.configure(cluster.address)
+    return out
+
+
+def same_tree(a: Path, b: Path) -> None:
+    """Every file of ``a`` in ``b`` with the same bytes, and nothing else."""
+    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert fa == fb
+    _, mismatch, errors = filecmp.cmpfiles(a, b, [str(p) for p in fa], shallow=False)
+    assert mismatch == [] and errors == []
+
+
+def _workers_busy(c: Cluster) -> list[int]:
+    """Worker processes of this cluster running one of our tasks (children of its
+    raylets whose title Ray sets to the task's function)."""
+    raylets = {n.all_processes["raylet"][0].process.pid for n in c.list_all_nodes()
+               if "raylet" in n.all_processes}
+    busy = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            title = (d / "cmdline").read_bytes().split(b"\0")[0]
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid in raylets and title.startswith(b"ray::_run_chunk"):
+            busy.append(int(d.name))
+    return busy
+
+
+def _synth_on_cluster(out: Path, progress=None) -> None:
+    synth_corpus(out, SYNTH["per_class"], SYNTH["seed"], duration_s=SYNTH["duration_s"],
+                 labels=SYNTH["labels"], progress=progress)
+
+
+def test_synth_is_the_local_corpus_byte_for_byte(cluster, local_corpus, tmp_path):
+    assert ex.executor().where == "ray" and ex.executor().workers == 2
+    _synth_on_cluster(tmp_path / "c")
+    same_tree(local_corpus, tmp_path / "c")
+    assert not (tmp_path / "c" / PARTIAL_DIR).exists()
+
+
+def test_a_worker_killed_mid_job_is_survived(cluster, local_corpus, tmp_path):
+    killed: list[int] = []
+
+    def kill_a_busy_worker(done: int, total: int) -> None:
+        if killed or done != 1:
+            return
+        deadline = time.monotonic() + HANG_GUARD_S  # hang guard only
+        while not (busy := _workers_busy(cluster)):
+            assert time.monotonic() < deadline, "no busy worker to kill"
+        os.kill(busy[0], signal.SIGKILL)
+        killed.append(busy[0])
+
+    _synth_on_cluster(tmp_path / "c", kill_a_busy_worker)
+    assert killed  # the fault happened, and every recording is there exactly once
+    same_tree(local_corpus, tmp_path / "c")
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    names = [f["file"] for f in manifest["files"]]
+    assert len(names) == len(set(names)) == len(LABELS) * SYNTH["per_class"]
+
+
+def test_a_node_that_leaves_is_survived(cluster, local_corpus, tmp_path):
+    leaving = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    gone: list[bool] = []
+
+    def remove_the_node(done: int, total: int) -> None:
+        if done == 1 and not gone:
+            cluster.remove_node(leaving, allow_graceful=False)
+            gone.append(True)
+
+    _synth_on_cluster(tmp_path / "c", remove_the_node)
+    assert gone
+    same_tree(local_corpus, tmp_path / "c")
+
+
+def test_classify_files_on_the_cluster_prints_the_local_bytes(cluster, local_corpus):
+    files = [str(local_corpus / "wav"), str(local_corpus / "missing.wav")]
+    local = run_nemg("classify", *files, "--json", timeout=HANG_GUARD_S)
+    remote = run_nemg("classify", *files, "--json", "--ray", cluster.address,
+                      timeout=HANG_GUARD_S)
+    assert remote.stdout == local.stdout
+    assert local.stdout.count("\n") == len(LABELS) * SYNTH["per_class"]
+    # a bad file: its own one line on both paths, the others classified
+    assert remote.returncode == local.returncode == 2
+    ours = [ln for ln in remote.stderr.splitlines() if ln.startswith("nemg")]
+    assert ours == local.stderr.strip().splitlines() and len(ours) == 1
+    assert "missing.wav" in local.stderr and "Traceback" not in remote.stderr
+
+
+def test_a_killed_driver_resumes_from_what_is_on_disk(cluster, local_corpus, tmp_path):
+    out = tmp_path / "c"
+    args = ["data", "synth", "--out", str(out), "--per-class", str(SYNTH["per_class"]),
+            "--seed", str(SYNTH["seed"]), "--duration", str(SYNTH["duration_s"]),
+            "--labels", ",".join(LABELS), "--ray", cluster.address]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    driver = subprocess.Popen([sys.executable, "-m", "edge.cli", *args], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = out / PARTIAL_DIR
+    deadline = time.monotonic() + HANG_GUARD_S  # hang guard only
+    while len(list(records.glob("*.wav.json"))) < 5:
+        assert driver.poll() is None, "the driver finished before it could be killed"
+        assert time.monotonic() < deadline
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    kept = {p.name: (out / "wav" / p.name[:-5]).stat() for p in records.glob("*.wav.json")}
+    assert 5 <= len(kept) < len(LABELS) * SYNTH["per_class"]
+    run_nemg(*args, check=True, timeout=HANG_GUARD_S)
+    same_tree(local_corpus, out)
+    for name, before in kept.items():  # done before the crash: not made again
+        after = (out / "wav" / name[:-5]).stat()
+        assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_the_executor_hands_back_a_jobs_own_error_and_keeps_order(cluster):
+    assert list(ex.executor().map(math.sqrt, [9.0, 4.0, 1.0])) == [3.0, 2.0, 1.0]
+    with pytest.raises(ValueError, match="math domain"):  # raised, not retried as a crash
+        list(ex.executor().map(math.sqrt, [4.0, -1.0]))
+
+
+def test_evaluate_on_the_cluster_writes_the_local_report(cluster, local_corpus, tmp_path):
+    from convert.evaluate import evaluate_model
+
+    model = ROOT / "models" / "nemg-default.nemg"
+    ex.configure(None)
+    try:
+        evaluate_model(model, local_corpus, tmp_path / "local", robustness=False)
+    finally:
+        ex.configure(cluster.address)
+    evaluate_model(model, local_corpus, tmp_path / "ray", robustness=False)
+    same_tree(tmp_path / "local", tmp_path / "ray")  # report.json and the PNG, byte for byte
+    assert json.loads((tmp_path / "ray" / "report.json").read_text())["windows"] > 0
