@@ -42,18 +42,16 @@ def _synth(out: Path, ex) -> float:
 def _classify(files: list[Path], bundle, ex) -> tuple[float, str]:
     """Seconds to classify ``files`` on ``ex`` (``nemg classify --json``'s own task) and
     the output."""
-    from edge.cli.classify import _classify_one
+    from edge.offline import classify_one
 
     args = argparse.Namespace(json=True, channel=None, scale_uv=None,
                               evidence_everywhere=False)
     t0 = time.perf_counter()
-    out = "".join(text for _, text in ex.map(_classify_one, files, shared=(bundle, args)))
+    out = "".join(text for _, text in ex.map(classify_one, files, shared=(bundle, args)))
     return time.perf_counter() - t0, out
 
 
 def run(opts) -> dict[str, Any]:
-    import ray
-
     from benches.harness import _allowed_cpus
     from convert.corpus import read_corpus, synth_corpus
     from edge.labels import LABELS
@@ -76,10 +74,8 @@ def run(opts) -> dict[str, Any]:
                 key = f"{where}_{workers}"
                 if where == "ray":
                     t0 = time.perf_counter()
-                    ray.init(num_cpus=workers, include_dashboard=False,
-                             log_to_driver=False, configure_logging=False)
+                    ex = RayExecutor.start_local(workers)
                     started = time.perf_counter() - t0
-                    ex = RayExecutor("local")
                     t0 = time.perf_counter()
                     list(ex.map(abs, range(workers)))  # workers start (Python, imports)
                     first = time.perf_counter() - t0
@@ -101,8 +97,8 @@ def run(opts) -> dict[str, Any]:
                     files = [i.path for i in read_corpus(corpus)]
                     _classify(files[:2 * workers], bundle, ex)  # the bundle reaches workers
                     c, text = _classify(files, bundle, ex)
-                if where == "ray":
-                    ray.shutdown()
+                if isinstance(ex, RayExecutor):
+                    ex.shutdown()
                 out[f"{key}_synth_recordings_per_s"] = _throughput(len(files), s)
                 out[f"{key}_classify_recordings_per_s"] = _throughput(len(files), c)
                 if ref is None:

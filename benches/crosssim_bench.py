@@ -13,7 +13,7 @@ model was not tuned to. Two conditions, the same recordings:
 Reported: int8 macro-F1, per-class recall, ECE, and the share of windows that are wrong
 with a top probability ≥ 0.8 ("confidently wrong").
 
-**Three ways** (:mod:`benches.threeway`: the CNN alone, the discharge recogniser alone, the
+**Three ways** (:mod:`convert.threeway`: the CNN alone, the discharge recogniser alone, the
 box fusing them) on every simulated setting, none of which any threshold was chosen on
 (the recogniser's were chosen on other draws of the first two: docs/evidence.md):
 
@@ -97,31 +97,14 @@ SETTINGS: dict[str, tuple[int, str]] = {
     "biosim": (111, "all"), "heldout": (113, "all"), "synth": (115, "all"),
     "background_synth": (117, "pathological"), "background_biosim": (119, "pathological")}
 
-def _recording(setting: str, label: str, i: int, seed: int, duration_s: float) -> np.ndarray:
-    """Recording ``i`` of ``label`` in ``setting``, µV at the model rate."""
-    from convert.heldout import FS, background_kind, heldout_simulate, over_background
-
-    rng = np.random.default_rng([seed, LABELS.index(label), i])
-    if setting == "biosim":
-        from convert.biosim import simulate
-        return simulate(label, fs=FS, duration_s=duration_s, rng=rng).signal_uv
-    if setting == "heldout":
-        return heldout_simulate(label, fs=FS, duration_s=duration_s, rng=rng).signal_uv
-    if setting == "synth":
-        from convert.synth import synthesize
-        return synthesize(label, fs=FS, duration_s=duration_s, rng=rng).signal_uv
-    sim = setting.removeprefix("background_")
-    return over_background(label, background_kind(label, i), simulator=sim, fs=FS,
-                           duration_s=duration_s, rng=rng).signal_uv
-
-
 def _windows(job: tuple[str, str, int, int, float], bundle) -> tuple[str, list]:
     """One recording through the box's pipeline (in a worker; the bundle sent once)."""
+    from convert.heldout import setting_recording
     from edge.pipeline import Pipeline
     from edge.readers.recording import uv_to_int16
 
     setting, label, i, seed, duration_s = job
-    x = uv_to_int16(_recording(setting, label, i, seed, duration_s),
+    x = uv_to_int16(setting_recording(setting, label, i, seed, duration_s),
                     bundle.mel_config.uv_per_lsb)
     return label, Pipeline(bundle, evidence_always=True).push(x, 0)[0]
 
@@ -130,7 +113,7 @@ def three_way(bundle, per_class: int, duration_s: float = 4.0,
               workers: int = 2) -> dict[str, Any]:
     """The CNN alone, the recogniser alone and the box on every setting of
     :data:`SETTINGS`."""
-    from benches.threeway import ThreeWayTally
+    from convert.threeway import ThreeWayTally
     from edge.labels import PATHOLOGICAL
     from nemg_common.executor import executor
 

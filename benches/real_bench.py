@@ -3,7 +3,7 @@
 The recordings in ``../shared/data/real/`` (see its README) are all **voluntary**
 contractions: the honest label of every window is ``motor_unit`` and none is pathological.
 Reported per file and overall, three ways (the CNN alone, the discharge recogniser alone,
-the box fusing them: :mod:`benches.threeway`): the share of windows called ``motor_unit``,
+the box fusing them: :mod:`convert.threeway`): the share of windows called ``motor_unit``,
 called any pathological class, and the file's finding; then the same at lower levels
 (:data:`LEVELS_DB`): a clinic's voluntary MUAPs at low force can be 100–600 µV, a quarter of
 these recordings' (the files' peaks are 0.8–7 mV); and as unscaled files, at the scale the
@@ -63,10 +63,10 @@ def _figures(labels: list[str], finding: str) -> dict[str, Any]:
 def classify_recording(rec, bundle) -> dict[str, Any]:
     """Window labels of a recording through the box's pipeline at the model rate (as
     ``nemg classify`` reads it), with the CNN's and the recogniser's own labels beside the
-    box's (:mod:`benches.threeway`)."""
+    box's (:mod:`convert.threeway`)."""
     from types import SimpleNamespace
 
-    from benches.threeway import labels_three_ways
+    from convert.threeway import labels_three_ways
     from edge.pipeline import Pipeline, summarize
     from edge.resample import resample_int16
 
@@ -140,7 +140,7 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         out[f"pathological_window_share{key}"] = t["pathological"] / n
         out[f"pathological_findings{key}"] = t["files_pathological"]
         out[f"windows_withheld_not_at_rest{key}"] = t["withheld"] / n
-        # the CNN alone and the recogniser alone beside the box (benches/threeway.py)
+        # the CNN alone and the recogniser alone beside the box (convert/threeway.py)
         for way in ("cnn", "recogniser"):
             out[f"files_called_motor_unit_{way}{key}"] = t[f"files_motor_unit_{way}"]
             out[f"pathological_window_share_{way}{key}"] = t[f"pathological_{way}"] / n

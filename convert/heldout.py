@@ -250,3 +250,22 @@ def background_corpus(out, simulator: str, per_class: int, seed: int, *,
         raise RuntimeError("biosim_corpus no longer writes a class's recordings in order")
     return _tag_manifest(out, m, kind="nemg-background-corpus", setting="background",
                          simulator=simulator, backgrounds=list(BACKGROUNDS))
+
+
+def setting_recording(setting: str, label: str, i: int, seed: int,
+                      duration_s: float) -> np.ndarray:
+    """Recording ``i`` of ``label`` in ``setting`` (``biosim``, ``heldout``, ``synth``,
+    ``background_synth`` or ``background_biosim``), µV at :data:`FS`; depends on (seed,
+    label, i) alone."""
+    rng = np.random.default_rng([seed, LABELS.index(label), i])
+    if setting == "biosim":
+        from convert.biosim import simulate
+        return simulate(label, fs=FS, duration_s=duration_s, rng=rng).signal_uv
+    if setting == "heldout":
+        return heldout_simulate(label, fs=FS, duration_s=duration_s, rng=rng).signal_uv
+    if setting == "synth":
+        from convert.synth import synthesize
+        return synthesize(label, fs=FS, duration_s=duration_s, rng=rng).signal_uv
+    sim = setting.removeprefix("background_")
+    return over_background(label, background_kind(label, i), simulator=sim, fs=FS,
+                           duration_s=duration_s, rng=rng).signal_uv

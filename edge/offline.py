@@ -8,9 +8,13 @@ is decided, so an hours-long file needs bounded memory.
 
 from __future__ import annotations
 
+import io
+import json
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from edge.acquire.files import open_file
 from edge.errors import InputError
@@ -71,3 +75,53 @@ def classify_file(pipe_factory: Callable[[], Pipeline], path: Path,
         "windows": windows,
         "summary": summary,
     }
+
+
+def write_result(path: Path, pipe_factory: Callable[[], Pipeline], args: Any,
+                 out: TextIO) -> None:
+    """One file's output as ``nemg classify`` prints it (``args``: its json, channel,
+    scale_uv and evidence_everywhere options), spooled: nothing reaches ``out`` unless
+    the whole file worked."""
+
+    with tempfile.SpooledTemporaryFile(max_size=4 << 20, mode="w+") as spool:
+        count = [0]
+
+        def as_json(w: dict) -> None:
+            spool.write(("" if not count[0] else ", ") + json.dumps(w))
+            count[0] += 1
+
+        def as_text(w: dict) -> None:
+            spool.write(f"  {w['start_s']:7.2f}–{w['end_s']:7.2f} s  {w['label']:<20} "
+                        f"{w['confidence']:.2f}\n")
+            count[0] += 1
+
+        res = classify_file(pipe_factory, path, args.channel, args.scale_uv,
+                            on_window=as_json if args.json else as_text,
+                            evidence_always=args.evidence_everywhere)
+        spool.seek(0)
+        head = {k: v for k, v in res.items() if k not in ("windows", "summary")}
+        if args.json:
+            out.write(json.dumps(head)[:-1] + ', "windows": [')
+            shutil.copyfileobj(spool, out)
+            out.write(f'], "summary": {json.dumps(res["summary"])}}}\n')
+        else:
+            s = res["summary"]
+            out.write(f"{res['file']}: {s['label']} ({s['confidence']:.2f})"
+                      f"{'  PATHOLOGICAL' if s['pathological'] else ''} — "
+                      f"{res['duration_s']:.1f} s, {count[0]} windows\n")
+            if "caveat" in s:
+                out.write(f"  caveat: {s['caveat']['text']}\n")
+            shutil.copyfileobj(spool, out)
+        out.flush()
+
+
+def classify_one(path: Path, shared: tuple[Any, Any]) -> tuple[str, Any]:
+    """One file's whole output (an executor's task, :mod:`nemg_common.executor`; ``shared``
+    is (bundle, options)): ("ok", text) or ("error", the exception)."""
+    bundle, args = shared
+    out = io.StringIO()
+    try:
+        write_result(path, lambda: Pipeline(bundle), args, out)
+    except Exception as exc:  # reported by the caller, naming the file
+        return "error", exc
+    return "ok", out.getvalue()

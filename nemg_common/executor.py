@@ -184,13 +184,33 @@ class RayExecutor(Executor):
         self.address = address
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self._remote = ray.remote(max_retries=TASK_RETRIES, retry_exceptions=False)(_run_chunk)
-        self._shared_ref: tuple[int, Any] | None = None
+        self._shared_ref: tuple[Any, Any] | None = None
+
+    @classmethod
+    def start_local(cls, num_cpus: int) -> RayExecutor:
+        """A fresh single-machine cluster of ``num_cpus`` (a raylet and its workers, as
+        ``ray start --head`` makes), connected; :meth:`shutdown` ends it."""
+        import logging
+
+        import ray
+
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False, logging_level=logging.ERROR)
+        return cls("local")
+
+    def shutdown(self) -> None:
+        """Disconnect (and end a cluster :meth:`start_local` started)."""
+        global _RAY
+        self._ray.shutdown()
+        if _RAY is self:
+            _RAY = None
 
     def _shared(self, shared: Any) -> Any:
         if shared is _NOTHING:
             return _NOTHING
-        if self._shared_ref is None or self._shared_ref[0] != id(shared):
-            self._shared_ref = (id(shared), self._ray.put(shared))  # once, not per task
+        # the object itself is kept: an id() alone could be reused by the next call's
+        if self._shared_ref is None or self._shared_ref[0] is not shared:
+            self._shared_ref = (shared, self._ray.put(shared))  # once, not per task
         return self._shared_ref[1]
 
     def _refs(self, fn, jobs, shared, chunksize) -> Iterator:
@@ -254,6 +274,11 @@ def configure(ray: str | None) -> None:
     """Send this process's per-recording work to the cluster at ``ray`` (None: local)."""
     global _RAY_ADDRESS
     _RAY_ADDRESS = ray
+
+
+def configured() -> bool:
+    """Whether :func:`configure` pointed this process at a cluster."""
+    return _RAY_ADDRESS is not None
 
 
 def executor(workers: int = 1) -> Executor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import filecmp
 import json
 import math
+import operator
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HANG_GUARD_S, ROOT, run_nemg
+from tests.conftest import HANG_GUARD_S, ROOT, assert_one_line_error, run_nemg
 
 ray = pytest.importorskip("ray", reason="the cluster extra (make venv-dev installs it)")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -174,6 +175,9 @@ def test_the_executor_hands_back_a_jobs_own_error_and_keeps_order(cluster):
     assert list(ex.executor().map(math.sqrt, [9.0, 4.0, 1.0])) == [3.0, 2.0, 1.0]
     with pytest.raises(ValueError, match="math domain"):  # raised, not retried as a crash
         list(ex.executor().map(math.sqrt, [4.0, -1.0]))
+    # each call's own shared object, though the last one's memory may be reused for it
+    got = ["".join(ex.executor().map(operator.add, ["job"], shared=f"-{k}")) for k in range(4)]
+    assert got == ["job-0", "job-1", "job-2", "job-3"]
 
 
 def test_evaluate_on_the_cluster_writes_the_local_report(cluster, local_corpus, tmp_path):
@@ -188,3 +192,64 @@ def test_evaluate_on_the_cluster_writes_the_local_report(cluster, local_corpus, 
     evaluate_model(model, local_corpus, tmp_path / "ray", robustness=False)
     same_tree(tmp_path / "local", tmp_path / "ray")  # report.json and the PNG, byte for byte
     assert json.loads((tmp_path / "ray" / "report.json").read_text())["windows"] > 0
+
+
+SWEEP = """
+[sweep]
+score_on = ["biosim"]
+per_class = 1
+duration_s = 4.0
+seed = 36000
+
+[space]
+uncertain_threshold = [0.5, 0.9]
+"""
+
+
+def test_a_sweep_on_ray_tune_scores_each_trial_and_chooses_by_its_rule(cluster, tmp_path):
+    from convert.sweep import (
+        chosen_bundle,
+        draw_recordings,
+        load_config,
+        run_sweep,
+        score_decision,
+        with_params,
+    )
+    from edge.bundle import Bundle
+    from edge.runtime import load_verified
+    from tests.conftest import DEV_KEY
+
+    (tmp_path / "s.toml").write_text(SWEEP)
+    result = run_sweep(tmp_path / "s.toml", tmp_path / "out")
+    rows = result["trials"]
+    # the bundle's own decision (0.5) is trial 0 and is not tried twice
+    assert [r["params"] for r in rows] == [{}, {"uncertain_threshold": 0.9}]
+    best = max(r["score"] for r in rows)
+    assert result["choice"]["score"] >= best - 0.005
+    # a trial's score depends on its parameters alone: the same, recomputed here
+    bundle, cfg = load_verified(), load_config(tmp_path / "s.toml")
+    again = score_decision(bundle, with_params(bundle.decision, rows[1]["params"]),
+                           draw_recordings(cfg, bundle))
+    assert again["score"] == rows[1]["score"]
+    assert "| 1 | uncertain_threshold = 0.9 |" in (tmp_path / "out" / "sweep.md").read_text()
+    chosen_bundle(result, None, tmp_path / "b.nemg", key_path=DEV_KEY, version="9.0.0")
+    b = Bundle.read(tmp_path / "b.nemg")
+    assert b.manifest["metrics"]["decision_sweep"]["trials"] == json.loads(json.dumps(rows))
+    assert b.decision == with_params(bundle.decision, result["choice"]["params"])
+
+
+def test_the_choice_rule_prefers_fewer_changes_within_a_tie():
+    from convert.sweep import choose
+
+    rows = [{"index": 0, "params": {}, "score": 0.700},
+            {"index": 1, "params": {"a": 1}, "score": 0.704},
+            {"index": 2, "params": {"a": 1, "b": 2}, "score": 0.720}]
+    assert choose(rows)["index"] == 2
+    rows[2]["score"] = 0.703
+    assert choose(rows)["index"] == 0
+
+
+def test_a_bad_sweep_file_is_one_line(tmp_path):
+    (tmp_path / "bad.toml").write_text('[space]\nno_such_parameter = [1]\n')
+    proc = run_nemg("sweep", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "o"))
+    assert_one_line_error(proc, "bad.toml", "no_such_parameter")

@@ -429,7 +429,8 @@ def test_the_checker_reads_every_kind_of_import():
 
 # ---- a box install runs its commands without the workstation -----------------------------
 #: What a box (the 'edge' extra) does not have.
-NOT_ON_A_BOX = ("convert", "benches", "tensorflow", "tf_keras", "tensorflow_model_optimization")
+NOT_ON_A_BOX = ("convert", "benches", "tensorflow", "tf_keras", "tensorflow_model_optimization",
+                "ray")
 
 BOX_ONLY = textwrap.dedent(f"""
     import importlib.abc, json, sys
@@ -479,3 +480,43 @@ def test_box_commands_never_import_the_workstation(tmp_path):
     got = json.loads(proc.stdout.splitlines()[-1])
     assert got == {"exit": {"classify": 0, "muap": 0, "demo": 0, "run": 0}, "tried": [],
                    "loaded": []}, proc.stderr[-3000:]
+
+
+# ---- Ray is a workstation extra, imported in two modules only ----------------------------
+RAY_MODULES = {"nemg_common/executor.py", "convert/sweep.py"}
+
+
+def test_ray_is_imported_only_by_the_executor_and_the_sweep():
+    found = set()
+    for package in PACKAGES:
+        for f in (ROOT / package).rglob("*.py"):
+            tree = ast.parse(f.read_text())
+            for node in ast.walk(tree):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                if any(n == "ray" or n.startswith("ray.") for n in names):
+                    found.add(str(f.relative_to(ROOT)))
+    assert found == RAY_MODULES
+
+
+def test_the_box_extra_never_installs_ray():
+    """``pip install -e '.[edge]'``: the edge extra names neither ray nor an extra that
+    does (the cluster extra builds on convert, never the other way)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert any(r.startswith("ray") for r in extras["cluster"])
+
+    def closure(name: str) -> set[str]:
+        reqs = set(extras[name])
+        for r in list(reqs):
+            if r.startswith("nemg-edge["):
+                reqs |= closure(r[len("nemg-edge["):-1])
+        return reqs
+
+    assert not any(r.startswith("ray") for r in closure("edge"))
+    assert not any(r.startswith("ray") for r in closure("convert"))

@@ -75,6 +75,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("flash", "install a signed bundle locally or over serial", "edge.cli.flash"),
     Command("flash-server", "receive bundles over serial (box maintenance mode)",
             "edge.cli.flash_server"),
+    Command("sweep", "search the decision's parameters on Ray Tune (workstation, cluster)",
+            "edge.cli.sweep", "cluster", native_chatter=True),
     Command("bench", "run benchmarks and print JSON", "edge.cli.bench",
             native_chatter=True),
 )

@@ -14,13 +14,9 @@ result from this bundle is already there (an archive re-classified after a crash
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any, TextIO
 
 from edge.cli.options import add_ray_option
 
@@ -48,42 +44,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_ray_option(parser)
 
 
-def _write_result(path: Path, pipe_factory, args: argparse.Namespace, out: TextIO) -> None:
-    """One file's output, spooled: nothing reaches ``out`` unless the whole file worked."""
-    from edge.offline import classify_file
-
-    with tempfile.SpooledTemporaryFile(max_size=4 << 20, mode="w+") as spool:
-        count = [0]
-
-        def as_json(w: dict) -> None:
-            spool.write(("" if not count[0] else ", ") + json.dumps(w))
-            count[0] += 1
-
-        def as_text(w: dict) -> None:
-            spool.write(f"  {w['start_s']:7.2f}–{w['end_s']:7.2f} s  {w['label']:<20} "
-                        f"{w['confidence']:.2f}\n")
-            count[0] += 1
-
-        res = classify_file(pipe_factory, path, args.channel, args.scale_uv,
-                            on_window=as_json if args.json else as_text,
-                            evidence_always=args.evidence_everywhere)
-        spool.seek(0)
-        head = {k: v for k, v in res.items() if k not in ("windows", "summary")}
-        if args.json:
-            out.write(json.dumps(head)[:-1] + ', "windows": [')
-            shutil.copyfileobj(spool, out)
-            out.write(f'], "summary": {json.dumps(res["summary"])}}}\n')
-        else:
-            s = res["summary"]
-            out.write(f"{res['file']}: {s['label']} ({s['confidence']:.2f})"
-                      f"{'  PATHOLOGICAL' if s['pathological'] else ''} — "
-                      f"{res['duration_s']:.1f} s, {count[0]} windows\n")
-            if "caveat" in s:
-                out.write(f"  caveat: {s['caveat']['text']}\n")
-            shutil.copyfileobj(spool, out)
-        out.flush()
-
-
 def recording_paths(paths: list[Path]) -> list[Path]:
     """``paths`` with each folder replaced by the recordings under it (sorted; a WFDB
     record once, by its header)."""
@@ -99,19 +59,6 @@ def recording_paths(paths: list[Path]) -> list[Path]:
     return out
 
 
-def _classify_one(path: Path, shared: tuple[Any, argparse.Namespace]) -> tuple[str, Any]:
-    """One file's whole output (in a worker): ("ok", text) or ("error", the exception)."""
-    from edge.pipeline import Pipeline
-
-    bundle, args = shared
-    out = io.StringIO()
-    try:
-        _write_result(path, lambda: Pipeline(bundle), args, out)
-    except Exception as exc:  # reported by the caller, naming the file
-        return "error", exc
-    return "ok", out.getvalue()
-
-
 def _done_before(result: Path, path: Path, sha256: str) -> bool:
     """``result`` holds this file's classification by this bundle (a run that finished it)."""
     try:
@@ -125,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.cli.failures import report_failure
     from edge.errors import ConfigError
     from edge.fileio import write_atomic
+    from edge.offline import classify_one, write_result
     from edge.runtime import load_verified
     from nemg_common.executor import executor
 
@@ -151,13 +99,13 @@ def run(args: argparse.Namespace) -> int:
 
         for path in paths:  # straight to stdout, spooled per file: bounded memory
             try:
-                _write_result(path, lambda: Pipeline(bundle), args, sys.stdout)
+                write_result(path, lambda: Pipeline(bundle), args, sys.stdout)
             except Exception as exc:  # one bad file never stops the others
                 failed += report_failure(path, exc, args.debug)
         return 2 if failed else 0
     with executor(args.workers) as ex:
         # the bundle and options go to each worker once; files come back in order
-        for path, (status, value) in zip(paths, ex.map(_classify_one, paths,
+        for path, (status, value) in zip(paths, ex.map(classify_one, paths,
                                                        shared=(bundle, args)), strict=True):
             if status == "error":
                 failed += report_failure(path, value, args.debug)
