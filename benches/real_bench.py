@@ -86,36 +86,52 @@ def classify_recording(rec, bundle) -> dict[str, Any]:
     return out
 
 
-def run(opts: BenchOptions) -> dict[str, Any]:
+def _at_level(job: tuple[Path, str, bool, Any], bundle) -> dict[str, Any]:
+    """One recording at one level (dB, or "estimated": the scale the box estimates)
+    through :func:`classify_recording` (an executor's task)."""
     from dataclasses import replace
 
-    from edge.labels import PATHOLOGICAL
     from edge.readers.recording import estimate_unit_uv
+
+    path, how, quick, db = job
+    rec = load_real(path, how)
+    if quick:
+        rec = replace(rec, samples_uv=rec.samples_uv[: int(5 * rec.sample_rate_hz)])
+    gain = (estimate_unit_uv(rec.samples_uv, rec.sample_rate_hz) or 1.0
+            if db == "estimated" else 10 ** (db / 20))
+    r = classify_recording(replace(rec, samples_uv=rec.samples_uv * gain), bundle)
+    if db == "estimated":
+        r["gain_db"] = round(20 * np.log10(gain), 2)
+    return r
+
+
+def run(opts: BenchOptions) -> dict[str, Any]:
+    from edge.labels import PATHOLOGICAL
     from edge.runtime import load_verified
+    from nemg_common.executor import executor
 
     bundle = load_verified()
     root = real_data_dir()
     files: dict[str, Any] = {}
     totals = {db: Counter() for db in (*LEVELS_DB, "estimated")}
+    jobs = []
     for name, (how, what) in RECORDINGS.items():
         path = root / name
         if not path.exists():
             files[name] = {"skipped": f"not found in {root}"}
             continue
         rec = load_real(path, how)
-        if opts.quick:
-            rec = replace(rec, samples_uv=rec.samples_uv[: int(5 * rec.sample_rate_hz)])
+        n = min(rec.samples_uv.size, int(5 * rec.sample_rate_hz)) if opts.quick \
+            else rec.samples_uv.size
         files[name] = {"what": what, "sample_rate_hz": rec.sample_rate_hz,
-                       "duration_s": rec.duration_s}
-        gains = {db: 10 ** (db / 20) for db in LEVELS_DB}
-        gains["estimated"] = estimate_unit_uv(rec.samples_uv, rec.sample_rate_hz) or 1.0
-        for db, gain in gains.items():
-            scaled = replace(rec, samples_uv=rec.samples_uv * gain)
-            r = classify_recording(scaled, bundle)
+                       "duration_s": n / rec.sample_rate_hz}
+        jobs += [(name, (path, how, opts.quick, db)) for db in (*LEVELS_DB, "estimated")]
+    # each (file, level) is a task: local processes, or the cluster of --ray
+    with executor(2) as ex:
+        results = ex.map(_at_level, [job for _, job in jobs], shared=bundle)
+        for (name, (_, _, _, db)), r in zip(jobs, results, strict=True):
             key = db if isinstance(db, str) else f"{db:+d}_db" if db else "recorded"
             files[name][key] = r
-            if db == "estimated":
-                r["gain_db"] = round(20 * np.log10(gain), 2)
             t = totals[db]
             t["windows"] += r["windows"]
             t["motor_unit"] += round(r["motor_unit_share"] * r["windows"])
