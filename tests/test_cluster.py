@@ -253,3 +253,16 @@ def test_a_bad_sweep_file_is_one_line(tmp_path):
     (tmp_path / "bad.toml").write_text('[space]\nno_such_parameter = [1]\n')
     proc = run_nemg("sweep", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "o"))
     assert_one_line_error(proc, "bad.toml", "no_such_parameter")
+
+
+def test_classify_out_writes_each_result_once_and_a_rerun_skips_them(local_corpus, tmp_path):
+    files = sorted((local_corpus / "wav").glob("f*.wav"))[:3]
+    printed = run_nemg("classify", *map(str, files), "--json", check=True).stdout
+    out = tmp_path / "results"
+    run_nemg("classify", *map(str, files[:2]), "--out", str(out), check=True)
+    first = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    run_nemg("classify", *map(str, files), "--out", str(out), "--workers", "2", check=True)
+    got = {p.name: p.stat() for p in out.iterdir()}
+    assert sorted(got) == sorted(f"{f.name}.json" for f in files)
+    assert all(got[n].st_mtime_ns == t for n, t in first.items())  # done before: skipped
+    assert "".join((out / f"{f.name}.json").read_text() for f in files) == printed
