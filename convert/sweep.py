@@ -27,8 +27,10 @@ metrics and model card.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,7 +242,8 @@ def run_sweep(config_path: Path, out: Path) -> dict[str, Any]:
         run_config=tune.RunConfig(name="sweep", storage_path=str((out / "tune").resolve()),
                                   verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=3)))
-    grid = tuner.fit()
+    with contextlib.redirect_stdout(sys.stderr):  # Tune's tables: stdout is the JSON
+        grid = tuner.fit()
     rows = []
     for r in grid:
         if r.error is not None:

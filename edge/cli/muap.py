@@ -74,8 +74,10 @@ def _text(res: dict[str, Any]) -> str:
             lines.append(f"  unit {u['id']:>2}: {v['verdict'].upper()}, not measured: "
                          f"{v['reason']} ({len(u['firings_s'])} firings)")
             continue
+        sd = u.get("duration_sd_ms")  # the duration's split-half uncertainty
+        spread = "" if sd is None else f" ± {sd:.1f}"
         lines.append(f"  unit {u['id']:>2}: {u['amplitude_uv']:7.0f} µV  {u['duration_ms']:5.1f} ms"
-                     f"  {u['phases']} phases  {u['turns']:>2} turns  "
+                     f"{spread}  {u['phases']} phases  {u['turns']:>2} turns  "
                      f"{u['firing_rate_hz']:5.1f} Hz  ({len(u['firings_s'])} firings)")
     if s["units"]:
         lines.append(f"  mean {s['mean_amplitude_uv']:.0f} µV, {s['mean_duration_ms']:.1f} ms, "

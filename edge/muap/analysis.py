@@ -8,7 +8,7 @@ import numpy as np
 from edge.errors import InputError
 from edge.muap.decomposition import DecompositionConfig, decompose
 from edge.muap.interpretation import interpret, summarize_site
-from edge.muap.measures import unit_dict
+from edge.muap.measures import duration_sd_ms, unit_dict
 from edge.muap.validity import DEFAULT_VALIDITY, ValidityConfig, train_validity
 
 MIN_CONTRACTION_S = 2.0
@@ -33,9 +33,14 @@ def analyse(x_uv: np.ndarray, fs: float, *, muscle: str | None = None,
     summary and its interpretation."""
     check_contraction(x_uv, fs)
     rms = float(np.std(x_uv))
+    found = decompose(x_uv, fs, config)
     units = [unit_dict(u, fs, train_validity(u.firings_s, float(np.ptp(u.template_fine_uv)),
                                              rms, validity))
-             for u in decompose(x_uv, fs, config)]
+             for u in found]
+    span = (config or DecompositionConfig()).template_ms
+    for u, d in zip(found, units, strict=True):
+        if d["measured"]:  # each measured unit's duration with its uncertainty
+            d["duration_sd_ms"] = duration_sd_ms(x_uv, fs, u.firings_s, span)
     summary = summarize_site(units)
     if not units:
         interpretation = {"finding": "indeterminate", "reference": None,
