@@ -15,6 +15,14 @@ A sweep file (TOML; docs/cluster.md has an example)::
     uncertain_threshold = [0.4, 0.5, 0.6]
     "recogniser.regular_cv" = [0.06, 0.08, 0.1]
 
+Training parameters too: ``"train.<field>"`` keys of :class:`convert.train.TrainConfig` in
+``[space]``, ``train_data = "CORPUS"`` in ``[sweep]`` and fixed settings in ``[train]``
+(e.g. ``epochs = 12``). Then every trial trains a model on the corpus (make model's
+:data:`convert.train.RECIPE` with the fixed settings and the trial's), int8 by PTQ, packed
+with the bundle's front end and decision under the development key in
+``OUT/trials/trial-<i>/``, and is scored as above; the chosen trial's model is the one
+``--bundle-out`` re-signs.
+
 Every trial reads the same recordings (drawn once, here, from the seeds) through the box's
 own pipeline (:class:`edge.pipeline.Pipeline` with the trial's decision), so a trial's
 score depends on its parameters alone and a sweep repeats exactly. The bundle's own
@@ -31,7 +39,7 @@ import contextlib
 import itertools
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +68,32 @@ class SweepConfig:
     duration_s: float = 4.0
     seed: int = 36_000
     samples: int = 0
+    train_data: Path | None = None
+    """Corpus each trial trains a model on (when the sweep has training parameters)."""
+    train: dict[str, Any] = field(default_factory=dict)
+    """Fixed TrainConfig settings of every trained trial (``[train]``)."""
+
+
+TRAIN_PREFIX = "train."
+
+
+def split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(decision parameters, TrainConfig parameters) of a trial."""
+    return ({k: v for k, v in params.items() if not k.startswith(TRAIN_PREFIX)},
+            {k[len(TRAIN_PREFIX):]: v for k, v in params.items() if k.startswith(TRAIN_PREFIX)})
+
+
+def train_config(fixed: dict[str, Any], params: dict[str, Any]):
+    """make model's recipe with the sweep's fixed settings and a trial's (one process:
+    trials run side by side)."""
+    from dataclasses import replace
+
+    from convert.train import RECIPE
+
+    try:
+        return replace(RECIPE, workers=1, **{**fixed, **params})
+    except TypeError as exc:
+        raise ConfigError(f"not a training parameter ({exc})") from None
 
 
 def load_config(path: Path) -> SweepConfig:
@@ -73,9 +107,10 @@ def load_config(path: Path) -> SweepConfig:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: not a sweep file ({exc})") from None
     sweep, space = doc.get("sweep", {}), doc.get("space", {})
-    unknown = set(sweep) - {"bundle", "score_on", "per_class", "duration_s", "seed", "samples"}
-    if unknown or set(doc) - {"sweep", "space"}:
-        extra = sorted(unknown | (set(doc) - {"sweep", "space"}))
+    unknown = set(sweep) - {"bundle", "score_on", "per_class", "duration_s", "seed", "samples",
+                            "train_data"}
+    if unknown or set(doc) - {"sweep", "space", "train"}:
+        extra = sorted(unknown | (set(doc) - {"sweep", "space", "train"}))
         raise ConfigError(f"{path}: unknown keys {extra}")
     if not space or not all(isinstance(v, list) and v for v in space.values()):
         raise ConfigError(f"{path}: [space] must give each parameter a list of values")
@@ -86,13 +121,21 @@ def load_config(path: Path) -> SweepConfig:
                           per_class=int(sweep.get("per_class", SweepConfig.per_class)),
                           duration_s=float(sweep.get("duration_s", SweepConfig.duration_s)),
                           seed=int(sweep.get("seed", SweepConfig.seed)),
-                          samples=int(sweep.get("samples", 0)))
+                          samples=int(sweep.get("samples", 0)),
+                          train_data=(Path(sweep["train_data"]) if "train_data" in sweep
+                                      else None),
+                          train=dict(doc.get("train", {})))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     if bad := [s for s in cfg.score_on if s not in SETTINGS]:
         raise ConfigError(f"{path}: unknown setting(s) {bad} (known: {', '.join(SETTINGS)})")
     if cfg.per_class < 1 or not 2.0 <= cfg.duration_s <= 60.0 or cfg.samples < 0:
         raise ConfigError(f"{path}: per_class ≥ 1, duration_s in 2..60, samples ≥ 0")
+    trains = cfg.train or any(k.startswith(TRAIN_PREFIX) for k in cfg.space)
+    if trains and cfg.train_data is None:
+        raise ConfigError(f"{path}: training parameters need train_data = CORPUS in [sweep]")
+    if cfg.train_data is not None and not (cfg.train_data / "labels.csv").is_file():
+        raise ConfigError(f"{path}: train_data {cfg.train_data} is not a corpus folder")
     return cfg
 
 
@@ -116,8 +159,9 @@ def with_params(decision, params: dict[str, Any]):
 
 
 def trial_params(cfg: SweepConfig, decision) -> list[dict[str, Any]]:
-    """The trials' parameters: the bundle's own decision first ({}), then each distinct
-    combination (every one, or ``samples`` drawn with the seed), checked."""
+    """The trials' parameters: the bundle's own decision (and, training, the recipe with the
+    fixed settings) first ({}), then each distinct combination (every one, or ``samples``
+    drawn with the seed), checked."""
     keys = sorted(cfg.space)
     combos = [dict(zip(keys, vs, strict=True))
               for vs in itertools.product(*(cfg.space[k] for k in keys))]
@@ -125,11 +169,19 @@ def trial_params(cfg: SweepConfig, decision) -> list[dict[str, Any]]:
         pick = np.random.default_rng(cfg.seed).choice(len(combos), cfg.samples, replace=False)
         combos = [combos[i] for i in sorted(pick)]
     base = decision.to_dict()
-    trials, seen = [{}], [json.dumps(base, sort_keys=True)]
+    base_train = train_config(cfg.train, {}) if cfg.train_data is not None else None
+
+    def identity(params: dict[str, Any]) -> str:
+        dec, tr = split_params(params)
+        trained = None if base_train is None else repr(train_config(cfg.train, tr))
+        return json.dumps([with_params(decision, dec).to_dict(), trained], sort_keys=True)
+
+    trials, seen = [{}], [identity({})]
     for c in combos:
-        changed = {k: v for k, v in c.items() if _get(base, k) != v}
-        key = json.dumps(with_params(decision, changed).to_dict(), sort_keys=True)
-        if key not in seen:
+        changed = {k: v for k, v in c.items()
+                   if (getattr(base_train, k[len(TRAIN_PREFIX):], None)
+                       if k.startswith(TRAIN_PREFIX) else _get(base, k)) != v}
+        if (key := identity(changed)) not in seen:
             seen.append(key)
             trials.append(changed)
     return trials
@@ -188,13 +240,44 @@ def score_decision(bundle, decision, recordings: dict[str, list]) -> dict[str, f
     return out
 
 
+def trained_bundle(bundle, train: dict[str, Any], data_dir: Path, workdir: Path):
+    """``bundle``'s front end and decision with a model trained on corpus ``data_dir`` under
+    :func:`train_config` ``train``, int8 by PTQ, packed under the development key as
+    ``workdir``/trial.nemg (verified and self-tested like any bundle)."""
+    from convert.make_model import DEV_KEY
+    from convert.packing import pack
+    from convert.quantize import quantize_checkpoint
+    from convert.train import train as train_model
+    from edge.runtime import load_verified
+
+    result = train_model(data_dir, workdir / "checkpoint", train_config({}, train),
+                         spec=bundle.spec)
+    quantize_checkpoint(result.checkpoint, data_dir, workdir / "model.tflite", "ptq")
+    pack(workdir / "trial.nemg", model=(workdir / "model.tflite").read_bytes(),
+         key_path=DEV_KEY, name=f"{bundle.name}-trial", version=bundle.version,
+         spec=bundle.spec, labels=tuple(bundle.labels), decision=bundle.decision,
+         development_key=True,
+         checkpoint=Path(result.checkpoint).read_bytes())
+    return load_verified(workdir / "trial.nemg")
+
+
 def _trial(config: dict, data: dict) -> None:
-    """One Ray Tune trial: its decision scored on the sweep's recordings."""
+    """One Ray Tune trial: its decision (and model, when the sweep trains) scored on the
+    sweep's recordings."""
     from ray import tune
 
     bundle, i = data["bundle"], config["index"]
-    decision = with_params(bundle.decision, data["trials"][i])
+    decision_params, train_params = split_params(data["trials"][i])
+    if data["train_data"] is not None:
+        bundle = trained_bundle(bundle, {**data["train"], **train_params},
+                                Path(data["train_data"]), trial_dir(Path(data["out"]), i))
+    decision = with_params(bundle.decision, decision_params)
     tune.report({"index": i, **score_decision(bundle, decision, data["recordings"])})
+
+
+def trial_dir(out: Path, index: int) -> Path:
+    """Where a training sweep's trial ``index`` keeps its model."""
+    return out.resolve() / "trials" / f"trial-{index}"
 
 
 def choose(rows: list[dict]) -> dict:
@@ -235,8 +318,10 @@ def run_sweep(config_path: Path, out: Path) -> dict[str, Any]:
     _connect()
     out.mkdir(parents=True, exist_ok=True)
     tuner = tune.Tuner(
-        tune.with_parameters(_trial, data={"bundle": bundle, "recordings": recordings,
-                                           "trials": trials}),
+        tune.with_parameters(_trial, data={
+            "bundle": bundle, "recordings": recordings, "trials": trials,
+            "train": cfg.train, "out": str(out.resolve()),
+            "train_data": str(cfg.train_data.resolve()) if cfg.train_data else None}),
         param_space={"index": tune.grid_search(list(range(len(trials))))},
         tune_config=tune.TuneConfig(reuse_actors=True),
         run_config=tune.RunConfig(name="sweep", storage_path=str((out / "tune").resolve()),
@@ -254,7 +339,9 @@ def run_sweep(config_path: Path, out: Path) -> dict[str, Any]:
                         if k == "score" or k.startswith(("macro_f1_", "confidently_wrong_"))}})
     rows.sort(key=lambda r: r["index"])
     result = {"config": {**cfg.__dict__, "bundle": str(cfg.bundle) if cfg.bundle else None,
-                         "score_on": list(cfg.score_on)},
+                         "score_on": list(cfg.score_on),
+                         "train_data": str(cfg.train_data) if cfg.train_data else None},
+              "out": str(out),
               "bundle": f"{bundle.name} {bundle.version}", "rule": RULE, "trials": rows,
               "choice": choose(rows)}
     (out / "sweep.json").write_text(json.dumps(result, indent=1))
@@ -286,8 +373,12 @@ def chosen_bundle(result: dict, bundle_path: Path | None, out: Path, *, key_path
     from edge.bundle import Bundle
     from edge.runtime import load_verified
 
-    b = Bundle.read(bundle_path) if bundle_path else load_verified()
-    decision = with_params(b.decision, result["choice"]["params"])
+    choice = result["choice"]
+    if result["config"]["train_data"]:  # the chosen trial's own model
+        b = load_verified(trial_dir(Path(result["out"]), choice["index"]) / "trial.nemg")
+    else:
+        b = Bundle.read(bundle_path) if bundle_path else load_verified()
+    decision = with_params(b.decision, split_params(choice["params"])[0])
     metrics = {**b.manifest.get("metrics", {}),
                "decision_sweep": {k: result[k] for k in ("rule", "trials", "choice")}}
     description = (b.manifest.get("description", "") + "\n\n" + sweep_table(result)).strip()

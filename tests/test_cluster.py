@@ -266,3 +266,26 @@ def test_classify_out_writes_each_result_once_and_a_rerun_skips_them(local_corpu
     assert sorted(got) == sorted(f"{f.name}.json" for f in files)
     assert all(got[n].st_mtime_ns == t for n, t in first.items())  # done before: skipped
     assert "".join((out / f"{f.name}.json").read_text() for f in files) == printed
+
+
+def test_a_training_sweep_trains_each_trial_and_reships_the_chosen_model(cluster, tmp_path):
+    """Training parameters: each trial trains its own model (one epoch, a small corpus)
+    and is scored through the box; the chosen trial's model is the one re-signed."""
+    from convert.sweep import chosen_bundle, run_sweep, trial_dir
+    from edge.bundle import Bundle
+    from tests.conftest import DEV_KEY
+
+    corpus = tmp_path / "corpus"
+    synth_corpus(corpus, 2, 5, duration_s=2.5)
+    (tmp_path / "t.toml").write_text(
+        SWEEP.replace("[space]", f'train_data = "{corpus}"\n\n[train]\nepochs = 1\n'
+                                 'fresh_share = 0.0\nwidth = 0.25\naugment = false\n\n'
+                                 '[space]')
+        .replace("uncertain_threshold = [0.5, 0.9]", '"train.seed" = [0, 1]'))
+    result = run_sweep(tmp_path / "t.toml", tmp_path / "out")
+    assert [r["params"] for r in result["trials"]] == [{}, {"train.seed": 1}]
+    models = [Bundle.read(trial_dir(tmp_path / "out", i) / "trial.nemg").model_bytes
+              for i in (0, 1)]
+    assert models[0] != models[1]  # two trainings, not one model scored twice
+    chosen_bundle(result, None, tmp_path / "b.nemg", key_path=DEV_KEY, version="9.0.1")
+    assert Bundle.read(tmp_path / "b.nemg").model_bytes == models[result["choice"]["index"]]
