@@ -126,8 +126,8 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         files[name] = {"what": what, "sample_rate_hz": rec.sample_rate_hz,
                        "duration_s": n / rec.sample_rate_hz}
         jobs += [(name, (path, how, opts.quick, db)) for db in (*LEVELS_DB, "estimated")]
-    # each (file, level) is a task: local processes, or the cluster of --ray
-    with executor(2) as ex:
+    # each (file, level) is a task: in this process, or on the cluster of --ray
+    with executor(1) as ex:
         results = ex.map(_at_level, [job for _, job in jobs], shared=bundle)
         for (name, (_, _, _, db)), r in zip(jobs, results, strict=True):
             key = db if isinstance(db, str) else f"{db:+d}_db" if db else "recorded"
