@@ -365,10 +365,10 @@ def sweep_table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def chosen_bundle(result: dict, bundle_path: Path | None, out: Path, *, key_path: Path,
-                  version: str) -> dict[str, Any]:
-    """The bundle re-signed with the chosen decision; the sweep's table in its metrics and
-    description (its model card). Returns the new manifest."""
+def chosen_bundle(result: dict, out: Path, *, key_path: Path, version: str) -> dict[str, Any]:
+    """The sweep's bundle (or its chosen trial's model) re-signed with the chosen decision;
+    the sweep's table in its metrics and description (its model card). Returns the new
+    manifest."""
     from convert.packing import repack
     from edge.bundle import Bundle
     from edge.runtime import load_verified
@@ -377,7 +377,8 @@ def chosen_bundle(result: dict, bundle_path: Path | None, out: Path, *, key_path
     if result["config"]["train_data"]:  # the chosen trial's own model
         b = load_verified(trial_dir(Path(result["out"]), choice["index"]) / "trial.nemg")
     else:
-        b = Bundle.read(bundle_path) if bundle_path else load_verified()
+        bundle_path = result["config"]["bundle"]
+        b = Bundle.read(Path(bundle_path)) if bundle_path else load_verified()
     decision = with_params(b.decision, split_params(choice["params"])[0])
     metrics = {**b.manifest.get("metrics", {}),
                "decision_sweep": {k: result[k] for k in ("rule", "trials", "choice")}}

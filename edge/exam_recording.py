@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from edge.errors import InputError
-from edge.fileio import open_regular, read_regular_file
+from edge.fileio import open_regular, read_regular_file, write_atomic
 from edge.live import LiveSession, Sink
 from edge.pipeline import Event
 
@@ -120,22 +120,9 @@ def _now() -> str:
 
 
 def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
-    """``obj`` as ``path``, all or nothing: a temporary file, fsynced, renamed over it,
-    and the folder fsynced (the rename survives a power cut)."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """``obj`` as ``path``, all or nothing and durable (:func:`edge.fileio.write_atomic`:
+    the rename survives a power cut)."""
+    write_atomic(path, json.dumps(obj, indent=1).encode("utf-8"), durable=True)
 
 
 class _Fsyncer:

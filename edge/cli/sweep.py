@@ -26,7 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from convert.sweep import chosen_bundle, load_config, run_sweep
+    from convert.sweep import chosen_bundle, run_sweep
     from edge.errors import ConfigError
 
     if args.bundle_out is not None and (args.key is None or args.version is None):
@@ -35,8 +35,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {"out": str(args.out), "trials": len(result["trials"]),
                "choice": result["choice"], "rule": result["rule"]}
     if args.bundle_out is not None:
-        m = chosen_bundle(result, load_config(args.config).bundle, args.bundle_out,
-                          key_path=args.key, version=args.version)
+        m = chosen_bundle(result, args.bundle_out, key_path=args.key, version=args.version)
         summary["bundle"] = {"path": str(args.bundle_out), "version": m["version"]}
     print(json.dumps(summary))
     return 0
