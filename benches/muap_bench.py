@@ -16,9 +16,12 @@
   simulators, healthy, myopathic and neurogenic, test seeds): units found, merged and
   split, for every unit the decomposition reports (``dense``) and for the units it
   measures (``dense_measured``: those :mod:`edge.muap.validity` calls valid).
-- **Simulated patients** (:func:`_patients`: both simulators' dense contractions of 6–10
-  units, healthy, myopathic and neurogenic, test seeds): how often the site's reading is
-  right, and how often it is indeterminate, against the generic limb references.
+- **Simulated patients** (:func:`_patients`: a muscle of each simulator, healthy,
+  myopathic or neurogenic, examined at sites (each a dense contraction of 6–10 units) until
+  about 20 units are measured, as QEMG asks, at most 8;
+  test seeds): how often the reading is right, indeterminate or wrong — of one site and of
+  the muscle against the generic limb limits, and of the muscle against the simulator's
+  own reference made from healthy control subjects.
 - **emgdb** (tibialis anterior; healthy, myopathy, neuropathy): the interpretation of each.
 - **Speed and memory**: decomposition real-time factor on one core (R00108, or a simulated
   recording); peak memory of decomposing a dense recording of 10 s and of 60 s.
@@ -84,6 +87,7 @@ def match_units(found: list[np.ndarray], truth: dict[Any, np.ndarray],
 
 
 def _r00108(data: Path) -> dict[str, Any] | None:
+    from edge.muap.analysis import analyse
     from edge.muap.decomposition import decompose
     from edge.readers import load_recording
 
@@ -97,7 +101,12 @@ def _r00108(data: Path) -> dict[str, Any] | None:
     m = match_units([u.firings_s for u in units], truth, 3e-3)
     f1 = [m[k][1]["f1"] if k in m else 0.0 for k in truth]
     valid = measured(units, rec.samples_uv)
-    return {"expert_units": len(truth), "expert_firings": int(sum(t.size for t in truth.values())),
+    # the reading nemg muap gives (R00108: biceps brachii of a 25-year-old, normal)
+    reading = analyse(rec.samples_uv, rec.sample_rate_hz, muscle="biceps", age=25)
+    return {"finding": reading["interpretation"]["finding"],
+            "mean_duration_ms": reading["summary"].get("mean_duration_ms"),
+            "evidence": reading["interpretation"]["evidence"],
+            "expert_units": len(truth), "expert_firings": int(sum(t.size for t in truth.values())),
             "units_found": len(units), "units_measured": len(valid),
             "expert_units_matched": len(m),
             "median_firing_f1": float(np.median(f1)),
@@ -200,31 +209,83 @@ def _simulated(n_per_pool: int, seed: int = 4242) -> dict[str, Any]:
 
 PATIENT_SEED = 30_029
 """Seeds of the simulated patients (none was looked at when a rule was chosen)."""
+CONTROL_SEED = 30_011
+"""Seeds of each simulator's healthy control subjects (its "lab" reference)."""
+CONTROLS = 20
+"""Control subjects per simulator, as a reference study has (``--quick``: the fewest a lab
+reference takes)."""
+MAX_SITES = 8
+"""A simulated muscle is examined as QEMG asks: the needle is moved to a new site (each a
+dense contraction of 6–10 units) until about 20 MUAPs are measured
+(:data:`edge.muap.interpretation.UNITS_FOR_A_MEAN`), at most this many sites."""
 
 EXPECTED = {"healthy": "normal", "myopathic": "myopathic", "neurogenic": "neurogenic"}
 
 
-def _patients(per_cell: int) -> dict[str, Any]:
-    """Each simulator's patients read against the generic limb limits: right, wrong and
-    indeterminate shares per pool (the reading a clinician would get from ``nemg muap``)."""
-    from convert.dense import SIMULATORS, dense_contraction
+def _muscle_sites(sim: str, si: int, pool: str, seed: int, k: int) -> list[dict]:
+    """The analyses of one simulated muscle's sites, until :data:`UNITS_FOR_A_MEAN` units
+    are measured or :data:`MAX_SITES` sites are read (the first site keeps the seeds of
+    the single-site patients of earlier runs: its reading is comparable)."""
+    from convert.dense import dense_contraction
     from edge.muap.analysis import analyse
+    from edge.muap.interpretation import UNITS_FOR_A_MEAN
+
+    out: list[dict] = []
+    measured = 0
+    while measured < UNITS_FOR_A_MEAN and len(out) < MAX_SITES:
+        s = len(out)
+        key = [seed, si, len(pool), k] + ([s] if s else [])
+        rec = dense_contraction(sim, 6 + (k + s) % 5, pool, np.random.default_rng(key),
+                                duration_s=10.0)
+        out.append(analyse(rec.signal_uv, rec.fs))
+        measured += out[-1]["summary"]["units"]
+    return out
+
+
+def _tally(got: list[str], want: str) -> dict[str, Any]:
+    return {"right": got.count(want) / len(got),
+            "indeterminate": got.count("indeterminate") / len(got),
+            "wrong": sum(g not in (want, "indeterminate") for g in got) / len(got),
+            "findings": got}
+
+
+def _patients(per_cell: int, controls: int) -> dict[str, Any]:
+    """Each simulator's patients, a muscle examined at sites until ~20 units are measured
+    (:func:`_muscle_sites`), read
+    three ways: ``site`` (its first site alone, generic limb limits: the earlier figure),
+    ``muscle_generic`` (all sites' units, generic limits) and ``muscle_lab`` (all sites'
+    units against the simulator's own "lab" reference, made by
+    :func:`edge.muap.reference.reference_from_controls` from ``controls`` healthy control
+    subjects drawn on other seeds — how a clinic makes its own reference values).
+    Right, indeterminate and wrong shares per pool and reading."""
+    from convert.dense import SIMULATORS
+    from edge.muap.analysis import read_muscle
+    from edge.muap.reference import checked_reference, reference_from_controls
 
     out: dict[str, Any] = {}
     for si, sim in enumerate(SIMULATORS):
-        part: dict[str, Any] = {}
+        subjects = [[u for r in _muscle_sites(sim, si, "healthy", CONTROL_SEED, k)
+                     for u in r["units"] if u["measured"]] for k in range(controls)]
+        lab_doc = reference_from_controls(subjects, name=f"{sim} controls")
+        lab = checked_reference(lab_doc, f"{sim} controls")
+        part: dict[str, Any] = {"lab_reference": lab_doc}
+        readings = {"site": [], "muscle_generic": [], "muscle_lab": []}
         for pool, want in EXPECTED.items():
-            got = []
+            got: dict[str, list[str]] = {r: [] for r in readings}
+            units, sites_read = [], []
             for k in range(per_cell):
-                n = 6 + k % 5  # 6–10 active units
-                rng = np.random.default_rng([PATIENT_SEED, si, len(pool), k])
-                rec = dense_contraction(sim, n, pool, rng, duration_s=10.0)
-                got.append(analyse(rec.signal_uv, rec.fs)["interpretation"]["finding"])
-            part[pool] = {"expected": want, "right": got.count(want) / len(got),
-                          "indeterminate": got.count("indeterminate") / len(got),
-                          "wrong": sum(g not in (want, "indeterminate") for g in got)
-                          / len(got), "findings": got}
-        part["right"] = float(np.mean([part[p]["right"] for p in EXPECTED]))
+                sites = _muscle_sites(sim, si, pool, PATIENT_SEED, k)
+                got["site"].append(sites[0]["interpretation"]["finding"])
+                got["muscle_generic"].append(read_muscle(sites)["interpretation"]["finding"])
+                muscle = read_muscle(sites, reference=lab)
+                got["muscle_lab"].append(muscle["interpretation"]["finding"])
+                units.append(muscle["summary"]["units"])
+                sites_read.append(len(sites))
+            part[pool] = {"expected": want, "units_measured": units, "sites": sites_read,
+                          **{r: _tally(g, want) for r, g in got.items()}}
+            for r in readings:
+                readings[r].append(part[pool][r]["right"])
+        part["right"] = {r: float(np.mean(v)) for r, v in readings.items()}
         out[sim] = part
     return out
 
@@ -252,12 +313,13 @@ def run(opts: BenchOptions) -> dict[str, Any]:
     from benches.harness import pin_to_one_cpu
     from benches.real_bench import real_data_dir
     from edge.muap.decomposition import decompose
+    from edge.muap.reference import MIN_CONTROLS
 
     pin_to_one_cpu()
     data = real_data_dir()
     r108 = _r00108(data)
     sim = _simulated(1 if opts.quick else 3)
-    patients = _patients(1 if opts.quick else 6)
+    patients = _patients(1 if opts.quick else 6, MIN_CONTROLS if opts.quick else CONTROLS)
     dense = dense_section(current_decomposition, quick=opts.quick)
     dense_measured = dense_section(measured_decomposition, quick=opts.quick)
     for d in (dense, dense_measured):

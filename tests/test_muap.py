@@ -180,13 +180,22 @@ def test_polyphasia_backs_the_side_the_units_size_shows():
 
 
 def test_outliers_count_where_the_muscle_has_single_mup_limits():
-    """Biceps (single-MUP limits 4.2–16.4 ms, 178–1414 µV): three long units among
-    normal ones are a neurogenic sign; with a long mean, two signs agree."""
+    """Biceps (single-MUP limits 4.2–16.4 ms, 178–1414 µV): three long units among normal
+    ones are a sign of the *duration* — the same measure as a long mean, so the two alone
+    stay one measure; three large units too make a second, the amplitude, and two agree."""
+    durations = (9, 10, 11, 17, 18, 19, 13, 13)
     units = [{"amplitude_uv": 450, "duration_ms": d, "phases": 3, "firing_rate_hz": 10.0}
-             for d in (9, 10, 11, 17, 18, 19, 13, 13)]
+             for d in durations]
     out = interpret(summarize_site(units), "biceps brachii", sample_rate_hz=20_000)
-    assert out["reference"] == "biceps" and out["finding"] == "neurogenic"
-    assert any("3 units above the single-MUP limits" in e for e in out["evidence"])
+    assert out["reference"] == "biceps" and out["finding"] == "indeterminate"
+    assert any("3 units' duration above the single-MUP limit 16.4 ms" in e
+               for e in out["evidence"])
+    assert any("one measure only" in e for e in out["evidence"])
+    large = [{**u, "amplitude_uv": 1600} if k < 3 else u for k, u in enumerate(units)]
+    out = interpret(summarize_site(large), "biceps brachii", sample_rate_hz=20_000)
+    assert out["finding"] == "neurogenic"
+    assert any("3 units' amplitude above the single-MUP limit 1414 µV" in e
+               for e in out["evidence"])
 
 
 def test_a_narrow_band_never_calls_a_small_amplitude_myopathic():
@@ -406,3 +415,40 @@ def test_fragments_of_one_unit_are_joined_and_two_units_are_not():
     assert trains[1] == fire2.tolist()  # the other unit interleaves too, but is not alike
     twice, _ = join_fragments(x, rate, [fire.tolist(), (fire + 60).tolist()], shapes[:2], c)
     assert len(twice) == 2  # the same discharges seen twice collide: not one train
+
+
+def test_a_muap_longer_than_its_template_is_measured_on_a_wider_one():
+    """A 30 ms polyphasic, neurogenic-like MUAP (a spike and phases every 2 ms from −6 to
+    +21 ms) outlasts the ±20 ms template, whose baseline eighths then hold the MUAP: it is
+    measured on a ±40 ms template, and its duration is its own — on the narrow one only
+    the spike stood above the inflated noise (1.4 ms), a small, short MUAP."""
+    fs = 10_000
+    t = np.arange(-0.04 * fs, 0.04 * fs) / fs * 1000  # ms
+    muap = sum(a * np.exp(-0.5 * ((t - c) / w) ** 2) for c, w, a in (
+        *((c, 0.7, (-1) ** k * 300.0) for k, c in enumerate(np.arange(-6.0, 21.1, 2.0))),
+        (0.0, 0.4, -1500.0)))
+    want = measure(muap, fs)["duration_ms"]  # the noiseless MUAP, wide baseline
+    rng = np.random.default_rng(33)
+    x = rng.normal(0, 8.0, 6 * fs)
+    firings = np.cumsum(rng.normal(0.1, 0.01, 55)) + 0.1
+    for f in firings[firings < 5.8]:
+        i = round(f * fs)
+        x[i - muap.size // 2: i + muap.size // 2] += muap
+    (unit,) = [u for u in analyse(x, fs)["units"] if u["measured"]]
+    assert unit["template_span_ms"] == [-40.0, 40.0]
+    assert abs(unit["duration_ms"] - want) <= 1.0 and 25.0 < want < 32.0
+    assert len(unit["template_uv"]) == 800  # the wide template is what is drawn
+    # one whose duration no template can mark (flat where it was measured, too few
+    # discharges for a wide median): shown, flagged, not measured as a short MUAP
+    from edge.muap.analysis import _contained
+    from edge.muap.decomposition import Unit
+    from edge.muap.measures import unit_dict
+    from edge.muap.validity import VALID
+
+    flat = Unit(9, np.array([0.5, 0.6, 0.7]), np.zeros(100), np.zeros(400), np.zeros(1600),
+                40_000.0)
+    d = unit_dict(flat, fs, {"verdict": VALID, "reason": "", "ptp_to_rms": 3.0})
+    got = _contained(flat, d, x, fs, (-20.0, 20.0))
+    assert not got["measured"] and "duration_ms" not in got
+    assert got["validity"]["verdict"] == "uncertain"
+    assert "cannot be marked" in got["validity"]["reason"]

@@ -53,6 +53,8 @@ COMMANDS: tuple[Command, ...] = (
             "edge.cli.classify"),
     Command("muap", "quantitative MUAP analysis of a voluntary contraction",
             "edge.cli.muap"),
+    Command("muap-reference", "a lab's own MUAP reference values from control subjects",
+            "edge.cli.muap_reference"),
     Command("log", "list, show or export the event log", "edge.cli.log"),
     Command("info", "versions, TFLite runtime and platform of this installation",
             "edge.cli.info"),

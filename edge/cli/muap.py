@@ -1,8 +1,10 @@
-"""``nemg muap FILE... [--muscle M] [--age A] [--json] [-o report.png]``: quantitative MUAP
-analysis of steady voluntary contractions (edge/muap/).
+"""``nemg muap FILE... [--muscle M] [--age A] [--reference LAB.json] [--one-muscle] [--json]
+[-o report.png]``: quantitative MUAP analysis of steady voluntary contractions (edge/muap/).
 
 Any importer format and rate. Each file is analysed on its own: a bad one gets its own
-``nemg: error:`` line and the others go on. At most ``MAX_ANALYSED_S`` of a file are read
+``nemg: error:`` line and the others go on. With ``--one-muscle`` the files are needle
+sites of one muscle, and the muscle is also read from all their units together (the ~20
+MUAPs a mean needs come from several sites). At most ``MAX_ANALYSED_S`` of a file are read
 (a needle site's contraction lasts 5–30 s; memory stays bounded).
 """
 
@@ -22,14 +24,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--muscle", help="muscle examined (e.g. 'tibialis anterior'): its "
                                          "reference values, where the repository has them")
     parser.add_argument("--age", type=float, help="the patient's age in years")
+    parser.add_argument("--reference", type=Path, metavar="LAB.json",
+                        help="the lab's own reference values (nemg muap-reference) instead "
+                             "of the shipped table's")
+    parser.add_argument("--one-muscle", action="store_true",
+                        help="the files are sites of one muscle: read the muscle from all "
+                             "their units too (with --json: a last object, kind 'muscle')")
     parser.add_argument("--json", action="store_true", help="one JSON object per file")
     parser.add_argument("--channel", help="channel index or name")
     parser.add_argument("--scale-uv", type=float, metavar="UV",
                         help="µV per sample unit for files that record no scale (amplitudes "
                              "are the analysis: without it the scale is estimated)")
     parser.add_argument("-o", "--out", type=Path, metavar="PNG",
-                        help="report picture (templates with their measures, firing raster, "
-                             "rates); with several files, the file's name is added")
+                        help="report picture (templates with their duration markers and "
+                             "measures, duration–amplitude plot against the reference, "
+                             "recruitment plot, finding, firing raster, rates); with several "
+                             "files, the file's name is added")
 
 
 def load_uv(path: Path, channel=None, scale_uv: float | None = None):
@@ -51,13 +61,15 @@ def load_uv(path: Path, channel=None, scale_uv: float | None = None):
 
 
 def analyse_file(path: Path, *, muscle=None, age=None, channel=None,
-                 scale_uv: float | None = None) -> dict[str, Any]:
+                 scale_uv: float | None = None,
+                 reference: tuple[str, dict] | None = None) -> dict[str, Any]:
+    """One site's analysis, as ``nemg muap --json`` writes it."""
     from edge.errors import InputError
     from edge.muap.analysis import analyse
 
     x, fs, report = load_uv(path, channel, scale_uv)
     try:
-        res = analyse(x, fs, muscle=muscle, age=age)
+        res = analyse(x, fs, muscle=muscle, age=age, reference=reference)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
     return {"file": str(path), "sample_rate_hz": fs, "duration_s": round(x.size / fs, 3),
@@ -79,12 +91,31 @@ def _text(res: dict[str, Any]) -> str:
         lines.append(f"  unit {u['id']:>2}: {u['amplitude_uv']:7.0f} µV  {u['duration_ms']:5.1f} ms"
                      f"{spread}  {u['phases']} phases  {u['turns']:>2} turns  "
                      f"{u['firing_rate_hz']:5.1f} Hz  ({len(u['firings_s'])} firings)")
+    return "\n".join([*lines, *_reading(s, i)]) + "\n"
+
+
+def _reading(s: dict[str, Any], i: dict[str, Any]) -> list[str]:
+    lines = []
     if s["units"]:
         lines.append(f"  mean {s['mean_amplitude_uv']:.0f} µV, {s['mean_duration_ms']:.1f} ms, "
                      f"polyphasic {s['polyphasic_share']:.0%}, recruitment ratio "
                      f"{s['recruitment_ratio']:g}")
-    lines += [f"  - {e}" for e in i["evidence"]]
-    return "\n".join(lines) + "\n"
+    return lines + [f"  - {e}" for e in i["evidence"]]
+
+
+def _muscle_text(res: dict[str, Any]) -> str:
+    s, i = res["summary"], res["interpretation"]
+    head = (f"muscle{' (' + res['muscle'] + ')' if res['muscle'] else ''}, "
+            f"{len(res['sites'])} site(s): {i['finding'].upper()} — {s['units']} unit(s) "
+            "measured")
+    return "\n".join([head, *_reading(s, i)]) + "\n"
+
+
+def reference_of(path: Path | None) -> tuple[str, dict] | None:
+    """The lab reference ``--reference`` names (checked), or None."""
+    from edge.muap.reference import load_reference
+
+    return None if path is None else load_reference(path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,11 +125,12 @@ def run(args: argparse.Namespace) -> int:
         from edge.errors import ConfigError
 
         raise ConfigError("--scale-uv must be a positive number of µV")
-    failed = 0
+    reference = reference_of(args.reference)  # a bad lab file stops before any analysis
+    failed, sites = 0, []
     for path in args.paths:
         try:
             res = analyse_file(path, muscle=args.muscle, age=args.age, channel=args.channel,
-                               scale_uv=args.scale_uv)
+                               scale_uv=args.scale_uv, reference=reference)
             if args.out:
                 from edge.muap_report import write_report
 
@@ -108,6 +140,14 @@ def run(args: argparse.Namespace) -> int:
                 res["report"] = str(out)
             sys.stdout.write(json.dumps(res) + "\n" if args.json else _text(res))
             sys.stdout.flush()
+            sites.append(res)
         except Exception as exc:  # one bad file never stops the others
             failed += report_failure(path, exc, args.debug)
+    if args.one_muscle and sites:
+        from edge.muap.analysis import read_muscle
+
+        res = {"kind": "muscle", "muscle": args.muscle, "age": args.age,
+               "sites": [r["file"] for r in sites],
+               **read_muscle(sites, muscle=args.muscle, age=args.age, reference=reference)}
+        sys.stdout.write(json.dumps(res) + "\n" if args.json else _muscle_text(res))
     return 2 if failed else 0

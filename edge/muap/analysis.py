@@ -7,9 +7,15 @@ import numpy as np
 
 from edge.errors import InputError
 from edge.muap.decomposition import DecompositionConfig, decompose
-from edge.muap.interpretation import interpret, summarize_site
-from edge.muap.measures import duration_sd_ms, unit_dict
-from edge.muap.validity import DEFAULT_VALIDITY, ValidityConfig, train_validity
+from edge.muap.interpretation import interpret, summarize_muscle, summarize_site
+from edge.muap.measures import (
+    duration_sd_ms,
+    marked_inside,
+    measure,
+    median_template,
+    unit_dict,
+)
+from edge.muap.validity import DEFAULT_VALIDITY, UNCERTAIN, ValidityConfig, train_validity
 
 MIN_CONTRACTION_S = 2.0
 """Shortest recording analysed: a unit at 8 Hz fires 16 times (the seeding needs 8)."""
@@ -28,9 +34,10 @@ def check_contraction(x_uv: np.ndarray, fs: float, min_s: float = MIN_CONTRACTIO
 
 def analyse(x_uv: np.ndarray, fs: float, *, muscle: str | None = None,
             age: float | None = None, config: DecompositionConfig | None = None,
-            validity: ValidityConfig = DEFAULT_VALIDITY) -> dict:
+            validity: ValidityConfig = DEFAULT_VALIDITY,
+            reference: tuple[str, dict] | None = None) -> dict:
     """Decomposition, each unit's validity, the measures of the valid ones, the site
-    summary and its interpretation."""
+    summary and its interpretation (against ``reference``, a lab's own, when given)."""
     check_contraction(x_uv, fs)
     rms = float(np.std(x_uv))
     found = decompose(x_uv, fs, config)
@@ -38,14 +45,60 @@ def analyse(x_uv: np.ndarray, fs: float, *, muscle: str | None = None,
                                              rms, validity))
              for u in found]
     span = (config or DecompositionConfig()).template_ms
-    for u, d in zip(found, units, strict=True):
-        if d["measured"]:  # each measured unit's duration with its uncertainty
-            d["duration_sd_ms"] = duration_sd_ms(x_uv, fs, u.firings_s, span)
+    units = [_contained(u, d, x_uv, fs, span) if d["measured"] else d
+             for u, d in zip(found, units, strict=True)]
     summary = summarize_site(units)
-    if not units:
-        interpretation = {"finding": "indeterminate", "reference": None,
-                          "evidence": ["no steadily firing motor unit found: is the muscle "
-                                       "contracting, and the needle in it?"]}
-    else:
-        interpretation = interpret(summary, muscle, age, fs)
-    return {"units": units, "summary": summary, "interpretation": interpretation}
+    interpretation = NO_UNIT if not units else interpret(summary, muscle, age, fs, reference)
+    return {"sample_rate_hz": fs, "units": units, "summary": summary,
+            "interpretation": interpretation}
+
+
+WIDE_SPAN_FACTOR = 2.0
+"""Each measured unit is also looked at on a template this many times as wide as the
+decomposition's (±40 ms): a MUAP that runs into the ±20 ms template's baseline eighths (a
+long neurogenic unit, 20–35 ms) makes that template's own baseline and noise wrong, and is
+measured on the wide one."""
+
+
+def _contained(u, d: dict, x_uv: np.ndarray, fs: float,
+               span: tuple[float, float]) -> dict:
+    """A measured unit's dict ``d`` as reported, with its duration's uncertainty: measured
+    on its template when the MUAP, as a template twice as wide shows it (the median of its
+    discharges at the file's rate), lies inside that template's inner part; on the wide
+    template when it runs past it; flagged uncertain, unmeasured, when neither can mark
+    its duration — a duration the markers cannot be placed on is not a short MUAP."""
+    wide = (span[0] * WIDE_SPAN_FACTOR, span[1] * WIDE_SPAN_FACTOR)
+    t = median_template(x_uv, fs, u.firings_s, wide)
+    m = None if t is None else measure(t, fs, noise_uv=u.template_noise_uv)
+    narrow_ok = marked_inside(d, len(u.template_fine_uv), u.analysis_rate_hz)
+    if m is not None and marked_inside(m, t.size, fs):
+        edge = (span[1] - span[0]) / 8
+        if not narrow_ok or m["onset_ms"] + wide[0] < span[0] + edge \
+                or m["end_ms"] + wide[0] > span[1] - edge:
+            return {**d, **m, "template_uv": [round(float(v), 1) for v in t],
+                    "template_span_ms": list(wide),
+                    "duration_sd_ms": duration_sd_ms(x_uv, fs, u.firings_s, wide)}
+    if narrow_ok:
+        return {**d, "duration_sd_ms": duration_sd_ms(x_uv, fs, u.firings_s, span)}
+    return unit_dict(u, fs, {**d["validity"], "verdict": UNCERTAIN,
+                             "reason": "its duration cannot be marked: the potential "
+                                       f"outlasts a {wide[1] - wide[0]:g} ms template or "
+                                       "does not stand out of its baseline"})
+
+
+NO_UNIT = {"finding": "indeterminate", "reference": None,
+           "evidence": ["no steadily firing motor unit found: is the muscle contracting, and "
+                        "the needle in it?"]}
+
+
+def read_muscle(sites: list[dict], *, muscle: str | None = None, age: float | None = None,
+                reference: tuple[str, dict] | None = None) -> dict:
+    """One muscle's reading from the analyses of several of its needle sites
+    (:func:`analyse`'s results): the units of every site
+    pooled (:func:`edge.muap.interpretation.summarize_muscle`) and interpreted once."""
+    summary = summarize_muscle([r["units"] for r in sites])
+    if not any(r["units"] for r in sites):
+        return {"summary": summary, "interpretation": NO_UNIT}
+    rate = min(r["sample_rate_hz"] for r in sites)  # one narrow site under-reads amplitude
+    return {"summary": summary,
+            "interpretation": interpret(summary, muscle, age, rate, reference)}

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from edge.muap.measures import MeasureConfig
+from edge.muap.reference import reference_values
 from edge.muap.validity import MERGED, UNCERTAIN
 
-REFERENCE_FILE = "muap_reference.json"
 MIN_UNITS = 3
 """Fewer units than this: no interpretation (a site's mean needs several MUAPs)."""
 
@@ -24,21 +24,6 @@ MIN_CONCORDANT = 2
 """Independent measures that must agree before a site reads neurogenic or myopathic (one
 measure alone is named in the evidence, the reading stays indeterminate: clinicians agree
 on reinnervation patterns only 60 % of the time, and one mean moves with the needle)."""
-
-
-def reference_values(muscle: str | None) -> tuple[str, dict]:
-    """(name, limits) for ``muscle`` from ``edge/data/muap_reference.json``; the generic
-    limb limits when the muscle has no sourced entry."""
-    import json
-    from importlib import resources
-
-    table = json.loads(resources.files("edge").joinpath("data", REFERENCE_FILE).read_text())
-    key = (muscle or "").strip().lower().replace(" ", "_").replace("-", "_")
-    key = table.get("aliases", {}).get(key, key)
-    rules = {"recruitment": table["recruitment"], "outliers": table["outliers"]}
-    if key in table["muscles"]:
-        return key, {**table["muscles"][key], **rules}
-    return "any", {**table["any"], **rules}
 
 
 def summarize_site(units: list[dict]) -> dict:
@@ -70,6 +55,20 @@ def summarize_site(units: list[dict]) -> dict:
     }
 
 
+def summarize_muscle(sites: list[list[dict]]) -> dict:
+    """A muscle's summary over the units of several needle sites (how QEMG gathers the
+    ~20 MUAPs a mean needs: a few from each site): the means and outliers over every
+    measured unit; recruitment, a per-site figure (units firing together), as the median
+    of the sites' ratios."""
+    summary = summarize_site([u for units in sites for u in units])
+    ratios = [s["recruitment_ratio"] for s in map(summarize_site, sites) if s["units"]]
+    summary["sites"] = len(sites)
+    if ratios:
+        summary["recruitment_ratio"] = round(float(np.median(ratios)), 2)
+        summary["site_recruitment_ratios"] = ratios
+    return summary
+
+
 FULL_BAND_RATE_HZ = 10_000
 """Reference MUAP amplitudes are measured with the band a MUAP's spike needs (sampling
 ≥ 10 kHz; a 5 kHz low-pass already lowers amplitudes: ../shared/reference/discharges.md).
@@ -77,17 +76,22 @@ A file sampled slower under-reads amplitude: only a *high* amplitude is evidence
 
 
 def interpret(summary: dict, muscle: str | None = None, age: float | None = None,
-              sample_rate_hz: float = FULL_BAND_RATE_HZ) -> dict:
+              sample_rate_hz: float = FULL_BAND_RATE_HZ,
+              reference: tuple[str, dict] | None = None) -> dict:
     """Within normal limits / neurogenic / myopathic / indeterminate, with the evidence,
     never stronger than it: one mean outside its limit is named as such, conflicting
-    evidence or too few units give 'indeterminate'."""
-    name, ref = reference_values(muscle)
+    evidence or too few units give 'indeterminate'. ``reference``: a lab's own (name,
+    limits) (:func:`edge.muap.reference.load_reference`) instead of the shipped table's
+    for ``muscle``."""
+    name, ref = reference or reference_values(muscle)
     evidence: list[str] = []
     narrow = sample_rate_hz < FULL_BAND_RATE_HZ
-    if name == "any" and muscle:
+    if reference is not None:
+        evidence.append(f"reference {name!r}: {ref['source']}")
+    elif name == "any" and muscle:
         evidence.append(f"no sourced reference values for {muscle!r}: generic limb limits")
     if age is not None:
-        evidence.append(f"age {age:g}: the reference values are not age-stratified")
+        evidence.append(_age_line(age, ref))
     n = summary.get("units", 0)
     flagged = summary.get("units_flagged", {})
     if any(flagged.values()):
@@ -95,54 +99,56 @@ def interpret(summary: dict, muscle: str | None = None, age: float | None = None
                         f"{flagged.get(MERGED, 0)} merged and {flagged.get(UNCERTAIN, 0)} "
                         "uncertain not measured (docs/muap.md)")
     if n < MIN_UNITS:
-        return {"finding": "indeterminate", "reference": name,
+        return {"finding": "indeterminate", "reference": name, "limits": limits_of(ref),
                 "evidence": [*evidence, f"{n} unit(s) measured: at least {MIN_UNITS} are "
                                             "needed"]}
     if n < UNITS_FOR_A_MEAN:
         evidence.append(f"{n} units measured: a provisional reading (about "
                         f"{UNITS_FOR_A_MEAN} are asked for a mean)")
-    # each sign keyed by its measure: a finding needs MIN_CONCORDANT measures that agree
-    neuro: dict[str, str] = {}
-    myo: dict[str, str] = {}
+    # each sign keyed by its measure: a finding needs MIN_CONCORDANT measures that agree.
+    # A measure is one parameter of the units: the mean and the outlier count of the same
+    # parameter (duration, amplitude) are two views of one measure, not two that agree.
+    neuro: dict[str, list[str]] = {}
+    myo: dict[str, list[str]] = {}
     amp, dur, poly = (summary["mean_amplitude_uv"], summary["mean_duration_ms"],
                       summary["polyphasic_share"])
     (a_lo, a_hi), (d_lo, d_hi), (_, p_hi) = (ref["amplitude_uv"], ref["duration_ms"],
                                              ref["polyphasic_share"])
     if dur > d_hi:
-        neuro["duration"] = f"mean duration {dur:g} ms above the upper limit {d_hi:g} ms"
+        _sign(neuro, "duration", f"mean duration {dur:g} ms above the upper limit {d_hi:g} ms")
     if amp > a_hi:
-        neuro["amplitude"] = f"mean amplitude {amp:g} µV above the upper limit {a_hi:g} µV"
+        _sign(neuro, "amplitude", f"mean amplitude {amp:g} µV above the upper limit {a_hi:g} µV")
     if dur < d_lo:
-        myo["duration"] = f"mean duration {dur:g} ms below the lower limit {d_lo:g} ms"
+        _sign(myo, "duration", f"mean duration {dur:g} ms below the lower limit {d_lo:g} ms")
     if amp < a_lo and narrow:
         evidence.append(f"mean amplitude {amp:g} µV below {a_lo:g} µV not counted: at "
                         f"{sample_rate_hz:g} Hz the MUAP's spike is cut, amplitude under-read")
     elif amp < a_lo:
-        myo["amplitude"] = f"mean amplitude {amp:g} µV below the lower limit {a_lo:g} µV"
+        _sign(myo, "amplitude", f"mean amplitude {amp:g} µV below the lower limit {a_lo:g} µV")
     ratio, reduced = summary["recruitment_ratio"], ref["recruitment"]["reduced_above"]
     if ratio > reduced:
-        neuro["recruitment"] = f"recruitment ratio {ratio:g} above {reduced:g}: few units " \
-                               "firing fast"
+        _sign(neuro, "recruitment", f"recruitment ratio {ratio:g} above {reduced:g}: few units "
+                                    "firing fast")
     _outliers(summary, ref, narrow, neuro, myo)
     nonspecific = ""
     if poly > p_hi:  # polyphasia is not specific: it backs the side the units' size shows
         line = f"polyphasic share {poly:.0%} above {p_hi:.0%}"
-        if neuro.keys() & {"duration", "amplitude", "outliers"}:
-            neuro["polyphasia"] = line
-        elif myo.keys() & {"duration", "amplitude", "outliers"}:
-            myo["polyphasia"] = line
+        if neuro.keys() & {"duration", "amplitude"}:
+            _sign(neuro, "polyphasia", line)
+        elif myo.keys() & {"duration", "amplitude"}:
+            _sign(myo, "polyphasia", line)
         else:
             nonspecific = f"{line}, with units of normal size: abnormal, neither " \
                           "neurogenic nor myopathic on its own"
     if neuro and myo:
         finding = "indeterminate"
-        evidence += [*neuro.values(), *myo.values(), "neurogenic and myopathic signs together"]
+        evidence += [*_lines(neuro), *_lines(myo), "neurogenic and myopathic signs together"]
     elif max(len(neuro), len(myo)) >= MIN_CONCORDANT:
         finding = "neurogenic" if neuro else "myopathic"
-        evidence += [*(neuro or myo).values()]
+        evidence += _lines(neuro or myo)
     elif neuro or myo:
         finding = "indeterminate"
-        evidence += [*(neuro or myo).values(),
+        evidence += [*_lines(neuro or myo),
                      f"one measure only: a {'neurogenic' if neuro else 'myopathic'} reading "
                      f"needs {MIN_CONCORDANT} independent measures that agree"]
     elif nonspecific:
@@ -152,24 +158,62 @@ def interpret(summary: dict, muscle: str | None = None, age: float | None = None
         finding = "normal"
         evidence.append(f"mean amplitude {amp:g} µV, duration {dur:g} ms, polyphasic "
                         f"{poly:.0%}, recruitment ratio {ratio:g}: within the limits")
-    return {"finding": finding, "reference": name, "evidence": evidence}
+    return {"finding": finding, "reference": name, "limits": limits_of(ref),
+            "evidence": evidence}
 
 
-def _outliers(summary: dict, ref: dict, narrow: bool, neuro: dict[str, str],
-              myo: dict[str, str]) -> None:
+LIMIT_KEYS = ("amplitude_uv", "duration_ms", "polyphasic_share", "single_amplitude_uv",
+              "single_duration_ms")
+
+
+def limits_of(ref: dict) -> dict:
+    """The limits a reading was made against, as the report and the page draw them:
+    [lower, upper] of a site's mean amplitude, duration and polyphasic share, the
+    single-MUP limits where the reference has them, and the recruitment ratio's limit."""
+    return {**{k: list(ref[k]) for k in LIMIT_KEYS if k in ref},
+            "recruitment_reduced_above": ref["recruitment"]["reduced_above"]}
+
+
+def _age_line(age: float, ref: dict) -> str:
+    """What the patient's age does to the reading: MUAP duration and amplitude rise with
+    age (Howard et al. 1988), and only a lab reference made from controls of known ages
+    can say whether its limits are age-matched."""
+    if "ages" not in ref:
+        return (f"age {age:g}: the reference values are not age-stratified (duration and "
+                "amplitude rise with age)")
+    lo, hi = ref["ages"]
+    if lo <= age <= hi:
+        return f"age {age:g}: within the controls' {lo:g}–{hi:g} years"
+    return (f"age {age:g}: outside the controls' {lo:g}–{hi:g} years — the limits are not "
+            "age-matched (duration and amplitude rise with age)")
+
+
+def _sign(side: dict[str, list[str]], measure: str, line: str) -> None:
+    side.setdefault(measure, []).append(line)
+
+
+def _lines(side: dict[str, list[str]]) -> list[str]:
+    return [line for lines in side.values() for line in lines]
+
+
+def _outliers(summary: dict, ref: dict, narrow: bool, neuro: dict[str, list[str]],
+              myo: dict[str, list[str]]) -> None:
     """The outlier method, where the muscle has single-MUP limits: more than
-    ``outliers.more_than`` units above them is a neurogenic sign, below them a myopathic
-    one (a narrow band under-reads amplitude: low amplitudes are not counted then)."""
+    ``outliers.more_than`` units above a parameter's limit is a neurogenic sign of that
+    parameter (duration, amplitude), below it a myopathic one — the same measure as the
+    parameter's mean, not another (a narrow band under-reads amplitude: low amplitudes
+    are not counted then)."""
     if "single_duration_ms" not in ref or "unit_durations_ms" not in summary:
         return
-    (a_lo, a_hi), (d_lo, d_hi) = ref["single_amplitude_uv"], ref["single_duration_ms"]
-    amps, durs = summary["unit_amplitudes_uv"], summary["unit_durations_ms"]
-    high = sum(a > a_hi or d > d_hi for a, d in zip(amps, durs, strict=True))
-    low = sum((a < a_lo and not narrow) or d < d_lo for a, d in zip(amps, durs, strict=True))
     limit = ref["outliers"]["more_than"]
-    if high > limit:
-        neuro["outliers"] = (f"{high} units above the single-MUP limits ({d_hi:g} ms, "
-                             f"{a_hi:g} µV)")
-    if low > limit:
-        myo["outliers"] = (f"{low} units below the single-MUP limits ({d_lo:g} ms, "
-                           f"{a_lo:g} µV)")
+    for measure, values, (lo, hi), unit in (
+            ("duration", summary["unit_durations_ms"], ref["single_duration_ms"], "ms"),
+            ("amplitude", summary["unit_amplitudes_uv"], ref["single_amplitude_uv"], "µV")):
+        high = sum(v > hi for v in values)
+        low = 0 if measure == "amplitude" and narrow else sum(v < lo for v in values)
+        if high > limit:
+            _sign(neuro, measure, f"{high} units' {measure} above the single-MUP limit "
+                                  f"{hi:g} {unit}")
+        if low > limit:
+            _sign(myo, measure, f"{low} units' {measure} below the single-MUP limit "
+                                f"{lo:g} {unit}")
