@@ -62,8 +62,11 @@ class MuapResult:
     summary: dict
     evidence: list[str]
     templates: list[dict] = field(default_factory=list)
-    """Each unit's template for the report (:func:`report_templates`), kept in the log's
-    event (not sent to the page)."""
+    """Each unit's template and measures for the report and the page
+    (:func:`report_templates`), kept in the log's event."""
+    limits: dict | None = None
+    """The limits the reading was made against (``interpretation["limits"]``:
+    :func:`edge.muap.interpretation.limits_of`); None when there were none."""
 
 
 REPORT_TEMPLATE_POINTS = 100
@@ -72,15 +75,28 @@ small drawing, not a measure)."""
 
 
 def report_templates(units: list[dict]) -> list[dict]:
-    """The units of an analysis as the report draws them: id, verdict and the template
-    thinned to at most :data:`REPORT_TEMPLATE_POINTS` points (µV, 1 µV steps)."""
+    """The units of an analysis as the report and the page draw them: id, verdict, whether
+    it was measured, the template thinned to at most :data:`REPORT_TEMPLATE_POINTS` points
+    (µV, 1 µV steps; point k at ``k × point_ms`` from the template's first sample), where
+    its duration starts and ends on that same axis (``onset_ms``, ``end_ms``; None when
+    not measured), its amplitude, duration, firing rate and first firing (s from the
+    analysed stretch's start: the order of recruitment)."""
     out = []
     for u in units:
         v = u["template_uv"]
         step = max(1, -(-len(v) // REPORT_TEMPLATE_POINTS))
+        # the measures' onset and end are ms from the first sample of the template they
+        # were made on (the analysis-rate one); the file-rate template is every up-th of its
+        # samples from the same first one, so the same ms hold on the thinned axis
         out.append({"id": u["id"], "verdict": u.get("validity", {}).get("verdict", "valid"),
+                    "measured": bool(u.get("measured", True)),
                     "template_ms": round(len(v) / u["template_rate_hz"] * 1000, 2),
-                    "template_uv": [round(float(x)) for x in v[::step]]})
+                    "point_ms": round(step / u["template_rate_hz"] * 1000, 4),
+                    "template_uv": [round(float(x)) for x in v[::step]],
+                    "onset_ms": u.get("onset_ms"), "end_ms": u.get("end_ms"),
+                    "amplitude_uv": u.get("amplitude_uv"), "duration_ms": u.get("duration_ms"),
+                    "firing_rate_hz": u.get("firing_rate_hz"),
+                    "first_firing_s": u["firings_s"][0] if u.get("firings_s") else None})
     return out
 
 
@@ -158,9 +174,9 @@ class MuapMonitor:
 
         try:
             res = analyse(s.uv, self.fs, muscle=self.muscle, age=self.age)
-            return MuapResult(s.start_sample, s.end_sample, res["interpretation"]["finding"],
-                              res["summary"], res["interpretation"]["evidence"],
-                              report_templates(res["units"]))
+            i = res["interpretation"]
+            return MuapResult(s.start_sample, s.end_sample, i["finding"], res["summary"],
+                              i["evidence"], report_templates(res["units"]), i.get("limits"))
         except InputError as exc:  # clipping: say so, do not guess
             return MuapResult(s.start_sample, s.end_sample, "indeterminate", {"units": 0},
                               [str(exc)])
@@ -175,7 +191,7 @@ class MuapMonitor:
         return Event("muap", r.finding, r.start_sample, r.end_sample, r.start_sample / self.fs,
                      r.end_sample / self.fs, 0.0, 0,
                      json.dumps({"summary": r.summary, "evidence": r.evidence,
-                                 "templates": r.templates}))
+                                 "templates": r.templates, "limits": r.limits}))
 
 
 class MuapWorker:

@@ -586,12 +586,62 @@ def test_the_muap_panel_shows_the_summary_the_log_records(tmp_path):
         page, _ = offline_page(b, rig.url, width=800, height=480)
         _wait(page, "window.nemg.state && window.nemg.state.live === false")
         panel = page.inner_text("#muap")
+        fig = page.evaluate(MUAP_FIGURE_JS)
         page.screenshot(path=str(ARTIFACTS / "bedside-muap-800x480.png"))
     assert summary["muap"], "no MUAP analysis ran"
     last = summary["muap"][-1]
     assert page is not None and f"{last['finding']}" in panel
     assert f"{last['units']} units" in panel
     assert "units: #1 " in panel  # each unit's confidence (valid, merged or uncertain)
+    # the drawing is of the analysis the log records: one template a unit found, the
+    # measured ones with their duration's two markers where the log puts them
+    log = EventLog(rig.log_path)
+    try:
+        logged = json.loads([e for e in log.events(log.sessions()[0]["id"])
+                             if e["kind"] == "muap"][-1]["detail"])
+    finally:
+        log.close()
+    units = logged["templates"]
+    assert [u["id"] for u in units] == [c["id"] for c in fig["cells"]]
+    assert len(units) == last.get("units_found", 0) > 0
+    assert sum(c["measured"] for c in fig["cells"]) == last["units"]
+    for u, c in zip(units, fig["cells"], strict=True):
+        assert c["measured"] == u["measured"] and c["verdict"] == u["verdict"]
+        if u["measured"] and u["onset_ms"] is not None:
+            (on, x_on), (end, x_end) = c["markers"]
+            assert (on, end) == (u["onset_ms"], u["end_ms"])
+            assert c["x"][0] < x_on < x_end < c["x"][1]  # inside the template's own span
+        else:
+            assert c["markers"] == []
+    # the reference band of the mean duration, the site's mean on it, and the recruitment
+    # plot: a dot a measured unit, in order of first firing, under rate = limit × units
+    limits = logged["limits"]
+    assert fig["band"] == limits["duration_ms"] and fig["mean_ms"] == last["mean_duration_ms"]
+    assert len(fig["rates"]) == last["units"]
+    firsts = [r["first"] for r in fig["rates"]]
+    assert firsts == sorted(firsts)
+    assert fig["limit_per_unit"] == limits["recruitment_reduced_above"]
+
+
+MUAP_FIGURE_JS = """() => {
+  const fig = document.querySelector("#muap svg.muap-fig"), num = (e, a) => +e.getAttribute(a);
+  const band = fig.querySelector("rect.band"), mean = fig.querySelector("line.mean");
+  const limit = fig.querySelector("line.limit");
+  return {
+    cells: [...fig.querySelectorAll("g.unit")].map((g) => {
+      const cell = g.querySelector("rect.cell");
+      return {id: num(g, "data-id"), verdict: g.dataset.verdict,
+              measured: g.classList.contains("measured"),
+              x: [num(cell, "x"), num(cell, "x") + num(cell, "width")],
+              markers: [...g.querySelectorAll("line.dur")].map((l) => [num(l, "data-ms"),
+                                                                      num(l, "x1")])};
+    }),
+    band: band && [num(band, "data-lo"), num(band, "data-hi")],
+    mean_ms: mean && num(mean, "data-ms"),
+    rates: [...fig.querySelectorAll("circle.rate")].map((c) => ({first: num(c, "data-first")})),
+    limit_per_unit: limit && num(limit, "data-per-unit"),
+  };
+}"""
 
 
 @needs_browser

@@ -318,7 +318,10 @@ class WebView(Sink):
             "muap": None if s.muap is None else {
                 "line": muap_line(s.muap), "finding": s.muap.finding, "summary": s.muap.summary,
                 "evidence": s.muap.evidence, "start_s": s.muap.start_sample / p.fs,
-                "end_s": s.muap.end_sample / p.fs},
+                "end_s": s.muap.end_sample / p.fs,
+                # the newest analysis's units only (its thinned templates and measures, as
+                # the event log keeps them) and the limits its reading was made against
+                "templates": s.muap.templates, "limits": s.muap.limits},
         }
 
     def _evidence_of(self, w: WindowResult, labels: list[str], fs: int

@@ -295,23 +295,137 @@ function render(st) {
       vals[i].textContent = p.toFixed(2);
     });
   }
-  const m = st.muap, mb = $("muap");
-  mb.hidden = !m;
-  if (m) {
-    mb.textContent = "";
-    const b = document.createElement("b"); b.textContent = `MUAP ${fmtS(m.start_s)}–${fmtS(m.end_s)} s: ${m.finding}`;
-    const p = document.createElement("div"); p.textContent = m.line;
-    mb.append(b, p);
-    const verdicts = (m.summary && m.summary.unit_verdicts) || [];
-    if (verdicts.length) {  // each unit's confidence; flagged ones are not measured
-      const q = document.createElement("div"); q.className = "units";
-      q.textContent = "units: " + verdicts.map((v) => v.verdict === "valid"
-        ? `#${v.id} ✓ ${v.ptp_to_rms}× RMS` : `#${v.id} ${v.verdict}, not measured`).join(" · ");
-      mb.appendChild(q);
-    }
-    for (const e of m.evidence.slice(0, 3)) { const q = document.createElement("div"); q.textContent = "· " + e; mb.appendChild(q); }
-  }
+  renderMuap(st.muap);
   renderEvents(st.events);
+}
+// ---- the MUAP panel ----------------------------------------------------------------------------------
+// The newest site summary (edge/muap_live.py): its line, each unit's confidence, the evidence,
+// and a drawing of the analysis (inline SVG, classes styled in app.css): each unit's template
+// (measured ones in colour with their duration between two markers, flagged ones grey with their
+// verdict; one amplitude scale), the site's mean duration on a duration axis with the reference
+// band of the mean behind it, and the recruitment plot (the measured units' firing rates in
+// order of first firing, under the line rate = limit × units of edge/muap/interpretation.py).
+const SVG_NS = "http://www.w3.org/2000/svg";
+const FIG_W = 220;          // viewBox units ≈ px of the 800×480 side column: text stays ≥ 6 px
+const CAPTION_H = 9, CELL_H = 32, GRID_COLS = 6, PLOTS_H = 52;
+const FLAGGED = "#6b7682";
+function svgEl(parent, tag, attrs, text) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  if (text != null) el.textContent = text;
+  parent.appendChild(el);
+  return el;
+}
+const niceCeil = (x, step) => Math.max(step, Math.ceil(x / step) * step);
+function unitCell(svg, u, x0, y0, w, peak, colour) {
+  const g = svgEl(svg, "g", { class: "unit " + (u.measured ? "measured" : "flagged"),
+    "data-id": u.id, "data-verdict": u.verdict });
+  svgEl(g, "rect", { class: "cell", x: x0, y: y0 + 0.5, width: w, height: CELL_H - 1, rx: 2 });
+  const span = u.template_uv.length * u.point_ms;   // point k at k × point_ms
+  const X = (ms) => (x0 + 1 + (ms / span) * (w - 2)).toFixed(2);
+  const cy = y0 + CELL_H / 2 + 1, half = CELL_H / 2 - 3;
+  if (u.measured && u.onset_ms != null) {
+    for (const [which, ms] of [["onset", u.onset_ms], ["end", u.end_ms]]) {
+      svgEl(g, "line", { class: "dur " + which, x1: X(ms), x2: X(ms), y1: y0 + 2, y2: y0 + CELL_H - 2, "data-ms": ms });
+    }
+  }
+  svgEl(g, "polyline", { class: "tpl", stroke: u.measured ? colour : FLAGGED,
+    points: u.template_uv.map((v, k) => `${X(k * u.point_ms)},${(cy - (v / peak) * half).toFixed(2)}`).join(" ") });
+  svgEl(g, "text", { class: "lab", x: x0 + 2, y: y0 + 8 }, `#${u.id}`);
+  svgEl(g, "text", { class: "lab sub", x: x0 + 2, y: y0 + CELL_H - 3 },
+    u.measured ? (u.duration_ms != null ? `${u.duration_ms.toFixed(1)} ms` : "") : u.verdict);
+}
+function durationAxis(svg, units, colour, m, x0, y0, w) {
+  const lim = (m.limits || {}).duration_ms, mean = m.summary.mean_duration_ms;
+  const durs = units.map((u) => u.duration_ms).filter((d) => d != null);
+  const top = niceCeil(Math.max(mean, ...durs, lim ? lim[1] * 1.4 : 0) * 1.05, 5);
+  const X = (ms) => (x0 + (Math.min(ms, top) / top) * w).toFixed(2);
+  const ya = y0 + 34;                              // the axis
+  svgEl(svg, "text", { class: "lab", x: x0, y: y0 + 7 }, `duration: mean ${mean.toFixed(1)} ms`);
+  if (lim) {
+    svgEl(svg, "rect", { class: "band", x: X(lim[0]), y: y0 + 12, width: (X(lim[1]) - X(lim[0])).toFixed(2),
+      height: ya - y0 - 12, "data-lo": lim[0], "data-hi": lim[1] });
+  }
+  for (const [k, ms] of ((m.limits || {}).single_duration_ms || []).entries()) {
+    svgEl(svg, "line", { class: "single", x1: X(ms), x2: X(ms), y1: y0 + 12, y2: ya, "data-ms": ms, "data-end": k ? "hi" : "lo" });
+  }
+  svgEl(svg, "line", { class: "axis", x1: x0, x2: x0 + w, y1: ya, y2: ya });
+  for (const u of units) {
+    if (u.duration_ms != null) {
+      svgEl(svg, "line", { class: "udur", x1: X(u.duration_ms), x2: X(u.duration_ms), y1: y0 + 18, y2: ya - 2,
+        stroke: colour.get(u.id), "data-id": u.id, "data-ms": u.duration_ms });
+    }
+  }
+  svgEl(svg, "line", { class: "mean", x1: X(mean), x2: X(mean), y1: y0 + 10, y2: ya + 2, "data-ms": mean });
+  const ticks = [0, ...(lim || []), top];
+  ticks.forEach((t, k) => svgEl(svg, "text", { class: "lab sub tick", x: X(t), y: ya + 8,
+    "text-anchor": k === 0 ? "start" : k === ticks.length - 1 ? "end" : "middle" }, `${t}`));
+}
+function recruitmentPlot(svg, units, colour, m, x0, y0, w) {
+  const r = (m.limits || {}).recruitment_reduced_above, n = units.length, mean = m.summary.mean_firing_rate_hz;
+  const order = [...units].sort((a, b) => (a.first_firing_s ?? Infinity) - (b.first_firing_s ?? Infinity));
+  const rates = order.map((u) => u.firing_rate_hz || 0);
+  const top = niceCeil(Math.max(mean, ...rates, r || 0) * 1.25, 10);
+  const px0 = x0 + 12, pw = w - 14, py0 = y0 + 11, py1 = y0 + 40;
+  const X = (k) => (px0 + (k / n) * (pw - 3)).toFixed(2), Y = (hz) => (py1 - (Math.min(hz, top) / top) * (py1 - py0)).toFixed(2);
+  svgEl(svg, "text", { class: "lab", x: x0, y: y0 + 7 },
+    `recruitment ${m.summary.recruitment_ratio}` + (r != null ? ` (≤ ${r})` : ""));
+  svgEl(svg, "polyline", { class: "axis", points: `${px0},${py0} ${px0},${py1} ${px0 + pw},${py1}` });
+  svgEl(svg, "text", { class: "lab sub tick", x: px0 - 2, y: py0 + 4, "text-anchor": "end" }, `${top}`);
+  svgEl(svg, "text", { class: "lab sub tick", x: px0 - 2, y: py1, "text-anchor": "end" }, "0");
+  svgEl(svg, "text", { class: "lab sub tick", x: px0 + pw, y: py1 + 8, "text-anchor": "end" }, `${n} units`);
+  if (r != null) {   // rate = r × units, drawn as far as the plot's top
+    const k = Math.min(n, top / r);
+    svgEl(svg, "line", { class: "limit", x1: X(0), y1: Y(0), x2: X(k), y2: Y(r * k), "data-per-unit": r });
+  }
+  svgEl(svg, "line", { class: "mean-rate", x1: X(0), x2: X(n), y1: Y(mean), y2: Y(mean), "data-hz": mean });
+  order.forEach((u, k) => svgEl(svg, "circle", { class: "rate", cx: X(k + 1), cy: Y(rates[k]), r: 2,
+    fill: colour.get(u.id), "data-id": u.id, "data-hz": rates[k], "data-first": u.first_firing_s }));
+}
+function muapFigure(m) {
+  const units = m.templates || [];
+  const measured = units.filter((u) => u.measured && u.firing_rate_hz != null);
+  const colour = new Map(measured.map((u, k) => [u.id, MARKS[k % MARKS.length]]));
+  const cols = Math.min(GRID_COLS, units.length), rows = Math.ceil(units.length / cols);
+  const gridH = CAPTION_H + rows * CELL_H, plots = measured.length > 0 && m.summary.mean_duration_ms != null;
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("viewBox", `0 0 ${FIG_W} ${gridH + (plots ? PLOTS_H : 0)}`);
+  svg.setAttribute("class", "muap-fig");
+  // one amplitude scale for every unit: their sizes compare at a glance (as the report's)
+  const peak = Math.max(1, ...units.map((u) => Math.max(...u.template_uv.map(Math.abs))));
+  const w = FIG_W / cols;
+  svgEl(svg, "text", { class: "lab sub", x: 2, y: 6 }, `templates: ${(units[0].template_uv.length * units[0].point_ms).toFixed(0)} ms ` +
+    `each, one scale ±${peak.toFixed(0)} µV; dashes: duration`);
+  units.forEach((u, k) => unitCell(svg, u, (k % cols) * w, CAPTION_H + Math.floor(k / cols) * CELL_H, w - 2, peak, colour.get(u.id)));
+  if (plots) {
+    durationAxis(svg, measured, colour, m, 2, gridH + 2, FIG_W / 2 - 10);
+    recruitmentPlot(svg, measured, colour, m, FIG_W / 2 + 2, gridH + 2, FIG_W / 2 - 4);
+  }
+  return svg;
+}
+function renderMuap(m) {
+  const mb = $("muap");
+  mb.hidden = !m;
+  const key = m ? `${m.start_s}-${m.end_s}-${m.line}` : "";
+  if (mb.dataset.key === key) return;   // redrawn only for a new analysis
+  mb.dataset.key = key;
+  if (!m) return;
+  mb.textContent = "";
+  const b = document.createElement("b"); b.textContent = `MUAP ${fmtS(m.start_s)}–${fmtS(m.end_s)} s: ${m.finding}`;
+  mb.appendChild(b);
+  if ((m.templates || []).length) {
+    try { mb.appendChild(muapFigure(m)); } catch (e) { console.error("MUAP drawing not shown:", e); }
+  }
+  const p = document.createElement("div"); p.textContent = m.line;
+  mb.appendChild(p);
+  const verdicts = (m.summary && m.summary.unit_verdicts) || [];
+  if (verdicts.length) {  // each unit's confidence; flagged ones are not measured
+    const q = document.createElement("div"); q.className = "units";
+    q.textContent = "units: " + verdicts.map((v) => v.verdict === "valid"
+      ? `#${v.id} ✓ ${v.ptp_to_rms}× RMS` : `#${v.id} ${v.verdict}, not measured`).join(" · ");
+    mb.appendChild(q);
+  }
+  for (const e of m.evidence.slice(0, 3)) { const q = document.createElement("div"); q.textContent = "· " + e; mb.appendChild(q); }
 }
 const judged = new Map();   // event id -> text of this page's judgement
 function eventText(ev) {
