@@ -117,17 +117,17 @@ def test_nemg_muap_reference_then_a_muscle_read_against_it(tmp_path):
     from edge.readers.wav import write_wav
 
     def site(path, pool, seed):
-        rec = dense_contraction("biosim", 4, pool, np.random.default_rng(seed), duration_s=4.0)
+        rec = dense_contraction("biosim", 6, pool, np.random.default_rng(seed), duration_s=8.0)
         write_wav(path, np.round(rec.signal_uv / 0.5).astype(np.int16), rec.fs, 0.5)
 
-    controls = []
-    for k in range(MIN_CONTROLS):
-        folder = tmp_path / f"control{k}"
-        folder.mkdir()
-        for s in range(2):
-            site(folder / f"site{s}.wav", "healthy", [31_001, k, s])
-        controls.append(str(folder))
-    (tmp_path / "control0" / "broken.wav").write_bytes(b"RIFF\x00\x00")
+    folder = tmp_path / "control0"  # a subject as a folder of its sites (one broken) ...
+    folder.mkdir()
+    site(folder / "site0.wav", "healthy", [31_001, 0])
+    (folder / "broken.wav").write_bytes(b"RIFF\x00\x00")
+    controls = [str(folder)]
+    for k in range(1, MIN_CONTROLS + 1):  # ... or as one recording (one has too few units)
+        site(tmp_path / f"control{k}.wav", "healthy", [31_001, k])
+        controls.append(str(tmp_path / f"control{k}.wav"))
     lab = tmp_path / "lab.json"
     proc = run_nemg("muap-reference", *controls, "--name", "sim biceps", "--ages", "20-60",
                     "--out", str(lab))
@@ -136,7 +136,8 @@ def test_nemg_muap_reference_then_a_muscle_read_against_it(tmp_path):
     assert len(errors) == 1 and "broken.wav" in errors[0]
     ref = json.loads(lab.read_text())  # ... and the reference is still made from the rest
     assert ref["format"] == LAB_FORMAT and ref["ages"] == [20.0, 60.0]
-    assert ref["controls"]["subjects"] + ref["controls"]["left_out"] == MIN_CONTROLS
+    assert ref["controls"] == {"subjects": MIN_CONTROLS, "left_out": 1,
+                               "units": ref["controls"]["units"]}
     assert "sim biceps" in proc.stdout and "Traceback" not in proc.stderr
 
     patient = [tmp_path / f"patient{s}.wav" for s in range(2)]

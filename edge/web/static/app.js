@@ -394,7 +394,9 @@ function muapFigure(m) {
   // one amplitude scale for every unit: their sizes compare at a glance (as the report's)
   const peak = Math.max(1, ...units.map((u) => Math.max(...u.template_uv.map(Math.abs))));
   const w = FIG_W / cols;
-  svgEl(svg, "text", { class: "lab sub", x: 2, y: 6 }, `templates: ${(units[0].template_uv.length * units[0].point_ms).toFixed(0)} ms ` +
+  // a MUAP longer than its template is drawn on its wider one (edge/muap/analysis.py)
+  const spans = [...new Set(units.map((u) => (u.template_uv.length * u.point_ms).toFixed(0)))];
+  svgEl(svg, "text", { class: "lab sub", x: 2, y: 6 }, `templates: ${spans.join(" or ")} ms ` +
     `each, one scale ±${peak.toFixed(0)} µV; dashes: duration`);
   units.forEach((u, k) => unitCell(svg, u, (k % cols) * w, CAPTION_H + Math.floor(k / cols) * CELL_H, w - 2, peak, colour.get(u.id)));
   if (plots) {
