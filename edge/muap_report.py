@@ -20,8 +20,8 @@ DPI = 110
 SMALL = 7  # pt: the smallest label drawn (readable at DPI)
 
 # each panel's axes label (``Axes.get_label``): how a test finds the panels
-TEMPLATE, DURATION_AMPLITUDE, RECRUITMENT, FINDING, RASTER, RATES = (
-    "template", "duration-amplitude", "recruitment", "finding", "raster", "rates")
+TEMPLATE, DURATION_AMPLITUDE, RECRUITMENT, FINDING, RASTER, RATES, SITES = (
+    "template", "duration-amplitude", "recruitment", "finding", "raster", "rates", "sites")
 
 
 def write_report(res: dict[str, Any], out: Path) -> None:
@@ -32,6 +32,61 @@ def write_report(res: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=DPI)
     plt.close(fig)
+
+
+def write_muscle_report(res: dict[str, Any], sites: list[dict[str, Any]], out: Path) -> None:
+    """Draw a muscle's reading (``nemg muap --one-muscle``: :func:`edge.muap.analysis.
+    read_muscle` plus ``muscle``) from its ``sites`` (each site's analysis) into ``out``."""
+    plt = _pyplot()
+    fig = muscle_figure(res, sites)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=DPI)
+    plt.close(fig)
+
+
+def muscle_figure(res: dict[str, Any], sites: list[dict[str, Any]]):
+    """The muscle's picture: every site's measured units on one duration–amplitude plot
+    (coloured by site, named site.unit) against the reference boxes with the muscle's mean,
+    each site's recruitment ratio against its limit, and the finding with its evidence."""
+    plt = _pyplot()
+    lines = _finding_lines(res, 12 * 0.38)
+    fig = plt.figure(figsize=(14.0, max(4.4, 0.14 * len(lines) + 1.2)), layout="constrained")
+    grid = fig.add_gridspec(1, 3, width_ratios=[1.0, 1.0, 1.25])
+    colors = plt.cm.tab10(np.arange(len(sites)) % 10)
+    measured = [({**u, "id": f"{k + 1}.{u['id']}"}, colors[k])
+                for k, site in enumerate(sites) for u in site["units"] if u["measured"]]
+    i = res["interpretation"]
+    limits = i.get("limits")
+    _duration_amplitude(fig.add_subplot(grid[0], label=DURATION_AMPLITUDE), measured,
+                        res["summary"], limits, i.get("reference"), mean_label="muscle mean")
+    ax = fig.add_subplot(grid[1], label=SITES)
+    ratios = [site["summary"].get("recruitment_ratio") for site in sites]
+    for k, r in enumerate(ratios):
+        if r is not None:
+            ax.bar(k + 1, r, color=colors[k], width=0.6)
+        n = sites[k]["summary"].get("units", 0)
+        ax.annotate(f"{n} unit{'' if n == 1 else 's'}", (k + 1, r or 0), ha="center",
+                    fontsize=SMALL, xytext=(0, 3), textcoords="offset points")
+    limit = (limits or {}).get("recruitment_reduced_above")
+    if limit:
+        ax.axhline(limit, color=(0.75, 0.2, 0.2), lw=1.2,
+                   label=f"limit {limit:g}: above it, few units firing fast")
+    ax.set_xticks(range(1, len(sites) + 1),
+                  [f"{k + 1}: {Path(site.get('file', '')).name}" for k, site in
+                   enumerate(sites)], fontsize=SMALL, rotation=20, ha="right")
+    ax.set_title(f"recruitment ratio per site · muscle (median) "
+                 f"{res['summary'].get('recruitment_ratio', '–')}", fontsize=9)
+    ax.set_ylabel("mean rate ÷ units", fontsize=8)
+    ax.tick_params(labelsize=SMALL)
+    _legend_below(ax)
+    text = fig.add_subplot(grid[2], label=FINDING)
+    text.axis("off")
+    text.text(0, 1, "\n".join(lines), transform=text.transAxes, va="top", ha="left",
+              fontsize=SMALL)
+    fig.suptitle(f"muscle{' (' + res['muscle'] + ')' if res.get('muscle') else ''}: "
+                 f"{i['finding']} — {len(measured)} units measured at {len(sites)} site(s)",
+                 fontsize=11)
+    return fig
 
 
 def _pyplot():
@@ -146,10 +201,10 @@ def _box(ax, xs: list[float], ys: list[float], label: str, **style) -> None:
 
 
 def _duration_amplitude(ax, measured: list, summary: dict, limits: dict | None,
-                        reference: str | None) -> None:
+                        reference: str | None, mean_label: str = "site mean") -> None:
     """Each measured unit (its colour, its duration's uncertainty as a bar), the site's
-    mean (black cross), the limits of the mean (inner box) and the single-MUP limits
-    (outer box) where the reference has them."""
+    (or muscle's) mean (black cross), the limits of the mean (inner box) and the
+    single-MUP limits (outer box) where the reference has them."""
     if limits:
         if "single_duration_ms" in limits:
             _box(ax, limits["single_duration_ms"], limits["single_amplitude_uv"],
@@ -165,7 +220,7 @@ def _duration_amplitude(ax, measured: list, summary: dict, limits: dict | None,
                     xytext=(4, 3), textcoords="offset points")
     if summary.get("units"):
         ax.plot(summary["mean_duration_ms"], summary["mean_amplitude_uv"], "x", ms=10,
-                mew=2.2, color="k", label="site mean", zorder=5)
+                mew=2.2, color="k", label=mean_label, zorder=5)
     if not shown:
         ax.text(0.5, 0.5, "no unit measured", transform=ax.transAxes, ha="center",
                 fontsize=8, color="0.35")

@@ -144,12 +144,14 @@ def test_nemg_muap_reference_then_a_muscle_read_against_it(tmp_path):
     for s, p in enumerate(patient):
         site(p, "healthy", [31_002, s])
     out = run_nemg("muap", *map(str, patient), "--reference", str(lab), "--one-muscle",
-                   "--age", "44", "--json", check=True)
+                   "--age", "44", "--json", "-o", str(tmp_path / "r.png"), check=True)
     *files, muscle = (json.loads(line) for line in out.stdout.splitlines())
     assert [f["file"] for f in files] == [str(p) for p in patient]
     assert muscle["kind"] == "muscle" and muscle["sites"] == [str(p) for p in patient]
     assert muscle["summary"]["units"] == sum(f["summary"]["units"] for f in files)
     assert muscle["interpretation"]["reference"] == "sim biceps"
+    assert muscle["report"] == str(tmp_path / "r-muscle.png")  # the muscle's picture too
+    assert (tmp_path / "r-muscle.png").read_bytes()[:4] == b"\x89PNG"
     assert any("within the controls' 20–60 years" in e
                for e in muscle["interpretation"]["evidence"])
     text = run_nemg("muap", *map(str, patient), "--reference", str(lab), "--one-muscle",

@@ -17,7 +17,9 @@ from edge.muap_report import (
     DURATION_AMPLITUDE,
     FINDING,
     RECRUITMENT,
+    SITES,
     TEMPLATE,
+    muscle_figure,
     report_figure,
     write_report,
 )
@@ -111,3 +113,26 @@ def test_no_unit_measured_and_no_limits_still_draw(res, tmp_path):
     out = tmp_path / "quiet.png"
     write_report({"file": "quiet.wav", "muscle": None, "age": None, **quiet}, out)
     assert _png_size(out)[0] >= 1000
+
+
+def test_the_muscle_picture_pools_the_sites_units(res):
+    """``--one-muscle -o``: every site's measured units on one duration–amplitude plot
+    (named site.unit), each site's recruitment ratio, the muscle's finding."""
+    import matplotlib.pyplot as plt
+
+    from edge.muap.analysis import read_muscle
+
+    sites = [{**res, "file": "a.wav"}, {**res, "file": "b.wav"}]
+    muscle = {"muscle": "biceps", **read_muscle(sites, muscle="biceps")}
+    fig = muscle_figure(muscle, sites)
+    try:
+        panels = {ax.get_label(): ax for ax in fig.axes}
+        measured = sum(u["measured"] for u in res["units"])
+        names = {t.get_text() for t in panels[DURATION_AMPLITUDE].texts}
+        assert {f"{k}.{u['id']}" for k in (1, 2) for u in res["units"] if u["measured"]} \
+            <= names and len(names) >= 2 * measured
+        assert len(panels[SITES].patches) == 2  # one bar a site
+        assert muscle["interpretation"]["finding"].upper() in \
+            _flat(" ".join(t.get_text() for t in panels[FINDING].texts))
+    finally:
+        plt.close(fig)

@@ -39,7 +39,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="report picture (templates with their duration markers and "
                              "measures, duration–amplitude plot against the reference, "
                              "recruitment plot, finding, firing raster, rates); with several "
-                             "files, the file's name is added")
+                             "files, the file's name is added; with --one-muscle also "
+                             "STEM-muscle.png, the muscle's reading")
 
 
 def load_uv(path: Path, channel=None, scale_uv: float | None = None):
@@ -149,5 +150,11 @@ def run(args: argparse.Namespace) -> int:
         res = {"kind": "muscle", "muscle": args.muscle, "age": args.age,
                "sites": [r["file"] for r in sites],
                **read_muscle(sites, muscle=args.muscle, age=args.age, reference=reference)}
+        if args.out:
+            from edge.muap_report import write_muscle_report
+
+            out = args.out.with_name(f"{args.out.stem}-muscle{args.out.suffix}")
+            write_muscle_report(res, sites, out)
+            res["report"] = str(out)
         sys.stdout.write(json.dumps(res) + "\n" if args.json else _muscle_text(res))
     return 2 if failed else 0
