@@ -109,6 +109,17 @@ def test_a_hostile_reference_file_is_one_line_refused(tmp_path, content, why):
     assert str(bad) in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_reference_that_is_no_regular_file_is_refused_without_blocking(tmp_path):
+    import os
+
+    fifo = tmp_path / "lab.json"
+    os.mkfifo(fifo)  # opened for reading it would wait for a writer forever
+    with pytest.raises(InputError, match=r"lab\.json"):
+        load_reference(fifo)
+    with pytest.raises(InputError, match=r"none\.json"):
+        load_reference(tmp_path / "none.json")
+
+
 def test_nemg_muap_reference_then_a_muscle_read_against_it(tmp_path):
     """Controls' recordings → ``nemg muap-reference`` → ``nemg muap --reference
     --one-muscle``, on real files (simulated contractions written as WAV); a bad site is

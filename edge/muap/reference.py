@@ -87,15 +87,12 @@ def _pair(doc: dict, key: str, where: str) -> list[float]:
 def load_reference(path: Path) -> tuple[str, dict]:
     """(name, limits) of a lab's reference file (:func:`reference_from_controls`'s
     output). Bounded and checked before use: a bad file is one :class:`InputError`."""
+    from edge.fileio import read_regular_file
+
     path = Path(path)
+    data = read_regular_file(path, MAX_LAB_FILE_BYTES, "MUAP reference file")
     try:
-        size = path.stat().st_size
-        if size > MAX_LAB_FILE_BYTES:
-            raise InputError(f"{path}: {size} bytes: not a MUAP reference file (at most "
-                             f"{MAX_LAB_FILE_BYTES} bytes)")
-        doc = json.loads(path.read_bytes())
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the reference file ({exc.strerror})") from None
+        doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise InputError(f"{path}: not a MUAP reference file (not JSON)") from None
     return checked_reference(doc, str(path))
