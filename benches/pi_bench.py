@@ -245,7 +245,7 @@ def _pi_summary(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(opts: BenchOptions) -> dict[str, Any]:
-    each = 3.0 if opts.quick else None
+    each = 2.0 if opts.quick else None
     hour_s = 125.0 if opts.quick else 3600.0
     with tempfile.TemporaryDirectory() as tmp:
         wav = examination_wav(Path(tmp) / "exam.wav", each)

@@ -44,6 +44,16 @@ def tiny(tmp_path_factory):
             "trusted": key_dir}
 
 
+@pytest.fixture(scope="module")
+def bio(tmp_path_factory):
+    """Another simulator's small corpus: the ``--also`` corpus of a training."""
+    from convert.biosim import biosim_corpus
+
+    out = tmp_path_factory.mktemp("bio") / "bio"
+    biosim_corpus(out, 5, seed=3, duration_s=2.5)
+    return out
+
+
 def trusted(t) -> TrustStore:
     return TrustStore.from_dir(t["trusted"])
 
@@ -316,12 +326,19 @@ def test_input_requantizer_matches_float_arithmetic():
     np.testing.assert_array_equal(r(q), r(q))  # deterministic
 
 
-def test_train_quantize_evaluate_cli(tiny, tmp_path):
+def test_train_quantize_evaluate_cli(tiny, bio, tmp_path):
+    from convert.dataset import split_by_recording
+
     data = tiny["out"] / "build" / "corpus-train"
     ck = tmp_path / "ck"
-    run_nemg("train", "--data", str(data), "--out", str(ck), "--epochs", "1", check=True,
-             timeout=300)
+    proc = run_nemg("train", "--data", str(data), "--also", str(bio), "--out", str(ck),
+                    "--epochs", "1", check=True, timeout=300)
     assert (ck / "model.h5").is_file() and (ck / "training.json").is_file()
+    # another corpus joins every epoch and the validation set
+    assert "also" in proc.stderr and "cuInit" not in proc.stderr
+    t = json.loads((ck / "training.json").read_text())
+    assert t["val_recordings"] == (len(split_by_recording(read_corpus(data), 0.2, 0)[1])
+                                   + len(split_by_recording(read_corpus(bio), 0.2, 0)[1]))
     # without options, nemg train builds the shipped architecture (make model's recipe)
     from convert.architecture import load_checkpoint
     from edge.bundle import Bundle
@@ -399,13 +416,13 @@ def test_model_benchmark_runs():
     assert not chatter, chatter  # TensorFlow's native start-up lines stay off stderr
 
 
-def test_another_corpus_joins_every_epoch_and_the_validation_set(tmp_path):
-    from convert.biosim import biosim_corpus
+def test_another_corpus_joins_every_epoch_and_the_validation_set(tmp_path, bio):
+    """(``nemg train --also``, and the validation set it makes, are checked by
+    :func:`test_train_quantize_evaluate_cli`: one training run for both.)"""
     from convert.dataset import split_by_recording
 
-    small, bio = tmp_path / "small", tmp_path / "bio"
+    small = tmp_path / "small"
     synth_corpus(small, 4, seed=9, duration_s=2.5)
-    biosim_corpus(bio, 5, seed=3, duration_s=2.5)
     also_train, also_val = split_by_recording(read_corpus(bio), 0.2, 0)
     items = read_corpus(small)
     epochs = EpochRecordings(items, small, TrainConfig(fresh_share=1.0), also_train)
@@ -413,12 +430,6 @@ def test_another_corpus_joins_every_epoch_and_the_validation_set(tmp_path):
         assert sum(isinstance(i, FreshRecording) for i in e) == len(items)
         assert [i for i in e if not isinstance(i, FreshRecording)] == also_train
     assert also_val and not set(also_val) & set(also_train)
-    ck = tmp_path / "ck"
-    proc = run_nemg("train", "--data", str(small), "--also", str(bio), "--out", str(ck),
-                    "--epochs", "1", check=True, timeout=300)
-    assert "also" in proc.stderr and "cuInit" not in proc.stderr
-    t = json.loads((ck / "training.json").read_text())
-    assert t["val_recordings"] == len(split_by_recording(items, 0.2, 0)[1]) + len(also_val)
 
 
 def test_source_rate_augmentation_is_what_the_box_reads_from_such_a_file():
