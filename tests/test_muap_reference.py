@@ -73,6 +73,12 @@ def test_a_patient_is_read_against_the_labs_limits_and_its_age_band():
     assert out["limits"]["duration_ms"] == lab[1]["duration_ms"]
     within = interpret(site, age=40, sample_rate_hz=20_000, reference=lab)
     assert any("within the controls' 20–60 years" in e for e in within["evidence"])
+    # a lab file may give single-MUP limits of one parameter only
+    doc = reference_from_controls(_controls(), name="durations only")
+    del doc["single_amplitude_uv"]
+    short = summarize_site([_unit(700, d) for d in (3.0, 3.1, 3.2, 9.0, 9.5, 10.0)])
+    out = interpret(short, sample_rate_hz=20_000, reference=checked_reference(doc, "lab"))
+    assert any("3 units' duration below the single-MUP limit" in e for e in out["evidence"])
 
 
 def test_a_muscle_pools_its_sites_units_and_takes_recruitment_per_site():

@@ -48,7 +48,8 @@ def analyse(x_uv: np.ndarray, fs: float, *, muscle: str | None = None,
     units = [_contained(u, d, x_uv, fs, span) if d["measured"] else d
              for u, d in zip(found, units, strict=True)]
     summary = summarize_site(units)
-    interpretation = NO_UNIT if not units else interpret(summary, muscle, age, fs, reference)
+    interpretation = _no_unit() if not units else interpret(summary, muscle, age, fs,
+                                                            reference)
     return {"sample_rate_hz": fs, "units": units, "summary": summary,
             "interpretation": interpretation}
 
@@ -86,9 +87,11 @@ def _contained(u, d: dict, x_uv: np.ndarray, fs: float,
                                        "does not stand out of its baseline"})
 
 
-NO_UNIT = {"finding": "indeterminate", "reference": None,
-           "evidence": ["no steadily firing motor unit found: is the muscle contracting, and "
-                        "the needle in it?"]}
+def _no_unit() -> dict:
+    """The reading when no unit was found (a new dict each time: callers may add to it)."""
+    return {"finding": "indeterminate", "reference": None,
+            "evidence": ["no steadily firing motor unit found: is the muscle contracting, "
+                         "and the needle in it?"]}
 
 
 def read_muscle(sites: list[dict], *, muscle: str | None = None, age: float | None = None,
@@ -98,7 +101,7 @@ def read_muscle(sites: list[dict], *, muscle: str | None = None, age: float | No
     pooled (:func:`edge.muap.interpretation.summarize_muscle`) and interpreted once."""
     summary = summarize_muscle([r["units"] for r in sites])
     if not any(r["units"] for r in sites):
-        return {"summary": summary, "interpretation": NO_UNIT}
+        return {"summary": summary, "interpretation": _no_unit()}
     rate = min(r["sample_rate_hz"] for r in sites)  # one narrow site under-reads amplitude
     return {"summary": summary,
             "interpretation": interpret(summary, muscle, age, rate, reference)}

@@ -203,12 +203,15 @@ def _outliers(summary: dict, ref: dict, narrow: bool, neuro: dict[str, list[str]
     parameter (duration, amplitude), below it a myopathic one — the same measure as the
     parameter's mean, not another (a narrow band under-reads amplitude: low amplitudes
     are not counted then)."""
-    if "single_duration_ms" not in ref or "unit_durations_ms" not in summary:
+    if "unit_durations_ms" not in summary:
         return
     limit = ref["outliers"]["more_than"]
-    for measure, values, (lo, hi), unit in (
-            ("duration", summary["unit_durations_ms"], ref["single_duration_ms"], "ms"),
-            ("amplitude", summary["unit_amplitudes_uv"], ref["single_amplitude_uv"], "µV")):
+    for measure, values, key, unit in (
+            ("duration", summary["unit_durations_ms"], "single_duration_ms", "ms"),
+            ("amplitude", summary["unit_amplitudes_uv"], "single_amplitude_uv", "µV")):
+        if key not in ref:  # a lab file may give one parameter's limits only
+            continue
+        lo, hi = ref[key]
         high = sum(v > hi for v in values)
         low = 0 if measure == "amplitude" and narrow else sum(v < lo for v in values)
         if high > limit:
