@@ -130,14 +130,25 @@ def trace_svg(x_uv: np.ndarray, points: int = STRIP_POINTS) -> str:
 
 
 def _template_figure(t: dict[str, Any]) -> str:
-    """One unit's template, small; a unit the decomposition could not vouch for greyed."""
+    """One unit's template, small; a unit the decomposition could not vouch for greyed; a
+    measured one with its duration between two dashed markers (``onset_ms``, ``end_ms`` on
+    the thinned template's axis: point k at k × ``point_ms``; edge.muap_live)."""
     v = np.asarray(t["template_uv"], dtype=np.float64)
     valid = t.get("verdict", "valid") == "valid"
     svg = trace_svg(v, points=v.size).replace("#1f4e9c", "#1f4e9c" if valid else "#999")
     label = f"#{t['id']}" + ("" if valid else f" {t['verdict']}")
+    duration = ""
+    if valid and t.get("onset_ms") is not None and t.get("point_ms") and v.size > 1:
+        marks = "".join(
+            f"<line class='dur' x1='{x:.2f}' x2='{x:.2f}' y1='0' y2='20' stroke='#333' "
+            "stroke-width='0.4' stroke-dasharray='1,1' vector-effect='non-scaling-stroke'/>"
+            for x in (min(100.0, 100 * ms / t["point_ms"] / (v.size - 1))
+                      for ms in (t["onset_ms"], t["end_ms"])))
+        svg = svg.replace("</svg>", marks + "</svg>")
+        duration = f" · duration {t['duration_ms']:.1f} ms" if t.get("duration_ms") else ""
     return (f"<figure class='unit'>{svg}<figcaption>{html.escape(label)} · "
             f"±{float(np.max(np.abs(v))) if v.size else 0:.0f} µV, "
-            f"{t.get('template_ms', 0):g} ms</figcaption></figure>")
+            f"{t.get('template_ms', 0):g} ms{duration}</figcaption></figure>")
 
 
 def report_html(log: EventLog, session_id: int) -> str:

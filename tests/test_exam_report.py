@@ -31,7 +31,9 @@ def _session(tmp_path) -> tuple[EventLog, int]:
                         "max_firing_rate_hz": 12.0, "recruitment_ratio": 2.5},
             "evidence": ["mean amplitude 640 µV, duration 9.6 ms: within the limits"],
             "templates": [{"id": 1, "verdict": "valid", "template_ms": 40.0,
-                           "template_uv": [0, 5, -300, 400, -80, 10, 0]},
+                           "template_uv": [0, 5, -300, 400, -80, 10, 0],
+                           "measured": True, "point_ms": 40.0 / 7, "onset_ms": 2 * 40.0 / 7,
+                           "end_ms": 4 * 40.0 / 7, "duration_ms": 11.4},
                           {"id": 2, "verdict": "merged", "template_ms": 40.0,
                            "template_uv": [0, -200, 150, 0]}]}
     log.log(Event("muap", "normal", 200_000, 300_000, 10.0, 15.0, 0.0, 0, json.dumps(muap)))
@@ -47,8 +49,11 @@ def test_the_report_holds_the_session_its_findings_evidence_and_corrections(tmp_
     for text in ("session", "tibialis anterior", "61", "nemg-default 1.6.1", "nemg-fe1",
                  "backed by a train of 7.0 Hz", "complex repetitive", "confirmed",
                  "4 of 6 units measured", "1 gap(s)", "No signal was recorded",
-                 "#1 · ±400 µV, 40 ms", "#2 merged"):
+                 "#1 · ±400 µV, 40 ms · duration 11.4 ms", "#2 merged"):
         assert text in page, text
+    # the measured unit's duration markers at its onset and end (points 2 and 4 of 0–6)
+    assert "<line class='dur' x1='33.33'" in page and "<line class='dur' x1='66.67'" in page
+    assert page.count("class='dur'") == 2  # none on the merged unit
     spontaneous = page.split("<h2>Spontaneous activity")[1].split("<h2>")[0]
     rows = spontaneous.split("<tr>")[1:]
     grid = {r.split("</td>")[0].removeprefix("<td>"): r for r in rows if "<td>" in r}
