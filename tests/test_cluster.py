@@ -7,6 +7,7 @@ Faults are keyed to progress (a recording written, records on disk), never to ti
 from __future__ import annotations
 
 import filecmp
+import functools
 import json
 import math
 import operator
@@ -67,25 +68,6 @@ def same_tree(a: Path, b: Path) -> None:
     assert mismatch == [] and errors == []
 
 
-def _workers_busy(c: Cluster) -> list[int]:
-    """Worker processes of this cluster running one of our tasks (children of its
-    raylets whose title Ray sets to the task's function)."""
-    raylets = {n.all_processes["raylet"][0].process.pid for n in c.list_all_nodes()
-               if "raylet" in n.all_processes}
-    busy = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            title = (d / "cmdline").read_bytes().split(b"\0")[0]
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid in raylets and title.startswith(b"ray::_run_chunk"):
-            busy.append(int(d.name))
-    return busy
-
-
 def _synth_on_cluster(out: Path, progress=None) -> None:
     synth_corpus(out, SYNTH["per_class"], SYNTH["seed"], duration_s=SYNTH["duration_s"],
                  labels=SYNTH["labels"], progress=progress)
@@ -98,19 +80,44 @@ def test_synth_is_the_local_corpus_byte_for_byte(cluster, local_corpus, tmp_path
     assert not (tmp_path / "c" / PARTIAL_DIR).exists()
 
 
+def _die_on_first_attempt(fn, marker: Path, *args):
+    """``fn(*args)``, except that the first job to start anywhere kills its own worker
+    process (SIGKILL, mid-job) and leaves its pid in ``marker``: the fault is keyed to the
+    work, never to time or to which worker happens to be busy."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return fn(*args)
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable: the worker is dead")
+
+
+class _KillsOneWorker(ex.Executor):
+    """The cluster's executor, its jobs wrapped by :func:`_die_on_first_attempt`."""
+
+    def __init__(self, inner: ex.Executor, marker: Path) -> None:
+        self.inner, self.marker = inner, marker
+        self.workers, self.where = inner.workers, inner.where
+
+    def map(self, fn, jobs, **kw):
+        return self.inner.map(functools.partial(_die_on_first_attempt, fn, self.marker),
+                              jobs, **kw)
+
+
 def test_a_worker_killed_mid_job_is_survived(cluster, local_corpus, tmp_path):
-    killed: list[int] = []
-
-    def kill_a_busy_worker(done: int, total: int) -> None:
-        # at the first recording written with a worker busy on a later one
-        if not killed and (busy := _workers_busy(cluster)):
-            os.kill(busy[0], signal.SIGKILL)
-            killed.append(busy[0])
-
-    _synth_on_cluster(tmp_path / "c", kill_a_busy_worker)
-    assert killed  # the fault happened, and every recording is there exactly once
-    same_tree(local_corpus, tmp_path / "c")
-    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    # Ray's workers cannot import this test module: its functions travel by value
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    marker = tmp_path / "killed.pid"
+    out = tmp_path / "c"
+    synth_corpus(out, SYNTH["per_class"], SYNTH["seed"], duration_s=SYNTH["duration_s"],
+                 labels=SYNTH["labels"], ex=_KillsOneWorker(ex.executor(), marker))
+    pid = int(marker.read_text())  # the fault happened: a worker died mid-job ...
+    assert not Path(f"/proc/{pid}").exists() or "Z" in \
+        (Path(f"/proc/{pid}") / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    same_tree(local_corpus, out)  # ... its job was done again, every recording once
+    manifest = json.loads((out / "manifest.json").read_text())
     names = [f["file"] for f in manifest["files"]]
     assert len(names) == len(set(names)) == len(LABELS) * SYNTH["per_class"]
 
