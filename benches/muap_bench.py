@@ -88,7 +88,6 @@ def match_units(found: list[np.ndarray], truth: dict[Any, np.ndarray],
 
 def _r00108(data: Path) -> dict[str, Any] | None:
     from edge.muap.analysis import analyse
-    from edge.muap.decomposition import decompose
     from edge.muap.interpretation import interpret
     from edge.readers import load_recording
 
@@ -98,14 +97,14 @@ def _r00108(data: Path) -> dict[str, Any] | None:
         return None
     rec = load_recording(hea)
     truth = read_eaf(eaf)
-    units = decompose(rec.samples_uv, rec.sample_rate_hz)
-    m = match_units([u.firings_s for u in units], truth, 3e-3)
-    f1 = [m[k][1]["f1"] if k in m else 0.0 for k in truth]
-    valid = measured(units, rec.samples_uv)
-    # the reading nemg muap gives (R00108: biceps brachii of a 25-year-old, normal): against
-    # the generic limb limits, and against the shipped biceps values — those are concentric-
-    # needle values, and R00108 was recorded with a monopolar needle (larger MUAPs)
+    # one decomposition, as nemg muap makes it, for the matching and for the reading
+    # (R00108: biceps brachii of a 25-year-old, normal): against the generic limb limits,
+    # and against the shipped biceps values — those are concentric-needle values, and
+    # R00108 was recorded with a monopolar needle (larger MUAPs)
     reading = analyse(rec.samples_uv, rec.sample_rate_hz, age=25)
+    units = reading["units"]
+    m = match_units([np.asarray(u["firings_s"]) for u in units], truth, 3e-3)
+    f1 = [m[k][1]["f1"] if k in m else 0.0 for k in truth]
     biceps = interpret(reading["summary"], "biceps", 25, rec.sample_rate_hz)
     return {"finding": reading["interpretation"]["finding"],
             "mean_duration_ms": reading["summary"].get("mean_duration_ms"),
@@ -114,7 +113,7 @@ def _r00108(data: Path) -> dict[str, Any] | None:
             "finding_against_biceps_concentric": biceps["finding"],
             "evidence_against_biceps_concentric": biceps["evidence"],
             "expert_units": len(truth), "expert_firings": int(sum(t.size for t in truth.values())),
-            "units_found": len(units), "units_measured": len(valid),
+            "units_found": len(units), "units_measured": reading["summary"]["units"],
             "expert_units_matched": len(m),
             "median_firing_f1": float(np.median(f1)),
             "per_unit": {str(k): {kk: round(v, 3) for kk, v in m[k][1].items()} if k in m

@@ -27,21 +27,19 @@ TEMPLATE, DURATION_AMPLITUDE, RECRUITMENT, FINDING, RASTER, RATES, SITES = (
 def write_report(res: dict[str, Any], out: Path) -> None:
     """Draw ``res`` (``nemg muap``'s analysis of one file: :func:`edge.muap.analysis.analyse`
     plus ``file``, ``muscle``, ``age``) into the PNG ``out``."""
-    plt = _pyplot()
-    fig = report_figure(res)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    _save(report_figure(res), out)
 
 
 def write_muscle_report(res: dict[str, Any], sites: list[dict[str, Any]], out: Path) -> None:
     """Draw a muscle's reading (``nemg muap --one-muscle``: :func:`edge.muap.analysis.
     read_muscle` plus ``muscle``) from its ``sites`` (each site's analysis) into ``out``."""
-    plt = _pyplot()
-    fig = muscle_figure(res, sites)
+    _save(muscle_figure(res, sites), out)
+
+
+def _save(fig, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def muscle_figure(res: dict[str, Any], sites: list[dict[str, Any]]):

@@ -112,13 +112,6 @@ def _muscle_text(res: dict[str, Any]) -> str:
     return "\n".join([head, *_reading(s, i)]) + "\n"
 
 
-def reference_of(path: Path | None) -> tuple[str, dict] | None:
-    """The lab reference ``--reference`` names (checked), or None."""
-    from edge.muap.reference import load_reference
-
-    return None if path is None else load_reference(path)
-
-
 def run(args: argparse.Namespace) -> int:
     from edge.cli.failures import report_failure
 
@@ -126,7 +119,10 @@ def run(args: argparse.Namespace) -> int:
         from edge.errors import ConfigError
 
         raise ConfigError("--scale-uv must be a positive number of µV")
-    reference = reference_of(args.reference)  # a bad lab file stops before any analysis
+    from edge.muap.reference import load_reference
+
+    # a bad lab file stops before any analysis
+    reference = load_reference(args.reference) if args.reference else None
     failed, sites = 0, []
     for path in args.paths:
         try:

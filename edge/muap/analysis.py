@@ -9,10 +9,12 @@ from edge.errors import InputError
 from edge.muap.decomposition import DecompositionConfig, decompose
 from edge.muap.interpretation import interpret, summarize_muscle, summarize_site
 from edge.muap.measures import (
+    MIN_DISCHARGES,
+    discharges,
     duration_sd_ms,
     marked_inside,
     measure,
-    median_template,
+    split_half_sd_ms,
     unit_dict,
 )
 from edge.muap.validity import DEFAULT_VALIDITY, UNCERTAIN, ValidityConfig, train_validity
@@ -69,16 +71,16 @@ def _contained(u, d: dict, x_uv: np.ndarray, fs: float,
     template when it runs past it; flagged uncertain, unmeasured, when neither can mark
     its duration — a duration the markers cannot be placed on is not a short MUAP."""
     wide = (span[0] * WIDE_SPAN_FACTOR, span[1] * WIDE_SPAN_FACTOR)
-    t = median_template(x_uv, fs, u.firings_s, wide)
+    seg = discharges(x_uv, fs, u.firings_s, wide)  # its median, and its halves' medians
+    t = np.median(seg, axis=0) if len(seg) >= MIN_DISCHARGES else None
     m = None if t is None else measure(t, fs, noise_uv=u.template_noise_uv)
-    narrow_ok = marked_inside(d, len(u.template_fine_uv), u.analysis_rate_hz)
-    if m is not None and marked_inside(m, t.size, fs):
-        edge = (span[1] - span[0]) / 8
-        if not narrow_ok or m["onset_ms"] + wide[0] < span[0] + edge \
-                or m["end_ms"] + wide[0] > span[1] - edge:
-            return {**d, **m, "template_uv": [round(float(v), 1) for v in t],
-                    "template_span_ms": list(wide),
-                    "duration_sd_ms": duration_sd_ms(x_uv, fs, u.firings_s, wide)}
+    n, rate = len(u.template_fine_uv), u.analysis_rate_hz
+    narrow_ok = marked_inside(d, n, rate)
+    # the wide template's markers, on the narrow template's axis, inside its inner part?
+    if m is not None and marked_inside(m, t.size, fs) and not (
+            narrow_ok and marked_inside(m, n, rate, shift_ms=wide[0] - span[0])):
+        return {**d, **m, "template_uv": [round(float(v), 1) for v in t],
+                "template_span_ms": list(wide), "duration_sd_ms": split_half_sd_ms(seg, fs)}
     if narrow_ok:
         return {**d, "duration_sd_ms": duration_sd_ms(x_uv, fs, u.firings_s, span)}
     return unit_dict(u, fs, {**d["validity"], "verdict": UNCERTAIN,

@@ -204,8 +204,8 @@ def measure(template_uv: np.ndarray, fs: float, config: MeasureConfig | None = N
             "onset_ms": round(on * ms, 2), "end_ms": round(off * ms, 2)}
 
 
-def _segments(x_uv: np.ndarray, fs: float, firings_s: np.ndarray,
-              span_ms: tuple[float, float]) -> np.ndarray:
+def discharges(x_uv: np.ndarray, fs: float, firings_s: np.ndarray,
+               span_ms: tuple[float, float]) -> np.ndarray:
     """The signal ``span_ms`` around each firing that lies wholly inside it (rows)."""
     a, b = round(-span_ms[0] * fs / 1000), round(span_ms[1] * fs / 1000)
     at = np.round(np.asarray(firings_s) * fs).astype(np.int64)
@@ -213,42 +213,43 @@ def _segments(x_uv: np.ndarray, fs: float, firings_s: np.ndarray,
     return np.stack([x_uv[i - a: i + b] for i in at]) if at.size else np.zeros((0, a + b))
 
 
-def median_template(x_uv: np.ndarray, fs: float, firings_s: np.ndarray,
-                    span_ms: tuple[float, float]) -> np.ndarray | None:
-    """The median of a unit's discharges over ``span_ms`` at the file's rate ``fs``; None
-    with fewer than :data:`MIN_WIDE_DISCHARGES` discharges inside the signal."""
-    seg = _segments(x_uv, fs, firings_s, span_ms)
-    return np.median(seg, axis=0) if len(seg) >= MIN_WIDE_DISCHARGES else None
+MIN_DISCHARGES = 16
+"""Discharges a median template needs for the analysis's own measures (8 a half for the
+split-half uncertainty)."""
 
 
-MIN_WIDE_DISCHARGES = 16
-"""Discharges a median template needs (8 a half for :func:`duration_sd_ms`)."""
-
-
-def marked_inside(m: dict, n_samples: int, fs: float) -> bool:
-    """Whether :func:`measure` could place the duration's markers, and inside the part of
-    the template that is not its baseline (the first and last eighth, where the noise and
-    the baseline are measured): a MUAP that runs into them is longer than its template."""
+def marked_inside(m: dict, n_samples: int, fs: float, shift_ms: float = 0.0) -> bool:
+    """Whether :func:`measure` could place the duration's markers (``shift_ms`` later on
+    the axis of a template of ``n_samples`` at ``fs``), and inside the part of that
+    template that is not its baseline (the first and last eighth, where the noise and the
+    baseline are measured): a MUAP that runs into them is longer than the template."""
     if m["onset_ms"] is None:
         return False
     edge_ms = max(1, n_samples // 8) * 1000.0 / fs
-    return m["onset_ms"] >= edge_ms and m["end_ms"] <= n_samples * 1000.0 / fs - edge_ms
+    return (m["onset_ms"] + shift_ms >= edge_ms
+            and m["end_ms"] + shift_ms <= n_samples * 1000.0 / fs - edge_ms)
+
+
+def split_half_sd_ms(seg: np.ndarray, fs: float, config: MeasureConfig | None = None
+                     ) -> float | None:
+    """The uncertainty of a duration (ms) from a unit's discharges ``seg`` (rows, at
+    ``fs``): half the difference between the durations of the median of its odd and of its
+    even discharges. Two independent halves each carry √2 × the full template's noise, so
+    their difference spreads twice as much as the full template's duration does (a
+    split-half estimate). None with fewer than 8 discharges a half."""
+    if len(seg) < MIN_DISCHARGES:
+        return None
+    d = [measure(np.median(half, axis=0), fs, config)["duration_ms"]
+         for half in (seg[::2], seg[1::2])]
+    return round(abs(d[0] - d[1]) / 2, 2)
 
 
 def duration_sd_ms(x_uv: np.ndarray, fs: float, firings_s: np.ndarray,
                    span_ms: tuple[float, float], config: MeasureConfig | None = None
                    ) -> float | None:
-    """The uncertainty of a unit's duration (ms): half the difference between the durations
-    of the median of its odd and of its even discharges (``span_ms`` around each firing, at
-    the file's rate ``fs``). Two independent halves each carry √2 × the full template's
-    noise, so their difference spreads twice as much as the full template's duration does
-    (a split-half estimate). None with fewer than 8 discharges a half."""
-    seg = _segments(x_uv, fs, firings_s, span_ms)
-    if len(seg) < MIN_WIDE_DISCHARGES:
-        return None
-    d = [measure(np.median(half, axis=0), fs, config)["duration_ms"]
-         for half in (seg[::2], seg[1::2])]
-    return round(abs(d[0] - d[1]) / 2, 2)
+    """:func:`split_half_sd_ms` of the discharges ``span_ms`` around each firing, at the
+    file's rate ``fs``."""
+    return split_half_sd_ms(discharges(x_uv, fs, firings_s, span_ms), fs, config)
 
 
 def firing_stats(firings_s: np.ndarray) -> dict[str, float]:

@@ -21,6 +21,7 @@ sourced, not fitted:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -47,15 +48,21 @@ PAIRS = ("amplitude_uv", "duration_ms", "polyphasic_share")
 SINGLE_PAIRS = ("single_amplitude_uv", "single_duration_ms")
 MAX_AGE = 130.0
 UPPER_BOUND = {"amplitude_uv": 1e5, "duration_ms": 100.0, "polyphasic_share": 1.0,
-               "single_amplitude_uv": 1e5, "single_duration_ms": 100.0}
-"""Largest value a limit may have (a file past these is not a MUAP reference)."""
+               "single_amplitude_uv": 1e5, "single_duration_ms": 100.0, "ages": MAX_AGE}
+"""Largest value a limit (or the controls' oldest age) may have (a file past these is not
+a MUAP reference)."""
+
+
+@functools.cache
+def _shipped_text() -> str:
+    from importlib import resources
+
+    return resources.files("edge").joinpath("data", REFERENCE_FILE).read_text()
 
 
 def shipped_table() -> dict:
-    """``edge/data/muap_reference.json``."""
-    from importlib import resources
-
-    return json.loads(resources.files("edge").joinpath("data", REFERENCE_FILE).read_text())
+    """``edge/data/muap_reference.json`` (read once a process; a new dict each call)."""
+    return json.loads(_shipped_text())
 
 
 def _rules(table: dict) -> dict:
@@ -109,14 +116,8 @@ def checked_reference(doc: object, where: str) -> tuple[str, dict]:
     ref = {k: _pair(doc, k, where) for k in PAIRS}
     ref |= {k: _pair(doc, k, where) for k in SINGLE_PAIRS if k in doc}
     ref["source"] = str(doc.get("source", ""))[:500]
-    if doc.get("ages") is not None:
-        ages = doc["ages"]
-        if (not isinstance(ages, list) or len(ages) != 2
-                or not all(isinstance(a, int | float) and not isinstance(a, bool)
-                           and math.isfinite(a) for a in ages)
-                or not 0 <= ages[0] <= ages[1] <= MAX_AGE):
-            raise InputError(f"{where}: 'ages' must be [youngest, oldest] in years")
-        ref["ages"] = [float(ages[0]), float(ages[1])]
+    if doc.get("ages") is not None:  # the controls' youngest and oldest, in years
+        ref["ages"] = _pair(doc, "ages", where)
     return name, {**ref, **_rules(shipped_table())}
 
 
