@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge.muap.measures import MeasureConfig
-from edge.muap.reference import reference_values
+from edge.muap.reference import PAIRS, SINGLE_PAIRS, reference_values
 from edge.muap.validity import MERGED, UNCERTAIN
 
 MIN_UNITS = 3
@@ -162,15 +162,11 @@ def interpret(summary: dict, muscle: str | None = None, age: float | None = None
             "evidence": evidence}
 
 
-LIMIT_KEYS = ("amplitude_uv", "duration_ms", "polyphasic_share", "single_amplitude_uv",
-              "single_duration_ms")
-
-
 def limits_of(ref: dict) -> dict:
     """The limits a reading was made against, as the report and the page draw them:
     [lower, upper] of a site's mean amplitude, duration and polyphasic share, the
     single-MUP limits where the reference has them, and the recruitment ratio's limit."""
-    return {**{k: list(ref[k]) for k in LIMIT_KEYS if k in ref},
+    return {**{k: list(ref[k]) for k in (*PAIRS, *SINGLE_PAIRS) if k in ref},
             "recruitment_reduced_above": ref["recruitment"]["reduced_above"]}
 
 
